@@ -1,0 +1,312 @@
+//! The change event model: what the capture worker produces from the binlog and every output
+//! format is encoded from.
+//!
+//! A [`ChangeEvent`] is one record of the stream: a row change, a DDL statement, a transaction
+//! boundary or a heartbeat. Row images are plain vectors of [`Value`]s in the table's column
+//! order; the column names and keys live once per table version in a shared [`TableSchema`],
+//! not in every row.
+//!
+//! # Identity
+//!
+//! Every event has an idempotency key built from where it is in the source: the transaction
+//! (its GTID, or the binlog position of its BEGIN when the server has no GTIDs) and the event's
+//! index within that transaction. Re-reading the same binlog produces the same keys, which is
+//! how the worker recognises what it already produced after a crash.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::InvalidInput;
+use crate::position::Position;
+use crate::value::Value;
+
+/// A table, by database and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectName {
+    pub database: String,
+    pub table: String,
+}
+
+impl fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.database, self.table)
+    }
+}
+
+/// One column of a table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    /// The column type as the source declares it, e.g. `decimal(10,2)`, `int unsigned`.
+    pub source_type: String,
+    pub nullable: bool,
+}
+
+/// A table's columns and key at one point of the schema history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableSchema {
+    name: ObjectName,
+    columns: Vec<Column>,
+    /// Indexes into `columns` of the primary key (or the first unique key), in key order;
+    /// empty for a table without a key.
+    key: Vec<usize>,
+}
+
+impl TableSchema {
+    pub fn new(
+        name: ObjectName,
+        columns: Vec<Column>,
+        key: Vec<usize>,
+    ) -> Result<Self, InvalidInput> {
+        if columns.is_empty() {
+            return Err(InvalidInput::new(
+                "columns",
+                "a table has at least one column",
+                "check the table definition",
+            ));
+        }
+        if let Some(bad) = key.iter().find(|k| **k >= columns.len()) {
+            return Err(InvalidInput::new(
+                "key",
+                format!(
+                    "key column index {bad} is past the {} columns",
+                    columns.len()
+                ),
+                "key indexes refer to positions in `columns`",
+            ));
+        }
+        Ok(Self { name, columns, key })
+    }
+
+    pub fn name(&self) -> &ObjectName {
+        &self.name
+    }
+
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+
+    pub fn key(&self) -> &[usize] {
+        &self.key
+    }
+
+    /// The index of the column called `name`.
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+}
+
+/// A row operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// A row change: the table, the operation and the images it needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowChange {
+    table: Arc<TableSchema>,
+    operation: Operation,
+    before: Option<Vec<Value>>,
+    after: Option<Vec<Value>>,
+}
+
+impl RowChange {
+    pub fn insert(table: Arc<TableSchema>, after: Vec<Value>) -> Result<Self, InvalidInput> {
+        Self::build(table, Operation::Insert, None, Some(after))
+    }
+
+    pub fn update(
+        table: Arc<TableSchema>,
+        before: Vec<Value>,
+        after: Vec<Value>,
+    ) -> Result<Self, InvalidInput> {
+        Self::build(table, Operation::Update, Some(before), Some(after))
+    }
+
+    pub fn delete(table: Arc<TableSchema>, before: Vec<Value>) -> Result<Self, InvalidInput> {
+        Self::build(table, Operation::Delete, Some(before), None)
+    }
+
+    fn build(
+        table: Arc<TableSchema>,
+        operation: Operation,
+        before: Option<Vec<Value>>,
+        after: Option<Vec<Value>>,
+    ) -> Result<Self, InvalidInput> {
+        let width = table.columns.len();
+        for (field, image) in [("before", &before), ("after", &after)] {
+            if let Some(values) = image
+                && values.len() != width
+            {
+                return Err(InvalidInput::new(
+                    field,
+                    format!(
+                        "the {field} image of {} has {} values for {width} columns",
+                        table.name,
+                        values.len()
+                    ),
+                    "the schema history is out of step with the binlog; rebuild it from the source catalog",
+                ));
+            }
+        }
+        Ok(Self {
+            table,
+            operation,
+            before,
+            after,
+        })
+    }
+
+    pub fn table(&self) -> &Arc<TableSchema> {
+        &self.table
+    }
+
+    pub fn operation(&self) -> Operation {
+        self.operation
+    }
+
+    pub fn before(&self) -> Option<&[Value]> {
+        self.before.as_deref()
+    }
+
+    pub fn after(&self) -> Option<&[Value]> {
+        self.after.as_deref()
+    }
+
+    /// The key values of the row: from the after image, or the before image of a delete.
+    pub fn key_values(&self) -> Vec<&Value> {
+        let image = self.after.as_ref().or(self.before.as_ref());
+        image.map_or_else(Vec::new, |values| {
+            self.table.key.iter().map(|k| &values[*k]).collect()
+        })
+    }
+}
+
+/// What an event is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ChangeKind {
+    Begin,
+    Row(RowChange),
+    Ddl {
+        /// The default database the statement ran in.
+        database: Option<String>,
+        statement: String,
+    },
+    Commit {
+        /// The XID of the commit event, when the engine is transactional.
+        xid: Option<u64>,
+    },
+    Heartbeat,
+}
+
+/// Which transaction an event belongs to, and where in it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TransactionRef {
+    /// The GTID of the transaction, or `file:offset` of its first event without GTIDs.
+    pub id: String,
+    /// The 0-based index of this event within the transaction (BEGIN is 0).
+    pub event_index: u32,
+}
+
+/// One record of the change stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeEvent {
+    /// Where the event is in the source's binlog.
+    pub position: Position,
+    /// The server that wrote the event.
+    pub server_id: u32,
+    /// When the source executed it (binlog event time, second precision).
+    pub timestamp: DateTime<Utc>,
+    /// The transaction, for everything but heartbeats.
+    pub transaction: Option<TransactionRef>,
+    pub kind: ChangeKind,
+}
+
+impl ChangeEvent {
+    /// A key that is the same every time this event is read from the binlog, and differs from
+    /// every other event's: `{transaction id}/{event index}`, or `hb/{position}` for heartbeats.
+    pub fn idempotency_key(&self) -> String {
+        match &self.transaction {
+            Some(t) => format!("{}/{}", t.id, t.event_index),
+            None => format!("hb/{}", self.position),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> Arc<TableSchema> {
+        let col = |name: &str| Column {
+            name: name.into(),
+            source_type: "int".into(),
+            nullable: false,
+        };
+        Arc::new(
+            TableSchema::new(
+                ObjectName {
+                    database: "shop".into(),
+                    table: "orders".into(),
+                },
+                vec![col("id"), col("total"), col("region")],
+                vec![2, 0],
+            )
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn images_must_fit_the_table() {
+        let t = table();
+        assert!(RowChange::insert(t.clone(), vec![Value::Int(1); 3]).is_ok());
+        let err = RowChange::update(t.clone(), vec![Value::Int(1); 3], vec![Value::Int(1); 2])
+            .unwrap_err();
+        assert_eq!(err.field(), "after");
+        assert!(TableSchema::new(t.name().clone(), t.columns().to_vec(), vec![3]).is_err());
+    }
+
+    #[test]
+    fn keys_in_key_order() {
+        let rc = RowChange::delete(
+            table(),
+            vec![Value::Int(7), Value::Int(100), Value::String("eu".into())],
+        )
+        .unwrap();
+        assert_eq!(
+            rc.key_values(),
+            vec![&Value::String("eu".into()), &Value::Int(7)]
+        );
+        assert_eq!(rc.after(), None);
+        assert_eq!(table().column_index("total"), Some(1));
+    }
+
+    #[test]
+    fn idempotency_keys() {
+        let position: Position = "binlog.000001:300@0-1-9".parse().unwrap();
+        let mut e = ChangeEvent {
+            position: position.clone(),
+            server_id: 1,
+            timestamp: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            transaction: Some(TransactionRef {
+                id: "0-1-9".into(),
+                event_index: 3,
+            }),
+            kind: ChangeKind::Commit { xid: Some(44) },
+        };
+        assert_eq!(e.idempotency_key(), "0-1-9/3");
+        e.transaction = None;
+        e.kind = ChangeKind::Heartbeat;
+        assert_eq!(e.idempotency_key(), "hb/binlog.000001:300@0-1-9");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["kind"]["kind"], "heartbeat");
+    }
+}

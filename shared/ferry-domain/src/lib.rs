@@ -1,0 +1,32 @@
+//! Ferry's domain: the vocabulary every other crate speaks, with no I/O.
+//!
+//! - [`id`]: prefixed, opaque identifiers (`ins_…`, `tsk_…`, `cg_…`, `wkr_…`).
+//! - [`instance`]: an instance, its mode, class and billing, and the lifecycle rules of
+//!   pay-as-you-go and subscription instances (expiry, release, renewal).
+//! - [`task`]: the task of an instance and its state machine. Every allowed transition is
+//!   written out; every other one is a [`task::TransitionError`].
+//! - [`consumer_group`]: consumer groups and the rules for their names and credentials.
+//! - [`endpoint`]: source and target database endpoints.
+//! - [`selection`]: which databases, tables, columns and operations a task carries, with
+//!   wildcard matching.
+//! - [`position`] and [`gtid`]: binlog positions (file + offset + GTID set) in MariaDB's and
+//!   MySQL's forms, printable, parseable and comparable.
+//! - [`change`] and [`value`]: the change event model, with exact typed column values.
+//!
+//! Everything that can be wrong in input is an [`InvalidInput`], which names the field, says
+//! what is wrong and how to fix it.
+
+pub mod change;
+pub mod consumer_group;
+pub mod endpoint;
+pub mod gtid;
+pub mod id;
+pub mod instance;
+pub mod position;
+pub mod selection;
+pub mod task;
+pub mod value;
+
+mod invalid;
+
+pub use invalid::InvalidInput;

@@ -1,0 +1,384 @@
+//! Exact column values.
+//!
+//! Every MySQL/MariaDB column type maps to one variant that keeps the value exactly as the
+//! source stored it: DECIMAL as its digits, unsigned integers without overflow, temporal values
+//! field by field (so zero dates and `'0000-00-00'` survive), ENUM and SET with their names,
+//! BIT with its width, JSON as JSON text, binary strings as bytes. The output formats decide how
+//! to print them (DECIMAL as a string, binary as base64, …); nothing is lost before that.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::InvalidInput;
+
+/// A column value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "value", rename_all = "snake_case")]
+pub enum Value {
+    Null,
+    /// TINYINT … BIGINT, signed.
+    Int(i64),
+    /// TINYINT … BIGINT UNSIGNED.
+    UInt(u64),
+    Float(f32),
+    Double(f64),
+    Decimal(Decimal),
+    /// CHAR, VARCHAR, TEXT, already converted from the column's charset.
+    String(String),
+    /// BINARY, VARBINARY, BLOB; and text of a charset Ferry cannot convert, kept raw.
+    Bytes(Vec<u8>),
+    Date(Date),
+    Time(Time),
+    DateTime(DateTime),
+    /// TIMESTAMP: an instant, seconds and microseconds since the Unix epoch, UTC.
+    Timestamp(Timestamp),
+    Year(u16),
+    Bit(Bits),
+    Enum(EnumValue),
+    Set(SetValue),
+    /// JSON, as JSON text (MySQL's binary JSON is converted to text by the decoder).
+    Json(String),
+    /// GEOMETRY and its subtypes, as MySQL's internal form (SRID + WKB).
+    Geometry(Vec<u8>),
+}
+
+/// An exact decimal number as digits: `-?[0-9]+(\.[0-9]+)?`, scale as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Decimal(String);
+
+impl Decimal {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Decimal {
+    type Error = InvalidInput;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        let digits = s.strip_prefix('-').unwrap_or(&s);
+        let (int, frac) = match digits.split_once('.') {
+            Some((i, f)) => (i, Some(f)),
+            None => (digits, None),
+        };
+        let all_digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        if !all_digits(int) || frac.is_some_and(|f| !all_digits(f)) || s.len() > 200 {
+            return Err(InvalidInput::new(
+                "decimal",
+                format!(
+                    "`{}` is not a decimal number",
+                    s.chars().take(40).collect::<String>()
+                ),
+                "a decimal is digits with an optional sign and fraction, like -12.50",
+            ));
+        }
+        Ok(Self(s))
+    }
+}
+
+impl From<Decimal> for String {
+    fn from(d: Decimal) -> String {
+        d.0
+    }
+}
+
+impl fmt::Display for Decimal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A DATE, field by field; any field may be zero, as MySQL allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Date {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+}
+
+impl Date {
+    /// `0000-00-00`.
+    pub fn is_zero(&self) -> bool {
+        self.year == 0 && self.month == 0 && self.day == 0
+    }
+
+    /// Whether it is a real calendar date (no zero part, the day exists in that month).
+    pub fn is_calendar_date(&self) -> bool {
+        chrono::NaiveDate::from_ymd_opt(self.year.into(), self.month.into(), self.day.into())
+            .is_some()
+            && self.year > 0
+    }
+}
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+/// A TIME: a signed duration of up to 838:59:59.999999.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Time {
+    pub negative: bool,
+    pub hours: u16,
+    pub minutes: u8,
+    pub seconds: u8,
+    pub micros: u32,
+}
+
+impl fmt::Display for Time {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.negative {
+            f.write_str("-")?;
+        }
+        write!(
+            f,
+            "{:02}:{:02}:{:02}",
+            self.hours, self.minutes, self.seconds
+        )?;
+        write_micros(f, self.micros)
+    }
+}
+
+/// A DATETIME: a wall-clock reading without a time zone; date parts may be zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DateTime {
+    pub date: Date,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+    pub micros: u32,
+}
+
+impl DateTime {
+    pub fn is_zero(&self) -> bool {
+        self.date.is_zero()
+            && self.hour == 0
+            && self.minute == 0
+            && self.second == 0
+            && self.micros == 0
+    }
+}
+
+impl fmt::Display for DateTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {:02}:{:02}:{:02}",
+            self.date, self.hour, self.minute, self.second
+        )?;
+        write_micros(f, self.micros)
+    }
+}
+
+/// A TIMESTAMP: an instant. `seconds == 0 && micros == 0` is MySQL's zero timestamp
+/// (`0000-00-00 00:00:00`), which is not the Unix epoch: MySQL cannot store the epoch itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Timestamp {
+    pub seconds: i64,
+    pub micros: u32,
+}
+
+impl Timestamp {
+    pub fn is_zero(&self) -> bool {
+        self.seconds == 0 && self.micros == 0
+    }
+
+    /// The instant in UTC, or `None` for the zero timestamp.
+    pub fn to_utc(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        if self.is_zero() {
+            return None;
+        }
+        chrono::DateTime::from_timestamp(self.seconds, self.micros * 1_000)
+    }
+}
+
+/// Writes `.ffffff` when there is a fraction, with trailing zeros trimmed.
+fn write_micros(f: &mut fmt::Formatter<'_>, micros: u32) -> fmt::Result {
+    if micros == 0 {
+        return Ok(());
+    }
+    let digits = format!("{micros:06}");
+    write!(f, ".{}", digits.trim_end_matches('0'))
+}
+
+/// A BIT(n) value: `width` bits, big-endian bytes as MySQL stores them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Bits {
+    pub width: u8,
+    pub bytes: Vec<u8>,
+}
+
+impl Bits {
+    /// The value as an integer (BIT is at most 64 bits wide).
+    pub fn to_u64(&self) -> u64 {
+        self.bytes
+            .iter()
+            .rev()
+            .take(8)
+            .rev()
+            .fold(0, |acc, b| (acc << 8) | u64::from(*b))
+    }
+}
+
+/// An ENUM value: its 1-based index and its name (index 0 is the empty error value MySQL
+/// stores for invalid input in non-strict mode).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct EnumValue {
+    pub index: u16,
+    pub name: String,
+}
+
+/// A SET value: the bitmask and the names of its members, in definition order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SetValue {
+    pub mask: u64,
+    pub names: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_exact_strings() {
+        for ok in [
+            "0",
+            "-12.50",
+            "99999999999999999999999999999999999999.123456789",
+        ] {
+            assert_eq!(Decimal::try_from(ok.to_owned()).unwrap().as_str(), ok);
+        }
+        for bad in ["", "-", "1.", ".5", "1e5", "1.2.3", "NaN", "+1"] {
+            assert!(Decimal::try_from(bad.to_owned()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn temporal_display_keeps_zero_and_fraction() {
+        let zero = DateTime {
+            date: Date {
+                year: 0,
+                month: 0,
+                day: 0,
+            },
+            hour: 0,
+            minute: 0,
+            second: 0,
+            micros: 0,
+        };
+        assert!(zero.is_zero());
+        assert_eq!(zero.to_string(), "0000-00-00 00:00:00");
+        let dt = DateTime {
+            date: Date {
+                year: 2024,
+                month: 2,
+                day: 29,
+            },
+            hour: 23,
+            minute: 59,
+            second: 58,
+            micros: 120_000,
+        };
+        assert_eq!(dt.to_string(), "2024-02-29 23:59:58.12");
+        assert!(dt.date.is_calendar_date());
+        assert!(
+            !Date {
+                year: 2023,
+                month: 2,
+                day: 29
+            }
+            .is_calendar_date()
+        );
+        assert!(
+            !Date {
+                year: 2023,
+                month: 0,
+                day: 1
+            }
+            .is_calendar_date()
+        );
+        let t = Time {
+            negative: true,
+            hours: 838,
+            minutes: 59,
+            seconds: 59,
+            micros: 1,
+        };
+        assert_eq!(t.to_string(), "-838:59:59.000001");
+        assert_eq!(
+            Timestamp {
+                seconds: 0,
+                micros: 0
+            }
+            .to_utc(),
+            None
+        );
+        assert_eq!(
+            Timestamp {
+                seconds: 1_709_212_455,
+                micros: 678_000
+            }
+            .to_utc()
+            .unwrap()
+            .to_rfc3339(),
+            "2024-02-29T13:14:15.678+00:00"
+        );
+    }
+
+    #[test]
+    fn bits_as_integers() {
+        assert_eq!(
+            Bits {
+                width: 1,
+                bytes: vec![1]
+            }
+            .to_u64(),
+            1
+        );
+        assert_eq!(
+            Bits {
+                width: 12,
+                bytes: vec![0x0a, 0xbc]
+            }
+            .to_u64(),
+            0xabc
+        );
+        assert_eq!(
+            Bits {
+                width: 64,
+                bytes: vec![0xff; 8]
+            }
+            .to_u64(),
+            u64::MAX
+        );
+    }
+
+    #[test]
+    fn values_round_trip_through_json() {
+        let values = vec![
+            Value::Null,
+            Value::UInt(u64::MAX),
+            Value::Int(i64::MIN),
+            Value::Decimal(Decimal::try_from("-0.001".to_owned()).unwrap()),
+            Value::Bytes(vec![0, 255]),
+            Value::Enum(EnumValue {
+                index: 2,
+                name: "b".into(),
+            }),
+            Value::Set(SetValue {
+                mask: 5,
+                names: vec!["a".into(), "c".into()],
+            }),
+            Value::Json(r#"{"a": [1, 2.5, null]}"#.into()),
+            Value::Timestamp(Timestamp {
+                seconds: 1,
+                micros: 5,
+            }),
+        ];
+        let json = serde_json::to_string(&values).unwrap();
+        assert_eq!(serde_json::from_str::<Vec<Value>>(&json).unwrap(), values);
+    }
+}
