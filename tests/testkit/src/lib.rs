@@ -1,0 +1,264 @@
+//! The test harness: every test gets its own slice of the local stack.
+//!
+//! ```no_run
+//! # async fn t() -> anyhow::Result<()> {
+//! let ctx = ferry_testkit::TestContext::spawn().await?;
+//! let mut conn = ctx.mysql().await?;          // admin connection, default database = ctx's own
+//! let pg = ctx.postgres().await?;             // connected to ctx's own PostgreSQL database
+//! let topic = ctx.topic("changes");           // `t_<id>_changes`, unique to this test
+//! let dynamo = ctx.dynamodb().await;          // table ctx.dynamo_table() exists
+//! # Ok(()) }
+//! ```
+//!
+//! Isolation is by name: each [`TestContext`] has a random id and creates a MariaDB database, a
+//! PostgreSQL database and a DynamoDB table named after it, and prefixes its Kafka topics and
+//! groups with it. Tests run in parallel (nextest runs each in its own process) without
+//! seeing each other. Dropping the context removes what it created, unless
+//! `FERRY_TEST_KEEP=1` is set, which keeps it to look at after a failure.
+//!
+//! The endpoints come from the environment (`eval "$(infra/local/stack env)"`), or, when it
+//! has none, from the `.stack/env` file that `infra/local/stack up` writes, so
+//! `cargo nextest run` works in a fresh shell too.
+
+mod env;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use mysql_async::prelude::Queryable;
+use rdkafka::ClientConfig;
+
+pub use env::StackEnv;
+
+/// One test's slice of the stack.
+#[derive(Debug)]
+pub struct TestContext {
+    id: String,
+    env: StackEnv,
+    dynamo_table: String,
+    keep: bool,
+}
+
+impl TestContext {
+    /// Creates this test's databases and table.
+    pub async fn spawn() -> Result<Self> {
+        let env = StackEnv::load()?;
+        let short = uuid::Uuid::new_v4().simple().to_string();
+        let id = format!("t_{}", &short[..12]);
+        let ctx = Self {
+            dynamo_table: format!("ferry-{}", id.replace('_', "-")),
+            id,
+            env,
+            keep: std::env::var("FERRY_TEST_KEEP").is_ok_and(|v| v == "1"),
+        };
+        ctx.create_mysql_database().await?;
+        ctx.create_postgres_database().await?;
+        ctx.create_dynamo_table().await?;
+        Ok(ctx)
+    }
+
+    /// The context's unique id (`t_` and 12 hex digits); also the name of its databases.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn env(&self) -> &StackEnv {
+        &self.env
+    }
+
+    /// The MariaDB database of this test.
+    pub fn mysql_database(&self) -> &str {
+        &self.id
+    }
+
+    /// The PostgreSQL database of this test.
+    pub fn postgres_database(&self) -> &str {
+        &self.id
+    }
+
+    /// The DynamoDB table of this test (keys `pk` and `sk`, both strings).
+    pub fn dynamo_table(&self) -> &str {
+        &self.dynamo_table
+    }
+
+    /// A topic name unique to this test.
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}_{name}", self.id)
+    }
+
+    /// A consumer group id unique to this test.
+    pub fn group(&self, name: &str) -> String {
+        format!("{}_{name}", self.id)
+    }
+
+    /// An admin connection to MariaDB with this test's database as the default.
+    pub async fn mysql(&self) -> Result<mysql_async::Conn> {
+        let opts = self.env.mysql_opts(Some(&self.id));
+        mysql_async::Conn::new(opts)
+            .await
+            .context("connecting to the stack's MariaDB")
+    }
+
+    /// A connection to this test's PostgreSQL database.
+    pub async fn postgres(&self) -> Result<tokio_postgres::Client> {
+        self.env.postgres(&self.id).await
+    }
+
+    /// A Kafka client configuration pointing at the stack's broker.
+    pub fn kafka_config(&self) -> ClientConfig {
+        self.env.kafka_config()
+    }
+
+    /// A DynamoDB client for the local endpoint.
+    pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        self.env.dynamodb().await
+    }
+
+    async fn create_mysql_database(&self) -> Result<()> {
+        let mut conn = mysql_async::Conn::new(self.env.mysql_opts(None))
+            .await
+            .context("connecting to the stack's MariaDB; is it up? (infra/local/stack up)")?;
+        conn.query_drop(format!("CREATE DATABASE `{}`", self.id))
+            .await?;
+        conn.disconnect().await?;
+        Ok(())
+    }
+
+    async fn create_postgres_database(&self) -> Result<()> {
+        let client = self.env.postgres("postgres").await?;
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{}\"", self.id))
+            .await
+            .context("creating the test's PostgreSQL database")?;
+        Ok(())
+    }
+
+    async fn create_dynamo_table(&self) -> Result<()> {
+        let client = self.env.dynamodb().await;
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+        };
+        let key = |name: &str, kind| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+        };
+        client
+            .create_table()
+            .table_name(&self.dynamo_table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("pk")?)
+            .attribute_definitions(attr("sk")?)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .send()
+            .await
+            .context("creating the test's DynamoDB table on the local AWS endpoint")?;
+        Ok(())
+    }
+
+    /// Removes the databases, topics and table of this test.
+    pub async fn cleanup(&self) -> Result<()> {
+        let mut conn = mysql_async::Conn::new(self.env.mysql_opts(None)).await?;
+        conn.query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.id))
+            .await?;
+        conn.disconnect().await?;
+
+        let pg = self.env.postgres("postgres").await?;
+        pg.batch_execute(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.id
+        ))
+        .await?;
+
+        self.env
+            .dynamodb()
+            .await
+            .delete_table()
+            .table_name(&self.dynamo_table)
+            .send()
+            .await?;
+
+        self.delete_topics().await
+    }
+
+    async fn delete_topics(&self) -> Result<()> {
+        use rdkafka::admin::{AdminClient, AdminOptions};
+        use rdkafka::client::DefaultClientContext;
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+
+        let consumer: BaseConsumer = self.kafka_config().create()?;
+        let prefix = format!("{}_", self.id);
+        let metadata = tokio::task::spawn_blocking(move || {
+            consumer.fetch_metadata(None, Duration::from_secs(10))
+        })
+        .await??;
+        let ours: Vec<String> = metadata
+            .topics()
+            .iter()
+            .map(|t| t.name().to_owned())
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        if ours.is_empty() {
+            return Ok(());
+        }
+        let admin: AdminClient<DefaultClientContext> = self.kafka_config().create()?;
+        let names: Vec<&str> = ours.iter().map(String::as_str).collect();
+        admin.delete_topics(&names, &AdminOptions::new()).await?;
+        Ok(())
+    }
+}
+
+impl Drop for TestContext {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!("FERRY_TEST_KEEP=1: keeping test context {}", self.id);
+            return;
+        }
+        // Drop cannot await, and may run inside a runtime: clean up on a thread of its own.
+        let ctx = Self {
+            id: self.id.clone(),
+            env: self.env.clone(),
+            dynamo_table: self.dynamo_table.clone(),
+            keep: true,
+        };
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(ctx.cleanup())
+        })
+        .join();
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("cleaning up test context {}: {e:#}", self.id),
+            Err(_) => eprintln!("cleaning up test context {} panicked", self.id),
+        }
+    }
+}
+
+/// Retries `f` until it returns `Some`, or fails after `timeout` with `what` in the message.
+/// For waiting on asynchronous effects (a rebalance, a record arriving), never for timing.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await? {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
