@@ -5,6 +5,7 @@
 //!   pay-as-you-go and subscription instances (expiry, release, renewal).
 //! - [`task`]: the task of an instance and its state machine. Every allowed transition is
 //!   written out; every other one is a [`task::TransitionError`].
+//! - [`task_config`]: a task's source, target, objects and delivery options.
 //! - [`consumer_group`]: consumer groups and the rules for their names and credentials.
 //! - [`endpoint`]: source and target database endpoints.
 //! - [`selection`]: which databases, tables, columns and operations a task carries, with
@@ -25,6 +26,7 @@ pub mod instance;
 pub mod position;
 pub mod selection;
 pub mod task;
+pub mod task_config;
 pub mod value;
 
 mod invalid;

@@ -13,10 +13,12 @@
 //! | headers | records carry their idempotency key and source position as headers |
 //!
 //! Known gaps of nisshi 0.8.1 that Ferry works around (see docs/broker.md): no transactions,
-//! no CreatePartitions, no ACLs, no SASL PLAIN; DescribeGroups answers without members (a
-//! reproduction is below, marked as a known broker defect); DescribeConfigs answers no entries.
+//! no CreatePartitions, no ACLs, no SASL PLAIN; DescribeGroups answers members without their details
+//! or assignments (a reproduction is below, marked as a known broker defect); DescribeConfigs answers no entries.
 
-use std::collections::{BTreeMap, BTreeSet};
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (house rule)
+
+use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -467,12 +469,13 @@ async fn headers_arrive_exactly() -> Result<()> {
     Ok(())
 }
 
-/// Known broker defect (nisshi 0.8.1): DescribeGroups answers without members. Ferry must
-/// not rely on group membership from the broker; it computes consumer group progress from
-/// committed offsets and watermarks. When this test fails, the broker has been fixed:
-/// update docs/broker.md and delete the test.
+/// Known broker defect (nisshi 0.8.1): DescribeGroups lists a group's members but without
+/// their client id, host, protocol, metadata or assignment. Ferry must not rely on group
+/// membership details from the broker; it computes consumer group progress from committed
+/// offsets and watermarks. When this test fails, the broker has been fixed: update
+/// docs/broker.md and delete the test.
 #[tokio::test(flavor = "multi_thread")]
-async fn known_broker_defect_describe_groups_has_no_members() -> Result<()> {
+async fn known_broker_defect_describe_groups_has_no_assignments() -> Result<()> {
     let ctx = TestContext::spawn().await?;
     let topic = ctx.topic("describe");
     let group = ctx.group("g");
@@ -486,14 +489,24 @@ async fn known_broker_defect_describe_groups_has_no_members() -> Result<()> {
     .await?;
 
     let groups = c.fetch_group_list(Some(&group), Duration::from_secs(10))?;
-    let members: BTreeMap<String, usize> = groups
+    let described = groups
         .groups()
         .iter()
-        .map(|g| (g.name().to_owned(), g.members().len()))
+        .find(|g| g.name() == group)
+        .context("the group is not described at all")?;
+    let details: Vec<(String, Option<usize>)> = described
+        .members()
+        .iter()
+        .map(|m| (m.client_id().to_owned(), m.assignment().map(<[u8]>::len)))
         .collect();
     ensure!(
-        members.get(&group) == Some(&0),
-        "DescribeGroups now answers {members:?}: the broker lists members; update docs/broker.md and remove this test"
+        described.protocol().is_empty()
+            && details
+                .iter()
+                .all(|(client, a)| client.is_empty() && a.is_none()),
+        "DescribeGroups now answers protocol `{}` and members {details:?}: the broker describes \
+         members; update docs/broker.md and remove this test",
+        described.protocol()
     );
     Ok(())
 }

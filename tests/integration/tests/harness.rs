@@ -1,5 +1,7 @@
 //! The harness gives every test its own slice of the stack and removes it afterwards.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (house rule)
+
 use anyhow::Result;
 use ferry_testkit::{StackEnv, TestContext};
 use mysql_async::prelude::Queryable;

@@ -25,9 +25,6 @@ mod env;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use mysql_async::prelude::Queryable;
 use rdkafka::ClientConfig;
 
@@ -79,7 +76,7 @@ impl TestContext {
         &self.id
     }
 
-    /// The DynamoDB table of this test (keys `pk` and `sk`, both strings).
+    /// The DynamoDB table of this test, created with Ferry's key schema (`pk`, `sk`, index `gsi1`).
     pub fn dynamo_table(&self) -> &str {
         &self.dynamo_table
     }
@@ -137,31 +134,16 @@ impl TestContext {
     }
 
     async fn create_dynamo_table(&self) -> Result<()> {
-        let client = self.env.dynamodb().await;
-        let attr = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-        };
-        let key = |name: &str, kind| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-        };
-        client
-            .create_table()
-            .table_name(&self.dynamo_table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attr("pk")?)
-            .attribute_definitions(attr("sk")?)
-            .key_schema(key("pk", KeyType::Hash)?)
-            .key_schema(key("sk", KeyType::Range)?)
-            .send()
+        self.store()
             .await
-            .context("creating the test's DynamoDB table on the local AWS endpoint")?;
-        Ok(())
+            .create_table()
+            .await
+            .context("creating the test's DynamoDB table on the local AWS endpoint")
+    }
+
+    /// Ferry's store on this test's DynamoDB table.
+    pub async fn store(&self) -> ferry_store::Store {
+        ferry_store::Store::new(self.dynamodb().await, &self.dynamo_table)
     }
 
     /// Removes the databases, topics and table of this test.

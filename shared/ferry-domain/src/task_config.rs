@@ -1,0 +1,161 @@
+//! A task's configuration: where it reads, where it writes, what it carries and how it delivers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::InvalidInput;
+use crate::endpoint::Endpoint;
+use crate::instance::Mode;
+use crate::selection::ObjectSelection;
+
+/// The record format of a change-tracking topic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// Debezium's change event envelope (`before`, `after`, `op`, `source`, `transaction`).
+    #[default]
+    DebeziumJson,
+    CanalJson,
+    MaxwellJson,
+    /// A DTS-style Avro record.
+    DtsAvro,
+}
+
+/// How records are spread over the topic's partitions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type", deny_unknown_fields)]
+pub enum Partitioning {
+    /// One partition: the whole stream in commit order.
+    #[default]
+    Single,
+    /// `partitions` partitions by primary-key hash: per-row order only.
+    KeyHash { partitions: u16 },
+}
+
+/// Where a tracking task's records go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Destination {
+    /// The task's Kafka topic.
+    #[default]
+    Kafka,
+    /// A Kinesis data stream.
+    Kinesis,
+}
+
+/// The longest retention a topic may be given.
+pub const MAX_RETENTION_HOURS: u32 = 24 * 365;
+/// The most partitions a keyed topic may have.
+pub const MAX_PARTITIONS: u16 = 256;
+
+/// How a change-tracking task delivers its records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delivery {
+    #[serde(default)]
+    pub format: Format,
+    #[serde(default)]
+    pub partitioning: Partitioning,
+    #[serde(default)]
+    pub destination: Destination,
+    /// How long the topic keeps records, in hours (default 7 days).
+    #[serde(default = "default_retention_hours")]
+    pub retention_hours: u32,
+}
+
+fn default_retention_hours() -> u32 {
+    7 * 24
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Self {
+            format: Format::default(),
+            partitioning: Partitioning::default(),
+            destination: Destination::default(),
+            retention_hours: default_retention_hours(),
+        }
+    }
+}
+
+impl Delivery {
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        if !(1..=MAX_RETENTION_HOURS).contains(&self.retention_hours) {
+            return Err(InvalidInput::new(
+                "retention_hours",
+                format!("{} hours is out of range", self.retention_hours),
+                format!("give 1 to {MAX_RETENTION_HOURS} hours (default 168, 7 days)"),
+            ));
+        }
+        if let Partitioning::KeyHash { partitions } = self.partitioning
+            && !(2..=MAX_PARTITIONS).contains(&partitions)
+        {
+            return Err(InvalidInput::new(
+                "partitioning.partitions",
+                format!("{partitions} partitions is out of range"),
+                format!(
+                    "give 2 to {MAX_PARTITIONS} partitions, or use {{\"type\": \"single\"}} for one partition in commit order"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The configuration of a task, as stored (passwords are in Secrets Manager).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskConfig {
+    pub source: Endpoint,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Endpoint>,
+    pub objects: ObjectSelection,
+    #[serde(default)]
+    pub delivery: Delivery,
+}
+
+impl TaskConfig {
+    /// Checks the parts against each other and the mode: a sync task needs a target, a
+    /// tracking task has none.
+    pub fn validate(&self, mode: Mode) -> Result<(), InvalidInput> {
+        self.objects.validate().map_err(|e| e.at("objects"))?;
+        self.delivery.validate().map_err(|e| e.at("delivery"))?;
+        match (mode, &self.target) {
+            (Mode::Sync, None) => Err(InvalidInput::new(
+                "target",
+                "a sync task needs a target database",
+                "add a `target` endpoint (mysql, mariadb or postgresql)",
+            )),
+            (Mode::Tracking, Some(_)) => Err(InvalidInput::new(
+                "target",
+                "a change-tracking task has no target database",
+                "leave out `target`; consumers read the task's topic",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_defaults_and_limits() {
+        let d: Delivery = serde_json::from_str("{}").unwrap();
+        assert_eq!(d, Delivery::default());
+        assert_eq!(d.retention_hours, 168);
+        let d: Delivery = serde_json::from_str(
+            r#"{"format": "canal-json", "partitioning": {"type": "key_hash", "partitions": 8}}"#,
+        )
+        .unwrap();
+        assert!(d.validate().is_ok());
+        let d: Delivery =
+            serde_json::from_str(r#"{"partitioning": {"type": "key_hash", "partitions": 1}}"#)
+                .unwrap();
+        assert_eq!(d.validate().unwrap_err().field(), "partitioning.partitions");
+        let d: Delivery = serde_json::from_str(r#"{"retention_hours": 0}"#).unwrap();
+        assert!(d.validate().is_err());
+        assert!(serde_json::from_str::<Delivery>(r#"{"format": "xml"}"#).is_err());
+        assert!(serde_json::from_str::<Delivery>(r#"{"partitioning": "single"}"#).is_err());
+        assert!(serde_json::from_str::<Delivery>(r#"{"extra": 1}"#).is_err());
+    }
+}

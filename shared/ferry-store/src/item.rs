@@ -1,0 +1,128 @@
+//! Converting domain values to items and back, and the versioned writes every record shares.
+//!
+//! A record's value is kept whole in one map attribute, `body`, beside the table's own
+//! attributes (keys, `version`, counters). A change replaces `body` in one `SET`, so a field that
+//! became absent is gone, and counters on the same item are never overwritten by a stale copy.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::keys::{BODY, PK, SK, VERSION};
+use crate::{Store, StoreError};
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+pub(crate) fn body<T: Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(value).map_err(|e| StoreError::Corrupt {
+        key: "(new item)".into(),
+        reason: e.to_string(),
+    })
+}
+
+/// An item with keys, version 1 and the value's body.
+pub(crate) fn new_item<T: Serialize>(
+    pk: String,
+    sk: impl Into<String>,
+    value: &T,
+) -> Result<Item, StoreError> {
+    let mut item = key(pk, sk);
+    item.insert(VERSION.into(), n(1));
+    item.insert(BODY.into(), body(value)?);
+    Ok(item)
+}
+
+pub(crate) fn from_item<T: DeserializeOwned>(mut item: Item) -> Result<(T, u64), StoreError> {
+    let key = describe_key(&item);
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: key.clone(),
+        reason,
+    };
+    let version = match item.remove(VERSION) {
+        Some(AttributeValue::N(n)) => n
+            .parse()
+            .map_err(|_| corrupt(format!("version `{n}` is not a number")))?,
+        _ => return Err(corrupt("no version".into())),
+    };
+    let body = item.remove(BODY).ok_or_else(|| corrupt("no body".into()))?;
+    let value = serde_dynamo::from_attribute_value(body).map_err(|e| corrupt(e.to_string()))?;
+    Ok((value, version))
+}
+
+pub(crate) fn describe_key(item: &Item) -> String {
+    let s = |k: &str| match item.get(k) {
+        Some(AttributeValue::S(s)) => s.clone(),
+        _ => "?".into(),
+    };
+    format!("{}/{}", s(PK), s(SK))
+}
+
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub(crate) fn key(pk: String, sk: impl Into<String>) -> Item {
+    HashMap::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
+}
+
+impl Store {
+    /// Reads one item and decodes it.
+    pub(crate) async fn get_versioned<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<(T, u64)>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::backend("GetItem", e))?;
+        out.item.map(from_item).transpose()
+    }
+
+    /// Replaces the body of an existing item if its version is still `expected`, and returns
+    /// the new version.
+    pub(crate) async fn update_versioned<T: Serialize>(
+        &self,
+        pk: String,
+        sk: &str,
+        value: &T,
+        expected: u64,
+        what: &'static str,
+    ) -> Result<u64, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .update_expression("SET #body = :body, #version = :next")
+            .condition_expression("#version = :expected")
+            .expression_attribute_names("#body", BODY)
+            .expression_attribute_names("#version", VERSION)
+            .expression_attribute_values(":body", body(value)?)
+            .expression_attribute_values(":expected", n(expected))
+            .expression_attribute_values(":next", n(expected + 1))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(expected + 1),
+            Err(e) => match e.into_service_error() {
+                UpdateItemError::ConditionalCheckFailedException(_) => {
+                    Err(StoreError::Conflict { what })
+                }
+                other => Err(StoreError::backend("UpdateItem", other)),
+            },
+        }
+    }
+}

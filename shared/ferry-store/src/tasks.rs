@@ -1,0 +1,45 @@
+//! The task record of an instance: its state, configuration and configuration version.
+
+use chrono::{DateTime, Utc};
+use ferry_domain::id::InstanceId;
+use ferry_domain::task::Task;
+use ferry_domain::task_config::TaskConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{TASK_SK, instance_pk};
+use crate::{Store, StoreError, Versioned};
+
+/// What is stored about a task. Workers converge to it: `task.state` is the desired and
+/// observed lifecycle state, `config_version` grows with every configuration change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub task: Task,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<TaskConfig>,
+    pub config_version: u64,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Store {
+    pub async fn get_task(
+        &self,
+        instance: &InstanceId,
+    ) -> Result<Option<Versioned<TaskRecord>>, StoreError> {
+        Ok(self
+            .get_versioned(instance_pk(instance), TASK_SK)
+            .await?
+            .map(|(value, version)| Versioned { value, version }))
+    }
+
+    /// Stores a changed task record if nobody changed it since `expected`.
+    pub async fn update_task(&self, record: &TaskRecord, expected: u64) -> Result<u64, StoreError> {
+        self.update_versioned(
+            instance_pk(record.task.instance_id()),
+            TASK_SK,
+            record,
+            expected,
+            "the task",
+        )
+        .await
+    }
+}
