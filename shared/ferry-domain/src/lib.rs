@@ -12,6 +12,7 @@
 //!   wildcard matching.
 //! - [`position`] and [`gtid`]: binlog positions (file + offset + GTID set) in MariaDB's and
 //!   MySQL's forms, printable, parseable and comparable.
+//! - [`precheck`]: precheck items and reports.
 //! - [`change`] and [`value`]: the change event model, with exact typed column values.
 //!
 //! Everything that can be wrong in input is an [`InvalidInput`], which names the field, says
@@ -24,6 +25,7 @@ pub mod gtid;
 pub mod id;
 pub mod instance;
 pub mod position;
+pub mod precheck;
 pub mod selection;
 pub mod task;
 pub mod task_config;

@@ -37,3 +37,6 @@ pub(crate) fn token_pk(token: &str) -> String {
 }
 
 pub(crate) const TOKEN_SK: &str = "TOKEN";
+
+/// The partition of pending cleanup requests.
+pub(crate) const CLEANUP_PK: &str = "CLEANUP";

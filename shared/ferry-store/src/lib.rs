@@ -12,6 +12,7 @@
 //! [`StoreError::QuotaExceeded`]); everything else from DynamoDB is [`StoreError::Backend`], with
 //! the SDK's full error kept for the logs.
 
+mod cleanup;
 mod groups;
 mod instances;
 mod item;
@@ -22,6 +23,7 @@ mod tasks;
 
 use aws_sdk_dynamodb::Client;
 
+pub use cleanup::CleanupRequest;
 pub use groups::GroupRecord;
 pub use instances::{CLIENT_TOKEN_TTL, CreateOutcome};
 pub use page::{Page, PageToken};

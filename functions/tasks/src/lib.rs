@@ -1,0 +1,446 @@
+//! Tasks: `PUT/GET /v1/instances/{id}/task`, `POST …/task/precheck`, `POST …/task/start`,
+//! `POST …/task/stop`, `PUT …/task/objects`.
+//!
+//! # Passwords
+//!
+//! A configure request carries endpoint passwords; they go to Secrets Manager under a name that
+//! includes the new configuration version, and only that name is stored. The secrets of the
+//! replaced configuration are deleted after the new one is stored; if the store refuses the new
+//! configuration (a concurrent change), its fresh secrets are deleted instead. A password left
+//! out of a reconfiguration keeps the one stored for that endpoint.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use axum::routing::{get, post, put};
+use ferry_api::lifecycle::transition;
+use ferry_api::views::{PrecheckView, TaskView};
+use ferry_api::{ApiError, ApiResult, AppState, Body, InstancePath, Route};
+use ferry_aws::{Event, Secret};
+use ferry_domain::InvalidInput;
+use ferry_domain::endpoint::{Endpoint, EndpointParts, Engine, Role, SecretRef, TlsMode};
+use ferry_domain::id::InstanceId;
+use ferry_domain::instance::{Instance, InstanceStatus};
+use ferry_domain::selection::ObjectSelection;
+use ferry_domain::task::{TaskEvent, TaskState};
+use ferry_domain::task_config::{Delivery, TaskConfig};
+use ferry_store::{StoreError, TaskRecord, Versioned};
+use serde::Deserialize;
+use serde_json::json;
+
+/// The routes of this function.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(Method::PUT, "/v1/instances/{id}/task", put(configure)),
+        Route::new(Method::GET, "/v1/instances/{id}/task", get(describe)),
+        Route::new(
+            Method::POST,
+            "/v1/instances/{id}/task/precheck",
+            post(precheck),
+        ),
+        Route::new(Method::POST, "/v1/instances/{id}/task/start", post(start)),
+        Route::new(Method::POST, "/v1/instances/{id}/task/stop", post(stop)),
+        Route::new(
+            Method::PUT,
+            "/v1/instances/{id}/task/objects",
+            put(reselect),
+        ),
+    ]
+}
+
+/// The router of this function.
+pub fn router(state: AppState) -> Router {
+    ferry_api::router(routes(), state)
+}
+
+/// The longest password accepted for a database endpoint.
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointInput {
+    engine: Engine,
+    host: String,
+    port: u16,
+    username: String,
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    database: Option<String>,
+    #[serde(default)]
+    tls: TlsMode,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Configure {
+    source: EndpointInput,
+    #[serde(default)]
+    target: Option<EndpointInput>,
+    objects: ObjectSelection,
+    #[serde(default)]
+    delivery: Delivery,
+}
+
+async fn active_instance(state: &AppState, id: &InstanceId) -> ApiResult<Versioned<Instance>> {
+    let instance = state
+        .store()
+        .get_instance(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("instance", id.as_str()))?;
+    if instance.value.status() != InstanceStatus::Active {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "instance_expired",
+            "the instance's subscription has expired",
+        )
+        .hint("renew the instance first (POST /v1/instances/{id}/renew)"));
+    }
+    Ok(instance)
+}
+
+async fn load_task(state: &AppState, id: &InstanceId) -> ApiResult<Versioned<TaskRecord>> {
+    state
+        .store()
+        .get_task(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("task of instance", id.as_str()))
+}
+
+/// A password to store, or the reference to keep.
+enum PasswordPlan {
+    Store(SecretRef, Secret),
+    Keep(SecretRef),
+}
+
+fn plan_password(
+    state: &AppState,
+    instance: &InstanceId,
+    role: &str,
+    version: u64,
+    given: Option<String>,
+    previous: Option<&Endpoint>,
+) -> ApiResult<PasswordPlan> {
+    match (given, previous) {
+        (Some(p), _) => {
+            if p.is_empty() || p.len() > MAX_PASSWORD_BYTES {
+                return Err(InvalidInput::new(
+                    "password",
+                    format!("must be 1 to {MAX_PASSWORD_BYTES} bytes"),
+                    "give the database user's password",
+                )
+                .at(role)
+                .into());
+            }
+            Ok(PasswordPlan::Store(
+                state
+                    .secrets()
+                    .name_for(instance, &format!("{role}-v{version}")),
+                Secret::new(p),
+            ))
+        }
+        (None, Some(prev)) => Ok(PasswordPlan::Keep(prev.password_secret().clone())),
+        (None, None) => Err(InvalidInput::new(
+            "password",
+            "is required the first time an endpoint is configured",
+            "give the database user's password",
+        )
+        .at(role)
+        .into()),
+    }
+}
+
+fn endpoint(
+    input: EndpointInput,
+    secret: SecretRef,
+    role: Role,
+    mode: ferry_domain::instance::Mode,
+) -> Result<Endpoint, InvalidInput> {
+    let at = match role {
+        Role::Source => "source",
+        Role::Target => "target",
+    };
+    Endpoint::new(
+        EndpointParts {
+            engine: input.engine,
+            host: input.host,
+            port: input.port,
+            username: input.username,
+            database: input.database,
+            tls: input.tls,
+            password_secret: secret,
+        },
+        role,
+        mode,
+    )
+    .map_err(|e| e.at(at))
+}
+
+async fn configure(
+    State(state): State<AppState>,
+    InstancePath(id): InstancePath,
+    Body(req): Body<Configure>,
+) -> ApiResult<Json<TaskView>> {
+    active_instance(&state, &id).await?;
+    let mut task = load_task(&state, &id).await?;
+    let mode = task.value.task.mode();
+    let from_state = task.value.task.state().clone();
+    let next_state = from_state.apply(mode, &TaskEvent::Configure)?;
+    let version = task.value.config_version + 1;
+    let previous = task.value.config.clone();
+
+    // Check everything before anything is written.
+    let source_plan = plan_password(
+        &state,
+        &id,
+        "source",
+        version,
+        req.source.password.clone(),
+        previous.as_ref().map(|c| &c.source),
+    )?;
+    let target_plan = match &req.target {
+        Some(t) => Some(plan_password(
+            &state,
+            &id,
+            "target",
+            version,
+            t.password.clone(),
+            previous.as_ref().and_then(|c| c.target.as_ref()),
+        )?),
+        None => None,
+    };
+    let secret_of = |p: &PasswordPlan| match p {
+        PasswordPlan::Store(r, _) | PasswordPlan::Keep(r) => r.clone(),
+    };
+    let config = TaskConfig {
+        source: endpoint(req.source, secret_of(&source_plan), Role::Source, mode)?,
+        target: match (req.target, &target_plan) {
+            (Some(t), Some(plan)) => Some(endpoint(t, secret_of(plan), Role::Target, mode)?),
+            _ => None,
+        },
+        objects: req.objects,
+        delivery: req.delivery,
+    };
+    config.validate(mode)?;
+
+    let fresh: Vec<&PasswordPlan> = [Some(&source_plan), target_plan.as_ref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    for plan in &fresh {
+        if let PasswordPlan::Store(name, secret) = plan {
+            state.secrets().put(name, secret).await?;
+        }
+    }
+    let mut next = task.value.clone();
+    next.task.apply(&TaskEvent::Configure)?;
+    next.config = Some(config);
+    next.config_version = version;
+    next.updated_at = state.now();
+    match state.store().update_task(&next, task.version).await {
+        Ok(v) => {
+            task = Versioned {
+                value: next,
+                version: v,
+            }
+        }
+        Err(e) => {
+            for plan in &fresh {
+                if let PasswordPlan::Store(name, _) = plan {
+                    let _ = state.secrets().delete(name).await;
+                }
+            }
+            return Err(e.into());
+        }
+    }
+    // Secrets of the replaced configuration that the new one no longer refers to.
+    if let Some(prev) = previous {
+        let kept: Vec<&SecretRef> = fresh
+            .iter()
+            .filter_map(|p| match p {
+                PasswordPlan::Keep(r) => Some(r),
+                PasswordPlan::Store(..) => None,
+            })
+            .collect();
+        for old in [Some(&prev.source), prev.target.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if !kept.contains(&old.password_secret()) {
+                state.secrets().delete(old.password_secret()).await?;
+            }
+        }
+    }
+    if from_state != next_state {
+        let event = Event::TaskStateChanged {
+            instance: id,
+            from: from_state,
+            to: next_state,
+            at: task.value.updated_at,
+        };
+        state.events().publish_or_log(&[event]).await;
+    }
+    Ok(Json(TaskView::new(&state, &task)))
+}
+
+async fn describe(
+    State(state): State<AppState>,
+    InstancePath(id): InstancePath,
+) -> ApiResult<Json<TaskView>> {
+    state
+        .store()
+        .get_instance(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("instance", id.as_str()))?;
+    let task = load_task(&state, &id).await?;
+    Ok(Json(TaskView::new(&state, &task)))
+}
+
+fn configured(task: &Versioned<TaskRecord>) -> ApiResult<&TaskConfig> {
+    task.value.config.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "not_configured",
+            "the task has no configuration",
+        )
+        .hint("configure it first (PUT /v1/instances/{id}/task)")
+        .details(json!({"state": task.value.task.state().kind().as_str()}))
+    })
+}
+
+async fn precheck(
+    State(state): State<AppState>,
+    InstancePath(id): InstancePath,
+) -> ApiResult<Json<PrecheckView>> {
+    active_instance(&state, &id).await?;
+    let task = load_task(&state, &id).await?;
+    let report = ferry_api::precheck::run(&state, configured(&task)?).await?;
+    state
+        .events()
+        .publish_or_log(&[Event::PrecheckFinished {
+            instance: id,
+            passed: report.passed(),
+            failed_items: report.failed_ids(),
+            at: state.now(),
+        }])
+        .await;
+    Ok(Json(PrecheckView {
+        passed: report.passed(),
+        report,
+    }))
+}
+
+async fn start(
+    State(state): State<AppState>,
+    InstancePath(id): InstancePath,
+) -> ApiResult<Json<serde_json::Value>> {
+    active_instance(&state, &id).await?;
+    let mut task = load_task(&state, &id).await?;
+    let config = configured(&task)?.clone();
+    let mut events = Vec::new();
+    events.extend(transition(&state, &mut task, &TaskEvent::Start).await?);
+    let report = match ferry_api::precheck::run(&state, &config).await {
+        Ok(r) => r,
+        Err(e) => {
+            // The precheck could not run at all: leave `prechecking` for a state start can retry from.
+            events.extend(transition(&state, &mut task, &TaskEvent::PrecheckFailed).await?);
+            state.events().publish_or_log(&events).await;
+            return Err(e);
+        }
+    };
+    let passed = report.passed();
+    let outcome = if passed {
+        TaskEvent::PrecheckPassed
+    } else {
+        TaskEvent::PrecheckFailed
+    };
+    events.extend(transition(&state, &mut task, &outcome).await?);
+    events.push(Event::PrecheckFinished {
+        instance: id,
+        passed,
+        failed_items: report.failed_ids(),
+        at: state.now(),
+    });
+    state.events().publish_or_log(&events).await;
+    if !passed {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "precheck_failed",
+            format!("the precheck failed: {}", report.failed_ids().join(", ")),
+        )
+        .hint("fix the failed items (each has a hint) and start again")
+        .details(json!({"items": report.items})));
+    }
+    Ok(Json(
+        json!({"task": TaskView::new(&state, &task), "precheck": PrecheckView { passed, report }}),
+    ))
+}
+
+async fn stop(
+    State(state): State<AppState>,
+    InstancePath(id): InstancePath,
+) -> ApiResult<Json<TaskView>> {
+    state
+        .store()
+        .get_instance(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("instance", id.as_str()))?;
+    let mut task = load_task(&state, &id).await?;
+    let events: Vec<Event> = transition(&state, &mut task, &TaskEvent::Stop)
+        .await?
+        .into_iter()
+        .collect();
+    state.events().publish_or_log(&events).await;
+    Ok(Json(TaskView::new(&state, &task)))
+}
+
+async fn reselect(
+    State(state): State<AppState>,
+    InstancePath(id): InstancePath,
+    Body(objects): Body<ObjectSelection>,
+) -> ApiResult<Json<TaskView>> {
+    active_instance(&state, &id).await?;
+    let mut task = load_task(&state, &id).await?;
+    let mut config = configured(&task)?.clone();
+    if matches!(
+        task.value.task.state(),
+        TaskState::Prechecking | TaskState::Expired { .. }
+    ) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_state",
+            format!(
+                "cannot reselect objects of a task that is {}",
+                task.value.task.state().kind()
+            ),
+        )
+        .hint("wait for the precheck to finish, then retry")
+        .details(json!({"state": task.value.task.state().kind().as_str()})));
+    }
+    objects.validate().map_err(|e| e.at("objects"))?;
+    config.objects = objects;
+    let mut next = task.value.clone();
+    next.config = Some(config);
+    next.config_version += 1;
+    next.updated_at = state.now();
+    // A running task's worker picks the new version up at the next transaction boundary.
+    match state.store().update_task(&next, task.version).await {
+        Ok(v) => {
+            task = Versioned {
+                value: next,
+                version: v,
+            }
+        }
+        Err(StoreError::Conflict { .. }) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the task changed while the objects were being replaced",
+            )
+            .hint("read the task again and retry"));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(Json(TaskView::new(&state, &task)))
+}

@@ -1,0 +1,133 @@
+//! What a router is built from.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use ferry_aws::{Events, Secrets};
+use ferry_domain::id::InstanceId;
+use ferry_store::Store;
+
+/// Settings the API answers with or names things by.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The Kafka bootstrap servers consumers connect to (answered in `GET …/task`).
+    pub kafka_bootstrap: String,
+    /// Topic names are `{topic_prefix}{instance id}`.
+    pub topic_prefix: String,
+}
+
+/// The shared state of every router: cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    secrets: Secrets,
+    events: Events,
+    settings: Settings,
+}
+
+/// A required environment variable is missing or wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {problem}")]
+pub struct ConfigError {
+    name: &'static str,
+    problem: String,
+}
+
+impl AppState {
+    pub fn new(store: Store, secrets: Secrets, events: Events, settings: Settings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                secrets,
+                events,
+                settings,
+            }),
+        }
+    }
+
+    /// Reads the configuration once, at start-up:
+    ///
+    /// | variable | meaning | default |
+    /// |---|---|---|
+    /// | `FERRY_TABLE` | the DynamoDB table | required |
+    /// | `FERRY_EVENT_BUS` | the EventBridge bus for lifecycle events | `default` |
+    /// | `FERRY_SECRET_PREFIX` | prefix of Secrets Manager names | `ferry` |
+    /// | `FERRY_KAFKA_BOOTSTRAP` | bootstrap servers answered to consumers | required |
+    /// | `FERRY_TOPIC_PREFIX` | prefix of task topic names | `ferry.` |
+    ///
+    /// The AWS SDK reads its own variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, …).
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let required = |name: &'static str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .ok_or(ConfigError {
+                    name,
+                    problem: "is not set".into(),
+                })
+        };
+        let optional =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        let table = required("FERRY_TABLE")?;
+        let kafka_bootstrap = required("FERRY_KAFKA_BOOTSTRAP")?;
+        let topic_prefix = optional("FERRY_TOPIC_PREFIX", "ferry.");
+        if !topic_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        {
+            return Err(ConfigError {
+                name: "FERRY_TOPIC_PREFIX",
+                problem: "may hold only letters, digits, `.`, `_` and `-` (Kafka topic name rules)"
+                    .into(),
+            });
+        }
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Ok(Self::new(
+            Store::new(aws_sdk_dynamodb::Client::new(&aws), table),
+            Secrets::new(
+                aws_sdk_secretsmanager::Client::new(&aws),
+                optional("FERRY_SECRET_PREFIX", "ferry"),
+            ),
+            Events::new(
+                aws_sdk_eventbridge::Client::new(&aws),
+                optional("FERRY_EVENT_BUS", "default"),
+            ),
+            Settings {
+                kafka_bootstrap,
+                topic_prefix,
+            },
+        ))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn secrets(&self) -> &Secrets {
+        &self.inner.secrets
+    }
+
+    pub fn events(&self) -> &Events {
+        &self.inner.events
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The time of a request. Lifecycle rules that depend on time run in the sweeper, which
+    /// takes it from its scheduled event instead.
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    /// The Kafka topic of an instance's task.
+    pub fn topic_for(&self, instance: &InstanceId) -> String {
+        format!("{}{}", self.inner.settings.topic_prefix, instance)
+    }
+}

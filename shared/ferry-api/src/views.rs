@@ -1,0 +1,133 @@
+//! The JSON shapes of responses. Nothing here ever holds a password.
+
+use chrono::{DateTime, Utc};
+use ferry_domain::consumer_group::ConsumerGroup;
+use ferry_domain::instance::{Billing, Instance, InstanceClass, InstanceStatus, Mode};
+use ferry_domain::precheck::PrecheckReport;
+use ferry_domain::task::TaskState;
+use ferry_domain::task_config::TaskConfig;
+use ferry_store::{TaskRecord, Versioned};
+use serde::Serialize;
+
+use crate::AppState;
+
+#[derive(Debug, Serialize)]
+pub struct InstanceView {
+    pub id: String,
+    pub name: String,
+    pub mode: Mode,
+    pub class: InstanceClass,
+    pub billing: Billing,
+    pub status: InstanceStatus,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release_at: Option<DateTime<Utc>>,
+    pub version: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskState>,
+}
+
+impl InstanceView {
+    pub fn new(i: &Versioned<Instance>, task: Option<&TaskRecord>) -> Self {
+        let v = &i.value;
+        Self {
+            id: v.id().to_string(),
+            name: v.name().as_str().to_owned(),
+            mode: v.mode(),
+            class: v.class(),
+            billing: v.billing(),
+            status: v.status(),
+            created_at: v.created_at(),
+            release_at: v.release_at(),
+            version: i.version,
+            task: task.map(|t| t.task.state().clone()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct InstancePage {
+    pub instances: Vec<InstanceView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
+/// Where consumers read a tracking task's records.
+#[derive(Debug, Serialize)]
+pub struct DeliveryView {
+    pub topic: String,
+    pub bootstrap_servers: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TaskView {
+    pub id: String,
+    pub instance_id: String,
+    pub mode: Mode,
+    #[serde(flatten)]
+    pub state: TaskState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<TaskConfig>,
+    pub config_version: u64,
+    /// The last checkpoint (binlog position and time); null until capture has run.
+    pub checkpoint: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryView>,
+    pub updated_at: DateTime<Utc>,
+    pub version: u64,
+}
+
+impl TaskView {
+    pub fn new(state: &AppState, t: &Versioned<TaskRecord>) -> Self {
+        let r = &t.value;
+        let delivery = (r.task.mode() == Mode::Tracking).then(|| DeliveryView {
+            topic: state.topic_for(r.task.instance_id()),
+            bootstrap_servers: state.settings().kafka_bootstrap.clone(),
+        });
+        Self {
+            id: r.task.id().to_string(),
+            instance_id: r.task.instance_id().to_string(),
+            mode: r.task.mode(),
+            state: r.task.state().clone(),
+            config: r.config.clone(),
+            config_version: r.config_version,
+            checkpoint: None,
+            delivery,
+            updated_at: r.updated_at,
+            version: t.version,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PrecheckView {
+    pub passed: bool,
+    #[serde(flatten)]
+    pub report: PrecheckReport,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GroupView {
+    pub id: String,
+    pub instance_id: String,
+    pub name: String,
+    pub username: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl GroupView {
+    pub fn new(g: &ConsumerGroup) -> Self {
+        Self {
+            id: g.id().to_string(),
+            instance_id: g.instance_id().to_string(),
+            name: g.name().as_str().to_owned(),
+            username: g.username().as_str().to_owned(),
+            created_at: g.created_at(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct GroupList {
+    pub consumer_groups: Vec<GroupView>,
+}

@@ -1,0 +1,13 @@
+//! MySQL and MariaDB: connecting, and checking a server before a task uses it.
+//!
+//! Each precheck is a function that returns a [`CheckItem`] with a stable id, what it found and
+//! how to fix it (the ids are listed in `docs/prechecks.md`). The checks run against the real
+//! server with the task's own credentials, so they see exactly what capture will see.
+
+mod connect;
+mod precheck;
+
+pub use connect::{CONNECT_TIMEOUT, ConnectError, ConnectParams, connect};
+pub use precheck::{precheck_source, precheck_target};
+
+pub use ferry_domain::precheck::{CheckItem, CheckStatus, PrecheckReport};
