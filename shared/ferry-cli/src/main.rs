@@ -1,9 +1,13 @@
 //! `ferry`: the command line of Ferry.
 //!
-//! Today it has `doctor`, which checks that every service Ferry needs answers and is set up
-//! right. The API subcommands (instances, tasks, consumer groups) arrive with the control plane.
+//! Every API operation is a subcommand against `--api` (the local server by default), printing
+//! tables for people and raw JSON with `--json`. `ferry serve` runs every function's router on
+//! one local port; `ferry doctor` checks that the services Ferry needs answer.
 
+mod api;
+mod commands;
 mod doctor;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -16,12 +20,40 @@ use clap::{Parser, Subcommand};
     about = "Ferry: MySQL/MariaDB change tracking and synchronization"
 )]
 struct Cli {
+    /// The Ferry API.
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_API",
+        default_value = "http://127.0.0.1:8600"
+    )]
+    api: String,
+    /// Print the API's JSON answers instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Instances: create, list, show, delete, renew, reset.
+    #[command(subcommand)]
+    Instance(commands::InstanceCmd),
+    /// The task of an instance: configure, show, precheck, start, stop, objects.
+    #[command(subcommand)]
+    Task(commands::TaskCmd),
+    /// Consumer groups of a change-tracking instance.
+    #[command(subcommand)]
+    Group(commands::GroupCmd),
+    /// Serve the whole API locally (every function's router on one port).
+    Serve(serve::Args),
+    /// Run the sweeper once, as its EventBridge schedule does in AWS: expire and release
+    /// subscription instances due at --time (RFC 3339; now when absent).
+    Sweep {
+        #[arg(long)]
+        time: Option<String>,
+    },
     /// Check that the source database, PostgreSQL, Kafka and the AWS endpoint answer, and that
     /// the source's binlog is set up for capture.
     Doctor(doctor::Args),
@@ -30,7 +62,39 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Doctor(args) => doctor::run(args).await,
+    let api = api::Api::new(&cli.api);
+    let result = match cli.command {
+        Command::Doctor(args) => return doctor::run(args).await,
+        Command::Serve(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            serve::run(args).await
+        }
+        Command::Sweep { time } => sweep(time).await,
+        Command::Instance(c) => commands::instance(&api, cli.json, c).await,
+        Command::Task(c) => commands::task(&api, cli.json, c).await,
+        Command::Group(c) => commands::group(&api, cli.json, c).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+async fn sweep(time: Option<String>) -> anyhow::Result<()> {
+    let state = ferry_api::AppState::from_env().await?;
+    let time = time.unwrap_or_else(|| chrono::Utc::now().to_rfc3339());
+    let report = ferry_fn_sweeper::handle(&state, &serde_json::json!({ "time": time }))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }

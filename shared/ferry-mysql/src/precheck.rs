@@ -374,11 +374,9 @@ async fn check_primary_keys(
     conn: &mut Conn,
     tables: &[(String, String)],
 ) -> Result<CheckItem, mysql_async::Error> {
+    // STATISTICS, not TABLE_CONSTRAINTS: MariaDB hides constraints from a user with only SELECT.
     let keyed: Vec<(String, String)> = conn
-        .query(
-            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLE_CONSTRAINTS \
-             WHERE CONSTRAINT_TYPE IN ('PRIMARY KEY', 'UNIQUE')",
-        )
+        .query("SELECT DISTINCT TABLE_SCHEMA, TABLE_NAME FROM information_schema.STATISTICS WHERE NON_UNIQUE = 0")
         .await?;
     let keyed: BTreeSet<(String, String)> = keyed.into_iter().collect();
     let without: Vec<String> = tables

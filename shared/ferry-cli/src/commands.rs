@@ -1,0 +1,491 @@
+//! The API subcommands: one per operation, tables for people, `--json` for scripts.
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::api::{Api, cell, table};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum InstanceCmd {
+    /// Create an instance.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// tracking or sync.
+        #[arg(long, default_value = "tracking")]
+        mode: String,
+        /// small, medium or large.
+        #[arg(long, default_value = "small")]
+        class: String,
+        /// Subscription months; pay-as-you-go when absent.
+        #[arg(long)]
+        subscription_months: Option<u32>,
+        /// Idempotency token: retries with the same token create one instance.
+        #[arg(long)]
+        client_token: Option<String>,
+    },
+    /// List instances.
+    List {
+        #[arg(long)]
+        mode: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        page_token: Option<String>,
+    },
+    /// Show an instance.
+    Show { id: String },
+    /// Delete a pay-as-you-go instance and everything it owns.
+    Delete { id: String },
+    /// Extend a subscription.
+    Renew {
+        id: String,
+        #[arg(long)]
+        months: u32,
+    },
+    /// Stop the task and clear its configuration and progress.
+    Reset { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TaskCmd {
+    /// Configure the task: from a JSON file (the body of PUT …/task, `-` for stdin), or from
+    /// flags for a change-tracking source.
+    Configure {
+        id: String,
+        #[arg(long, conflicts_with_all = ["engine", "host", "port", "user", "password_env", "database"])]
+        file: Option<String>,
+        #[arg(long, default_value = "mariadb")]
+        engine: String,
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long, default_value_t = 3306)]
+        port: u16,
+        #[arg(long)]
+        user: Option<String>,
+        /// Name of the environment variable holding the source password (kept out of argv).
+        #[arg(long)]
+        password_env: Option<String>,
+        /// A database (or pattern) to track; repeat for more.
+        #[arg(long = "database")]
+        database: Vec<String>,
+        /// debezium-json, canal-json, maxwell-json or dts-avro.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Show the task: state, configuration (no passwords), checkpoint, topic.
+    Show { id: String },
+    /// Run the prechecks.
+    Precheck { id: String },
+    /// Start (runs the prechecks first).
+    Start { id: String },
+    /// Stop.
+    Stop { id: String },
+    /// Replace the object selection (JSON file, `-` for stdin).
+    Objects {
+        id: String,
+        #[arg(long)]
+        file: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupCmd {
+    /// Create a consumer group; the password is read from an environment variable.
+    Create {
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        password_env: String,
+    },
+    /// List the consumer groups of an instance.
+    List { id: String },
+    /// Change a group's password (both read from environment variables).
+    Passwd {
+        id: String,
+        gid: String,
+        #[arg(long)]
+        old_password_env: String,
+        #[arg(long)]
+        new_password_env: String,
+    },
+    /// Delete a consumer group and its committed offsets.
+    Delete { id: String, gid: String },
+}
+
+fn env(name: &str) -> Result<String> {
+    std::env::var(name).with_context(|| format!("environment variable {name} is not set"))
+}
+
+fn read_json(file: &str) -> Result<Value> {
+    let text = if file == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("{file} is not JSON"))
+}
+
+fn print(json_out: bool, v: &Value, human: impl FnOnce(&Value)) {
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    } else {
+        human(v);
+    }
+}
+
+fn instance_rows(list: &[Value]) {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|i| {
+            vec![
+                cell(&i["id"]),
+                cell(&i["name"]),
+                cell(&i["mode"]),
+                cell(&i["class"]),
+                cell(&i["billing"]["type"]),
+                cell(&i["status"]),
+                i["task"]["state"].as_str().unwrap_or("").to_owned(),
+                cell(&i["billing"]["expires_at"]),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "id", "name", "mode", "class", "billing", "status", "task", "expires",
+        ],
+        &rows,
+    );
+}
+
+fn task_human(t: &Value) {
+    println!("task      {}", cell(&t["id"]));
+    println!("instance  {}", cell(&t["instance_id"]));
+    println!("state     {}", cell(&t["state"]));
+    if let Some(e) = t.get("error") {
+        println!(
+            "error     {}: {}\n          fix: {}",
+            cell(&e["code"]),
+            cell(&e["message"]),
+            cell(&e["hint"])
+        );
+    }
+    if let Some(c) = t.get("config") {
+        let s = &c["source"];
+        println!(
+            "source    {} {}:{} as {}",
+            cell(&s["engine"]),
+            cell(&s["host"]),
+            cell(&s["port"]),
+            cell(&s["username"])
+        );
+        if let Some(tg) = c.get("target") {
+            println!(
+                "target    {} {}:{} as {}",
+                cell(&tg["engine"]),
+                cell(&tg["host"]),
+                cell(&tg["port"]),
+                cell(&tg["username"])
+            );
+        }
+        let dbs: Vec<String> = c["objects"]["databases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| cell(&d["name"]))
+            .collect();
+        println!("objects   {}", dbs.join(", "));
+        println!("format    {}", cell(&c["delivery"]["format"]));
+    }
+    println!("config    v{}", cell(&t["config_version"]));
+    if let Some(d) = t.get("delivery") {
+        println!(
+            "topic     {} at {}",
+            cell(&d["topic"]),
+            cell(&d["bootstrap_servers"])
+        );
+    }
+    println!("checkpoint {}", cell(&t["checkpoint"]));
+}
+
+fn precheck_human(p: &Value) {
+    let rows: Vec<Vec<String>> = p["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            vec![
+                cell(&i["status"]),
+                cell(&i["id"]),
+                cell(&i["message"]),
+                i["hint"].as_str().unwrap_or("").to_owned(),
+            ]
+        })
+        .collect();
+    table(&["status", "check", "message", "hint"], &rows);
+    println!(
+        "precheck {}",
+        if p["passed"] == true {
+            "passed"
+        } else {
+            "FAILED"
+        }
+    );
+}
+
+fn group_rows(list: &[Value]) {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|g| {
+            vec![
+                cell(&g["id"]),
+                cell(&g["name"]),
+                cell(&g["username"]),
+                cell(&g["created_at"]),
+            ]
+        })
+        .collect();
+    table(&["id", "name", "username", "created"], &rows);
+}
+
+pub(crate) async fn instance(api: &Api, json_out: bool, cmd: InstanceCmd) -> Result<()> {
+    match cmd {
+        InstanceCmd::Create {
+            name,
+            mode,
+            class,
+            subscription_months,
+            client_token,
+        } => {
+            let billing = match subscription_months {
+                Some(m) => json!({"type": "subscription", "months": m}),
+                None => json!({"type": "pay_as_you_go"}),
+            };
+            let mut body = json!({"name": name, "mode": mode, "class": class, "billing": billing});
+            if let Some(t) = client_token {
+                body["client_token"] = json!(t);
+            }
+            let v = api.call(Method::POST, "/v1/instances", Some(body)).await?;
+            print(json_out, &v, |v| instance_rows(std::slice::from_ref(v)));
+        }
+        InstanceCmd::List {
+            mode,
+            status,
+            limit,
+            page_token,
+        } => {
+            let mut q = Vec::new();
+            for (k, v) in [
+                ("mode", mode),
+                ("status", status),
+                ("limit", limit.map(|l| l.to_string())),
+                ("page_token", page_token),
+            ] {
+                if let Some(v) = v {
+                    q.push(format!("{k}={v}"));
+                }
+            }
+            let path = if q.is_empty() {
+                "/v1/instances".to_owned()
+            } else {
+                format!("/v1/instances?{}", q.join("&"))
+            };
+            let v = api.call(Method::GET, &path, None).await?;
+            print(json_out, &v, |v| {
+                instance_rows(v["instances"].as_array().map_or(&[], Vec::as_slice));
+                if let Some(t) = v["next_page_token"].as_str() {
+                    println!("more: --page-token {t}");
+                }
+            });
+        }
+        InstanceCmd::Show { id } => {
+            let v = api
+                .call(Method::GET, &format!("/v1/instances/{id}"), None)
+                .await?;
+            print(json_out, &v, |v| instance_rows(std::slice::from_ref(v)));
+        }
+        InstanceCmd::Delete { id } => {
+            api.call(Method::DELETE, &format!("/v1/instances/{id}"), None)
+                .await?;
+            print(json_out, &json!({"deleted": id}), |_| {
+                println!("deleted {id}")
+            });
+        }
+        InstanceCmd::Renew { id, months } => {
+            let v = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/instances/{id}/renew"),
+                    Some(json!({"months": months})),
+                )
+                .await?;
+            print(json_out, &v, |v| instance_rows(std::slice::from_ref(v)));
+        }
+        InstanceCmd::Reset { id } => {
+            let v = api
+                .call(Method::POST, &format!("/v1/instances/{id}/reset"), None)
+                .await?;
+            print(json_out, &v, task_human);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn task(api: &Api, json_out: bool, cmd: TaskCmd) -> Result<()> {
+    match cmd {
+        TaskCmd::Configure {
+            id,
+            file,
+            engine,
+            host,
+            port,
+            user,
+            password_env,
+            database,
+            format,
+        } => {
+            let body = match file {
+                Some(f) => read_json(&f)?,
+                None => {
+                    let (Some(host), Some(user)) = (host, user) else {
+                        bail!(
+                            "give --file, or at least --host and --user (and --password-env, --database)"
+                        );
+                    };
+                    if database.is_empty() {
+                        bail!("give at least one --database (a name or a pattern like `shop_*`)");
+                    }
+                    let mut source =
+                        json!({"engine": engine, "host": host, "port": port, "username": user});
+                    if let Some(var) = password_env {
+                        source["password"] = json!(env(&var)?);
+                    }
+                    let dbs: Vec<Value> = database.iter().map(|d| json!({"name": d})).collect();
+                    let mut body = json!({"source": source, "objects": {"databases": dbs}});
+                    if let Some(f) = format {
+                        body["delivery"] = json!({"format": f});
+                    }
+                    body
+                }
+            };
+            let v = api
+                .call(Method::PUT, &format!("/v1/instances/{id}/task"), Some(body))
+                .await?;
+            print(json_out, &v, task_human);
+        }
+        TaskCmd::Show { id } => {
+            let v = api
+                .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
+                .await?;
+            print(json_out, &v, task_human);
+        }
+        TaskCmd::Precheck { id } => {
+            let v = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/instances/{id}/task/precheck"),
+                    None,
+                )
+                .await?;
+            print(json_out, &v, precheck_human);
+        }
+        TaskCmd::Start { id } => {
+            let v = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/instances/{id}/task/start"),
+                    None,
+                )
+                .await?;
+            print(json_out, &v, |v| {
+                precheck_human(&v["precheck"]);
+                task_human(&v["task"]);
+            });
+        }
+        TaskCmd::Stop { id } => {
+            let v = api
+                .call(Method::POST, &format!("/v1/instances/{id}/task/stop"), None)
+                .await?;
+            print(json_out, &v, task_human);
+        }
+        TaskCmd::Objects { id, file } => {
+            let v = api
+                .call(
+                    Method::PUT,
+                    &format!("/v1/instances/{id}/task/objects"),
+                    Some(read_json(&file)?),
+                )
+                .await?;
+            print(json_out, &v, task_human);
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn group(api: &Api, json_out: bool, cmd: GroupCmd) -> Result<()> {
+    match cmd {
+        GroupCmd::Create {
+            id,
+            name,
+            username,
+            password_env,
+        } => {
+            let body = json!({"name": name, "username": username, "password": env(&password_env)?});
+            let v = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/instances/{id}/consumer-groups"),
+                    Some(body),
+                )
+                .await?;
+            print(json_out, &v, |v| group_rows(std::slice::from_ref(v)));
+        }
+        GroupCmd::List { id } => {
+            let v = api
+                .call(
+                    Method::GET,
+                    &format!("/v1/instances/{id}/consumer-groups"),
+                    None,
+                )
+                .await?;
+            print(json_out, &v, |v| {
+                group_rows(v["consumer_groups"].as_array().map_or(&[], Vec::as_slice))
+            });
+        }
+        GroupCmd::Passwd {
+            id,
+            gid,
+            old_password_env,
+            new_password_env,
+        } => {
+            let body = json!({"old_password": env(&old_password_env)?, "new_password": env(&new_password_env)?});
+            let v = api
+                .call(
+                    Method::PATCH,
+                    &format!("/v1/instances/{id}/consumer-groups/{gid}"),
+                    Some(body),
+                )
+                .await?;
+            print(json_out, &v, |v| group_rows(std::slice::from_ref(v)));
+        }
+        GroupCmd::Delete { id, gid } => {
+            api.call(
+                Method::DELETE,
+                &format!("/v1/instances/{id}/consumer-groups/{gid}"),
+                None,
+            )
+            .await?;
+            print(json_out, &json!({"deleted": gid}), |_| {
+                println!("deleted {gid}")
+            });
+        }
+    }
+    Ok(())
+}

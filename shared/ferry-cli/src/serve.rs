@@ -1,0 +1,60 @@
+//! `ferry serve`: every function's router on one local port, the same code Lambda runs.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, Result};
+use ferry_api::{AppState, Route};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Address to listen on (loopback by default).
+    #[arg(long, env = "FERRY_API_ADDR", default_value = "127.0.0.1:8600")]
+    addr: SocketAddr,
+    /// Create the DynamoDB table (FERRY_TABLE) first if it does not exist: for a local stack.
+    #[arg(long)]
+    create_table: bool,
+}
+
+/// The routes of every HTTP function.
+pub(crate) fn all_routes() -> Vec<Route> {
+    let mut routes = ferry_fn_instances::routes();
+    routes.extend(ferry_fn_tasks::routes());
+    routes.extend(ferry_fn_consumer_groups::routes());
+    routes
+}
+
+pub(crate) async fn run(args: Args) -> Result<()> {
+    let state = AppState::from_env()
+        .await
+        .context("reading the configuration")?;
+    if args.create_table {
+        let exists = state
+            .store()
+            .client()
+            .describe_table()
+            .table_name(state.store().table())
+            .send()
+            .await
+            .is_ok();
+        if !exists {
+            state
+                .store()
+                .create_table()
+                .await
+                .context("creating the DynamoDB table")?;
+            tracing::info!(table = state.store().table(), "created the DynamoDB table");
+        }
+    }
+    let app = ferry_api::router(all_routes(), state);
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("listening on {}", args.addr))?;
+    tracing::info!(addr = %args.addr, "ferry API listening");
+    eprintln!("ferry API on http://{}", args.addr);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
