@@ -99,10 +99,10 @@ pub async fn sweep(state: &AppState, now: DateTime<Utc>) -> Result<SweepReport, 
                         }
                         Err(e) => return Err(e.into()),
                     }
-                    if let Some(mut task) = state.store().get_task(&id).await? {
-                        if !matches!(task.value.task.state(), TaskState::Expired { .. }) {
-                            events.extend(transition(state, &mut task, &TaskEvent::Expire).await?);
-                        }
+                    if let Some(mut task) = state.store().get_task(&id).await?
+                        && !matches!(task.value.task.state(), TaskState::Expired { .. })
+                    {
+                        events.extend(transition(state, &mut task, &TaskEvent::Expire).await?);
                     }
                     events.push(Event::InstanceExpired {
                         instance: id.clone(),

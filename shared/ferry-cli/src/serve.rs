@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
-use ferry_api::{AppState, Route};
+use ferry_api::AppState;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -13,14 +13,6 @@ pub(crate) struct Args {
     /// Create the DynamoDB table (FERRY_TABLE) first if it does not exist: for a local stack.
     #[arg(long)]
     create_table: bool,
-}
-
-/// The routes of every HTTP function.
-pub(crate) fn all_routes() -> Vec<Route> {
-    let mut routes = ferry_fn_instances::routes();
-    routes.extend(ferry_fn_tasks::routes());
-    routes.extend(ferry_fn_consumer_groups::routes());
-    routes
 }
 
 pub(crate) async fn run(args: Args) -> Result<()> {
@@ -45,7 +37,7 @@ pub(crate) async fn run(args: Args) -> Result<()> {
             tracing::info!(table = state.store().table(), "created the DynamoDB table");
         }
     }
-    let app = ferry_api::router(all_routes(), state);
+    let app = ferry_api::router(ferry_cli::all_routes(), state);
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("listening on {}", args.addr))?;

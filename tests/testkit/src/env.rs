@@ -19,9 +19,12 @@ pub struct StackEnv {
     pub kafka_bootstrap: String,
     pub aws_endpoint: String,
     pub aws_region: String,
+    /// The stack's state directory (for throwaway servers).
+    pub state_dir: PathBuf,
 }
 
-const VARS: [&str; 10] = [
+const VARS: [&str; 11] = [
+    "FERRY_STACK_DIR",
     "FERRY_MYSQL_HOST",
     "FERRY_MYSQL_PORT",
     "FERRY_MYSQL_ADMIN_USER",
@@ -42,7 +45,7 @@ impl StackEnv {
             .iter()
             .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
             .collect();
-        if vars.is_empty() {
+        if !vars.contains_key("FERRY_MYSQL_HOST") {
             let file = env_file();
             let text = std::fs::read_to_string(&file).with_context(|| {
                 format!(
@@ -50,7 +53,9 @@ impl StackEnv {
                     file.display()
                 )
             })?;
-            vars = parse_env_file(&text);
+            for (k, v) in parse_env_file(&text) {
+                vars.entry(k).or_insert(v);
+            }
         }
         let get = |k: &str| {
             vars.get(k)
@@ -76,6 +81,10 @@ impl StackEnv {
             postgres_url: get("FERRY_POSTGRES_URL")?,
             kafka_bootstrap,
             aws_endpoint: get("FERRY_AWS_ENDPOINT")?,
+            state_dir: vars
+                .get("FERRY_STACK_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.stack")),
             aws_region: vars
                 .get("AWS_REGION")
                 .cloned()

@@ -20,7 +20,9 @@
 //! has none, from the `.stack/env` file that `infra/local/stack up` writes, so
 //! `cargo nextest run` works in a fresh shell too.
 
+mod app;
 mod env;
+mod mariadb;
 
 use std::time::Duration;
 
@@ -28,7 +30,9 @@ use anyhow::{Context, Result};
 use mysql_async::prelude::Queryable;
 use rdkafka::ClientConfig;
 
+pub use app::{Answer, TestApi};
 pub use env::StackEnv;
+pub use mariadb::ThrowawayMariaDb;
 
 /// One test's slice of the stack.
 #[derive(Debug)]

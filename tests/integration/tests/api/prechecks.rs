@@ -1,0 +1,245 @@
+use axum::http::{Method, StatusCode};
+use ferry_testkit::{TestApi, TestContext, ThrowawayMariaDb};
+use mysql_async::prelude::Queryable;
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+fn item<'a>(precheck: &'a Value, id: &str) -> &'a Value {
+    precheck["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == id)
+        .unwrap_or_else(|| panic!("{id} missing: {precheck}"))
+}
+
+async fn precheck(api: &TestApi, id: &str) -> Value {
+    let a = call(
+        api,
+        Method::POST,
+        &format!("/v1/instances/{id}/task/precheck"),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    a.body
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_without_replication_privileges_fails_precheck_and_start() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = api(&ctx).await;
+    orders_table(&ctx).await;
+    let user = format!("noslave_{}", &ctx.id()[2..]);
+    let mut admin = ctx.mysql().await.unwrap();
+    admin
+        .query_drop(format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY 'Only-Select1'"
+        ))
+        .await
+        .unwrap();
+    admin
+        .query_drop(format!("GRANT SELECT ON *.* TO '{user}'@'%'"))
+        .await
+        .unwrap();
+
+    let id = tracking_instance(&api).await;
+    let mut config = tracking_config(&ctx);
+    config["source"]["username"] = json!(user);
+    config["source"]["password"] = json!("Only-Select1");
+    assert_eq!(configure(&api, &id, config).await.status, StatusCode::OK);
+
+    let p = precheck(&api, &id).await;
+    assert_eq!(p["passed"], false);
+    let privileges = item(&p, "source.privileges");
+    assert_eq!(privileges["status"], "failed");
+    assert!(
+        privileges["message"]
+            .as_str()
+            .unwrap()
+            .contains("REPLICATION SLAVE"),
+        "{privileges}"
+    );
+    assert!(
+        privileges["hint"].as_str().unwrap().starts_with("GRANT "),
+        "{privileges}"
+    );
+    assert_eq!(item(&p, "source.connect")["status"], "passed");
+
+    let start = call(
+        &api,
+        Method::POST,
+        &format!("/v1/instances/{id}/task/start"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (start.status, start.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "precheck_failed")
+    );
+    let failed: Vec<&str> = start.body["error"]["details"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["status"] == "failed")
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["source.privileges"]);
+    let task = call(&api, Method::GET, &format!("/v1/instances/{id}/task"), None).await;
+    assert_eq!(task.body["state"], "precheck_failed");
+    let events = ctx.events().await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["detail-type"] == "Precheck Finished"
+                && e["detail"]["passed"] == false
+                && e["detail"]["failed_items"] == json!(["source.privileges"]))
+    );
+
+    // Granted, the same task starts.
+    admin
+        .query_drop(format!(
+            "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%'"
+        ))
+        .await
+        .unwrap();
+    let start = call(
+        &api,
+        Method::POST,
+        &format!("/v1/instances/{id}/task/start"),
+        None,
+    )
+    .await;
+    assert_eq!(start.status, StatusCode::OK, "{}", start.text);
+    admin
+        .query_drop(format!("DROP USER '{user}'@'%'"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_with_the_binlog_off_or_statement_logging_fails() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = api(&ctx).await;
+    let off = ThrowawayMariaDb::start(ctx.env(), &[]).unwrap();
+    let statement = ThrowawayMariaDb::start(
+        ctx.env(),
+        &[
+            "--log-bin=binlog",
+            "--binlog-format=STATEMENT",
+            "--binlog-row-image=MINIMAL",
+            "--expire-logs-days=0.1",
+        ],
+    )
+    .unwrap();
+
+    for (server, failing) in [
+        (&off, vec!["source.log_bin"]),
+        (
+            &statement,
+            vec!["source.binlog_format", "source.binlog_row_image"],
+        ),
+    ] {
+        let id = tracking_instance(&api).await;
+        let mut config = tracking_config(&ctx);
+        config["source"]["port"] = json!(server.port());
+        config["source"]["password"] = json!("capture-Secret1");
+        config["objects"] = json!({"databases": [{"name": "mysql"}]});
+        assert_eq!(configure(&api, &id, config).await.status, StatusCode::OK);
+        let p = precheck(&api, &id).await;
+        assert_eq!(p["passed"], false, "{p}");
+        for check in &failing {
+            let i = item(&p, check);
+            assert_eq!(i["status"], "failed", "{i}");
+            assert!(!i["hint"].as_str().unwrap().is_empty());
+        }
+        if server.port() == statement.port() {
+            let retention = item(&p, "source.binlog_retention");
+            assert_eq!(retention["status"], "warning", "{retention}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_credentials_and_unreachable_servers_fail_the_connect_check() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = api(&ctx).await;
+    let id = tracking_instance(&api).await;
+
+    let mut wrong = tracking_config(&ctx);
+    wrong["source"]["password"] = json!("not-the-password");
+    configure(&api, &id, wrong).await;
+    let p = precheck(&api, &id).await;
+    let connect = item(&p, "source.connect");
+    assert_eq!(connect["status"], "failed");
+    assert!(
+        connect["message"].as_str().unwrap().contains("rejected"),
+        "{connect}"
+    );
+    assert_eq!(
+        p["items"].as_array().unwrap().len(),
+        1,
+        "nothing else can be checked"
+    );
+
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut unreachable = tracking_config(&ctx);
+    unreachable["source"]["port"] = json!(closed);
+    configure(&api, &id, unreachable).await;
+    let p = precheck(&api, &id).await;
+    assert_eq!(item(&p, "source.connect")["status"], "failed", "{p}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_objects_fail_and_keyless_tables_warn() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = api(&ctx).await;
+    orders_table(&ctx).await;
+    let mut c = ctx.mysql().await.unwrap();
+    c.query_drop("CREATE TABLE audit_log (at DATETIME, what TEXT)")
+        .await
+        .unwrap();
+    let db = ctx.mysql_database();
+    let id = tracking_instance(&api).await;
+
+    let mut config = tracking_config(&ctx);
+    config["objects"] = json!({"databases": [
+        {"name": db, "tables": [
+            {"name": "orders", "columns": ["id", "no_such_column"]},
+            {"name": "audit_*"},
+            {"name": "x'; DROP TABLE orders; --"}
+        ]},
+        {"name": "no_such_database"}
+    ]});
+    assert_eq!(configure(&api, &id, config).await.status, StatusCode::OK);
+    let p = precheck(&api, &id).await;
+    let objects = item(&p, "source.objects");
+    assert_eq!(objects["status"], "failed");
+    let msg = objects["message"].as_str().unwrap();
+    for missing in [
+        "no_such_column",
+        "no_such_database",
+        "x'; DROP TABLE orders; --",
+    ] {
+        assert!(msg.contains(missing), "{missing} not reported: {msg}");
+    }
+    let keys = item(&p, "source.primary_keys");
+    assert_eq!(keys["status"], "warning");
+    assert!(
+        keys["message"].as_str().unwrap().contains("audit_log"),
+        "{keys}"
+    );
+    assert!(
+        !keys["message"].as_str().unwrap().contains("`orders`"),
+        "{keys}"
+    );
+    // The hostile name was a name, not SQL.
+    let n: Option<u64> = c.query_first("SELECT COUNT(*) FROM orders").await.unwrap();
+    assert_eq!(n, Some(0));
+}

@@ -1,0 +1,233 @@
+use axum::http::{Method, StatusCode};
+use ferry_testkit::TestContext;
+use serde_json::json;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configure_precheck_start_reselect_stop() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = api(&ctx).await;
+    orders_table(&ctx).await;
+    let id = tracking_instance(&api).await;
+    let task_path = format!("/v1/instances/{id}/task");
+    let password = ctx.env().mysql_capture_password.clone();
+
+    let empty = call(&api, Method::GET, &task_path, None).await;
+    assert_eq!(empty.body["state"], "not_configured");
+    let not_yet = call(&api, Method::POST, &format!("{task_path}/start"), None).await;
+    assert_eq!(
+        (not_yet.status, not_yet.code()),
+        (StatusCode::CONFLICT, "not_configured")
+    );
+
+    let configured = configure(&api, &id, tracking_config(&ctx)).await;
+    assert_eq!(configured.status, StatusCode::OK, "{}", configured.text);
+    assert_eq!(configured.body["state"], "configured");
+    assert_eq!(configured.body["config_version"], 1);
+    assert_eq!(
+        configured.body["delivery"]["topic"],
+        format!("{}.{id}", ctx.id())
+    );
+    assert_eq!(
+        configured.body["delivery"]["bootstrap_servers"],
+        ctx.env().kafka_bootstrap
+    );
+    assert_eq!(
+        configured.body["config"]["delivery"]["format"],
+        "debezium-json"
+    );
+    let shown = call(&api, Method::GET, &task_path, None).await;
+    for text in [&configured.text, &shown.text] {
+        assert!(
+            !text.contains(&password),
+            "a response holds the password: {text}"
+        );
+        assert!(
+            !text.contains("\"password\""),
+            "a response has a password field: {text}"
+        );
+    }
+
+    let pre = call(&api, Method::POST, &format!("{task_path}/precheck"), None).await;
+    assert_eq!(pre.status, StatusCode::OK, "{}", pre.text);
+    assert_eq!(pre.body["passed"], true, "{}", pre.text);
+    let ids: Vec<&str> = pre.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "source.connect",
+        "source.version",
+        "source.log_bin",
+        "source.binlog_format",
+        "source.binlog_row_image",
+        "source.privileges",
+        "source.objects",
+        "source.primary_keys",
+        "source.binlog_retention",
+    ] {
+        assert!(ids.contains(&expected), "{expected} missing from {ids:?}");
+    }
+    assert_eq!(
+        call(&api, Method::GET, &task_path, None).await.body["state"],
+        "configured",
+        "precheck alone changes no state"
+    );
+
+    let started = call(&api, Method::POST, &format!("{task_path}/start"), None).await;
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text);
+    assert_eq!(started.body["task"]["state"], "starting");
+    assert_eq!(started.body["precheck"]["passed"], true);
+    let again = call(&api, Method::POST, &format!("{task_path}/start"), None).await;
+    assert_eq!(
+        (again.status, again.code()),
+        (StatusCode::CONFLICT, "invalid_state")
+    );
+    assert_eq!(again.body["error"]["details"]["state"], "starting");
+    let reconf = configure(&api, &id, tracking_config(&ctx)).await;
+    assert_eq!(
+        (reconf.status, reconf.code()),
+        (StatusCode::CONFLICT, "invalid_state")
+    );
+
+    // Reselecting on a running task bumps the configuration version for the worker.
+    let objects = json!({"databases": [{"name": ctx.mysql_database(), "tables": [{"name": "orders", "columns": ["id"]}]}], "operations": ["insert", "update"]});
+    let reselected = call(
+        &api,
+        Method::PUT,
+        &format!("{task_path}/objects"),
+        Some(objects),
+    )
+    .await;
+    assert_eq!(reselected.status, StatusCode::OK, "{}", reselected.text);
+    assert_eq!(reselected.body["config_version"], 2);
+    assert_eq!(reselected.body["state"], "starting");
+    assert_eq!(
+        reselected.body["config"]["objects"]["operations"],
+        json!(["insert", "update"])
+    );
+
+    let stopped = call(&api, Method::POST, &format!("{task_path}/stop"), None).await;
+    assert_eq!(stopped.body["state"], "stopped");
+    let twice = call(&api, Method::POST, &format!("{task_path}/stop"), None).await;
+    assert_eq!(twice.code(), "invalid_state");
+
+    // A reconfiguration without a password keeps the stored one; with one, it replaces it.
+    let mut keep = tracking_config(&ctx);
+    keep["source"].as_object_mut().unwrap().remove("password");
+    let kept = configure(&api, &id, keep).await;
+    assert_eq!(kept.status, StatusCode::OK, "{}", kept.text);
+    let secrets = ctx.secret_names().await.unwrap();
+    assert_eq!(secrets.len(), 1, "{secrets:?}");
+    assert_eq!(
+        configure(&api, &id, tracking_config(&ctx)).await.status,
+        StatusCode::OK
+    );
+    let replaced = ctx.secret_names().await.unwrap();
+    assert_eq!(replaced.len(), 1, "{replaced:?}");
+    assert_ne!(
+        replaced, secrets,
+        "the new password is a new secret; the old one is gone"
+    );
+    let pre = call(&api, Method::POST, &format!("{task_path}/precheck"), None).await;
+    assert_eq!(
+        pre.body["passed"], true,
+        "the kept and replaced passwords still work: {}",
+        pre.text
+    );
+
+    let events = ctx.events().await.unwrap();
+    let changes: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["detail-type"] == "Task State Changed")
+        .map(|e| {
+            (
+                e["detail"]["from"]["state"].as_str().unwrap().to_owned(),
+                e["detail"]["to"]["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for pair in [
+        ("not_configured", "configured"),
+        ("configured", "prechecking"),
+        ("prechecking", "starting"),
+        ("starting", "stopped"),
+        ("stopped", "configured"),
+    ] {
+        assert!(
+            changes.contains(&(pair.0.to_owned(), pair.1.to_owned())),
+            "{pair:?} missing from {changes:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_tasks_need_a_target_and_check_it() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = api(&ctx).await;
+    orders_table(&ctx).await;
+    let id = instance(
+        &api,
+        json!({"name": "olap", "mode": "sync", "billing": {"type": "pay_as_you_go"}}),
+    )
+    .await;
+
+    let no_target = configure(&api, &id, tracking_config(&ctx)).await;
+    assert_eq!(
+        (no_target.status, no_target.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input")
+    );
+    assert_eq!(no_target.body["error"]["details"]["field"], "target");
+    assert!(
+        ctx.secret_names().await.unwrap().is_empty(),
+        "a refused configuration writes no secret"
+    );
+
+    let pg: tokio_postgres::Config = ctx.env().postgres_url.parse().unwrap();
+    let mut config = tracking_config(&ctx);
+    config["target"] = json!({
+        "engine": "postgresql",
+        "host": "127.0.0.1",
+        "port": pg.get_ports()[0],
+        "username": pg.get_user().unwrap(),
+        "password": "unused-with-trust-auth",
+        "database": ctx.postgres_database(),
+    });
+    let ok = configure(&api, &id, config).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    assert!(
+        ok.body.get("delivery").is_none(),
+        "sync tasks have no topic"
+    );
+    assert_eq!(ctx.secret_names().await.unwrap().len(), 2);
+    let pre = call(
+        &api,
+        Method::POST,
+        &format!("/v1/instances/{id}/task/precheck"),
+        None,
+    )
+    .await;
+    let items = pre.body["items"].as_array().unwrap();
+    for check in ["target.connect", "target.privileges"] {
+        let item = items
+            .iter()
+            .find(|i| i["id"] == check)
+            .unwrap_or_else(|| panic!("{check} missing: {}", pre.text));
+        assert_eq!(item["status"], "passed", "{item}");
+    }
+
+    // A tracking task refuses a target.
+    let t = tracking_instance(&api).await;
+    let mut bad = tracking_config(&ctx);
+    bad["target"] = json!({"engine": "mariadb", "host": "127.0.0.1", "port": 3306, "username": "x", "password": "y"});
+    let refused = configure(&api, &t, bad).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text
+    );
+}

@@ -1,0 +1,112 @@
+//! Throwaway MariaDB servers, for what the stack's shared server must not be changed for: a
+//! server with the binlog off, or with statement-based logging. Each runs in a directory of
+//! its own under the stack's state directory, on a free loopback port, and is stopped (by its
+//! pid) when dropped.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::StackEnv;
+
+/// A private MariaDB server.
+#[derive(Debug)]
+pub struct ThrowawayMariaDb {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl ThrowawayMariaDb {
+    /// Starts a server with `args` added to a minimal command line, and a user `ferry_capture`
+    /// (password `capture-Secret1`) with the privileges capture needs.
+    pub fn start(env: &StackEnv, args: &[&str]) -> Result<Self> {
+        let base = env.state_dir.join("throwaway");
+        std::fs::create_dir_all(&base)?;
+        let dir = base.join(uuid::Uuid::new_v4().simple().to_string());
+        let data = dir.join("data");
+        std::fs::create_dir_all(&dir)?;
+        let root = is_root();
+        let mut install = Command::new("mariadb-install-db");
+        install
+            .args([
+                "--no-defaults",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ])
+            .arg(format!("--datadir={}", data.display()));
+        if root {
+            install.arg("--user=root");
+        }
+        let out = install.output().context("running mariadb-install-db")?;
+        if !out.status.success() {
+            bail!(
+                "mariadb-install-db failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let sock = dir.join("sock");
+        let mut cmd = Command::new("mariadbd");
+        cmd.arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", sock.display()))
+            .arg(format!("--port={port}"))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                "--server-id=7",
+                "--innodb-buffer-pool-size=32M",
+            ])
+            .arg(format!("--log-error={}", dir.join("error.log").display()))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if root {
+            cmd.arg("--user=root");
+        }
+        let child = cmd.spawn().context("starting mariadbd")?;
+        let server = Self { child, dir, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = Command::new("mariadb")
+                .args(["--no-defaults", "-uroot"])
+                .arg(format!("--socket={}", sock.display()))
+                .args(["-e", "CREATE USER IF NOT EXISTS 'ferry_capture'@'%' IDENTIFIED BY 'capture-Secret1'; GRANT REPLICATION SLAVE, REPLICATION CLIENT, SELECT ON *.* TO 'ferry_capture'@'%'"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(server.dir.join("error.log")).unwrap_or_default();
+                bail!("throwaway MariaDB not ready in 30s:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for ThrowawayMariaDb {
+    fn drop(&mut self) {
+        // SIGKILL of our own child, by its pid; the data is thrown away anyway.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"))
+}
