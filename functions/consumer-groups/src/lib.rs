@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, patch, post};
+use ferry_api::lifecycle::load_instance;
 use ferry_api::views::{GroupList, GroupView};
 use ferry_api::{ApiError, ApiResult, AppState, Body, GroupPath, InstancePath, Route};
 use ferry_domain::consumer_group::{
@@ -90,11 +91,7 @@ async fn verify(password: String, hash: PasswordHash) -> ApiResult<bool> {
 struct HashError(String);
 
 async fn tracking_instance(state: &AppState, id: &InstanceId) -> ApiResult<()> {
-    let instance = state
-        .store()
-        .get_instance(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("instance", id.as_str()))?;
+    let instance = load_instance(state, id).await?;
     if instance.value.mode() != Mode::Tracking {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -148,11 +145,7 @@ async fn list(
     State(state): State<AppState>,
     InstancePath(id): InstancePath,
 ) -> ApiResult<Json<GroupList>> {
-    state
-        .store()
-        .get_instance(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("instance", id.as_str()))?;
+    load_instance(&state, &id).await?;
     let groups = state.store().list_groups(&id).await?;
     Ok(Json(GroupList {
         consumer_groups: groups.iter().map(|g| GroupView::new(&g.value)).collect(),

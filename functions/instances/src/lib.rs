@@ -6,9 +6,11 @@ use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, extract::State};
-use ferry_api::lifecycle::{delete_secrets, remove_instance, transition};
+use ferry_api::lifecycle::{
+    delete_secrets, load_instance as load, load_task, remove_instance, transition,
+};
 use ferry_api::views::{InstancePage, InstanceView, TaskView};
-use ferry_api::{ApiError, ApiResult, AppState, Body, InstancePath, Params, Route};
+use ferry_api::{ApiResult, AppState, Body, InstancePath, Params, Route};
 use ferry_aws::Event;
 use ferry_domain::InvalidInput;
 use ferry_domain::id::{InstanceId, TaskId};
@@ -16,7 +18,7 @@ use ferry_domain::instance::{
     BillingRequest, Instance, InstanceClass, InstanceName, InstanceStatus, Mode, Term,
 };
 use ferry_domain::task::{Task, TaskEvent, TaskState};
-use ferry_store::{CreateOutcome, PageToken, TaskRecord, Versioned};
+use ferry_store::{CreateOutcome, PageToken, TaskRecord};
 use serde::Deserialize;
 
 /// The routes of this function.
@@ -174,22 +176,6 @@ async fn list(
             .collect(),
         next_page_token: page.next.map(|t| t.as_str().to_owned()),
     }))
-}
-
-async fn load(state: &AppState, id: &InstanceId) -> ApiResult<Versioned<Instance>> {
-    state
-        .store()
-        .get_instance(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("instance", id.as_str()))
-}
-
-async fn load_task(state: &AppState, id: &InstanceId) -> ApiResult<Versioned<TaskRecord>> {
-    state
-        .store()
-        .get_task(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("task of instance", id.as_str()))
 }
 
 async fn describe(

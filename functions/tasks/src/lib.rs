@@ -14,7 +14,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::routing::{get, post, put};
-use ferry_api::lifecycle::transition;
+use ferry_api::lifecycle::{load_instance, load_task, transition};
 use ferry_api::views::{PrecheckView, TaskView};
 use ferry_api::{ApiError, ApiResult, AppState, Body, InstancePath, Route};
 use ferry_aws::{Event, Secret};
@@ -84,11 +84,7 @@ struct Configure {
 }
 
 async fn active_instance(state: &AppState, id: &InstanceId) -> ApiResult<Versioned<Instance>> {
-    let instance = state
-        .store()
-        .get_instance(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("instance", id.as_str()))?;
+    let instance = load_instance(state, id).await?;
     if instance.value.status() != InstanceStatus::Active {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -98,14 +94,6 @@ async fn active_instance(state: &AppState, id: &InstanceId) -> ApiResult<Version
         .hint("renew the instance first (POST /v1/instances/{id}/renew)"));
     }
     Ok(instance)
-}
-
-async fn load_task(state: &AppState, id: &InstanceId) -> ApiResult<Versioned<TaskRecord>> {
-    state
-        .store()
-        .get_task(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("task of instance", id.as_str()))
 }
 
 /// A password to store, or the reference to keep.
@@ -288,11 +276,7 @@ async fn describe(
     State(state): State<AppState>,
     InstancePath(id): InstancePath,
 ) -> ApiResult<Json<TaskView>> {
-    state
-        .store()
-        .get_instance(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("instance", id.as_str()))?;
+    load_instance(&state, &id).await?;
     let task = load_task(&state, &id).await?;
     Ok(Json(TaskView::new(&state, &task)))
 }
@@ -381,11 +365,7 @@ async fn stop(
     State(state): State<AppState>,
     InstancePath(id): InstancePath,
 ) -> ApiResult<Json<TaskView>> {
-    state
-        .store()
-        .get_instance(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("instance", id.as_str()))?;
+    load_instance(&state, &id).await?;
     let mut task = load_task(&state, &id).await?;
     let events: Vec<Event> = transition(&state, &mut task, &TaskEvent::Stop)
         .await?

@@ -1,11 +1,30 @@
 //! Lifecycle operations shared by the API and the sweeper.
 
 use ferry_aws::Event;
+use ferry_domain::id::InstanceId;
 use ferry_domain::instance::Instance;
 use ferry_domain::task::{TaskEvent, TaskState};
 use ferry_store::{CleanupRequest, StoreError, TaskRecord, Versioned};
 
-use crate::{ApiResult, AppState};
+use crate::{ApiError, ApiResult, AppState};
+
+/// The instance, or 404.
+pub async fn load_instance(state: &AppState, id: &InstanceId) -> ApiResult<Versioned<Instance>> {
+    state
+        .store()
+        .get_instance(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("instance", id.as_str()))
+}
+
+/// The task of an instance, or 404.
+pub async fn load_task(state: &AppState, id: &InstanceId) -> ApiResult<Versioned<TaskRecord>> {
+    state
+        .store()
+        .get_task(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("task of instance", id.as_str()))
+}
 
 /// Applies `event` to a stored task and stores it; returns the event for the bus when the state
 /// changed. A transition error or a conflicting write is returned unchanged.

@@ -40,18 +40,8 @@ impl Store {
 
     /// The pending cleanup requests, oldest first.
     pub async fn pending_cleanups(&self) -> Result<Vec<CleanupRequest>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :p")
-            .expression_attribute_values(":p", s(CLEANUP_PK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| StoreError::backend("Query", e))?;
-        out.items
-            .unwrap_or_default()
+        self.query_partition(CLEANUP_PK.to_owned(), None)
+            .await?
             .into_iter()
             .map(|item| crate::item::from_item(item).map(|(v, _)| v))
             .collect()

@@ -8,10 +8,8 @@ use ferry_domain::consumer_group::ConsumerGroup;
 use ferry_domain::id::{ConsumerGroupId, InstanceId};
 
 use crate::instances::delete;
-use crate::item::{from_item, key, n, new_item, s};
-use crate::keys::{
-    GROUP_COUNT, GROUP_SK_PREFIX, INSTANCE_SK, PK, SK, group_sk, instance_pk, username_sk,
-};
+use crate::item::{from_item, key, n, new_item};
+use crate::keys::{GROUP_COUNT, GROUP_SK_PREFIX, INSTANCE_SK, group_sk, instance_pk, username_sk};
 use crate::{Store, StoreError, Versioned};
 
 /// A stored consumer group.
@@ -118,32 +116,12 @@ impl Store {
 
     /// All consumer groups of an instance (at most the instance's limit, so one query).
     pub async fn list_groups(&self, instance: &InstanceId) -> Result<Vec<GroupRecord>, StoreError> {
-        let mut groups = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#p = :p AND begins_with(#s, :prefix)")
-                .expression_attribute_names("#p", PK)
-                .expression_attribute_names("#s", SK)
-                .expression_attribute_values(":p", s(instance_pk(instance)))
-                .expression_attribute_values(":prefix", s(GROUP_SK_PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| StoreError::backend("Query", e))?;
-            for item in out.items.unwrap_or_default() {
-                let (value, version) = from_item(item)?;
-                groups.push(Versioned { value, version });
-            }
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => break,
-            }
-        }
+        let mut groups = self
+            .query_partition(instance_pk(instance), Some(GROUP_SK_PREFIX))
+            .await?
+            .into_iter()
+            .map(|item| from_item(item).map(|(value, version)| Versioned { value, version }))
+            .collect::<Result<Vec<GroupRecord>, StoreError>>()?;
         groups.sort_by_key(|g: &GroupRecord| g.value.created_at());
         Ok(groups)
     }

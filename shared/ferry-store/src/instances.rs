@@ -223,30 +223,11 @@ impl Store {
     pub async fn delete_instance(&self, id: &InstanceId) -> Result<(), StoreError> {
         let pk = instance_pk(id);
         let mut keys: Vec<Item> = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#p = :p")
-                .expression_attribute_names("#p", PK)
-                .expression_attribute_values(":p", s(pk.clone()))
-                .set_exclusive_start_key(start.take())
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| StoreError::backend("Query", e))?;
-            for item in out.items.unwrap_or_default() {
-                if let Some(AttributeValue::S(token)) = item.get(CLIENT_TOKEN_ATTR) {
-                    keys.push(key(token_pk(token), TOKEN_SK));
-                }
-                keys.push(page_key(&item, &[PK, SK]));
+        for item in self.query_partition(pk, None).await? {
+            if let Some(AttributeValue::S(token)) = item.get(CLIENT_TOKEN_ATTR) {
+                keys.push(key(token_pk(token), TOKEN_SK));
             }
-            match out.last_evaluated_key {
-                Some(k) => start = Some(k),
-                None => break,
-            }
+            keys.push(page_key(&item, &[PK, SK]));
         }
         // The instance item last, so a failure half-way leaves it findable and retryable.
         keys.sort_by_key(|k| matches!(k.get(SK), Some(AttributeValue::S(sk)) if sk == INSTANCE_SK));

@@ -91,6 +91,43 @@ impl Store {
         out.item.map(from_item).transpose()
     }
 
+    /// Every item of partition `pk` (whose sort key starts with `sk_prefix`, if given), all
+    /// pages, read consistently.
+    pub(crate) async fn query_partition(
+        &self,
+        pk: String,
+        sk_prefix: Option<&str>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_names("#p", PK)
+                .expression_attribute_values(":p", s(pk.clone()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take());
+            q = match sk_prefix {
+                Some(prefix) => q
+                    .key_condition_expression("#p = :p AND begins_with(#s, :prefix)")
+                    .expression_attribute_names("#s", SK)
+                    .expression_attribute_values(":prefix", s(prefix)),
+                None => q.key_condition_expression("#p = :p"),
+            };
+            let out = q
+                .send()
+                .await
+                .map_err(|e| StoreError::backend("Query", e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) => start = Some(k),
+                None => return Ok(items),
+            }
+        }
+    }
+
     /// Replaces the body of an existing item if its version is still `expected`, and returns
     /// the new version.
     pub(crate) async fn update_versioned<T: Serialize>(
