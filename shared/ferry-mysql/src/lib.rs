@@ -4,7 +4,9 @@
 //! how to fix it (the ids are listed in `docs/prechecks.md`). The checks run against the real
 //! server with the task's own credentials, so they see exactly what capture will see.
 
+pub mod binlog;
 mod connect;
+pub mod decode;
 mod precheck;
 
 pub use connect::{CONNECT_TIMEOUT, ConnectError, ConnectParams, connect};

@@ -208,8 +208,9 @@ impl Drop for TestContext {
             eprintln!("FERRY_TEST_KEEP=1: keeping test context {}", self.id);
             return;
         }
-        // Drop cannot await, and may run inside a runtime: clean up on a thread of its own.
-        let ctx = Self {
+        // Drop cannot await, and may run inside a runtime: clean up on a thread of its own,
+        // with a copy whose own drop is skipped.
+        let copy = Self {
             id: self.id.clone(),
             env: self.env.clone(),
             dynamo_table: self.dynamo_table.clone(),
@@ -219,7 +220,9 @@ impl Drop for TestContext {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(ctx.cleanup())
+            let result = rt.block_on(copy.cleanup());
+            std::mem::forget(copy);
+            result
         })
         .join();
         match done {
