@@ -251,8 +251,9 @@ async fn reset(
     next.updated_at = state.now();
     task.version = state.store().update_task(&next, task.version).await?;
     task.value = next;
-    // The configuration no longer refers to them: the secrets can go.
+    // The configuration no longer refers to them: the secrets and the progress can go.
     delete_secrets(&state, &before).await?;
+    state.store().delete_progress(&id).await?;
     let event = Event::TaskStateChanged {
         instance: id,
         from: before.task.state().clone(),

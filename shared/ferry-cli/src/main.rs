@@ -48,6 +48,9 @@ enum Command {
     Group(commands::GroupCmd),
     /// Serve the whole API locally (every function's router on one port).
     Serve(serve::Args),
+    /// Run a capture worker: claims running tasks through leases and streams their binlog to
+    /// Kafka until interrupted (SIGINT/SIGTERM), then checkpoints and releases its leases.
+    Worker,
     /// Run the sweeper once, as its EventBridge schedule does in AWS: expire and release
     /// subscription instances due at --time (RFC 3339; now when absent).
     Sweep {
@@ -76,6 +79,16 @@ async fn main() -> ExitCode {
             serve::run(args).await
         }
         Command::Sweep { time } => sweep(time).await,
+        Command::Worker => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            worker().await
+        }
         Command::Instance(c) => commands::instance(&api, cli.json, c).await,
         Command::Task(c) => commands::task(&api, cli.json, c).await,
         Command::Group(c) => commands::group(&api, cli.json, c).await,
@@ -96,5 +109,25 @@ async fn sweep(time: Option<String>) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+async fn worker() -> anyhow::Result<()> {
+    let state = ferry_api::AppState::from_env().await?;
+    let id = ferry_domain::id::WorkerId::generate();
+    eprintln!("ferry worker {id}");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        let _ = tx.send(true);
+    });
+    ferry_worker::Worker::new(state, ferry_worker::WorkerSettings::new(id))
+        .run(rx)
+        .await;
     Ok(())
 }

@@ -17,6 +17,7 @@ mod groups;
 mod instances;
 mod item;
 mod keys;
+mod leases;
 mod page;
 mod table;
 mod tasks;
@@ -26,6 +27,7 @@ use aws_sdk_dynamodb::Client;
 pub use cleanup::CleanupRequest;
 pub use groups::GroupRecord;
 pub use instances::{CLIENT_TOKEN_TTL, CreateOutcome};
+pub use leases::{Checkpoint, Lease};
 pub use page::{Page, PageToken};
 pub use tasks::TaskRecord;
 

@@ -181,7 +181,7 @@ impl TestContext {
         use rdkafka::consumer::{BaseConsumer, Consumer};
 
         let consumer: BaseConsumer = self.kafka_config().create()?;
-        let prefix = format!("{}_", self.id);
+        let prefixes = [format!("{}_", self.id), format!("{}.", self.id)];
         let metadata = tokio::task::spawn_blocking(move || {
             consumer.fetch_metadata(None, Duration::from_secs(10))
         })
@@ -190,7 +190,7 @@ impl TestContext {
             .topics()
             .iter()
             .map(|t| t.name().to_owned())
-            .filter(|n| n.starts_with(&prefix))
+            .filter(|n| prefixes.iter().any(|p| n.starts_with(p.as_str())))
             .collect();
         if ours.is_empty() {
             return Ok(());

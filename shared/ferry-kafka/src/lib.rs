@@ -1,0 +1,11 @@
+//! Kafka: how change events become records ([`encode`]), and how records reach a task's topic
+//! ([`sink`]): topic creation, the idempotent producer with backpressure, and reading the
+//! topic's tail after a restart.
+
+pub mod encode;
+pub mod sink;
+
+/// Header holding a record's idempotency key (`ChangeEvent::idempotency_key`).
+pub const KEY_HEADER: &str = "ferry.key";
+/// Header holding the source position after the record's event.
+pub const POSITION_HEADER: &str = "ferry.position";

@@ -1,0 +1,228 @@
+//! The task's topic: creation, the idempotent producer, and the tail reader.
+//!
+//! # Delivery
+//!
+//! The producer is idempotent (`enable.idempotence=true`, `acks=all`), so librdkafka's own
+//! retries never duplicate or reorder a record. [`Sink::send`] queues a record and returns its
+//! delivery future; the capture loop awaits every future of a transaction before it checkpoints.
+//! When librdkafka's queue is full, `send` waits for room instead of failing (backpressure).
+//!
+//! # Final errors
+//!
+//! A record over the broker's size limit, a missing topic, or refused authorization cannot be
+//! fixed by retrying: they are [`SinkError::Definite`] and fail the task with a hint. The
+//! oversize policy is to fail, never to drop.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::encode::Record;
+use crate::{KEY_HEADER, POSITION_HEADER};
+
+/// Why a record could not be delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{message}")]
+    Definite { message: String, hint: String },
+    #[error("Kafka: {0}")]
+    Transient(String),
+}
+
+impl SinkError {
+    pub fn from_kafka(e: &KafkaError) -> Self {
+        let code = e.rdkafka_error_code();
+        match code {
+            Some(RDKafkaErrorCode::MessageSizeTooLarge) => Self::Definite {
+                message: format!("a record is larger than the broker accepts: {e}"),
+                hint: "raise the topic's max.message.bytes (and the producer's message.max.bytes), or exclude the large columns from the task's selection".into(),
+            },
+            Some(RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::ClusterAuthorizationFailed) => Self::Definite {
+                message: format!("the broker refused Ferry's writes: {e}"),
+                hint: "grant the capture workers' Kafka user write access to the task's topic".into(),
+            },
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => Self::Definite {
+                message: format!("the task's topic does not exist: {e}"),
+                hint: "restart the task: it creates its topic; do not delete it while the task runs".into(),
+            },
+            _ => Self::Transient(e.to_string()),
+        }
+    }
+}
+
+/// Client settings for a bootstrap list.
+pub fn client_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    c
+}
+
+/// Creates `topic` with `partitions` partitions and `retention_ms`, unless it exists.
+pub async fn ensure_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    retention_ms: i64,
+) -> Result<(), SinkError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap)
+        .create()
+        .map_err(|e| SinkError::from_kafka(&e))?;
+    let retention = retention_ms.to_string();
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1))
+        .set("retention.ms", &retention);
+    let results = admin
+        .create_topics(
+            &[new],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .map_err(|e| SinkError::from_kafka(&e))?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => {
+                return Err(SinkError::Transient(format!("creating topic {t}: {code}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The producer of one task's topic.
+pub struct Sink {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl std::fmt::Debug for Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sink").field("topic", &self.topic).finish()
+    }
+}
+
+impl Sink {
+    pub fn new(bootstrap: &str, topic: &str) -> Result<Self, SinkError> {
+        let producer = client_config(bootstrap)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("queue.buffering.max.messages", "100000")
+            .set("queue.buffering.max.kbytes", "65536")
+            .create()
+            .map_err(|e| SinkError::from_kafka(&e))?;
+        Ok(Self {
+            producer,
+            topic: topic.to_owned(),
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Queues a record to partition 0, waiting while the queue is full.
+    pub async fn send(&self, record: &Record) -> Result<DeliveryFuture, SinkError> {
+        loop {
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: KEY_HEADER,
+                    value: Some(record.idempotency_key.as_bytes()),
+                })
+                .insert(Header {
+                    key: POSITION_HEADER,
+                    value: Some(record.position.as_bytes()),
+                });
+            let mut r = FutureRecord::to(&self.topic)
+                .payload(&record.payload)
+                .partition(0)
+                .headers(headers);
+            if let Some(k) = &record.key {
+                r = r.key(k);
+            }
+            match self.producer.send_result(r) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    // Backpressure: librdkafka's queue is full until the broker acknowledges.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(SinkError::from_kafka(&e)),
+            }
+        }
+    }
+
+    /// Waits for every queued record (at shutdown).
+    pub fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
+        self.producer
+            .flush(timeout)
+            .map_err(|e| SinkError::from_kafka(&e))
+    }
+}
+
+/// Awaits one delivery.
+pub async fn delivered(d: DeliveryFuture) -> Result<i64, SinkError> {
+    match d.await {
+        Ok(Ok(delivery)) => Ok(delivery.offset),
+        Ok(Err((e, _))) => Err(SinkError::from_kafka(&e)),
+        Err(_) => Err(SinkError::Transient(
+            "the producer was closed before the record was delivered".into(),
+        )),
+    }
+}
+
+/// The idempotency key and position of the last record in partition 0 of `topic`, if any: what
+/// a restarted worker already produced.
+pub async fn last_record(
+    bootstrap: &str,
+    topic: &str,
+) -> Result<Option<(String, String)>, SinkError> {
+    let bootstrap = bootstrap.to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = client_config(&bootstrap)
+            .set("group.id", "ferry-tail-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| SinkError::from_kafka(&e))?;
+        let (low, high) = c.fetch_watermarks(&topic, 0, Duration::from_secs(10)).map_err(|e| SinkError::from_kafka(&e))?;
+        if high <= low {
+            return Ok(None);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Offset(high - 1)).map_err(|e| SinkError::from_kafka(&e))?;
+        c.assign(&tpl).map_err(|e| SinkError::from_kafka(&e))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            match c.poll(Duration::from_millis(500)) {
+                Some(Ok(m)) => {
+                    let header = |name: &str| {
+                        m.headers().and_then(|h| {
+                            h.iter().find(|x| x.key == name).and_then(|x| x.value).map(|v| String::from_utf8_lossy(v).into_owned())
+                        })
+                    };
+                    return match (header(KEY_HEADER), header(POSITION_HEADER)) {
+                        (Some(k), Some(p)) => Ok(Some((k, p))),
+                        _ => Err(SinkError::Definite {
+                            message: format!("the last record of {topic} has no Ferry headers: something else writes to the topic"),
+                            hint: "only Ferry may write to a task's topic; reset the task to start a new one".into(),
+                        }),
+                    };
+                }
+                Some(Err(e)) => return Err(SinkError::from_kafka(&e)),
+                None => {}
+            }
+        }
+        Err(SinkError::Transient(format!("reading the tail of {topic} timed out")))
+    })
+    .await
+    .map_err(|e| SinkError::Transient(e.to_string()))?
+}
+
+pub use rdkafka::producer::DeliveryFuture as Delivery;

@@ -1,0 +1,501 @@
+//! The capture loop of one change-tracking task: binlog → filter → encode → Kafka → checkpoint.
+//!
+//! # Resumption
+//!
+//! The loop starts from the task's checkpoint, or, on the task's first start, from the
+//! source's current position, which it records as the first checkpoint before producing
+//! anything. A checkpoint is written only at a transaction's commit and only after the broker
+//! acknowledged every record before it, so resuming from it re-reads at most the transactions
+//! whose records may already be in the topic. Those are recognised by their idempotency keys:
+//! the loop reads the last record of the topic and skips re-read records up to and including
+//! that key. The topic therefore holds every change exactly once, in commit order.
+//!
+//! # Fencing
+//!
+//! Every checkpoint carries the lease's fencing token; the store refuses a checkpoint older than
+//! the newest one. A loop whose lease was taken over learns it at its next renewal or checkpoint
+//! and stops without writing.
+//!
+//! # Error handling
+//!
+//! Definite errors (binlog purged, settings changed, privileges revoked, an event or record Ferry
+//! cannot handle) are returned as [`CaptureError::Definite`]: the worker puts the task in
+//! `failed` with the code, message and hint. Everything else is transient: the worker releases
+//! the lease and retries with backoff.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ferry_api::AppState;
+use ferry_api::lifecycle::transition;
+use ferry_domain::change::{ChangeEvent, ChangeKind, TransactionRef};
+use ferry_domain::id::{InstanceId, WorkerId};
+use ferry_domain::position::{BinlogFile, Position};
+use ferry_domain::selection::OperationKind;
+use ferry_domain::task::{Stage, TaskEvent, TaskState};
+use ferry_domain::task_config::TaskConfig;
+use ferry_kafka::encode::encode;
+use ferry_kafka::sink::{Delivery, Sink, SinkError, delivered, ensure_topic, last_record};
+use ferry_mysql::ConnectParams;
+use ferry_mysql::binlog::{BinlogReader, ReaderError, SourceEvent, Start};
+use ferry_store::{Checkpoint, StoreError};
+use mysql_async::prelude::Queryable;
+use tokio::sync::watch;
+
+/// How the loop behaves.
+#[derive(Debug, Clone)]
+pub struct CaptureSettings {
+    pub worker: WorkerId,
+    pub lease_ttl: Duration,
+    /// How often the source sends a heartbeat when idle.
+    pub heartbeat: Duration,
+}
+
+/// Why the loop stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// Retrying cannot help: the task fails with this code, message and hint.
+    #[error("{code}: {message}")]
+    Definite {
+        code: &'static str,
+        message: String,
+        hint: String,
+    },
+    #[error("{0}")]
+    Transient(String),
+    /// Another worker holds the task now.
+    #[error("the lease was lost")]
+    LeaseLost,
+}
+
+impl From<ReaderError> for CaptureError {
+    fn from(e: ReaderError) -> Self {
+        match e {
+            ReaderError::Server { code: 1236, message } => Self::Definite {
+                code: "binlog_purged",
+                message: format!("the source no longer has the binlog the task must resume from: {message}"),
+                hint: "reset the task to start from the current position (changes made meanwhile are not captured), and keep binlogs longer".into(),
+            },
+            ReaderError::Server { code: code @ (1045 | 1227 | 1044), message } => Self::Definite {
+                code: "source_access_denied",
+                message: format!("the source refused the capture user (error {code}): {message}"),
+                hint: "grant REPLICATION SLAVE, REPLICATION CLIENT and SELECT to the capture user".into(),
+            },
+            ReaderError::Definite { message, hint } => Self::Definite { code: "source_stream", message, hint },
+            other => Self::Transient(other.to_string()),
+        }
+    }
+}
+
+impl From<SinkError> for CaptureError {
+    fn from(e: SinkError) -> Self {
+        match e {
+            SinkError::Definite { message, hint } => Self::Definite {
+                code: "kafka",
+                message,
+                hint,
+            },
+            SinkError::Transient(m) => Self::Transient(m),
+        }
+    }
+}
+
+impl From<StoreError> for CaptureError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { .. } => Self::LeaseLost,
+            other => Self::Transient(other.to_string()),
+        }
+    }
+}
+
+fn transient(e: impl std::fmt::Display) -> CaptureError {
+    CaptureError::Transient(e.to_string())
+}
+
+/// Checkpoints are written at most this often (each is a DynamoDB write).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// At most this many records wait for the broker's acknowledgement.
+const MAX_PENDING: usize = 10_000;
+
+/// A replica server id for the task: stable for the task, so a takeover replaces the old
+/// connection, and unlikely to collide with real servers (high range).
+fn replica_server_id(instance: &InstanceId) -> u32 {
+    let h = instance.as_str().bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    0x4000_0000 | (h & 0x3fff_ffff)
+}
+
+async fn source_params(
+    state: &AppState,
+    config: &TaskConfig,
+) -> Result<ConnectParams, CaptureError> {
+    let password = state
+        .secrets()
+        .get(config.source.password_secret())
+        .await
+        .map_err(transient)?;
+    Ok(ConnectParams {
+        host: config.source.host().to_owned(),
+        port: config.source.port(),
+        user: config.source.username().to_owned(),
+        password: password.expose().to_owned(),
+        database: None,
+    })
+}
+
+/// The source's current position, for a task's first start.
+async fn current_position(params: &ConnectParams) -> Result<Position, CaptureError> {
+    let mut conn = ferry_mysql::connect(params)
+        .await
+        .map_err(|e| CaptureError::Transient(e.message))?;
+    let row: Option<mysql_async::Row> = conn
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .map_err(transient)?;
+    let (file, offset) = row
+        .and_then(|r| Some((r.get::<String, _>("File")?, r.get::<u64, _>("Position")?)))
+        .ok_or_else(|| CaptureError::Definite {
+            code: "source_binlog_off",
+            message: "the source shows no binlog position".into(),
+            hint: "turn the binary log on and grant REPLICATION CLIENT".into(),
+        })?;
+    let _ = conn.disconnect().await;
+    let file: BinlogFile = file.parse().map_err(transient)?;
+    Ok(Position::new(file, offset, None))
+}
+
+/// Runs the capture loop of `instance`'s task while this worker holds its lease (`token`), until
+/// `stop` turns true, the task is no longer wanted running, or an error.
+pub async fn capture_task(
+    state: &AppState,
+    settings: &CaptureSettings,
+    instance: &InstanceId,
+    token: u64,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), CaptureError> {
+    let store = state.store();
+    let mut task = store
+        .get_task(instance)
+        .await?
+        .ok_or_else(|| transient("the task is gone"))?;
+    let config = task
+        .value
+        .config
+        .clone()
+        .ok_or_else(|| transient("the task has no configuration"))?;
+    let topic = state.topic_for(instance);
+    let bootstrap = state.settings().kafka_bootstrap.clone();
+    let retention_ms = i64::from(config.delivery.retention_hours) * 3_600_000;
+    ensure_topic(&bootstrap, &topic, 1, retention_ms).await?;
+    let sink = Sink::new(&bootstrap, &topic)?;
+    let params = source_params(state, &config).await?;
+
+    let checkpoint = match store.get_checkpoint(instance).await? {
+        Some(c) => c,
+        None => {
+            let c = Checkpoint {
+                position: current_position(&params).await?,
+                source_time: Utc::now(),
+                last_key: None,
+                token,
+                written_at: Utc::now(),
+            };
+            store.write_checkpoint(instance, &c).await?;
+            c
+        }
+    };
+    // Records after the checkpoint that are already in the topic.
+    let mut skip_until = match last_record(&bootstrap, &topic).await? {
+        Some((key, _)) if checkpoint.last_key.as_deref() != Some(key.as_str()) => Some(key),
+        _ => None,
+    };
+    if matches!(task.value.task.state(), TaskState::Starting) {
+        let event = transition(state, &mut task, &TaskEvent::Enter(Stage::Incremental))
+            .await
+            .map_err(|e| transient(format!("{e:?}")))?;
+        state
+            .events()
+            .publish_or_log(&event.into_iter().collect::<Vec<_>>())
+            .await;
+    }
+    tracing::info!(instance = %instance, position = %checkpoint.position, skip = ?skip_until, "capture starting");
+
+    let start = Start::File {
+        file: checkpoint.position.file().clone(),
+        offset: checkpoint.position.offset(),
+    };
+    let mut reader = BinlogReader::start(
+        &params,
+        replica_server_id(instance),
+        start,
+        settings.heartbeat,
+    )
+    .await?;
+    let format = config.delivery.format;
+    let mut txid = String::new();
+    let mut index: u32 = 0;
+    let mut total_order: u64 = 0;
+    let mut pending = Vec::new();
+    let mut last_key = checkpoint.last_key.clone();
+    let mut renew_at = tokio::time::Instant::now() + settings.lease_ttl / 3;
+    // The last commit not yet checkpointed, and when the last checkpoint was written.
+    let mut uncheckpointed: Option<(Position, DateTime<Utc>)> = None;
+    let mut checkpointed_at = tokio::time::Instant::now();
+
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        if tokio::time::Instant::now() >= renew_at {
+            let now = Utc::now();
+            let lease = store
+                .claim_lease(
+                    instance,
+                    &settings.worker,
+                    now,
+                    chrono::Duration::from_std(settings.lease_ttl).unwrap_or_default(),
+                )
+                .await?;
+            match lease {
+                Some(l) if l.token == token => {}
+                _ => return Err(CaptureError::LeaseLost),
+            }
+            let current = store
+                .get_task(instance)
+                .await?
+                .ok_or_else(|| transient("the task is gone"))?;
+            if !current.value.task.state().wants_worker() {
+                break;
+            }
+            renew_at = tokio::time::Instant::now() + settings.lease_ttl / 3;
+        }
+        let next = tokio::select! {
+            _ = stop.changed() => continue,
+            next = tokio::time::timeout(settings.heartbeat * 2, reader.next()) => next,
+        };
+        let Ok(next) = next else { continue };
+        let Some(event) = next? else {
+            return Err(transient("the source closed the binlog stream"));
+        };
+        match event.event {
+            SourceEvent::Begin { gtid } => {
+                txid = gtid.unwrap_or_else(|| event.position.to_string());
+                index = 0;
+            }
+            SourceEvent::Rows(changes) => {
+                for change in changes {
+                    let name = change.table().name().clone();
+                    let Some(selected) = config.objects.table(&name.database, &name.table) else {
+                        continue;
+                    };
+                    let kind = match change.operation() {
+                        ferry_domain::change::Operation::Insert => OperationKind::Insert,
+                        ferry_domain::change::Operation::Update => OperationKind::Update,
+                        ferry_domain::change::Operation::Delete => OperationKind::Delete,
+                    };
+                    if !config.objects.includes(kind) {
+                        continue;
+                    }
+                    index += 1;
+                    total_order += 1;
+                    let e = ChangeEvent {
+                        position: event.position.clone(),
+                        server_id: event.server_id,
+                        timestamp: event.timestamp,
+                        transaction: Some(TransactionRef {
+                            id: txid.clone(),
+                            event_index: index,
+                        }),
+                        kind: ChangeKind::Row(change),
+                    };
+                    produce(
+                        &sink,
+                        format,
+                        &topic,
+                        &e,
+                        total_order,
+                        selected.columns(),
+                        &mut skip_until,
+                        &mut pending,
+                        &mut last_key,
+                    )
+                    .await?;
+                }
+            }
+            SourceEvent::Ddl {
+                database,
+                statement,
+            } => {
+                let selected = database
+                    .as_deref()
+                    .is_some_and(|d| config.objects.includes_database(d));
+                if selected && config.objects.includes(OperationKind::Ddl) {
+                    total_order += 1;
+                    let e = ChangeEvent {
+                        position: event.position.clone(),
+                        server_id: event.server_id,
+                        timestamp: event.timestamp,
+                        transaction: Some(TransactionRef {
+                            id: event.position.to_string(),
+                            event_index: 0,
+                        }),
+                        kind: ChangeKind::Ddl {
+                            database,
+                            statement,
+                        },
+                    };
+                    produce(
+                        &sink,
+                        format,
+                        &topic,
+                        &e,
+                        total_order,
+                        None,
+                        &mut skip_until,
+                        &mut pending,
+                        &mut last_key,
+                    )
+                    .await?;
+                }
+                checkpoint_now(
+                    state,
+                    instance,
+                    token,
+                    &event.position,
+                    event.timestamp,
+                    &mut pending,
+                    &last_key,
+                )
+                .await?;
+            }
+            SourceEvent::Commit { .. } => {
+                // Checkpoints at most every CHECKPOINT_EVERY, always at a commit.
+                if checkpointed_at.elapsed() >= CHECKPOINT_EVERY {
+                    checkpoint_now(
+                        state,
+                        instance,
+                        token,
+                        &event.position,
+                        event.timestamp,
+                        &mut pending,
+                        &last_key,
+                    )
+                    .await?;
+                    checkpointed_at = tokio::time::Instant::now();
+                    uncheckpointed = None;
+                } else {
+                    uncheckpointed = Some((event.position.clone(), event.timestamp));
+                }
+            }
+            SourceEvent::Heartbeat => {
+                if let Some((position, time)) = uncheckpointed.take() {
+                    checkpoint_now(
+                        state,
+                        instance,
+                        token,
+                        &position,
+                        time,
+                        &mut pending,
+                        &last_key,
+                    )
+                    .await?;
+                    checkpointed_at = tokio::time::Instant::now();
+                }
+            }
+        }
+        // Bounded memory: never more than MAX_PENDING records awaiting acknowledgement.
+        if pending.len() >= MAX_PENDING {
+            for d in pending.drain(..) {
+                delivered(d).await?;
+            }
+        }
+        if checkpointed_at.elapsed() >= CHECKPOINT_EVERY
+            && let Some((position, time)) = uncheckpointed.take()
+        {
+            checkpoint_now(
+                state,
+                instance,
+                token,
+                &position,
+                time,
+                &mut pending,
+                &last_key,
+            )
+            .await?;
+            checkpointed_at = tokio::time::Instant::now();
+        }
+    }
+    if let Some((position, time)) = uncheckpointed.take() {
+        checkpoint_now(
+            state,
+            instance,
+            token,
+            &position,
+            time,
+            &mut pending,
+            &last_key,
+        )
+        .await?;
+    }
+    sink.flush(Duration::from_secs(30))?;
+    let _ = reader.close().await;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // the loop's state, passed explicitly rather than hidden in a struct
+async fn produce(
+    sink: &Sink,
+    format: ferry_domain::task_config::Format,
+    topic: &str,
+    event: &ChangeEvent,
+    total_order: u64,
+    columns: Option<&[String]>,
+    skip_until: &mut Option<String>,
+    pending: &mut Vec<Delivery>,
+    last_key: &mut Option<String>,
+) -> Result<(), CaptureError> {
+    let key = event.idempotency_key();
+    if let Some(until) = skip_until.as_deref() {
+        // Already in the topic from before the restart.
+        if until == key {
+            *skip_until = None;
+        }
+        return Ok(());
+    }
+    let record =
+        encode(format, topic, event, total_order, columns).map_err(|e| CaptureError::Definite {
+            code: "unsupported_format",
+            message: e.to_string(),
+            hint: "use the debezium-json format".into(),
+        })?;
+    let Some(record) = record else { return Ok(()) };
+    pending.push(sink.send(&record).await?);
+    *last_key = Some(key);
+    Ok(())
+}
+
+/// Waits for every pending record, then writes the checkpoint with the lease's token.
+async fn checkpoint_now(
+    state: &AppState,
+    instance: &InstanceId,
+    token: u64,
+    position: &Position,
+    source_time: DateTime<Utc>,
+    pending: &mut Vec<Delivery>,
+    last_key: &Option<String>,
+) -> Result<(), CaptureError> {
+    for d in pending.drain(..) {
+        delivered(d).await?;
+    }
+    let c = Checkpoint {
+        position: position.clone(),
+        source_time,
+        last_key: last_key.clone(),
+        token,
+        written_at: Utc::now(),
+    };
+    state.store().write_checkpoint(instance, &c).await?;
+    Ok(())
+}

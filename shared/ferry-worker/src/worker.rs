@@ -1,0 +1,179 @@
+//! The worker process: finds tasks that want a worker, claims their leases, runs their capture
+//! loops, and converges to the desired state the API writes.
+//!
+//! # Leases
+//!
+//! Every `poll` the worker lists the tasks that want a worker (`starting`, running stages,
+//! `paused`) and tries to claim the lease of each it does not run. A claim succeeds when the
+//! lease is free or expired (its holder died); the new holder's fencing token is one higher. A
+//! running loop renews its lease every third of the time to live and stops when the task is no
+//! longer wanted or the lease was lost. On stop the worker releases its leases, so another worker
+//! can take over at once.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use ferry_api::AppState;
+use ferry_api::lifecycle::transition;
+use ferry_domain::id::{InstanceId, WorkerId};
+use ferry_domain::task::{TaskError, TaskEvent};
+use ferry_store::PageToken;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::capture::{CaptureError, CaptureSettings, capture_task};
+
+/// How a worker behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub id: WorkerId,
+    pub poll: Duration,
+    pub lease_ttl: Duration,
+    pub heartbeat: Duration,
+}
+
+impl WorkerSettings {
+    pub fn new(id: WorkerId) -> Self {
+        Self {
+            id,
+            poll: Duration::from_secs(2),
+            lease_ttl: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(1),
+        }
+    }
+}
+
+struct Running {
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+    token: u64,
+}
+
+/// A capture worker.
+#[derive(Debug, Clone)]
+pub struct Worker {
+    state: AppState,
+    settings: WorkerSettings,
+}
+
+impl Worker {
+    pub fn new(state: AppState, settings: WorkerSettings) -> Self {
+        Self { state, settings }
+    }
+
+    /// Runs until `shutdown` turns true; then stops every loop (each writes its last
+    /// checkpoint) and releases the leases.
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut running: HashMap<InstanceId, Running> = HashMap::new();
+        loop {
+            if let Err(e) = self.converge(&mut running).await {
+                tracing::warn!(error = %e, "worker poll failed; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.poll) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        for (instance, r) in running {
+            let _ = r.stop.send(true);
+            let _ = r.handle.await;
+            let _ = self
+                .state
+                .store()
+                .release_lease(&instance, &self.settings.id, r.token)
+                .await;
+        }
+    }
+
+    async fn converge(
+        &self,
+        running: &mut HashMap<InstanceId, Running>,
+    ) -> Result<(), ferry_store::StoreError> {
+        running.retain(|_, r| !r.handle.is_finished());
+        let mut token: Option<PageToken> = None;
+        loop {
+            let page = self
+                .state
+                .store()
+                .list_instances(100, token.as_ref(), |_| true)
+                .await?;
+            for instance in page.items {
+                let id = instance.value.id().clone();
+                if running.contains_key(&id) {
+                    continue;
+                }
+                let Some(task) = self.state.store().get_task(&id).await? else {
+                    continue;
+                };
+                if !task.value.task.state().wants_worker() || task.value.config.is_none() {
+                    continue;
+                }
+                let ttl = chrono::Duration::from_std(self.settings.lease_ttl).unwrap_or_default();
+                let Some(lease) = self
+                    .state
+                    .store()
+                    .claim_lease(&id, &self.settings.id, Utc::now(), ttl)
+                    .await?
+                else {
+                    continue;
+                };
+                running.insert(id.clone(), self.spawn(id, lease.token));
+            }
+            match page.next {
+                Some(t) => token = Some(t),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    fn spawn(&self, instance: InstanceId, token: u64) -> Running {
+        let (stop, stop_rx) = watch::channel(false);
+        let state = self.state.clone();
+        let settings = CaptureSettings {
+            worker: self.settings.id.clone(),
+            lease_ttl: self.settings.lease_ttl,
+            heartbeat: self.settings.heartbeat,
+        };
+        let worker = self.settings.id.clone();
+        let handle = tokio::spawn(async move {
+            let result = capture_task(&state, &settings, &instance, token, stop_rx).await;
+            match result {
+                Ok(()) => tracing::info!(instance = %instance, "capture stopped"),
+                Err(CaptureError::LeaseLost) => {
+                    tracing::warn!(instance = %instance, "lease lost to another worker; stopping without writing");
+                    return;
+                }
+                Err(CaptureError::Definite {
+                    code,
+                    message,
+                    hint,
+                }) => {
+                    tracing::error!(instance = %instance, code, message, "task failed");
+                    if let Ok(Some(mut task)) = state.store().get_task(&instance).await {
+                        let event = TaskEvent::Fail(TaskError {
+                            code: code.into(),
+                            message,
+                            hint,
+                        });
+                        if let Ok(Some(e)) = transition(&state, &mut task, &event).await {
+                            state.events().publish_or_log(&[e]).await;
+                        }
+                    }
+                }
+                Err(CaptureError::Transient(e)) => {
+                    tracing::warn!(instance = %instance, error = %e, "capture interrupted; the task is retried");
+                }
+            }
+            let _ = state.store().release_lease(&instance, &worker, token).await;
+        });
+        Running {
+            stop,
+            handle,
+            token,
+        }
+    }
+}

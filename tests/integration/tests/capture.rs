@@ -1,0 +1,237 @@
+//! Change tracking end to end: a worker claims a started task, streams its source's changes to
+//! the task's topic in commit order, and after a stop, a takeover and a simulated crash between
+//! producing and checkpointing, the topic holds every change exactly once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (house rule)
+
+use std::time::Duration;
+
+use axum::http::Method;
+use ferry_api::AppState;
+use ferry_domain::id::{InstanceId, WorkerId};
+use ferry_testkit::{TestContext, eventually};
+use ferry_worker::{Worker, WorkerSettings};
+use mysql_async::prelude::Queryable;
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+fn start_worker(state: &AppState) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let settings = WorkerSettings {
+        id: WorkerId::generate(),
+        poll: Duration::from_millis(200),
+        lease_ttl: Duration::from_secs(10),
+        heartbeat: Duration::from_millis(300),
+    };
+    let (tx, rx) = watch::channel(false);
+    let worker = Worker::new(state.clone(), settings);
+    (tx, tokio::spawn(async move { worker.run(rx).await }))
+}
+
+async fn stop_worker(w: (watch::Sender<bool>, tokio::task::JoinHandle<()>)) {
+    w.0.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), w.1)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// Every record of the topic, as (payload JSON, idempotency key).
+async fn read_all(ctx: &TestContext, topic: &str, expected: usize) -> Vec<(Value, String)> {
+    let c: StreamConsumer = ctx
+        .kafka_config()
+        .set("group.id", ctx.group(&format!("reader-{}", rand_suffix())))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    while out.len() < expected {
+        let m = tokio::time::timeout(Duration::from_secs(30), c.recv())
+            .await
+            .expect("a record in time")
+            .unwrap();
+        let key = m
+            .headers()
+            .and_then(|h| {
+                h.iter()
+                    .find(|x| x.key == "ferry.key")
+                    .and_then(|x| x.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            })
+            .expect("every record has an idempotency key");
+        out.push((serde_json::from_slice(m.payload().unwrap()).unwrap(), key));
+    }
+    out
+}
+
+fn high_watermark(ctx: &TestContext, topic: &str) -> i64 {
+    let c: BaseConsumer = ctx.kafka_config().create().unwrap();
+    c.fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .unwrap()
+        .1
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_reach_the_topic_exactly_once_in_commit_order_across_restarts() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop(
+        "CREATE TABLE orders (id BIGINT PRIMARY KEY, total DECIMAL(10,2), note VARCHAR(20))",
+    )
+    .await
+    .unwrap();
+    db.query_drop("CREATE TABLE ignored (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+
+    let created = api
+        .call(
+            Method::POST,
+            "/v1/instances",
+            Some(json!({"name": "cdc", "mode": "tracking", "billing": {"type": "pay_as_you_go"}})),
+        )
+        .await
+        .unwrap();
+    let id: InstanceId = created.body["id"].as_str().unwrap().parse().unwrap();
+    let env = ctx.env();
+    let config = json!({
+        "source": {"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password},
+        "objects": {"databases": [{"name": ctx.mysql_database(), "tables": [{"name": "orders"}]}]},
+    });
+    assert_eq!(
+        api.call(
+            Method::PUT,
+            &format!("/v1/instances/{id}/task"),
+            Some(config)
+        )
+        .await
+        .unwrap()
+        .status,
+        200
+    );
+    let started = api
+        .call(
+            Method::POST,
+            &format!("/v1/instances/{id}/task/start"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.status, 200, "{}", started.text);
+    let topic = started.body["task"]["delivery"]["topic"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let state = api.state.clone();
+    let w = start_worker(&state);
+    eventually("the task to run", Duration::from_secs(30), || async {
+        let t = api
+            .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
+            .await?;
+        Ok((t.body["state"] == "incremental").then_some(()))
+    })
+    .await
+    .unwrap();
+
+    db.query_drop("INSERT INTO orders VALUES (1, 19.99, 'first')")
+        .await
+        .unwrap();
+    db.query_drop("UPDATE orders SET total = 25.00 WHERE id = 1")
+        .await
+        .unwrap();
+    db.query_drop("INSERT INTO ignored VALUES (1)")
+        .await
+        .unwrap();
+    db.query_drop("DELETE FROM orders WHERE id = 1")
+        .await
+        .unwrap();
+    db.query_drop("START TRANSACTION").await.unwrap();
+    db.query_drop("INSERT INTO orders VALUES (2, 5.00, 'two')")
+        .await
+        .unwrap();
+    db.query_drop("INSERT INTO orders VALUES (3, 6.00, 'three')")
+        .await
+        .unwrap();
+    db.query_drop("COMMIT").await.unwrap();
+
+    let records = read_all(&ctx, &topic, 5).await;
+    let ops: Vec<&str> = records
+        .iter()
+        .map(|(r, _)| r["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["c", "u", "d", "c", "c"]);
+    assert_eq!(
+        records[0].0["after"],
+        json!({"id": 1, "total": "19.99", "note": "first"})
+    );
+    assert_eq!(records[1].0["before"]["total"], "19.99");
+    assert_eq!(records[1].0["after"]["total"], "25.00");
+    assert_eq!(records[2].0["before"]["id"], 1);
+    assert!(records[2].0["after"].is_null());
+    assert_eq!(records[3].0["source"]["table"], "orders");
+    // Two rows of one transaction share its id and are numbered within it.
+    assert_eq!(
+        records[3].0["transaction"]["id"],
+        records[4].0["transaction"]["id"]
+    );
+    assert_eq!(records[3].0["transaction"]["data_collection_order"], 1);
+    assert_eq!(records[4].0["transaction"]["data_collection_order"], 2);
+
+    // A graceful stop checkpoints; a change made while no worker runs is captured on restart,
+    // by another worker, once.
+    stop_worker(w).await;
+    let checkpoint = state
+        .store()
+        .get_checkpoint(&id)
+        .await
+        .unwrap()
+        .expect("a checkpoint");
+    assert_eq!(checkpoint.last_key.as_deref(), Some(records[4].1.as_str()));
+    db.query_drop("INSERT INTO orders VALUES (4, 7.00, 'while stopped')")
+        .await
+        .unwrap();
+    let w = start_worker(&state);
+    let records = read_all(&ctx, &topic, 6).await;
+    assert_eq!(records[5].0["after"]["note"], "while stopped");
+    stop_worker(w).await;
+
+    // A crash after producing and before checkpointing: the checkpoint is behind the topic.
+    // The next worker re-reads those transactions and must not produce them again.
+    let mut behind = state.store().get_checkpoint(&id).await.unwrap().unwrap();
+    behind.position = checkpoint.position.clone();
+    behind.last_key = checkpoint.last_key.clone();
+    state.store().write_checkpoint(&id, &behind).await.unwrap();
+    let w = start_worker(&state);
+    db.query_drop("INSERT INTO orders VALUES (5, 8.00, 'after the crash')")
+        .await
+        .unwrap();
+    let records = read_all(&ctx, &topic, 7).await;
+    let notes: Vec<Value> = records
+        .iter()
+        .map(|(r, _)| r["after"]["note"].clone())
+        .collect();
+    assert_eq!(notes[5], "while stopped");
+    assert_eq!(notes[6], "after the crash");
+    let keys: std::collections::BTreeSet<&String> = records.iter().map(|(_, k)| k).collect();
+    assert_eq!(keys.len(), 7, "idempotency keys are unique");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        high_watermark(&ctx, &topic),
+        7,
+        "nothing was produced twice"
+    );
+    stop_worker(w).await;
+}
