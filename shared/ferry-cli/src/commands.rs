@@ -85,6 +85,15 @@ pub(crate) enum TaskCmd {
     Start { id: String },
     /// Stop.
     Stop { id: String },
+    /// Read the task's topic from the beginning, as any Kafka consumer would, and print its
+    /// records (at most --count, waiting up to --wait seconds for them).
+    Tail {
+        id: String,
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
     /// Replace the object selection (JSON file, `-` for stdin).
     Objects {
         id: String,
@@ -415,6 +424,18 @@ pub(crate) async fn task(api: &Api, json_out: bool, cmd: TaskCmd) -> Result<()> 
                 .await?;
             print(json_out, &v, task_human);
         }
+        TaskCmd::Tail { id, count, wait } => {
+            let task = api
+                .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
+                .await?;
+            let (Some(topic), Some(bootstrap)) = (
+                task["delivery"]["topic"].as_str(),
+                task["delivery"]["bootstrap_servers"].as_str(),
+            ) else {
+                bail!("instance {id} has no topic: only change-tracking tasks do");
+            };
+            tail(topic, bootstrap, count, wait, json_out).await?;
+        }
         TaskCmd::Objects { id, file } => {
             let v = api
                 .call(
@@ -486,6 +507,48 @@ pub(crate) async fn group(api: &Api, json_out: bool, cmd: GroupCmd) -> Result<()
                 println!("deleted {gid}")
             });
         }
+    }
+    Ok(())
+}
+
+async fn tail(topic: &str, bootstrap: &str, count: usize, wait: u64, json_out: bool) -> Result<()> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    let group = format!("ferry-cli-tail-{}", std::process::id());
+    let c: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", &group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    c.subscribe(&[topic])?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(wait);
+    let mut seen = 0;
+    while seen < count {
+        let Ok(m) = tokio::time::timeout_at(deadline, c.recv()).await else {
+            break;
+        };
+        let m = m?;
+        let payload: Value =
+            serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(Value::Null);
+        seen += 1;
+        if json_out {
+            println!("{payload}");
+        } else {
+            let src = &payload["source"];
+            println!(
+                "offset {:<4} {} {}.{:<10} before={} after={}",
+                m.offset(),
+                payload["op"].as_str().unwrap_or("?"),
+                cell(&src["db"]),
+                cell(&src["table"]),
+                payload["before"],
+                payload["after"]
+            );
+        }
+    }
+    if seen < count {
+        eprintln!("{seen} of {count} records arrived within {wait}s");
     }
     Ok(())
 }

@@ -6,7 +6,8 @@
 //! A worker holds a task while its lease (`INS#<id>`/`LEASE`) names it and has not expired.
 //! Claiming is one conditional write: the lease is absent, expired, or already the worker's.
 //! Every claim by a new holder increments the lease's **fencing token**. The holder renews the
-//! lease (heartbeat) well within its time to live and deletes it when it stops.
+//! lease (heartbeat) well within its time to live and, when it stops, expires it (never deletes
+//! it: tokens only grow).
 //!
 //! # Checkpoints
 //!
@@ -16,14 +17,15 @@
 //! if it wakes up and writes late.
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem, Update};
 use chrono::{DateTime, Duration, Utc};
 use ferry_domain::id::{InstanceId, WorkerId};
 use ferry_domain::position::Position;
 use serde::{Deserialize, Serialize};
 
-use crate::item::{key, n, new_item, s};
-use crate::keys::instance_pk;
+use crate::item::{key, n, new_item};
+use crate::keys::{TASK_SK, instance_pk};
 use crate::{Store, StoreError};
 
 const LEASE_SK: &str = "LEASE";
@@ -35,6 +37,17 @@ pub struct Lease {
     pub worker: WorkerId,
     pub token: u64,
     pub expires_at: DateTime<Utc>,
+}
+
+/// What became of a checkpoint write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointOutcome {
+    Written,
+    /// A newer worker holds the task: stop without writing anything more.
+    Fenced,
+    /// The task's configuration changed (reset, reselection): stop and let the worker start the
+    /// task again with the new configuration.
+    ConfigChanged,
 }
 
 /// Progress as stored.
@@ -93,32 +106,47 @@ impl Store {
         }
     }
 
-    /// Deletes the lease if `worker` still holds it with `token`.
+    /// Gives the lease up if `worker` still holds it with `token`: it expires now, and keeps its
+    /// token, so the next holder's token is higher (a deleted lease would restart at 1 and
+    /// defeat the fencing).
     pub async fn release_lease(
         &self,
         instance: &InstanceId,
         worker: &WorkerId,
         token: u64,
+        now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(instance_pk(instance), LEASE_SK)))
-            .condition_expression("#b.worker = :w AND #b.#t = :t")
-            .expression_attribute_names("#b", "body")
-            .expression_attribute_names("#t", "token")
-            .expression_attribute_values(":w", s(worker.as_str()))
-            .expression_attribute_values(":t", n(token))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) => match e.into_service_error() {
-                aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(_) => Ok(()),
-                other => Err(StoreError::backend("DeleteItem", other)),
-            },
+        let Some((mut lease, version)) = self
+            .get_versioned::<Lease>(instance_pk(instance), LEASE_SK)
+            .await?
+        else {
+            return Ok(());
+        };
+        if lease.worker != *worker || lease.token != token {
+            return Ok(());
         }
+        lease.expires_at = now;
+        match self
+            .update_versioned(
+                instance_pk(instance),
+                LEASE_SK,
+                &lease,
+                version,
+                "the lease",
+            )
+            .await
+        {
+            Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The current lease of an instance's task.
+    pub async fn get_lease(&self, instance: &InstanceId) -> Result<Option<Lease>, StoreError> {
+        Ok(self
+            .get_versioned(instance_pk(instance), LEASE_SK)
+            .await?
+            .map(|(l, _)| l))
     }
 
     pub async fn get_checkpoint(
@@ -131,17 +159,28 @@ impl Store {
             .map(|(c, _)| c))
     }
 
-    /// Writes a checkpoint unless one with a higher fencing token exists: then
-    /// [`StoreError::Conflict`], and the writer must stop (it lost its lease).
+    /// Writes a checkpoint for configuration `config_version`, in one transaction with two
+    /// conditions: the task's configuration is still that version (a reset or a reselection
+    /// makes a running loop's checkpoints stale), and no checkpoint with a higher fencing token
+    /// exists (a newer worker holds the task).
     pub async fn write_checkpoint(
         &self,
         instance: &InstanceId,
         checkpoint: &Checkpoint,
-    ) -> Result<(), StoreError> {
+        config_version: u64,
+    ) -> Result<CheckpointOutcome, StoreError> {
+        let build =
+            |e: aws_sdk_dynamodb::error::BuildError| StoreError::backend("TransactWriteItems", e);
         let body = crate::item::body(checkpoint)?;
-        let result = self
-            .client
-            .update_item()
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(instance_pk(instance), TASK_SK)))
+            .condition_expression("#b.config_version = :cv")
+            .expression_attribute_names("#b", "body")
+            .expression_attribute_values(":cv", n(config_version))
+            .build()
+            .map_err(build)?;
+        let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key(instance_pk(instance), CHECKPOINT_SK)))
             .update_expression("SET #b = :b, #v = if_not_exists(#v, :zero) + :one")
@@ -153,15 +192,36 @@ impl Store {
             .expression_attribute_values(":t", n(checkpoint.token))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(build)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().condition_check(check).build())
+            .transact_items(TransactWriteItem::builder().update(update).build())
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(CheckpointOutcome::Written),
             Err(e) => match e.into_service_error() {
-                UpdateItemError::ConditionalCheckFailedException(_) => Err(StoreError::Conflict {
-                    what: "the checkpoint (a newer worker holds the task)",
-                }),
-                other => Err(StoreError::backend("UpdateItem", other)),
+                TransactWriteItemsError::TransactionCanceledException(c) => {
+                    let failed = |i: usize| {
+                        c.cancellation_reasons()
+                            .get(i)
+                            .and_then(|r| r.code())
+                            .is_some_and(|code| code == "ConditionalCheckFailed")
+                    };
+                    if failed(0) {
+                        Ok(CheckpointOutcome::ConfigChanged)
+                    } else if failed(1) {
+                        Ok(CheckpointOutcome::Fenced)
+                    } else {
+                        Err(StoreError::Conflict {
+                            what: "the checkpoint",
+                        })
+                    }
+                }
+                other => Err(StoreError::backend("TransactWriteItems", other)),
             },
         }
     }

@@ -27,7 +27,7 @@ use aws_sdk_dynamodb::Client;
 pub use cleanup::CleanupRequest;
 pub use groups::GroupRecord;
 pub use instances::{CLIENT_TOKEN_TTL, CreateOutcome};
-pub use leases::{Checkpoint, Lease};
+pub use leases::{Checkpoint, CheckpointOutcome, Lease};
 pub use page::{Page, PageToken};
 pub use tasks::TaskRecord;
 

@@ -38,7 +38,7 @@ use ferry_kafka::encode::encode;
 use ferry_kafka::sink::{Delivery, Sink, SinkError, delivered, ensure_topic, last_record};
 use ferry_mysql::ConnectParams;
 use ferry_mysql::binlog::{BinlogReader, ReaderError, SourceEvent, Start};
-use ferry_store::{Checkpoint, StoreError};
+use ferry_store::{Checkpoint, CheckpointOutcome, StoreError};
 use mysql_async::prelude::Queryable;
 use tokio::sync::watch;
 
@@ -66,6 +66,10 @@ pub enum CaptureError {
     /// Another worker holds the task now.
     #[error("the lease was lost")]
     LeaseLost,
+    /// The task was reset or its objects reselected: the loop stops at a transaction boundary
+    /// and the worker starts it again with the new configuration.
+    #[error("the task's configuration changed")]
+    ConfigChanged,
 }
 
 impl From<ReaderError> for CaptureError {
@@ -112,6 +116,56 @@ impl From<StoreError> for CaptureError {
 fn transient(e: impl std::fmt::Display) -> CaptureError {
     CaptureError::Transient(e.to_string())
 }
+
+/// What a checkpoint write is conditioned on: the lease's fencing token and the configuration
+/// version the loop runs.
+struct Fence {
+    instance: InstanceId,
+    token: u64,
+    config_version: u64,
+}
+
+/// The last record already in the topic when the loop started: re-read records at or before
+/// it were produced before and are skipped.
+#[derive(Debug)]
+struct Tail {
+    position: Position,
+    index: u32,
+}
+
+impl Tail {
+    fn parse(key: &str, position: &str) -> Result<Self, CaptureError> {
+        let bad = || CaptureError::Definite {
+            code: "topic_tail",
+            message: format!(
+                "the last record of the topic has headers Ferry did not write ({key}, {position})"
+            ),
+            hint: "only Ferry may write to a task's topic; reset the task to start a new one"
+                .into(),
+        };
+        let index = key
+            .rsplit_once('/')
+            .and_then(|(_, i)| i.parse().ok())
+            .ok_or_else(bad)?;
+        Ok(Self {
+            position: position.parse().map_err(|_| bad())?,
+            index,
+        })
+    }
+
+    /// Whether the event at `position` with row `index` is at or before this tail. Rows of one
+    /// rows event share its position and are told apart by their index.
+    fn covers(&self, position: &Position, index: u32) -> bool {
+        match position.cmp_file_offset(&self.position) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Equal => index <= self.index,
+            std::cmp::Ordering::Greater => false,
+        }
+    }
+}
+
+/// How often the loop reads its task's desired state.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Checkpoints are written at most this often (each is a DynamoDB write).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
@@ -185,6 +239,12 @@ pub async fn capture_task(
         .config
         .clone()
         .ok_or_else(|| transient("the task has no configuration"))?;
+    let config_version = task.value.config_version;
+    let fence = Fence {
+        instance: instance.clone(),
+        token,
+        config_version,
+    };
     let topic = state.topic_for(instance);
     let bootstrap = state.settings().kafka_bootstrap.clone();
     let retention_ms = i64::from(config.delivery.retention_hours) * 3_600_000;
@@ -202,13 +262,22 @@ pub async fn capture_task(
                 token,
                 written_at: Utc::now(),
             };
-            store.write_checkpoint(instance, &c).await?;
+            match store
+                .write_checkpoint(instance, &c, fence.config_version)
+                .await?
+            {
+                CheckpointOutcome::Written => {}
+                CheckpointOutcome::Fenced => return Err(CaptureError::LeaseLost),
+                CheckpointOutcome::ConfigChanged => return Ok(()),
+            }
             c
         }
     };
     // Records after the checkpoint that are already in the topic.
     let mut skip_until = match last_record(&bootstrap, &topic).await? {
-        Some((key, _)) if checkpoint.last_key.as_deref() != Some(key.as_str()) => Some(key),
+        Some((key, position)) if checkpoint.last_key.as_deref() != Some(key.as_str()) => {
+            Some(Tail::parse(&key, &position)?)
+        }
         _ => None,
     };
     if matches!(task.value.task.state(), TaskState::Starting) {
@@ -243,6 +312,9 @@ pub async fn capture_task(
     // The last commit not yet checkpointed, and when the last checkpoint was written.
     let mut uncheckpointed: Option<(Position, DateTime<Utc>)> = None;
     let mut checkpointed_at = tokio::time::Instant::now();
+    let mut check_at = tokio::time::Instant::now() + CHECK_EVERY;
+    let mut in_transaction = false;
+    let mut config_changed = false;
 
     loop {
         if *stop.borrow() {
@@ -262,6 +334,11 @@ pub async fn capture_task(
                 Some(l) if l.token == token => {}
                 _ => return Err(CaptureError::LeaseLost),
             }
+            renew_at = tokio::time::Instant::now() + settings.lease_ttl / 3;
+        }
+        // Converge to the desired state: stopped, reset or reselected tasks are noticed within
+        // CHECK_EVERY, and acted on at the next transaction boundary.
+        if tokio::time::Instant::now() >= check_at {
             let current = store
                 .get_task(instance)
                 .await?
@@ -269,7 +346,11 @@ pub async fn capture_task(
             if !current.value.task.state().wants_worker() {
                 break;
             }
-            renew_at = tokio::time::Instant::now() + settings.lease_ttl / 3;
+            if current.value.config_version != fence.config_version && !in_transaction {
+                config_changed = true;
+                break;
+            }
+            check_at = tokio::time::Instant::now() + CHECK_EVERY;
         }
         let next = tokio::select! {
             _ = stop.changed() => continue,
@@ -283,9 +364,13 @@ pub async fn capture_task(
             SourceEvent::Begin { gtid } => {
                 txid = gtid.unwrap_or_else(|| event.position.to_string());
                 index = 0;
+                in_transaction = true;
             }
             SourceEvent::Rows(changes) => {
                 for change in changes {
+                    // Every row change of the transaction counts, selected or not, so a
+                    // record's index (and idempotency key) does not depend on the selection.
+                    index += 1;
                     let name = change.table().name().clone();
                     let Some(selected) = config.objects.table(&name.database, &name.table) else {
                         continue;
@@ -298,7 +383,6 @@ pub async fn capture_task(
                     if !config.objects.includes(kind) {
                         continue;
                     }
-                    index += 1;
                     total_order += 1;
                     let e = ChangeEvent {
                         position: event.position.clone(),
@@ -361,8 +445,7 @@ pub async fn capture_task(
                 }
                 checkpoint_now(
                     state,
-                    instance,
-                    token,
+                    &fence,
                     &event.position,
                     event.timestamp,
                     &mut pending,
@@ -371,12 +454,12 @@ pub async fn capture_task(
                 .await?;
             }
             SourceEvent::Commit { .. } => {
+                in_transaction = false;
                 // Checkpoints at most every CHECKPOINT_EVERY, always at a commit.
                 if checkpointed_at.elapsed() >= CHECKPOINT_EVERY {
                     checkpoint_now(
                         state,
-                        instance,
-                        token,
+                        &fence,
                         &event.position,
                         event.timestamp,
                         &mut pending,
@@ -391,16 +474,7 @@ pub async fn capture_task(
             }
             SourceEvent::Heartbeat => {
                 if let Some((position, time)) = uncheckpointed.take() {
-                    checkpoint_now(
-                        state,
-                        instance,
-                        token,
-                        &position,
-                        time,
-                        &mut pending,
-                        &last_key,
-                    )
-                    .await?;
+                    checkpoint_now(state, &fence, &position, time, &mut pending, &last_key).await?;
                     checkpointed_at = tokio::time::Instant::now();
                 }
             }
@@ -414,34 +488,24 @@ pub async fn capture_task(
         if checkpointed_at.elapsed() >= CHECKPOINT_EVERY
             && let Some((position, time)) = uncheckpointed.take()
         {
-            checkpoint_now(
-                state,
-                instance,
-                token,
-                &position,
-                time,
-                &mut pending,
-                &last_key,
-            )
-            .await?;
+            checkpoint_now(state, &fence, &position, time, &mut pending, &last_key).await?;
             checkpointed_at = tokio::time::Instant::now();
         }
     }
-    if let Some((position, time)) = uncheckpointed.take() {
-        checkpoint_now(
-            state,
-            instance,
-            token,
-            &position,
-            time,
-            &mut pending,
-            &last_key,
-        )
-        .await?;
+    // The last commit's checkpoint; refused (and not needed) when the configuration changed:
+    // the next loop resumes from the previous one and skips what is in the topic.
+    if let Some((position, time)) = uncheckpointed.take()
+        && !config_changed
+    {
+        checkpoint_now(state, &fence, &position, time, &mut pending, &last_key).await?;
     }
     sink.flush(Duration::from_secs(30))?;
     let _ = reader.close().await;
-    Ok(())
+    if config_changed {
+        Err(CaptureError::ConfigChanged)
+    } else {
+        Ok(())
+    }
 }
 
 #[allow(clippy::too_many_arguments)] // the loop's state, passed explicitly rather than hidden in a struct
@@ -452,17 +516,18 @@ async fn produce(
     event: &ChangeEvent,
     total_order: u64,
     columns: Option<&[String]>,
-    skip_until: &mut Option<String>,
+    skip_until: &mut Option<Tail>,
     pending: &mut Vec<Delivery>,
     last_key: &mut Option<String>,
 ) -> Result<(), CaptureError> {
     let key = event.idempotency_key();
-    if let Some(until) = skip_until.as_deref() {
-        // Already in the topic from before the restart.
-        if until == key {
-            *skip_until = None;
+    if let Some(tail) = skip_until {
+        let index = event.transaction.as_ref().map_or(0, |t| t.event_index);
+        if tail.covers(&event.position, index) {
+            // At or before the last record already in the topic: produced before the restart.
+            return Ok(());
         }
-        return Ok(());
+        *skip_until = None;
     }
     let record =
         encode(format, topic, event, total_order, columns).map_err(|e| CaptureError::Definite {
@@ -479,8 +544,7 @@ async fn produce(
 /// Waits for every pending record, then writes the checkpoint with the lease's token.
 async fn checkpoint_now(
     state: &AppState,
-    instance: &InstanceId,
-    token: u64,
+    fence: &Fence,
     position: &Position,
     source_time: DateTime<Utc>,
     pending: &mut Vec<Delivery>,
@@ -493,9 +557,44 @@ async fn checkpoint_now(
         position: position.clone(),
         source_time,
         last_key: last_key.clone(),
-        token,
+        token: fence.token,
         written_at: Utc::now(),
     };
-    state.store().write_checkpoint(instance, &c).await?;
-    Ok(())
+    match state
+        .store()
+        .write_checkpoint(&fence.instance, &c, fence.config_version)
+        .await?
+    {
+        CheckpointOutcome::Written => Ok(()),
+        CheckpointOutcome::Fenced => Err(CaptureError::LeaseLost),
+        CheckpointOutcome::ConfigChanged => Err(CaptureError::ConfigChanged),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tail_covers_what_was_produced() {
+        let tail = Tail::parse("0-1-9/2", "binlog.000002:500@0-1-9").unwrap();
+        let at = |p: &str| p.parse::<Position>().unwrap();
+        assert!(tail.covers(&at("binlog.000001:900"), 7), "an earlier file");
+        assert!(tail.covers(&at("binlog.000002:400"), 9), "an earlier event");
+        assert!(tail.covers(&at("binlog.000002:500"), 2), "the tail itself");
+        assert!(
+            !tail.covers(&at("binlog.000002:500"), 3),
+            "a later row of the same event"
+        );
+        assert!(!tail.covers(&at("binlog.000002:501"), 1));
+        assert!(Tail::parse("no-index", "binlog.000002:500").is_err());
+        assert!(Tail::parse("x/1", "not a position").is_err());
+    }
+
+    #[test]
+    fn replica_ids_are_stable_and_high() {
+        let id = InstanceId::generate();
+        assert_eq!(replica_server_id(&id), replica_server_id(&id));
+        assert!(replica_server_id(&id) >= 0x4000_0000);
+    }
 }

@@ -84,7 +84,7 @@ impl Worker {
             let _ = self
                 .state
                 .store()
-                .release_lease(&instance, &self.settings.id, r.token)
+                .release_lease(&instance, &self.settings.id, r.token, Utc::now())
                 .await;
         }
     }
@@ -143,6 +143,9 @@ impl Worker {
             let result = capture_task(&state, &settings, &instance, token, stop_rx).await;
             match result {
                 Ok(()) => tracing::info!(instance = %instance, "capture stopped"),
+                Err(CaptureError::ConfigChanged) => {
+                    tracing::info!(instance = %instance, "configuration changed; the task restarts with it");
+                }
                 Err(CaptureError::LeaseLost) => {
                     tracing::warn!(instance = %instance, "lease lost to another worker; stopping without writing");
                     return;
@@ -168,7 +171,10 @@ impl Worker {
                     tracing::warn!(instance = %instance, error = %e, "capture interrupted; the task is retried");
                 }
             }
-            let _ = state.store().release_lease(&instance, &worker, token).await;
+            let _ = state
+                .store()
+                .release_lease(&instance, &worker, token, Utc::now())
+                .await;
         });
         Running {
             stop,

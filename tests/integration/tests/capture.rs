@@ -213,7 +213,12 @@ async fn changes_reach_the_topic_exactly_once_in_commit_order_across_restarts() 
     let mut behind = state.store().get_checkpoint(&id).await.unwrap().unwrap();
     behind.position = checkpoint.position.clone();
     behind.last_key = checkpoint.last_key.clone();
-    state.store().write_checkpoint(&id, &behind).await.unwrap();
+    let outcome = state
+        .store()
+        .write_checkpoint(&id, &behind, 1)
+        .await
+        .unwrap();
+    assert_eq!(outcome, ferry_store::CheckpointOutcome::Written);
     let w = start_worker(&state);
     db.query_drop("INSERT INTO orders VALUES (5, 8.00, 'after the crash')")
         .await

@@ -301,3 +301,104 @@ async fn deleting_an_instance_removes_everything_it_owns() -> Result<()> {
     assert!(matches!(out, CreateOutcome::Created(_)));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leases_fence_checkpoints() {
+    use ferry_domain::id::WorkerId;
+    use ferry_store::{Checkpoint, CheckpointOutcome};
+    let ctx = TestContext::spawn().await.unwrap();
+    let store = ctx.store().await;
+    let i = instance("leased", Mode::Tracking, t0());
+    create(&store, &i).await.unwrap();
+    let (a, b) = (WorkerId::generate(), WorkerId::generate());
+    let ttl = Duration::seconds(30);
+
+    let la = store
+        .claim_lease(i.id(), &a, t0(), ttl)
+        .await
+        .unwrap()
+        .expect("a free lease");
+    assert_eq!(la.token, 1);
+    assert!(
+        store
+            .claim_lease(i.id(), &b, t0() + Duration::seconds(10), ttl)
+            .await
+            .unwrap()
+            .is_none(),
+        "held by a"
+    );
+    let renewed = store
+        .claim_lease(i.id(), &a, t0() + Duration::seconds(10), ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renewed.token, 1, "renewal keeps the token");
+
+    let cp = |token: u64, offset: u64| Checkpoint {
+        position: format!("binlog.000001:{offset}").parse().unwrap(),
+        source_time: t0(),
+        last_key: None,
+        token,
+        written_at: t0(),
+    };
+    assert_eq!(
+        store
+            .write_checkpoint(i.id(), &cp(1, 100), 0)
+            .await
+            .unwrap(),
+        CheckpointOutcome::Written
+    );
+
+    // a stalls; its lease expires; b takes over with a higher token and checkpoints.
+    let lb = store
+        .claim_lease(i.id(), &b, t0() + Duration::seconds(41), ttl)
+        .await
+        .unwrap()
+        .expect("expired");
+    assert_eq!(lb.token, 2);
+    assert_eq!(
+        store
+            .write_checkpoint(i.id(), &cp(2, 200), 0)
+            .await
+            .unwrap(),
+        CheckpointOutcome::Written
+    );
+    // a wakes up and writes late: refused, b's checkpoint stands.
+    assert_eq!(
+        store
+            .write_checkpoint(i.id(), &cp(1, 150), 0)
+            .await
+            .unwrap(),
+        CheckpointOutcome::Fenced
+    );
+    assert_eq!(
+        store
+            .get_checkpoint(i.id())
+            .await
+            .unwrap()
+            .unwrap()
+            .position
+            .offset(),
+        200
+    );
+    // A checkpoint for an older configuration is refused too.
+    assert_eq!(
+        store
+            .write_checkpoint(i.id(), &cp(2, 300), 7)
+            .await
+            .unwrap(),
+        CheckpointOutcome::ConfigChanged
+    );
+
+    // Releasing keeps the token: the next holder's is higher still.
+    store
+        .release_lease(i.id(), &b, 2, t0() + Duration::seconds(42))
+        .await
+        .unwrap();
+    let la2 = store
+        .claim_lease(i.id(), &a, t0() + Duration::seconds(42), ttl)
+        .await
+        .unwrap()
+        .expect("released");
+    assert_eq!(la2.token, 3);
+}
