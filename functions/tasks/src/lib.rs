@@ -278,7 +278,18 @@ async fn describe(
 ) -> ApiResult<Json<TaskView>> {
     load_instance(&state, &id).await?;
     let task = load_task(&state, &id).await?;
-    Ok(Json(TaskView::new(&state, &task)))
+    let mut view = TaskView::new(&state, &task);
+    view.checkpoint = state.store().get_checkpoint(&id).await?.map(|c| {
+        json!({
+            "position": c.position.to_string(),
+            "file": c.position.file().name(),
+            "offset": c.position.offset(),
+            "gtid": c.position.gtid().map(ToString::to_string),
+            "source_time": c.source_time,
+            "written_at": c.written_at,
+        })
+    });
+    Ok(Json(view))
 }
 
 fn configured(task: &Versioned<TaskRecord>) -> ApiResult<&TaskConfig> {

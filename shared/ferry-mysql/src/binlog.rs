@@ -362,6 +362,14 @@ impl BinlogReader {
                     self.commit();
                     return made(self, SourceEvent::Commit { xid: None });
                 }
+                if is_dml(trimmed) {
+                    return Err(ReaderError::definite(
+                        format!(
+                            "a statement-based change at offset {log_pos}: the source's binlog_format is no longer ROW"
+                        ),
+                        "SET GLOBAL binlog_format = 'ROW' on the source (and in its configuration), then reset the task: statement-based changes cannot be captured row by row",
+                    ));
+                }
                 let schema = q.schema().into_owned();
                 let statement = sql.into_owned();
                 if self.standalone {
@@ -429,6 +437,18 @@ fn decode_rows(
         out.push(change);
     }
     Ok(out)
+}
+
+/// Whether a statement changes rows (a statement-based event in a ROW binlog).
+fn is_dml(sql: &str) -> bool {
+    let first = sql
+        .trim_start_matches(|c: char| c.is_whitespace() || c == '(')
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .next()
+        .unwrap_or_default();
+    ["INSERT", "UPDATE", "DELETE", "REPLACE", "LOAD"]
+        .iter()
+        .any(|k| first.eq_ignore_ascii_case(k))
 }
 
 fn verify_checksum(event: &Event) -> Result<(), ReaderError> {
@@ -501,6 +521,28 @@ fn parse_mariadb_gtid_list(data: &[u8]) -> Result<MariaDbGtidSet, ReaderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statement_based_changes_are_recognised() {
+        for dml in [
+            "INSERT INTO t VALUES (1)",
+            "  update t set a=1",
+            "DELETE FROM t",
+            "replace into t values(1)",
+            "LOAD DATA INFILE 'x' INTO TABLE t",
+        ] {
+            assert!(is_dml(dml), "{dml}");
+        }
+        for ddl in [
+            "CREATE TABLE inserts (id INT)",
+            "ALTER TABLE t ADD c INT",
+            "DROP TABLE updates",
+            "TRUNCATE t",
+            "BEGIN",
+        ] {
+            assert!(!is_dml(ddl), "{ddl}");
+        }
+    }
 
     #[test]
     fn mariadb_gtid_events() {

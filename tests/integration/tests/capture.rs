@@ -240,3 +240,97 @@ async fn changes_reach_the_topic_exactly_once_in_commit_order_across_restarts() 
     );
     stop_worker(w).await;
 }
+
+/// A definite source error fails the task with a code and a hint; nothing is skipped.
+#[tokio::test(flavor = "multi_thread")]
+async fn statement_based_logging_fails_the_task_with_a_hint() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let server = ferry_testkit::ThrowawayMariaDb::start(
+        ctx.env(),
+        &[
+            "--log-bin=binlog",
+            "--binlog-format=ROW",
+            "--binlog-row-image=FULL",
+            "--binlog-row-metadata=FULL",
+        ],
+    )
+    .unwrap();
+    server
+        .sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY)")
+        .unwrap();
+
+    let created = api
+        .call(
+            Method::POST,
+            "/v1/instances",
+            Some(json!({"name": "cdc", "mode": "tracking", "billing": {"type": "pay_as_you_go"}})),
+        )
+        .await
+        .unwrap();
+    let id: InstanceId = created.body["id"].as_str().unwrap().parse().unwrap();
+    let config = json!({
+        "source": {"engine": "mariadb", "host": "127.0.0.1", "port": server.port(), "username": "ferry_capture", "password": "capture-Secret1"},
+        "objects": {"databases": [{"name": "shop"}]},
+    });
+    assert_eq!(
+        api.call(
+            Method::PUT,
+            &format!("/v1/instances/{id}/task"),
+            Some(config)
+        )
+        .await
+        .unwrap()
+        .status,
+        200
+    );
+    let started = api
+        .call(
+            Method::POST,
+            &format!("/v1/instances/{id}/task/start"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.status, 200, "{}", started.text);
+
+    let w = start_worker(&api.state);
+    eventually("the task to run", Duration::from_secs(30), || async {
+        let t = api
+            .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
+            .await?;
+        Ok((t.body["state"] == "incremental").then_some(()))
+    })
+    .await
+    .unwrap();
+    server
+        .sql("SET GLOBAL binlog_format = 'STATEMENT'")
+        .unwrap();
+    server.sql("INSERT INTO shop.orders VALUES (1)").unwrap();
+
+    let failed = eventually("the task to fail", Duration::from_secs(30), || async {
+        let t = api
+            .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
+            .await?;
+        Ok((t.body["state"] == "failed").then_some(t.body))
+    })
+    .await
+    .unwrap();
+    assert_eq!(failed["error"]["code"], "source_stream");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("binlog_format"),
+        "{failed}"
+    );
+    assert!(
+        failed["error"]["hint"].as_str().unwrap().contains("ROW"),
+        "{failed}"
+    );
+    let events = ctx.events().await.unwrap();
+    assert!(events.iter().any(
+        |e| e["detail-type"] == "Task State Changed" && e["detail"]["to"]["state"] == "failed"
+    ));
+    stop_worker(w).await;
+}

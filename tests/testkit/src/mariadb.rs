@@ -93,6 +93,20 @@ impl ThrowawayMariaDb {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// Runs SQL as root (through the socket), in a session of its own.
+    pub fn sql(&self, sql: &str) -> Result<()> {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "-uroot"])
+            .arg(format!("--socket={}", self.dir.join("sock").display()))
+            .args(["-e", sql])
+            .output()
+            .context("running mariadb")?;
+        if !out.status.success() {
+            bail!("{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
 }
 
 impl Drop for ThrowawayMariaDb {
