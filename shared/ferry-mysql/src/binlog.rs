@@ -27,11 +27,11 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ferry_domain::change::RowChange;
-use ferry_domain::gtid::{GtidSet, MariaDbGtid, MariaDbGtidSet};
+use ferry_domain::gtid::{GtidSet, MariaDbGtid, MariaDbGtidSet, MysqlGtidSet, Sid};
 use ferry_domain::position::{BinlogFile, Position};
 use futures::StreamExt;
 use mysql_async::binlog::BinlogChecksumAlg;
-use mysql_async::binlog::events::{Event, EventData, RowsEventData};
+use mysql_async::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest};
 
@@ -132,20 +132,31 @@ const FL_STANDALONE: u8 = 1;
 /// A replication connection.
 pub struct BinlogReader {
     stream: BinlogStream,
+    decoder: EventDecoder,
+}
+
+/// Turns binlog events into [`ReadEvent`]s, tracking the file, the GTID position and the table
+/// maps; shared by the replication stream and the binlog file reader.
+#[derive(Debug)]
+pub struct EventDecoder {
     charsets: Charsets,
     tables: HashMap<u64, Arc<TablePlan>>,
     file: Option<BinlogFile>,
     gtid: Option<MariaDbGtidSet>,
-    /// The GTID of the open transaction, applied to `gtid` at its commit.
+    mysql_gtid: MysqlGtidSet,
+    /// The GTID of the open transaction, applied to the position at its commit.
     pending: Option<MariaDbGtid>,
+    pending_mysql: Option<(Sid, u64)>,
     standalone: bool,
+    /// The position of the last event that had one.
+    last_log_pos: u32,
 }
 
 impl std::fmt::Debug for BinlogReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BinlogReader")
-            .field("file", &self.file)
-            .field("gtid", &self.gtid)
+            .field("file", &self.decoder.file)
+            .field("gtid", &self.decoder.gtid)
             .finish()
     }
 }
@@ -206,12 +217,7 @@ impl BinlogReader {
         let stream = conn.get_binlog_stream(request).await?;
         Ok(Self {
             stream,
-            charsets,
-            tables: HashMap::new(),
-            file,
-            gtid,
-            pending: None,
-            standalone: false,
+            decoder: EventDecoder::new(charsets, file, gtid),
         })
     }
 
@@ -222,9 +228,32 @@ impl BinlogReader {
                 return Ok(None);
             };
             let event = event?;
-            if let Some(read) = self.handle(&event)? {
+            let stream = &self.stream;
+            if let Some(read) = self.decoder.handle(&event, |id| stream.get_tme(id))? {
                 return Ok(Some(read));
             }
+        }
+    }
+
+    /// Closes the replication connection.
+    pub async fn close(self) -> Result<(), ReaderError> {
+        self.stream.close().await.map_err(ReaderError::from)
+    }
+}
+
+impl EventDecoder {
+    /// A decoder starting in `file` (when known) at GTID position `gtid`.
+    pub fn new(charsets: Charsets, file: Option<BinlogFile>, gtid: Option<MariaDbGtidSet>) -> Self {
+        Self {
+            charsets,
+            tables: HashMap::new(),
+            file,
+            gtid,
+            mysql_gtid: MysqlGtidSet::new(),
+            pending: None,
+            pending_mysql: None,
+            standalone: false,
+            last_log_pos: 0,
         }
     }
 
@@ -235,18 +264,32 @@ impl BinlogReader {
                 "report this as a bug",
             )
         })?;
-        Ok(Position::new(
-            file,
-            u64::from(log_pos),
-            self.gtid.clone().map(GtidSet::MariaDb),
-        ))
+        let gtid = match &self.gtid {
+            Some(g) => Some(GtidSet::MariaDb(g.clone())),
+            None if !self.mysql_gtid.is_empty() => Some(GtidSet::Mysql(self.mysql_gtid.clone())),
+            None => None,
+        };
+        Ok(Position::new(file, u64::from(log_pos), gtid))
     }
 
-    fn handle(&mut self, event: &Event) -> Result<Option<ReadEvent>, ReaderError> {
-        verify_checksum(event)?;
+    /// Handles one event; `tme` looks up the table map of a table id.
+    pub fn handle<'t>(
+        &mut self,
+        event: &Event,
+        tme: impl Fn(u64) -> Option<&'t TableMapEvent<'static>>,
+    ) -> Result<Option<ReadEvent>, ReaderError> {
         let header = event.header();
         let raw_type = header.event_type_raw();
-        let log_pos = header.log_pos();
+        // Events inside a compressed transaction payload have no position (nor checksum) of
+        // their own: they take the payload's.
+        let log_pos = match header.log_pos() {
+            0 => self.last_log_pos,
+            p => {
+                self.last_log_pos = p;
+                verify_checksum(event)?;
+                p
+            }
+        };
         let made = |this: &Self, e: SourceEvent| -> Result<Option<ReadEvent>, ReaderError> {
             Ok(Some(ReadEvent {
                 position: this.position(log_pos)?,
@@ -343,7 +386,7 @@ impl BinlogReader {
                         "restart the task from its last checkpoint",
                     )
                 })?;
-                let tme = self.stream.get_tme(table_id).ok_or_else(|| {
+                let tme = tme(table_id).ok_or_else(|| {
                     ReaderError::definite(
                         format!("table map {table_id} is gone"),
                         "restart the task from its last checkpoint",
@@ -356,7 +399,14 @@ impl BinlogReader {
                 let sql = q.query();
                 let trimmed = sql.trim();
                 if trimmed.eq_ignore_ascii_case("BEGIN") {
-                    return made(self, SourceEvent::Begin { gtid: None });
+                    let gtid = self
+                        .pending_mysql
+                        .as_ref()
+                        .map(|(sid, gno)| match &sid.tag {
+                            Some(tag) => format!("{}:{tag}:{gno}", sid.uuid),
+                            None => format!("{}:{gno}", sid.uuid),
+                        });
+                    return made(self, SourceEvent::Begin { gtid });
                 }
                 if trimmed.eq_ignore_ascii_case("COMMIT") {
                     self.commit();
@@ -387,6 +437,17 @@ impl BinlogReader {
                 self.commit();
                 made(self, SourceEvent::Commit { xid: Some(x.xid) })
             }
+            EventData::GtidEvent(g) => {
+                let sid = Sid {
+                    uuid: uuid::Uuid::from_bytes(g.sid()),
+                    tag: g
+                        .tag()
+                        .map(|t| t.to_string().to_ascii_lowercase())
+                        .filter(|t| !t.is_empty()),
+                };
+                self.pending_mysql = Some((sid, g.gno()));
+                Ok(None)
+            }
             EventData::HeartbeatEvent => made(self, SourceEvent::Heartbeat),
             // Nothing for row-based capture: the format description (kept by mysql_common),
             // statement-based context, MySQL's GTID bookkeeping (its GTID sets are planned).
@@ -399,12 +460,10 @@ impl BinlogReader {
         if let Some(g) = self.pending.take() {
             self.gtid.get_or_insert_with(MariaDbGtidSet::new).advance(g);
         }
+        if let Some((sid, gno)) = self.pending_mysql.take() {
+            self.mysql_gtid.add(sid, gno, gno);
+        }
         self.standalone = false;
-    }
-
-    /// Closes the replication connection.
-    pub async fn close(self) -> Result<(), ReaderError> {
-        self.stream.close().await.map_err(ReaderError::from)
     }
 }
 
@@ -420,12 +479,35 @@ fn decode_rows(
             "check the source's binlog_row_image (FULL) and report the table definition",
         )
     };
+    let width = plan.schema().columns().len();
+    // The column indexes each image holds (all of them with a FULL row image).
+    let before_cols: Vec<usize> = match rows.columns_before_image() {
+        Some(bits) => (0..width)
+            .filter(|i| bits.get(*i).as_deref().copied().unwrap_or(false))
+            .collect(),
+        None => (0..width).collect(),
+    };
+    let after_cols: Vec<usize> = match rows.columns_after_image() {
+        Some(bits) => (0..width)
+            .filter(|i| bits.get(*i).as_deref().copied().unwrap_or(false))
+            .collect(),
+        None => (0..width).collect(),
+    };
     let mut out = Vec::new();
     for row in rows.rows(tme) {
         let (before, after) = row.map_err(|e| bad(format!("{}: {e}", plan.schema().name())))?;
-        let decode = |r| plan.decode_row(r, charsets).map_err(|e| bad(e.to_string()));
-        let before = before.map(decode).transpose()?;
-        let after = after.map(decode).transpose()?;
+        let before = before
+            .map(|r| {
+                plan.decode_row(r, &before_cols, charsets)
+                    .map_err(|e| bad(e.to_string()))
+            })
+            .transpose()?;
+        let after = after
+            .map(|r| {
+                plan.decode_row(r, &after_cols, charsets)
+                    .map_err(|e| bad(e.to_string()))
+            })
+            .transpose()?;
         let table = plan.schema().clone();
         let change = match (before, after) {
             (None, Some(a)) => RowChange::insert(table, a),

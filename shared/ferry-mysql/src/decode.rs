@@ -72,6 +72,22 @@ impl Charsets {
         )
     }
 
+    /// The standard collation ids of MySQL 8 and MariaDB, for reading binlog files without a
+    /// server to ask.
+    pub fn builtin() -> Self {
+        let mut rows: Vec<(u16, String)> = Vec::new();
+        let mut add =
+            |ids: &[u16], name: &str| rows.extend(ids.iter().map(|i| (*i, name.to_owned())));
+        add(&[33, 83, 223], "utf8mb3");
+        add(&(192..=215).collect::<Vec<u16>>(), "utf8mb3");
+        add(&[45, 46], "utf8mb4");
+        add(&(224..=247).collect::<Vec<u16>>(), "utf8mb4");
+        add(&(255..=323).collect::<Vec<u16>>(), "utf8mb4");
+        add(&[5, 8, 15, 31, 47, 48, 49, 94], "latin1");
+        add(&[11, 65], "ascii");
+        Self::from_collations(rows)
+    }
+
     fn get(&self, id: u16) -> TextEncoding {
         match id {
             63 => TextEncoding::Binary,
@@ -241,25 +257,30 @@ impl TablePlan {
 
     /// Decodes one row image into values in column order (columns absent from the image, with
     /// a minimal row image, are `Null`).
+    /// `present` lists the table's column indexes the image holds, in order (the rows event's
+    /// column bitmap): all of them with a FULL row image.
     pub fn decode_row(
         &self,
         row: BinlogRow,
+        present: &[usize],
         charsets: &Charsets,
     ) -> Result<Vec<Value>, DecodeError> {
         let mut values = vec![Value::Null; self.columns.len()];
         let columns = row.columns();
         for (i, value) in row.unwrap().into_iter().enumerate() {
-            let Some(column) = columns.get(i) else { break };
-            // Columns appear in table order; with a full image index i is column i.
-            let index = i.min(self.columns.len().saturating_sub(1));
-            let plan = &self.columns[index];
+            let (Some(column), Some(&index)) = (columns.get(i), present.get(i)) else {
+                break;
+            };
+            let Some(plan) = self.columns.get(index) else {
+                break;
+            };
             let unsigned = column.flags().contains(ColumnFlags::UNSIGNED_FLAG);
             values[index] =
                 decode_value(plan, unsigned, charsets.get(column.character_set()), value).map_err(
                     |reason| DecodeError {
                         table: self.schema.name().to_string(),
                         column: self.schema.columns()[index].name.clone(),
-                        reason,
+                        reason: format!("{reason} (binlog type {:?})", plan.column_type),
                     },
                 )?;
         }
@@ -397,6 +418,8 @@ fn decode_value(
         | T::MYSQL_TYPE_TINY_BLOB
         | T::MYSQL_TYPE_MEDIUM_BLOB
         | T::MYSQL_TYPE_LONG_BLOB => text(bytes(v)?, encoding),
+        // MySQL 9 VECTOR: little-endian 32-bit floats, kept as bytes.
+        T::MYSQL_TYPE_VECTOR => Value::Bytes(bytes(v)?),
         other => return Err(format!("column type {other:?} is not supported")),
     })
 }

@@ -7,6 +7,7 @@
 pub mod binlog;
 mod connect;
 pub mod decode;
+pub mod file;
 mod precheck;
 
 pub use connect::{CONNECT_TIMEOUT, ConnectError, ConnectParams, connect};
