@@ -57,6 +57,8 @@ pub fn encode(
 ) -> Result<Option<Record>, UnsupportedFormat> {
     match format {
         Format::DebeziumJson => Ok(debezium(topic, event, total_order, columns)),
+        Format::CanalJson => Ok(canal(event, total_order, columns)),
+        Format::MaxwellJson => Ok(maxwell(event, columns)),
         other => Err(UnsupportedFormat { format: other }),
     }
 }
@@ -136,6 +138,164 @@ fn debezium(
         payload: payload.to_string().into_bytes(),
         idempotency_key: e.idempotency_key(),
         position,
+    })
+}
+
+/// Canal's flat message: every value as a string, `old` with the changed columns only.
+fn canal(e: &ChangeEvent, id: u64, columns: Option<&[String]>) -> Option<Record> {
+    let es = e.timestamp.timestamp_millis();
+    let ts = chrono::Utc::now().timestamp_millis();
+    let (key, payload) = match &e.kind {
+        ChangeKind::Row(row) => {
+            let table = row.table();
+            let selected: Vec<usize> = (0..table.columns().len())
+                .filter(|i| {
+                    columns.is_none_or(|c| c.contains(&table.columns()[*i].name))
+                        || table.key().contains(i)
+                })
+                .collect();
+            let as_strings = |values: &[Value]| {
+                let mut obj = Map::new();
+                for i in &selected {
+                    obj.insert(table.columns()[*i].name.clone(), canal_value(&values[*i]));
+                }
+                Json::Object(obj)
+            };
+            let (kind, data, old) = match (row.before(), row.after()) {
+                (None, Some(a)) => ("INSERT", as_strings(a), Json::Null),
+                (Some(b), Some(a)) => {
+                    let mut old = Map::new();
+                    for i in &selected {
+                        if b[*i] != a[*i] {
+                            old.insert(table.columns()[*i].name.clone(), canal_value(&b[*i]));
+                        }
+                    }
+                    ("UPDATE", as_strings(a), json!([Json::Object(old)]))
+                }
+                (Some(b), None) => ("DELETE", as_strings(b), Json::Null),
+                (None, None) => return None,
+            };
+            let mysql_type: Map<String, Json> = selected
+                .iter()
+                .map(|i| {
+                    (
+                        table.columns()[*i].name.clone(),
+                        json!(table.columns()[*i].source_type),
+                    )
+                })
+                .collect();
+            let sql_type: Map<String, Json> = selected
+                .iter()
+                .map(|i| {
+                    (
+                        table.columns()[*i].name.clone(),
+                        json!(jdbc_type(&table.columns()[*i].source_type)),
+                    )
+                })
+                .collect();
+            let pk: Vec<&str> = table
+                .key()
+                .iter()
+                .map(|i| table.columns()[*i].name.as_str())
+                .collect();
+            let payload = json!({
+                "data": [data], "database": table.name().database, "table": table.name().table,
+                "es": es, "ts": ts, "id": id, "isDdl": false, "mysqlType": mysql_type, "sqlType": sql_type,
+                "old": old, "pkNames": pk, "sql": "", "type": kind,
+                "gtid": e.position.gtid().map(|g| g.to_string()), "position": e.position.to_string(),
+            });
+            (Some(key_of(row).to_string().into_bytes()), payload)
+        }
+        ChangeKind::Ddl {
+            database,
+            statement,
+        } => (
+            None,
+            json!({"data": null, "database": database, "table": "", "es": es, "ts": ts, "id": id, "isDdl": true,
+                   "mysqlType": null, "sqlType": null, "old": null, "pkNames": null, "sql": statement, "type": "QUERY"}),
+        ),
+        ChangeKind::Begin | ChangeKind::Commit { .. } | ChangeKind::Heartbeat => return None,
+    };
+    Some(Record {
+        key,
+        payload: payload.to_string().into_bytes(),
+        idempotency_key: e.idempotency_key(),
+        position: e.position.to_string(),
+    })
+}
+
+/// Canal writes every value as a string.
+fn canal_value(v: &Value) -> Json {
+    match value(v) {
+        Json::Null => Json::Null,
+        Json::String(s) => Json::String(s),
+        Json::Bool(b) => Json::String(if b { "1".into() } else { "0".into() }),
+        other => Json::String(other.to_string()),
+    }
+}
+
+/// The JDBC type code Canal reports for a MySQL type.
+fn jdbc_type(source_type: &str) -> i32 {
+    match source_type.split(['(', ' ']).next().unwrap_or_default() {
+        "tinyint" => -6,
+        "smallint" => 5,
+        "mediumint" | "int" | "integer" => 4,
+        "bigint" => -5,
+        "float" => 7,
+        "double" => 8,
+        "decimal" => 3,
+        "date" => 91,
+        "time" => 92,
+        "datetime" | "timestamp" => 93,
+        "bit" => -7,
+        "binary" => -2,
+        "varbinary" => -3,
+        "blob" => 2004,
+        "text" => 2005,
+        "char" => 1,
+        _ => 12,
+    }
+}
+
+/// Maxwell's row format: `type`, `data`, `old` (changed columns), `ts` in seconds.
+fn maxwell(e: &ChangeEvent, columns: Option<&[String]>) -> Option<Record> {
+    let ChangeKind::Row(row) = &e.kind else {
+        // Maxwell's DDL and transaction records are not emitted in this format.
+        return None;
+    };
+    let table = row.table();
+    let (kind, data, old) = match (row.before(), row.after()) {
+        (None, Some(a)) => ("insert", image(row, a, columns), None),
+        (Some(b), Some(a)) => {
+            let mut old = Map::new();
+            for (i, col) in table.columns().iter().enumerate() {
+                let selected =
+                    columns.is_none_or(|c| c.contains(&col.name)) || table.key().contains(&i);
+                if selected && b[i] != a[i] {
+                    old.insert(col.name.clone(), value(&b[i]));
+                }
+            }
+            ("update", image(row, a, columns), Some(Json::Object(old)))
+        }
+        (Some(b), None) => ("delete", image(row, b, columns), None),
+        (None, None) => return None,
+    };
+    let mut payload = json!({
+        "database": table.name().database, "table": table.name().table, "type": kind,
+        "ts": e.timestamp.timestamp(), "server_id": e.server_id,
+        "position": format!("{}:{}", e.position.file().name(), e.position.offset()),
+        "gtid": e.position.gtid().map(|g| g.to_string()),
+        "xoffset": e.transaction.as_ref().map_or(0, |t| t.event_index),
+        "data": data,
+    });
+    if let Some(old) = old {
+        payload["old"] = old;
+    }
+    Some(Record {
+        key: Some(json!({"database": table.name().database, "table": table.name().table, "pk": key_of(row)}).to_string().into_bytes()),
+        payload: payload.to_string().into_bytes(),
+        idempotency_key: e.idempotency_key(),
+        position: e.position.to_string(),
     })
 }
 
@@ -339,9 +499,76 @@ mod tests {
         );
     }
 
+    fn update() -> ChangeEvent {
+        let row = RowChange::update(
+            table(),
+            vec![
+                Value::Int(7),
+                Value::Decimal(Decimal::try_from("1.50".to_owned()).unwrap()),
+                Value::String("a".into()),
+            ],
+            vec![
+                Value::Int(7),
+                Value::Decimal(Decimal::try_from("2.50".to_owned()).unwrap()),
+                Value::String("a".into()),
+            ],
+        )
+        .unwrap();
+        event(ChangeKind::Row(row))
+    }
+
     #[test]
-    fn other_formats_are_refused_not_faked() {
+    fn canal_flat_message() {
+        let r = encode(Format::CanalJson, "t", &update(), 9, None)
+            .unwrap()
+            .unwrap();
+        let j: Json = serde_json::from_slice(&r.payload).unwrap();
+        assert_eq!(j["type"], "UPDATE");
+        assert_eq!(
+            j["data"],
+            json!([{"id": "7", "total": "2.50", "note": "a"}])
+        );
+        assert_eq!(
+            j["old"],
+            json!([{"total": "1.50"}]),
+            "only the changed columns"
+        );
+        assert_eq!(j["pkNames"], json!(["id"]));
+        assert_eq!(j["database"], "shop");
+        assert_eq!(j["isDdl"], false);
+        assert_eq!(j["es"], 1_700_000_000_000i64);
+        assert_eq!(j["mysqlType"]["total"], "int");
+        assert_eq!(j["id"], 9);
+    }
+
+    #[test]
+    fn maxwell_row() {
+        let r = encode(Format::MaxwellJson, "t", &update(), 9, None)
+            .unwrap()
+            .unwrap();
+        let j: Json = serde_json::from_slice(&r.payload).unwrap();
+        assert_eq!(j["type"], "update");
+        assert_eq!(j["data"], json!({"id": 7, "total": "2.50", "note": "a"}));
+        assert_eq!(j["old"], json!({"total": "1.50"}));
+        assert_eq!(j["ts"], 1_700_000_000);
+        assert_eq!(j["position"], "binlog.000001:900");
+        assert_eq!(j["xoffset"], 2);
+        assert!(
+            encode(
+                Format::MaxwellJson,
+                "t",
+                &event(ChangeKind::Heartbeat),
+                0,
+                None
+            )
+            .unwrap()
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn avro_is_refused_not_faked() {
         let e = event(ChangeKind::Heartbeat);
-        assert!(encode(Format::CanalJson, "t", &e, 0, None).is_err());
+        assert!(encode(Format::DtsAvro, "t", &e, 0, None).is_err());
     }
 }

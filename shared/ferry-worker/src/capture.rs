@@ -533,7 +533,7 @@ async fn produce(
         encode(format, topic, event, total_order, columns).map_err(|e| CaptureError::Definite {
             code: "unsupported_format",
             message: e.to_string(),
-            hint: "use the debezium-json format".into(),
+            hint: "use the debezium-json, canal-json or maxwell-json format".into(),
         })?;
     let Some(record) = record else { return Ok(()) };
     pending.push(sink.send(&record).await?);
