@@ -60,6 +60,13 @@ pub struct Delivery {
     /// How long the topic keeps records, in hours (default 7 days).
     #[serde(default = "default_retention_hours")]
     pub retention_hours: u32,
+    /// Also write a BEGIN and a COMMIT record around each transaction that has selected changes
+    /// (Debezium's transaction metadata).
+    #[serde(default)]
+    pub transaction_records: bool,
+    /// Also write a heartbeat record when the source reports it is idle.
+    #[serde(default)]
+    pub heartbeat_records: bool,
 }
 
 fn default_retention_hours() -> u32 {
@@ -73,6 +80,8 @@ impl Default for Delivery {
             partitioning: Partitioning::default(),
             destination: Destination::default(),
             retention_hours: default_retention_hours(),
+            transaction_records: false,
+            heartbeat_records: false,
         }
     }
 }

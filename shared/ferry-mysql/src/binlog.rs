@@ -150,6 +150,8 @@ pub struct EventDecoder {
     standalone: bool,
     /// The position of the last event that had one.
     last_log_pos: u32,
+    /// Refuse partial row images (live capture); a file reader shows them as they are.
+    require_full_images: bool,
 }
 
 impl std::fmt::Debug for BinlogReader {
@@ -254,6 +256,7 @@ impl EventDecoder {
             pending_mysql: None,
             standalone: false,
             last_log_pos: 0,
+            require_full_images: true,
         }
     }
 
@@ -392,7 +395,8 @@ impl EventDecoder {
                         "restart the task from its last checkpoint",
                     )
                 })?;
-                let changes = decode_rows(&rows, tme, &plan, &self.charsets)?;
+                let changes =
+                    decode_rows(&rows, tme, &plan, &self.charsets, self.require_full_images)?;
                 made(self, SourceEvent::Rows(changes))
             }
             EventData::QueryEvent(q) => {
@@ -455,6 +459,13 @@ impl EventDecoder {
         }
     }
 
+    /// Lets partial row images through (absent columns read as `Null`): for inspecting files.
+    #[must_use]
+    pub fn allow_partial_images(mut self) -> Self {
+        self.require_full_images = false;
+        self
+    }
+
     /// Applies the open transaction's GTID to the position.
     fn commit(&mut self) {
         if let Some(g) = self.pending.take() {
@@ -472,6 +483,7 @@ fn decode_rows(
     tme: &mysql_async::binlog::events::TableMapEvent<'static>,
     plan: &TablePlan,
     charsets: &Charsets,
+    require_full_images: bool,
 ) -> Result<Vec<RowChange>, ReaderError> {
     let bad = |e: String| {
         ReaderError::definite(
@@ -493,6 +505,15 @@ fn decode_rows(
             .collect(),
         None => (0..width).collect(),
     };
+    if require_full_images && (before_cols.len() != width || after_cols.len() != width) {
+        return Err(ReaderError::definite(
+            format!(
+                "a partial row image for {}: the source's binlog_row_image is no longer FULL",
+                plan.schema().name()
+            ),
+            "SET GLOBAL binlog_row_image = 'FULL' on the source (and in its configuration), then reset the task: partial images lose column values",
+        ));
+    }
     let mut out = Vec::new();
     for row in rows.rows(tme) {
         let (before, after) = row.map_err(|e| bad(format!("{}: {e}", plan.schema().name())))?;

@@ -53,7 +53,8 @@ fn decode_all(bytes: &[u8], file: Option<BinlogFile>) -> Result<Vec<ReadEvent>, 
     let mut binlog =
         mysql_common::binlog::BinlogFile::new(BinlogVersion::Version4, BufReader::new(bytes))
             .map_err(damaged)?;
-    let mut decoder = EventDecoder::new(Charsets::builtin(), file, None);
+    // A file is shown as it is: partial row images pass, with absent columns as `Null`.
+    let mut decoder = EventDecoder::new(Charsets::builtin(), file, None).allow_partial_images();
     let mut out = Vec::new();
     while let Some(event) = binlog.next() {
         let event = event.map_err(damaged)?;

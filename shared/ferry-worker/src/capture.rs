@@ -315,6 +315,9 @@ pub async fn capture_task(
     let mut check_at = tokio::time::Instant::now() + CHECK_EVERY;
     let mut in_transaction = false;
     let mut config_changed = false;
+    let mut pending_begin: Option<ChangeEvent> = None;
+    let mut begin_written = false;
+    let mut selected_in_tx: u64 = 0;
 
     loop {
         if *stop.borrow() {
@@ -365,6 +368,19 @@ pub async fn capture_task(
                 txid = gtid.unwrap_or_else(|| event.position.to_string());
                 index = 0;
                 in_transaction = true;
+                // Written only if the transaction has a selected change (just before it).
+                pending_begin = config.delivery.transaction_records.then(|| ChangeEvent {
+                    position: event.position.clone(),
+                    server_id: event.server_id,
+                    timestamp: event.timestamp,
+                    transaction: Some(TransactionRef {
+                        id: txid.clone(),
+                        event_index: 0,
+                    }),
+                    kind: ChangeKind::Begin,
+                });
+                begin_written = false;
+                selected_in_tx = 0;
             }
             SourceEvent::Rows(changes) => {
                 for change in changes {
@@ -382,6 +398,22 @@ pub async fn capture_task(
                     };
                     if !config.objects.includes(kind) {
                         continue;
+                    }
+                    selected_in_tx += 1;
+                    if let Some(begin) = pending_begin.take() {
+                        produce(
+                            &sink,
+                            format,
+                            &topic,
+                            &begin,
+                            total_order,
+                            None,
+                            &mut skip_until,
+                            &mut pending,
+                            &mut last_key,
+                        )
+                        .await?;
+                        begin_written = true;
                     }
                     total_order += 1;
                     let e = ChangeEvent {
@@ -453,8 +485,34 @@ pub async fn capture_task(
                 )
                 .await?;
             }
-            SourceEvent::Commit { .. } => {
+            SourceEvent::Commit { xid } => {
                 in_transaction = false;
+                pending_begin = None;
+                if begin_written {
+                    begin_written = false;
+                    let commit = ChangeEvent {
+                        position: event.position.clone(),
+                        server_id: event.server_id,
+                        timestamp: event.timestamp,
+                        transaction: Some(TransactionRef {
+                            id: txid.clone(),
+                            event_index: index + 1,
+                        }),
+                        kind: ChangeKind::Commit { xid },
+                    };
+                    produce(
+                        &sink,
+                        format,
+                        &topic,
+                        &commit,
+                        selected_in_tx,
+                        None,
+                        &mut skip_until,
+                        &mut pending,
+                        &mut last_key,
+                    )
+                    .await?;
+                }
                 // Checkpoints at most every CHECKPOINT_EVERY, always at a commit.
                 if checkpointed_at.elapsed() >= CHECKPOINT_EVERY {
                     checkpoint_now(
@@ -473,6 +531,27 @@ pub async fn capture_task(
                 }
             }
             SourceEvent::Heartbeat => {
+                if config.delivery.heartbeat_records && !in_transaction {
+                    let hb = ChangeEvent {
+                        position: event.position.clone(),
+                        server_id: event.server_id,
+                        timestamp: event.timestamp,
+                        transaction: None,
+                        kind: ChangeKind::Heartbeat,
+                    };
+                    produce(
+                        &sink,
+                        format,
+                        &topic,
+                        &hb,
+                        total_order,
+                        None,
+                        &mut skip_until,
+                        &mut pending,
+                        &mut last_key,
+                    )
+                    .await?;
+                }
                 if let Some((position, time)) = uncheckpointed.take() {
                     checkpoint_now(state, &fence, &position, time, &mut pending, &last_key).await?;
                     checkpointed_at = tokio::time::Instant::now();

@@ -241,9 +241,10 @@ async fn changes_reach_the_topic_exactly_once_in_commit_order_across_restarts() 
     stop_worker(w).await;
 }
 
-/// A definite source error fails the task with a code and a hint; nothing is skipped.
-#[tokio::test(flavor = "multi_thread")]
-async fn statement_based_logging_fails_the_task_with_a_hint() {
+/// Runs a task against a throwaway server, changes a server setting with `setting`, makes a
+/// change with `change`, and returns the failed task: a definite source error fails the task with
+/// a code and a hint, and nothing is skipped silently.
+async fn fails_after(setting: &str, change: &str) -> Value {
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
     let server = ferry_testkit::ThrowawayMariaDb::start(
@@ -257,7 +258,12 @@ async fn statement_based_logging_fails_the_task_with_a_hint() {
     )
     .unwrap();
     server
-        .sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY)")
+        .sql(
+            "CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, note VARCHAR(10))",
+        )
+        .unwrap();
+    server
+        .sql("INSERT INTO shop.orders VALUES (1, 'one')")
         .unwrap();
 
     let created = api
@@ -303,10 +309,8 @@ async fn statement_based_logging_fails_the_task_with_a_hint() {
     })
     .await
     .unwrap();
-    server
-        .sql("SET GLOBAL binlog_format = 'STATEMENT'")
-        .unwrap();
-    server.sql("INSERT INTO shop.orders VALUES (1)").unwrap();
+    server.sql(setting).unwrap();
+    server.sql(change).unwrap();
 
     let failed = eventually("the task to fail", Duration::from_secs(30), || async {
         let t = api
@@ -316,6 +320,21 @@ async fn statement_based_logging_fails_the_task_with_a_hint() {
     })
     .await
     .unwrap();
+    let events = ctx.events().await.unwrap();
+    assert!(events.iter().any(
+        |e| e["detail-type"] == "Task State Changed" && e["detail"]["to"]["state"] == "failed"
+    ));
+    stop_worker(w).await;
+    failed
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn statement_based_logging_fails_the_task_with_a_hint() {
+    let failed = fails_after(
+        "SET GLOBAL binlog_format = 'STATEMENT'",
+        "INSERT INTO shop.orders VALUES (2, 'two')",
+    )
+    .await;
     assert_eq!(failed["error"]["code"], "source_stream");
     assert!(
         failed["error"]["message"]
@@ -328,9 +347,119 @@ async fn statement_based_logging_fails_the_task_with_a_hint() {
         failed["error"]["hint"].as_str().unwrap().contains("ROW"),
         "{failed}"
     );
-    let events = ctx.events().await.unwrap();
-    assert!(events.iter().any(
-        |e| e["detail-type"] == "Task State Changed" && e["detail"]["to"]["state"] == "failed"
-    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn minimal_row_images_fail_the_task_instead_of_losing_columns() {
+    let failed = fails_after(
+        "SET GLOBAL binlog_row_image = 'MINIMAL'",
+        "UPDATE shop.orders SET note = 'changed' WHERE id = 1",
+    )
+    .await;
+    assert_eq!(failed["error"]["code"], "source_stream");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("binlog_row_image"),
+        "{failed}"
+    );
+    assert!(
+        failed["error"]["hint"].as_str().unwrap().contains("FULL"),
+        "{failed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transaction_records_frame_each_transaction_with_selected_changes() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE orders (id BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    db.query_drop("CREATE TABLE other (id BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let created = api
+        .call(
+            Method::POST,
+            "/v1/instances",
+            Some(json!({"name": "tx", "mode": "tracking", "billing": {"type": "pay_as_you_go"}})),
+        )
+        .await
+        .unwrap();
+    let id: InstanceId = created.body["id"].as_str().unwrap().parse().unwrap();
+    let env = ctx.env();
+    let config = json!({
+        "source": {"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password},
+        "objects": {"databases": [{"name": ctx.mysql_database(), "tables": [{"name": "orders"}]}]},
+        "delivery": {"transaction_records": true},
+    });
+    assert_eq!(
+        api.call(
+            Method::PUT,
+            &format!("/v1/instances/{id}/task"),
+            Some(config)
+        )
+        .await
+        .unwrap()
+        .status,
+        200
+    );
+    let started = api
+        .call(
+            Method::POST,
+            &format!("/v1/instances/{id}/task/start"),
+            None,
+        )
+        .await
+        .unwrap();
+    let topic = started.body["task"]["delivery"]["topic"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let w = start_worker(&api.state);
+    eventually("the task to run", Duration::from_secs(30), || async {
+        let t = api
+            .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
+            .await?;
+        Ok((t.body["state"] == "incremental").then_some(()))
+    })
+    .await
+    .unwrap();
+
+    db.query_drop("INSERT INTO other VALUES (1)").await.unwrap(); // no selected change: no frame
+    db.query_drop("START TRANSACTION").await.unwrap();
+    db.query_drop("INSERT INTO orders VALUES (1)")
+        .await
+        .unwrap();
+    db.query_drop("INSERT INTO other VALUES (2)").await.unwrap();
+    db.query_drop("INSERT INTO orders VALUES (2)")
+        .await
+        .unwrap();
+    db.query_drop("COMMIT").await.unwrap();
+
+    let records = read_all(&ctx, &topic, 4).await;
+    let shape: Vec<String> = records
+        .iter()
+        .map(|(r, _)| {
+            r["status"]
+                .as_str()
+                .or(r["op"].as_str())
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(shape, ["BEGIN", "c", "c", "END"]);
+    let tx = records[0].0["id"].clone();
+    assert_eq!(records[3].0["id"], tx);
+    assert_eq!(records[1].0["transaction"]["id"], tx);
+    assert_eq!(
+        records[3].0["event_count"], 2,
+        "the selected changes of the transaction"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(high_watermark(&ctx, &topic), 4);
     stop_worker(w).await;
 }

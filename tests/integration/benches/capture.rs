@@ -1,0 +1,283 @@
+//! Catch-up throughput, binlog to Kafka, beside the raw limits measured in the same run on the
+//! same machine: how fast the source ingests, how fast the binlog decodes, how fast the broker
+//! takes records, and how fast Ferry's worker moves a backlog from one to the other.
+//!
+//! `cargo bench -p ferry-tests --bench capture` with the stack up (`infra/local/stack up`);
+//! `FERRY_BENCH_ROWS` sets the backlog (default 200,000 rows of 8 columns). Results go to
+//! docs/benchmarks.md by hand, with the machine they were measured on.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench may unwrap
+
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use chrono::Utc;
+use ferry_domain::id::{InstanceId, WorkerId};
+use ferry_domain::position::BinlogFile;
+use ferry_mysql::ConnectParams;
+use ferry_mysql::binlog::{BinlogReader, SourceEvent, Start};
+use ferry_store::Checkpoint;
+use ferry_testkit::TestContext;
+use ferry_worker::{CaptureSettings, capture_task};
+use mysql_async::prelude::Queryable;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
+
+/// CPU seconds used by this process so far (user + system).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+struct Measure {
+    name: &'static str,
+    rows: u64,
+    wall: Duration,
+    cpu: f64,
+}
+
+impl Measure {
+    fn print(&self) {
+        let rate = self.rows as f64 / self.wall.as_secs_f64();
+        let cpu_us = self.cpu * 1e6 / self.rows as f64;
+        println!(
+            "| {:<44} | {:>9} | {:>8.2} s | {:>10.0} rows/s | {:>7.2} µs |",
+            self.name,
+            self.rows,
+            self.wall.as_secs_f64(),
+            rate,
+            cpu_us
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let rows: u64 = std::env::var("FERRY_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop(
+        "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer INT NOT NULL, total DECIMAL(10,2) NOT NULL,
+         status VARCHAR(16) NOT NULL, note VARCHAR(64), placed_at DATETIME(6) NOT NULL,
+         updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), flags INT UNSIGNED NOT NULL)",
+    )
+    .await
+    .unwrap();
+
+    // A task whose checkpoint is the position before the backlog.
+    let created = api
+        .call(
+            Method::POST,
+            "/v1/instances",
+            Some(
+                json!({"name": "bench", "mode": "tracking", "billing": {"type": "pay_as_you_go"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let id: InstanceId = created.body["id"].as_str().unwrap().parse().unwrap();
+    let env = ctx.env();
+    let config = json!({
+        "source": {"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password},
+        "objects": {"databases": [{"name": ctx.mysql_database()}]},
+    });
+    assert_eq!(
+        api.call(
+            Method::PUT,
+            &format!("/v1/instances/{id}/task"),
+            Some(config)
+        )
+        .await
+        .unwrap()
+        .status,
+        200
+    );
+    assert_eq!(
+        api.call(
+            Method::POST,
+            &format!("/v1/instances/{id}/task/start"),
+            None
+        )
+        .await
+        .unwrap()
+        .status,
+        200
+    );
+    let (file, offset): (String, u64) = {
+        let row: mysql_async::Row = db.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
+        (row.get("File").unwrap(), row.get("Position").unwrap())
+    };
+    let start_position = format!("{file}:{offset}").parse().unwrap();
+
+    println!("| measurement | rows | wall | throughput | CPU per row |");
+    println!("|---|---:|---:|---:|---:|");
+
+    // 1. Raw limit: MariaDB ingesting multi-row inserts of 1,000 rows.
+    let (wall0, cpu0) = (Instant::now(), cpu_seconds());
+    let mut id_next = 0u64;
+    while id_next < rows {
+        let batch: Vec<String> = (id_next..(id_next + 1000).min(rows))
+            .map(|i| format!("({i}, {}, {}.{:02}, 'paid', 'note {i}', '2026-11-22 10:00:00.{:06}', NOW(3), {})", i % 9973, i % 1000, i % 100, i % 1_000_000, i % 7))
+            .collect();
+        db.query_drop(format!("INSERT INTO orders (id, customer, total, status, note, placed_at, updated_at, flags) VALUES {}", batch.join(","))).await.unwrap();
+        id_next += 1000;
+    }
+    Measure {
+        name: "MariaDB ingest (raw limit, multi-row inserts)",
+        rows,
+        wall: wall0.elapsed(),
+        cpu: cpu_seconds() - cpu0,
+    }
+    .print();
+
+    // 2. Decode only: Ferry's binlog reader and decoder, nothing produced.
+    let params = ConnectParams {
+        host: env.mysql_host.clone(),
+        port: env.mysql_port,
+        user: env.mysql_capture_user.clone(),
+        password: env.mysql_capture_password.clone(),
+        database: None,
+    };
+    let (wall0, cpu0) = (Instant::now(), cpu_seconds());
+    let start = Start::File {
+        file: file.parse::<BinlogFile>().unwrap(),
+        offset,
+    };
+    let mut reader = BinlogReader::start(&params, 0x3f00_0001, start, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let mut decoded = 0u64;
+    while decoded < rows {
+        if let Some(e) = reader.next().await.unwrap() {
+            if let SourceEvent::Rows(r) = e.event {
+                decoded += r
+                    .iter()
+                    .filter(|c| c.table().name().database == ctx.mysql_database())
+                    .count() as u64;
+            }
+        }
+    }
+    let _ = reader.close().await;
+    Measure {
+        name: "binlog read + decode (Ferry, no produce)",
+        rows,
+        wall: wall0.elapsed(),
+        cpu: cpu_seconds() - cpu0,
+    }
+    .print();
+
+    // 3. Raw limit: the broker taking ~300-byte records from an idempotent producer.
+    let raw_topic = ctx.topic("raw");
+    ferry_kafka::sink::ensure_topic(&env.kafka_bootstrap, &raw_topic, 1, 3_600_000)
+        .await
+        .unwrap();
+    let producer: FutureProducer = ctx
+        .kafka_config()
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .create()
+        .unwrap();
+    let payload = vec![b'x'; 300];
+    let (wall0, cpu0) = (Instant::now(), cpu_seconds());
+    let mut pending = Vec::new();
+    for i in 0..rows {
+        let key = i.to_string();
+        loop {
+            match producer.send_result(
+                FutureRecord::to(&raw_topic)
+                    .key(&key)
+                    .payload(&payload)
+                    .partition(0),
+            ) {
+                Ok(d) => {
+                    pending.push(d);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+            }
+        }
+        if pending.len() >= 10_000 {
+            for d in pending.drain(..) {
+                d.await.unwrap().unwrap();
+            }
+        }
+    }
+    for d in pending.drain(..) {
+        d.await.unwrap().unwrap();
+    }
+    Measure {
+        name: "Kafka produce (raw limit, nisshi + postgres)",
+        rows,
+        wall: wall0.elapsed(),
+        cpu: cpu_seconds() - cpu0,
+    }
+    .print();
+
+    // 4. Ferry end to end: the worker catches up the backlog into the task's topic.
+    let store = api.state.store();
+    let worker = WorkerId::generate();
+    let lease = store
+        .claim_lease(&id, &worker, Utc::now(), chrono::Duration::seconds(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let checkpoint = Checkpoint {
+        position: start_position,
+        source_time: Utc::now(),
+        last_key: None,
+        token: lease.token,
+        written_at: Utc::now(),
+    };
+    store.write_checkpoint(&id, &checkpoint, 1).await.unwrap();
+    let topic = api.state.topic_for(&id);
+    let settings = CaptureSettings {
+        worker: worker.clone(),
+        lease_ttl: Duration::from_secs(60),
+        heartbeat: Duration::from_secs(1),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (wall0, cpu0) = (Instant::now(), cpu_seconds());
+    let state = api.state.clone();
+    let capture =
+        tokio::spawn(
+            async move { capture_task(&state, &settings, &id, lease.token, stop_rx).await },
+        );
+    let consumer: BaseConsumer = ctx.kafka_config().create().unwrap();
+    loop {
+        let high = consumer
+            .fetch_watermarks(&topic, 0, Duration::from_secs(10))
+            .map(|(_, h)| h)
+            .unwrap_or(0);
+        if high as u64 >= rows {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Measure {
+        name: "Ferry catch-up, binlog to topic (debezium-json)",
+        rows,
+        wall: wall0.elapsed(),
+        cpu: cpu_seconds() - cpu0,
+    }
+    .print();
+    stop_tx.send(true).unwrap();
+    capture.await.unwrap().unwrap();
+}
