@@ -165,13 +165,13 @@ async fn main() {
         .unwrap();
     let mut decoded = 0u64;
     while decoded < rows {
-        if let Some(e) = reader.next().await.unwrap() {
-            if let SourceEvent::Rows(r) = e.event {
-                decoded += r
-                    .iter()
-                    .filter(|c| c.table().name().database == ctx.mysql_database())
-                    .count() as u64;
-            }
+        if let Some(e) = reader.next().await.unwrap()
+            && let SourceEvent::Rows(r) = e.event
+        {
+            decoded += r
+                .iter()
+                .filter(|c| c.table().name().database == ctx.mysql_database())
+                .count() as u64;
         }
     }
     let _ = reader.close().await;
