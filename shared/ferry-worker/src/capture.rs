@@ -167,8 +167,9 @@ impl Tail {
 /// How often the loop reads its task's desired state.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// Checkpoints are written at most this often (each is a DynamoDB write).
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// Checkpoints are written at most this often (each is a DynamoDB write, and waits for every
+/// record before it to be acknowledged).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// At most this many records wait for the broker's acknowledgement.
 const MAX_PENDING: usize = 10_000;
 
@@ -559,8 +560,10 @@ pub async fn capture_task(
             }
         }
         // Bounded memory: never more than MAX_PENDING records awaiting acknowledgement.
+        // A sliding window: wait for the oldest half (one partition acknowledges in order), so
+        // the broker keeps receiving while the loop waits.
         if pending.len() >= MAX_PENDING {
-            for d in pending.drain(..) {
+            for d in pending.drain(..MAX_PENDING / 2) {
                 delivered(d).await?;
             }
         }

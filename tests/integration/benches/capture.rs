@@ -183,7 +183,8 @@ async fn main() {
     }
     .print();
 
-    // 3. Raw limit: the broker taking ~300-byte records from an idempotent producer.
+    // 3. Raw limit: the broker taking ~300-byte records with two headers (as Ferry's records
+    //    carry) from an idempotent producer.
     let raw_topic = ctx.topic("raw");
     ferry_kafka::sink::ensure_topic(&env.kafka_bootstrap, &raw_topic, 1, 3_600_000)
         .await
