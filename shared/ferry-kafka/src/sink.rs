@@ -95,10 +95,27 @@ pub async fn ensure_topic(
     Ok(())
 }
 
+/// The partition of a record: its key's FNV-1a hash modulo the partition count (the whole
+/// stream in partition 0 when there is one partition or no key). Ferry chooses partitions itself,
+/// rather than leaving it to librdkafka, because after a restart it must know which partition's
+/// tail a re-read record would have gone to.
+pub fn partition_for(key: Option<&[u8]>, partitions: i32) -> i32 {
+    match key {
+        Some(k) if partitions > 1 => {
+            let h = k.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            i32::try_from(h % u64::try_from(partitions).unwrap_or(1)).unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
 /// The producer of one task's topic.
 pub struct Sink {
     producer: FutureProducer,
     topic: String,
+    partitions: i32,
 }
 
 impl std::fmt::Debug for Sink {
@@ -108,7 +125,7 @@ impl std::fmt::Debug for Sink {
 }
 
 impl Sink {
-    pub fn new(bootstrap: &str, topic: &str) -> Result<Self, SinkError> {
+    pub fn new(bootstrap: &str, topic: &str, partitions: i32) -> Result<Self, SinkError> {
         let producer = client_config(bootstrap)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -121,6 +138,7 @@ impl Sink {
         Ok(Self {
             producer,
             topic: topic.to_owned(),
+            partitions,
         })
     }
 
@@ -128,8 +146,14 @@ impl Sink {
         &self.topic
     }
 
-    /// Queues a record to partition 0, waiting while the queue is full.
+    /// The partition `record` goes to.
+    pub fn partition_of(&self, record: &Record) -> i32 {
+        partition_for(record.key.as_deref(), self.partitions)
+    }
+
+    /// Queues a record to its partition, waiting while the queue is full.
     pub async fn send(&self, record: &Record) -> Result<DeliveryFuture, SinkError> {
+        let partition = self.partition_of(record);
         loop {
             let headers = OwnedHeaders::new()
                 .insert(Header {
@@ -142,7 +166,7 @@ impl Sink {
                 });
             let mut r = FutureRecord::to(&self.topic)
                 .payload(&record.payload)
-                .partition(0)
+                .partition(partition)
                 .headers(headers);
             if let Some(k) = &record.key {
                 r = r.key(k);
@@ -177,52 +201,93 @@ pub async fn delivered(d: DeliveryFuture) -> Result<i64, SinkError> {
     }
 }
 
-/// The idempotency key and position of the last record in partition 0 of `topic`, if any: what
-/// a restarted worker already produced.
-pub async fn last_record(
+/// The idempotency key and position of the last record of each partition of `topic` (`None`
+/// for an empty partition): what a restarted worker already produced.
+pub async fn last_records(
     bootstrap: &str,
     topic: &str,
-) -> Result<Option<(String, String)>, SinkError> {
+    partitions: i32,
+) -> Result<Vec<Option<(String, String)>>, SinkError> {
     let bootstrap = bootstrap.to_owned();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer = client_config(&bootstrap)
-            .set("group.id", "ferry-tail-reader")
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(|e| SinkError::from_kafka(&e))?;
-        let (low, high) = c.fetch_watermarks(&topic, 0, Duration::from_secs(10)).map_err(|e| SinkError::from_kafka(&e))?;
-        if high <= low {
-            return Ok(None);
-        }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, 0, Offset::Offset(high - 1)).map_err(|e| SinkError::from_kafka(&e))?;
-        c.assign(&tpl).map_err(|e| SinkError::from_kafka(&e))?;
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::time::Instant::now() < deadline {
-            match c.poll(Duration::from_millis(500)) {
-                Some(Ok(m)) => {
-                    let header = |name: &str| {
-                        m.headers().and_then(|h| {
-                            h.iter().find(|x| x.key == name).and_then(|x| x.value).map(|v| String::from_utf8_lossy(v).into_owned())
-                        })
-                    };
-                    return match (header(KEY_HEADER), header(POSITION_HEADER)) {
-                        (Some(k), Some(p)) => Ok(Some((k, p))),
-                        _ => Err(SinkError::Definite {
-                            message: format!("the last record of {topic} has no Ferry headers: something else writes to the topic"),
-                            hint: "only Ferry may write to a task's topic; reset the task to start a new one".into(),
-                        }),
-                    };
-                }
-                Some(Err(e)) => return Err(SinkError::from_kafka(&e)),
-                None => {}
-            }
-        }
-        Err(SinkError::Transient(format!("reading the tail of {topic} timed out")))
+        (0..partitions)
+            .map(|p| last_in_partition(&bootstrap, &topic, p))
+            .collect()
     })
     .await
     .map_err(|e| SinkError::Transient(e.to_string()))?
 }
 
+fn last_in_partition(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+) -> Result<Option<(String, String)>, SinkError> {
+    let c: BaseConsumer = client_config(bootstrap)
+        .set("group.id", "ferry-tail-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| SinkError::from_kafka(&e))?;
+    let (low, high) = c
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .map_err(|e| SinkError::from_kafka(&e))?;
+    if high <= low {
+        return Ok(None);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(high - 1))
+        .map_err(|e| SinkError::from_kafka(&e))?;
+    c.assign(&tpl).map_err(|e| SinkError::from_kafka(&e))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        match c.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                let header = |name: &str| {
+                    m.headers().and_then(|h| {
+                        h.iter()
+                            .find(|x| x.key == name)
+                            .and_then(|x| x.value)
+                            .map(|v| String::from_utf8_lossy(v).into_owned())
+                    })
+                };
+                return match (header(KEY_HEADER), header(POSITION_HEADER)) {
+                    (Some(k), Some(p)) => Ok(Some((k, p))),
+                    _ => Err(SinkError::Definite {
+                        message: format!("the last record of {topic} has no Ferry headers: something else writes to the topic"),
+                        hint: "only Ferry may write to a task's topic; reset the task to start a new one".into(),
+                    }),
+                };
+            }
+            Some(Err(e)) => return Err(SinkError::from_kafka(&e)),
+            None => {}
+        }
+    }
+    Err(SinkError::Transient(format!(
+        "reading the tail of {topic} timed out"
+    )))
+}
+
 pub use rdkafka::producer::DeliveryFuture as Delivery;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_stable_and_in_range() {
+        assert_eq!(partition_for(None, 8), 0);
+        assert_eq!(partition_for(Some(b"{\"id\":1}"), 1), 0);
+        let p = partition_for(Some(b"{\"id\":1}"), 8);
+        assert_eq!(
+            p,
+            partition_for(Some(b"{\"id\":1}"), 8),
+            "the same key, the same partition"
+        );
+        let used: std::collections::BTreeSet<i32> = (0..200)
+            .map(|i| partition_for(Some(format!("{{\"id\":{i}}}").as_bytes()), 8))
+            .collect();
+        assert!(used.iter().all(|p| (0..8).contains(p)));
+        assert_eq!(used.len(), 8, "keys spread over every partition");
+    }
+}

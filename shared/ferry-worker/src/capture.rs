@@ -33,9 +33,9 @@ use ferry_domain::id::{InstanceId, WorkerId};
 use ferry_domain::position::{BinlogFile, Position};
 use ferry_domain::selection::OperationKind;
 use ferry_domain::task::{Stage, TaskEvent, TaskState};
-use ferry_domain::task_config::TaskConfig;
+use ferry_domain::task_config::{Partitioning, TaskConfig};
 use ferry_kafka::encode::encode;
-use ferry_kafka::sink::{Delivery, Sink, SinkError, delivered, ensure_topic, last_record};
+use ferry_kafka::sink::{Delivery, Sink, SinkError, delivered, ensure_topic, last_records};
 use ferry_mysql::ConnectParams;
 use ferry_mysql::binlog::{BinlogReader, ReaderError, SourceEvent, Start};
 use ferry_store::{Checkpoint, CheckpointOutcome, StoreError};
@@ -249,8 +249,12 @@ pub async fn capture_task(
     let topic = state.topic_for(instance);
     let bootstrap = state.settings().kafka_bootstrap.clone();
     let retention_ms = i64::from(config.delivery.retention_hours) * 3_600_000;
-    ensure_topic(&bootstrap, &topic, 1, retention_ms).await?;
-    let sink = Sink::new(&bootstrap, &topic)?;
+    let partitions = match config.delivery.partitioning {
+        Partitioning::Single => 1,
+        Partitioning::KeyHash { partitions } => i32::from(partitions),
+    };
+    ensure_topic(&bootstrap, &topic, partitions, retention_ms).await?;
+    let sink = Sink::new(&bootstrap, &topic, partitions)?;
     let params = source_params(state, &config).await?;
 
     let checkpoint = match store.get_checkpoint(instance).await? {
@@ -275,12 +279,15 @@ pub async fn capture_task(
         }
     };
     // Records after the checkpoint that are already in the topic.
-    let mut skip_until = match last_record(&bootstrap, &topic).await? {
-        Some((key, position)) if checkpoint.last_key.as_deref() != Some(key.as_str()) => {
-            Some(Tail::parse(&key, &position)?)
-        }
-        _ => None,
-    };
+    // The last record of each partition: re-read records at or before it are already there.
+    let mut skip_until: Vec<Option<Tail>> = last_records(&bootstrap, &topic, partitions)
+        .await?
+        .into_iter()
+        .map(|last| {
+            last.map(|(key, position)| Tail::parse(&key, &position))
+                .transpose()
+        })
+        .collect::<Result<_, _>>()?;
     if matches!(task.value.task.state(), TaskState::Starting) {
         let event = transition(state, &mut task, &TaskEvent::Enter(Stage::Incremental))
             .await
@@ -598,19 +605,11 @@ async fn produce(
     event: &ChangeEvent,
     total_order: u64,
     columns: Option<&[String]>,
-    skip_until: &mut Option<Tail>,
+    skip_until: &mut [Option<Tail>],
     pending: &mut Vec<Delivery>,
     last_key: &mut Option<String>,
 ) -> Result<(), CaptureError> {
     let key = event.idempotency_key();
-    if let Some(tail) = skip_until {
-        let index = event.transaction.as_ref().map_or(0, |t| t.event_index);
-        if tail.covers(&event.position, index) {
-            // At or before the last record already in the topic: produced before the restart.
-            return Ok(());
-        }
-        *skip_until = None;
-    }
     let record =
         encode(format, topic, event, total_order, columns).map_err(|e| CaptureError::Definite {
             code: "unsupported_format",
@@ -618,6 +617,17 @@ async fn produce(
             hint: "use the debezium-json, canal-json or maxwell-json format".into(),
         })?;
     let Some(record) = record else { return Ok(()) };
+    // Already in the topic from before the restart: at or before its partition's last record.
+    let partition = usize::try_from(sink.partition_of(&record)).unwrap_or(0);
+    if let Some(slot) = skip_until.get_mut(partition)
+        && let Some(tail) = slot
+    {
+        let index = event.transaction.as_ref().map_or(0, |t| t.event_index);
+        if tail.covers(&event.position, index) {
+            return Ok(());
+        }
+        *slot = None;
+    }
     pending.push(sink.send(&record).await?);
     *last_key = Some(key);
     Ok(())

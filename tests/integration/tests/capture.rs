@@ -463,3 +463,163 @@ async fn transaction_records_frame_each_transaction_with_selected_changes() {
     assert_eq!(high_watermark(&ctx, &topic), 4);
     stop_worker(w).await;
 }
+
+/// Partitioning by key hash: each row's changes stay in one partition in order, and a restart
+/// behind the topic produces nothing twice in any partition.
+#[tokio::test(flavor = "multi_thread")]
+async fn key_hash_partitions_keep_per_row_order_and_exactly_once() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE items (id INT PRIMARY KEY, n INT)")
+        .await
+        .unwrap();
+    let created = api
+        .call(
+            Method::POST,
+            "/v1/instances",
+            Some(
+                json!({"name": "keyed", "mode": "tracking", "billing": {"type": "pay_as_you_go"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let id: InstanceId = created.body["id"].as_str().unwrap().parse().unwrap();
+    let env = ctx.env();
+    let config = json!({
+        "source": {"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password},
+        "objects": {"databases": [{"name": ctx.mysql_database()}]},
+        "delivery": {"partitioning": {"type": "key_hash", "partitions": 3}},
+    });
+    assert_eq!(
+        api.call(
+            Method::PUT,
+            &format!("/v1/instances/{id}/task"),
+            Some(config)
+        )
+        .await
+        .unwrap()
+        .status,
+        200
+    );
+    let started = api
+        .call(
+            Method::POST,
+            &format!("/v1/instances/{id}/task/start"),
+            None,
+        )
+        .await
+        .unwrap();
+    let topic = started.body["task"]["delivery"]["topic"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let state = api.state.clone();
+    let w = start_worker(&state);
+    eventually("the task to run", Duration::from_secs(30), || async {
+        let t = api
+            .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
+            .await?;
+        Ok((t.body["state"] == "incremental").then_some(()))
+    })
+    .await
+    .unwrap();
+    let first_checkpoint = state.store().get_checkpoint(&id).await.unwrap().unwrap();
+
+    let values: Vec<String> = (1..=30).map(|i| format!("({i}, 0)")).collect();
+    db.query_drop(format!("INSERT INTO items VALUES {}", values.join(",")))
+        .await
+        .unwrap();
+    db.query_drop("UPDATE items SET n = 1").await.unwrap();
+    db.query_drop("UPDATE items SET n = 2 WHERE id <= 10")
+        .await
+        .unwrap();
+    let total = 30 + 30 + 10;
+    let watermarks = |ctx: &TestContext| -> Vec<i64> {
+        let c: BaseConsumer = ctx.kafka_config().create().unwrap();
+        (0..3)
+            .map(|p| {
+                c.fetch_watermarks(&topic, p, Duration::from_secs(10))
+                    .unwrap()
+                    .1
+            })
+            .collect()
+    };
+    eventually(
+        "every change in the topic",
+        Duration::from_secs(30),
+        || async { Ok((watermarks(&ctx).iter().sum::<i64>() == total).then_some(())) },
+    )
+    .await
+    .unwrap();
+    stop_worker(w).await;
+
+    // Roll the checkpoint back to before everything and restart: nothing is produced again.
+    let mut behind = state.store().get_checkpoint(&id).await.unwrap().unwrap();
+    behind.position = first_checkpoint.position.clone();
+    assert_eq!(
+        state
+            .store()
+            .write_checkpoint(&id, &behind, 1)
+            .await
+            .unwrap(),
+        ferry_store::CheckpointOutcome::Written
+    );
+    let w = start_worker(&state);
+    db.query_drop("UPDATE items SET n = 3 WHERE id = 1")
+        .await
+        .unwrap();
+    eventually("the new change", Duration::from_secs(30), || async {
+        Ok((watermarks(&ctx).iter().sum::<i64>() > total).then_some(()))
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let per_partition = watermarks(&ctx);
+    assert_eq!(
+        per_partition.iter().sum::<i64>(),
+        total + 1,
+        "nothing twice: {per_partition:?}"
+    );
+    assert!(
+        per_partition.iter().filter(|n| **n > 0).count() >= 2,
+        "rows spread over partitions: {per_partition:?}"
+    );
+
+    // Per row: one partition, changes in order.
+    let records = read_all_partitions(&ctx, &topic, usize::try_from(total + 1).unwrap()).await;
+    let mut seen: std::collections::BTreeMap<i64, (i32, Vec<i64>)> =
+        std::collections::BTreeMap::new();
+    for (partition, r) in records {
+        let row = r["after"]["id"].as_i64().unwrap();
+        let entry = seen.entry(row).or_insert((partition, Vec::new()));
+        assert_eq!(entry.0, partition, "row {row} moved partitions");
+        entry.1.push(r["after"]["n"].as_i64().unwrap());
+    }
+    assert_eq!(seen[&1].1, [0, 1, 2, 3]);
+    assert_eq!(seen[&20].1, [0, 1]);
+    stop_worker(w).await;
+}
+
+async fn read_all_partitions(ctx: &TestContext, topic: &str, expected: usize) -> Vec<(i32, Value)> {
+    let c: StreamConsumer = ctx
+        .kafka_config()
+        .set("group.id", ctx.group(&format!("all-{}", rand_suffix())))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    while out.len() < expected {
+        let m = tokio::time::timeout(Duration::from_secs(30), c.recv())
+            .await
+            .expect("a record in time")
+            .unwrap();
+        out.push((
+            m.partition(),
+            serde_json::from_slice(m.payload().unwrap()).unwrap(),
+        ));
+    }
+    out
+}
