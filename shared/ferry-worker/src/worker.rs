@@ -1,5 +1,6 @@
 //! The worker process: finds tasks that want a worker, claims their leases, runs their capture
-//! loops, and converges to the desired state the API writes.
+//! loops, and converges to the desired state the API writes. A loop that stopped on a transient
+//! failure is started again with exponential backoff (2 s doubling to 60 s).
 //!
 //! # Leases
 //!
@@ -46,8 +47,29 @@ impl WorkerSettings {
 
 struct Running {
     stop: watch::Sender<bool>,
-    handle: JoinHandle<()>,
+    handle: JoinHandle<bool>,
     token: u64,
+    started: tokio::time::Instant,
+}
+
+/// Transient failures of a task, for exponential backoff: 2 s, 4 s, … up to 60 s; reset once a
+/// loop has run for a minute.
+#[derive(Debug, Default)]
+struct Backoff {
+    failures: u32,
+    until: Option<tokio::time::Instant>,
+}
+
+impl Backoff {
+    fn waiting(&self) -> bool {
+        self.until.is_some_and(|u| tokio::time::Instant::now() < u)
+    }
+
+    fn failed(&mut self) {
+        self.failures = self.failures.saturating_add(1);
+        let secs = 2u64.saturating_pow(self.failures).min(60);
+        self.until = Some(tokio::time::Instant::now() + Duration::from_secs(secs));
+    }
 }
 
 /// A capture worker.
@@ -66,8 +88,9 @@ impl Worker {
     /// checkpoint) and releases the leases.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let mut running: HashMap<InstanceId, Running> = HashMap::new();
+        let mut backoff: HashMap<InstanceId, Backoff> = HashMap::new();
         loop {
-            if let Err(e) = self.converge(&mut running).await {
+            if let Err(e) = self.converge(&mut running, &mut backoff).await {
                 tracing::warn!(error = %e, "worker poll failed; retrying");
             }
             tokio::select! {
@@ -92,8 +115,25 @@ impl Worker {
     async fn converge(
         &self,
         running: &mut HashMap<InstanceId, Running>,
+        backoff: &mut HashMap<InstanceId, Backoff>,
     ) -> Result<(), ferry_store::StoreError> {
-        running.retain(|_, r| !r.handle.is_finished());
+        let finished: Vec<InstanceId> = running
+            .iter()
+            .filter(|(_, r)| r.handle.is_finished())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in finished {
+            let Some(r) = running.remove(&id) else {
+                continue;
+            };
+            let transient_failure = r.handle.await.unwrap_or(true);
+            let entry = backoff.entry(id).or_default();
+            if transient_failure {
+                entry.failed();
+            } else if r.started.elapsed() >= Duration::from_secs(60) {
+                *entry = Backoff::default();
+            }
+        }
         let mut token: Option<PageToken> = None;
         loop {
             let page = self
@@ -103,7 +143,7 @@ impl Worker {
                 .await?;
             for instance in page.items {
                 let id = instance.value.id().clone();
-                if running.contains_key(&id) {
+                if running.contains_key(&id) || backoff.get(&id).is_some_and(Backoff::waiting) {
                     continue;
                 }
                 let Some(task) = self.state.store().get_task(&id).await? else {
@@ -139,8 +179,10 @@ impl Worker {
             heartbeat: self.settings.heartbeat,
         };
         let worker = self.settings.id.clone();
+        // The loop's task answers whether it ended in a transient failure (for the backoff).
         let handle = tokio::spawn(async move {
             let result = capture_task(&state, &settings, &instance, token, stop_rx).await;
+            let transient = matches!(result, Err(CaptureError::Transient(_)));
             match result {
                 Ok(()) => tracing::info!(instance = %instance, "capture stopped"),
                 Err(CaptureError::ConfigChanged) => {
@@ -148,7 +190,7 @@ impl Worker {
                 }
                 Err(CaptureError::LeaseLost) => {
                     tracing::warn!(instance = %instance, "lease lost to another worker; stopping without writing");
-                    return;
+                    return false;
                 }
                 Err(CaptureError::Definite {
                     code,
@@ -175,11 +217,35 @@ impl Worker {
                 .store()
                 .release_lease(&instance, &worker, token, Utc::now())
                 .await;
+            transient
         });
         Running {
             stop,
             handle,
             token,
+            started: tokio::time::Instant::now(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_doubles_up_to_a_minute() {
+        let mut b = Backoff::default();
+        assert!(!b.waiting());
+        b.failed();
+        assert!(b.waiting());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(!b.waiting(), "2 s after the first failure");
+        for _ in 0..10 {
+            b.failed();
+        }
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(b.waiting());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!b.waiting(), "capped at 60 s");
     }
 }
