@@ -395,7 +395,8 @@ pub async fn capture_task(
                     // Every row change of the transaction counts, selected or not, so a
                     // record's index (and idempotency key) does not depend on the selection.
                     index += 1;
-                    let name = change.table().name().clone();
+                    let table = change.table().clone();
+                    let name = table.name();
                     let Some(selected) = config.objects.table(&name.database, &name.table) else {
                         continue;
                     };
