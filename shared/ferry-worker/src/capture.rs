@@ -23,7 +23,10 @@
 //! `failed` with the code, message and hint. Everything else is transient: the worker releases
 //! the lease and retries with backoff.
 
+use std::collections::VecDeque;
 use std::time::Duration;
+
+use futures::FutureExt;
 
 use chrono::{DateTime, Utc};
 use ferry_api::AppState;
@@ -314,11 +317,12 @@ pub async fn capture_task(
     let mut txid = String::new();
     let mut index: u32 = 0;
     let mut total_order: u64 = 0;
-    let mut pending = Vec::new();
+    let mut window = Window::new();
     let mut last_key = checkpoint.last_key.clone();
     let mut renew_at = tokio::time::Instant::now() + settings.lease_ttl / 3;
     // The last commit not yet checkpointed, and when the last checkpoint was written.
     let mut uncheckpointed: Option<(Position, DateTime<Utc>)> = None;
+    let mut idle = false;
     let mut checkpointed_at = tokio::time::Instant::now();
     let mut check_at = tokio::time::Instant::now() + CHECK_EVERY;
     let mut in_transaction = false;
@@ -418,7 +422,7 @@ pub async fn capture_task(
                             total_order,
                             None,
                             &mut skip_until,
-                            &mut pending,
+                            &mut window,
                             &mut last_key,
                         )
                         .await?;
@@ -443,7 +447,7 @@ pub async fn capture_task(
                         total_order,
                         selected.columns(),
                         &mut skip_until,
-                        &mut pending,
+                        &mut window,
                         &mut last_key,
                     )
                     .await?;
@@ -479,20 +483,13 @@ pub async fn capture_task(
                         total_order,
                         None,
                         &mut skip_until,
-                        &mut pending,
+                        &mut window,
                         &mut last_key,
                     )
                     .await?;
                 }
-                checkpoint_now(
-                    state,
-                    &fence,
-                    &event.position,
-                    event.timestamp,
-                    &mut pending,
-                    &last_key,
-                )
-                .await?;
+                // A DDL statement is a transaction of its own: a boundary to checkpoint at.
+                window.commit(event.position.clone(), event.timestamp);
             }
             SourceEvent::Commit { xid } => {
                 in_transaction = false;
@@ -517,27 +514,12 @@ pub async fn capture_task(
                         selected_in_tx,
                         None,
                         &mut skip_until,
-                        &mut pending,
+                        &mut window,
                         &mut last_key,
                     )
                     .await?;
                 }
-                // Checkpoints at most every CHECKPOINT_EVERY, always at a commit.
-                if checkpointed_at.elapsed() >= CHECKPOINT_EVERY {
-                    checkpoint_now(
-                        state,
-                        &fence,
-                        &event.position,
-                        event.timestamp,
-                        &mut pending,
-                        &last_key,
-                    )
-                    .await?;
-                    checkpointed_at = tokio::time::Instant::now();
-                    uncheckpointed = None;
-                } else {
-                    uncheckpointed = Some((event.position.clone(), event.timestamp));
-                }
+                window.commit(event.position.clone(), event.timestamp);
             }
             SourceEvent::Heartbeat => {
                 if config.delivery.heartbeat_records && !in_transaction {
@@ -556,38 +538,44 @@ pub async fn capture_task(
                         total_order,
                         None,
                         &mut skip_until,
-                        &mut pending,
+                        &mut window,
                         &mut last_key,
                     )
                     .await?;
                 }
-                if let Some((position, time)) = uncheckpointed.take() {
-                    checkpoint_now(state, &fence, &position, time, &mut pending, &last_key).await?;
-                    checkpointed_at = tokio::time::Instant::now();
-                }
+                // An idle source: whatever is settled is checkpointed now.
+                idle = true;
             }
         }
-        // Bounded memory: never more than MAX_PENDING records awaiting acknowledgement.
-        // A sliding window: wait for the oldest half (one partition acknowledges in order), so
-        // the broker keeps receiving while the loop waits.
-        if pending.len() >= MAX_PENDING {
-            for d in pending.drain(..MAX_PENDING / 2) {
-                delivered(d).await?;
-            }
+        // Bounded memory: never more than MAX_PENDING records awaiting acknowledgement; past
+        // that, wait for the oldest half while the broker keeps receiving the rest.
+        window.reap()?;
+        if window.pending.len() >= MAX_PENDING {
+            window.wait_oldest(MAX_PENDING / 2).await?;
         }
-        if checkpointed_at.elapsed() >= CHECKPOINT_EVERY
+        if let Some(s) = window.settled() {
+            uncheckpointed = Some(s);
+        }
+        if (idle || checkpointed_at.elapsed() >= CHECKPOINT_EVERY)
             && let Some((position, time)) = uncheckpointed.take()
         {
-            checkpoint_now(state, &fence, &position, time, &mut pending, &last_key).await?;
+            write_checkpoint(state, &fence, &position, time, &last_key).await?;
             checkpointed_at = tokio::time::Instant::now();
         }
+        idle = false;
     }
-    // The last commit's checkpoint; refused (and not needed) when the configuration changed:
-    // the next loop resumes from the previous one and skips what is in the topic.
+    // The last commit's checkpoint, once everything is acknowledged; refused (and not needed)
+    // when the configuration changed: the next loop resumes from the previous one and skips what
+    // is in the topic.
+    let outstanding = window.pending.len();
+    window.wait_oldest(outstanding).await?;
+    if let Some(s) = window.settled() {
+        uncheckpointed = Some(s);
+    }
     if let Some((position, time)) = uncheckpointed.take()
         && !config_changed
     {
-        checkpoint_now(state, &fence, &position, time, &mut pending, &last_key).await?;
+        write_checkpoint(state, &fence, &position, time, &last_key).await?;
     }
     sink.flush(Duration::from_secs(30))?;
     let _ = reader.close().await;
@@ -607,7 +595,7 @@ async fn produce(
     total_order: u64,
     columns: Option<&[String]>,
     skip_until: &mut [Option<Tail>],
-    pending: &mut Vec<Delivery>,
+    window: &mut Window,
     last_key: &mut Option<String>,
 ) -> Result<(), CaptureError> {
     let key = event.idempotency_key();
@@ -629,23 +617,91 @@ async fn produce(
         }
         *slot = None;
     }
-    pending.push(sink.send(&record).await?);
+    window.push(sink.send(&record).await?);
     *last_key = Some(key);
     Ok(())
 }
 
-/// Waits for every pending record, then writes the checkpoint with the lease's token.
-async fn checkpoint_now(
+/// Records sent and not yet acknowledged, and the commits waiting for them. The loop never
+/// stops for a checkpoint: it takes the acknowledgements that have arrived, and checkpoints the
+/// newest commit whose records are all acknowledged.
+struct Window {
+    pending: VecDeque<Delivery>,
+    sent: u64,
+    acked: u64,
+    /// Commits in order: (records sent up to it, its position, its source time).
+    commits: VecDeque<(u64, Position, DateTime<Utc>)>,
+}
+
+impl Window {
+    fn new() -> Self {
+        Self {
+            pending: VecDeque::new(),
+            sent: 0,
+            acked: 0,
+            commits: VecDeque::new(),
+        }
+    }
+
+    fn push(&mut self, d: Delivery) {
+        self.pending.push_back(d);
+        self.sent += 1;
+    }
+
+    fn commit(&mut self, position: Position, time: DateTime<Utc>) {
+        self.commits.push_back((self.sent, position, time));
+    }
+
+    /// Takes the acknowledgements that have arrived, oldest first, without waiting.
+    fn reap(&mut self) -> Result<(), CaptureError> {
+        while let Some(front) = self.pending.front_mut() {
+            match (&mut *front).now_or_never() {
+                None => break,
+                Some(Ok(Ok(_))) => {
+                    self.pending.pop_front();
+                    self.acked += 1;
+                }
+                Some(Ok(Err((e, _)))) => return Err(SinkError::from_kafka(&e).into()),
+                Some(Err(_)) => {
+                    return Err(transient(
+                        "the producer was closed before a record was delivered",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest `n` records.
+    async fn wait_oldest(&mut self, n: usize) -> Result<(), CaptureError> {
+        for _ in 0..n {
+            let Some(d) = self.pending.pop_front() else {
+                break;
+            };
+            delivered(d).await?;
+            self.acked += 1;
+        }
+        Ok(())
+    }
+
+    /// The newest commit whose records are all acknowledged, if one became so.
+    fn settled(&mut self) -> Option<(Position, DateTime<Utc>)> {
+        let mut newest = None;
+        while self.commits.front().is_some_and(|(n, ..)| *n <= self.acked) {
+            newest = self.commits.pop_front().map(|(_, p, t)| (p, t));
+        }
+        newest
+    }
+}
+
+/// Writes a checkpoint with the lease's token and the loop's configuration version.
+async fn write_checkpoint(
     state: &AppState,
     fence: &Fence,
     position: &Position,
     source_time: DateTime<Utc>,
-    pending: &mut Vec<Delivery>,
     last_key: &Option<String>,
 ) -> Result<(), CaptureError> {
-    for d in pending.drain(..) {
-        delivered(d).await?;
-    }
     let c = Checkpoint {
         position: position.clone(),
         source_time,
