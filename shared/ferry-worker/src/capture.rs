@@ -283,7 +283,7 @@ pub async fn capture_task(
     };
     // Records after the checkpoint that are already in the topic.
     // The last record of each partition: re-read records at or before it are already there.
-    let mut skip_until: Vec<Option<Tail>> = last_records(&bootstrap, &topic, partitions)
+    let skip_until: Vec<Option<Tail>> = last_records(&bootstrap, &topic, partitions)
         .await?
         .into_iter()
         .map(|last| {
@@ -317,8 +317,14 @@ pub async fn capture_task(
     let mut txid = String::new();
     let mut index: u32 = 0;
     let mut total_order: u64 = 0;
-    let mut window = Window::new();
-    let mut last_key = checkpoint.last_key.clone();
+    let mut out = Out {
+        sink: &sink,
+        format,
+        topic: &topic,
+        skip_until,
+        window: Window::new(),
+        last_key: checkpoint.last_key.clone(),
+    };
     let mut renew_at = tokio::time::Instant::now() + settings.lease_ttl / 3;
     // The last commit not yet checkpointed, and when the last checkpoint was written.
     let mut uncheckpointed: Option<(Position, DateTime<Utc>)> = None;
@@ -414,18 +420,7 @@ pub async fn capture_task(
                     }
                     selected_in_tx += 1;
                     if let Some(begin) = pending_begin.take() {
-                        produce(
-                            &sink,
-                            format,
-                            &topic,
-                            &begin,
-                            total_order,
-                            None,
-                            &mut skip_until,
-                            &mut window,
-                            &mut last_key,
-                        )
-                        .await?;
+                        out.produce(&begin, total_order, None).await?;
                         begin_written = true;
                     }
                     total_order += 1;
@@ -439,18 +434,7 @@ pub async fn capture_task(
                         }),
                         kind: ChangeKind::Row(change),
                     };
-                    produce(
-                        &sink,
-                        format,
-                        &topic,
-                        &e,
-                        total_order,
-                        selected.columns(),
-                        &mut skip_until,
-                        &mut window,
-                        &mut last_key,
-                    )
-                    .await?;
+                    out.produce(&e, total_order, selected.columns()).await?;
                 }
             }
             SourceEvent::Ddl {
@@ -475,21 +459,10 @@ pub async fn capture_task(
                             statement,
                         },
                     };
-                    produce(
-                        &sink,
-                        format,
-                        &topic,
-                        &e,
-                        total_order,
-                        None,
-                        &mut skip_until,
-                        &mut window,
-                        &mut last_key,
-                    )
-                    .await?;
+                    out.produce(&e, total_order, None).await?;
                 }
                 // A DDL statement is a transaction of its own: a boundary to checkpoint at.
-                window.commit(event.position.clone(), event.timestamp);
+                out.window.commit(event.position.clone(), event.timestamp);
             }
             SourceEvent::Commit { xid } => {
                 in_transaction = false;
@@ -506,20 +479,9 @@ pub async fn capture_task(
                         }),
                         kind: ChangeKind::Commit { xid },
                     };
-                    produce(
-                        &sink,
-                        format,
-                        &topic,
-                        &commit,
-                        selected_in_tx,
-                        None,
-                        &mut skip_until,
-                        &mut window,
-                        &mut last_key,
-                    )
-                    .await?;
+                    out.produce(&commit, selected_in_tx, None).await?;
                 }
-                window.commit(event.position.clone(), event.timestamp);
+                out.window.commit(event.position.clone(), event.timestamp);
             }
             SourceEvent::Heartbeat => {
                 if config.delivery.heartbeat_records && !in_transaction {
@@ -530,18 +492,7 @@ pub async fn capture_task(
                         transaction: None,
                         kind: ChangeKind::Heartbeat,
                     };
-                    produce(
-                        &sink,
-                        format,
-                        &topic,
-                        &hb,
-                        total_order,
-                        None,
-                        &mut skip_until,
-                        &mut window,
-                        &mut last_key,
-                    )
-                    .await?;
+                    out.produce(&hb, total_order, None).await?;
                 }
                 // An idle source: whatever is settled is checkpointed now.
                 idle = true;
@@ -549,17 +500,17 @@ pub async fn capture_task(
         }
         // Bounded memory: never more than MAX_PENDING records awaiting acknowledgement; past
         // that, wait for the oldest half while the broker keeps receiving the rest.
-        window.reap()?;
-        if window.pending.len() >= MAX_PENDING {
-            window.wait_oldest(MAX_PENDING / 2).await?;
+        out.window.reap()?;
+        if out.window.pending.len() >= MAX_PENDING {
+            out.window.wait_oldest(MAX_PENDING / 2).await?;
         }
-        if let Some(s) = window.settled() {
+        if let Some(s) = out.window.settled() {
             uncheckpointed = Some(s);
         }
         if (idle || checkpointed_at.elapsed() >= CHECKPOINT_EVERY)
             && let Some((position, time)) = uncheckpointed.take()
         {
-            write_checkpoint(state, &fence, &position, time, &last_key).await?;
+            write_checkpoint(state, &fence, &position, time, &out.last_key).await?;
             checkpointed_at = tokio::time::Instant::now();
         }
         idle = false;
@@ -567,15 +518,15 @@ pub async fn capture_task(
     // The last commit's checkpoint, once everything is acknowledged; refused (and not needed)
     // when the configuration changed: the next loop resumes from the previous one and skips what
     // is in the topic.
-    let outstanding = window.pending.len();
-    window.wait_oldest(outstanding).await?;
-    if let Some(s) = window.settled() {
+    let outstanding = out.window.pending.len();
+    out.window.wait_oldest(outstanding).await?;
+    if let Some(s) = out.window.settled() {
         uncheckpointed = Some(s);
     }
     if let Some((position, time)) = uncheckpointed.take()
         && !config_changed
     {
-        write_checkpoint(state, &fence, &position, time, &last_key).await?;
+        write_checkpoint(state, &fence, &position, time, &out.last_key).await?;
     }
     sink.flush(Duration::from_secs(30))?;
     let _ = reader.close().await;
@@ -586,40 +537,48 @@ pub async fn capture_task(
     }
 }
 
-#[allow(clippy::too_many_arguments)] // the loop's state, passed explicitly rather than hidden in a struct
-async fn produce(
-    sink: &Sink,
+/// Where the loop's records go, and what it knows about what is already there.
+struct Out<'a> {
+    sink: &'a Sink,
     format: ferry_domain::task_config::Format,
-    topic: &str,
-    event: &ChangeEvent,
-    total_order: u64,
-    columns: Option<&[String]>,
-    skip_until: &mut [Option<Tail>],
-    window: &mut Window,
-    last_key: &mut Option<String>,
-) -> Result<(), CaptureError> {
-    let key = event.idempotency_key();
-    let record =
-        encode(format, topic, event, total_order, columns).map_err(|e| CaptureError::Definite {
-            code: "unsupported_format",
-            message: e.to_string(),
-            hint: "use the debezium-json, canal-json or maxwell-json format".into(),
+    topic: &'a str,
+    /// The last record of each partition when the loop started (until passed).
+    skip_until: Vec<Option<Tail>>,
+    window: Window,
+    last_key: Option<String>,
+}
+
+impl Out<'_> {
+    /// Encodes and queues one event, unless it is already in the topic from before a restart.
+    async fn produce(
+        &mut self,
+        event: &ChangeEvent,
+        total_order: u64,
+        columns: Option<&[String]>,
+    ) -> Result<(), CaptureError> {
+        let record = encode(self.format, self.topic, event, total_order, columns).map_err(|e| {
+            CaptureError::Definite {
+                code: "unsupported_format",
+                message: e.to_string(),
+                hint: "use the debezium-json, canal-json or maxwell-json format".into(),
+            }
         })?;
-    let Some(record) = record else { return Ok(()) };
-    // Already in the topic from before the restart: at or before its partition's last record.
-    let partition = usize::try_from(sink.partition_of(&record)).unwrap_or(0);
-    if let Some(slot) = skip_until.get_mut(partition)
-        && let Some(tail) = slot
-    {
-        let index = event.transaction.as_ref().map_or(0, |t| t.event_index);
-        if tail.covers(&event.position, index) {
-            return Ok(());
+        let Some(record) = record else { return Ok(()) };
+        // Already in the topic: at or before its partition's last record when the loop started.
+        let partition = usize::try_from(self.sink.partition_of(&record)).unwrap_or(0);
+        if let Some(slot) = self.skip_until.get_mut(partition)
+            && let Some(tail) = slot
+        {
+            let index = event.transaction.as_ref().map_or(0, |t| t.event_index);
+            if tail.covers(&event.position, index) {
+                return Ok(());
+            }
+            *slot = None;
         }
-        *slot = None;
+        self.window.push(self.sink.send(&record).await?);
+        self.last_key = Some(event.idempotency_key());
+        Ok(())
     }
-    window.push(sink.send(&record).await?);
-    *last_key = Some(key);
-    Ok(())
 }
 
 /// Records sent and not yet acknowledged, and the commits waiting for them. The loop never

@@ -75,6 +75,65 @@ fn high_watermark(ctx: &TestContext, topic: &str) -> i64 {
         .1
 }
 
+/// The stack's MariaDB as the source, as the capture user.
+fn stack_source(ctx: &TestContext) -> Value {
+    let env = ctx.env();
+    json!({"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password})
+}
+
+/// A change-tracking task configured with `config`, started, and running on a worker of its
+/// own: its instance id, its topic and the worker.
+async fn running_task(
+    api: &ferry_testkit::TestApi,
+    config: Value,
+) -> (
+    InstanceId,
+    String,
+    (watch::Sender<bool>, tokio::task::JoinHandle<()>),
+) {
+    let created = api
+        .call(
+            Method::POST,
+            "/v1/instances",
+            Some(json!({"name": "cdc", "mode": "tracking", "billing": {"type": "pay_as_you_go"}})),
+        )
+        .await
+        .unwrap();
+    let id: InstanceId = created.body["id"].as_str().unwrap().parse().unwrap();
+    let configured = api
+        .call(
+            Method::PUT,
+            &format!("/v1/instances/{id}/task"),
+            Some(config),
+        )
+        .await
+        .unwrap();
+    assert_eq!(configured.status, 200, "{}", configured.text);
+    let started = api
+        .call(
+            Method::POST,
+            &format!("/v1/instances/{id}/task/start"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(started.status, 200, "{}", started.text);
+    let topic = started.body["task"]["delivery"]["topic"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let worker = start_worker(&api.state);
+    eventually("the task to run", Duration::from_secs(30), || async {
+        let t = api
+            .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
+            .await?;
+        Ok((t.body["state"] == "incremental").then_some(()))
+    })
+    .await
+    .unwrap();
+    (id, topic, worker)
+}
+
 fn rand_suffix() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -96,55 +155,12 @@ async fn changes_reach_the_topic_exactly_once_in_commit_order_across_restarts() 
         .await
         .unwrap();
 
-    let created = api
-        .call(
-            Method::POST,
-            "/v1/instances",
-            Some(json!({"name": "cdc", "mode": "tracking", "billing": {"type": "pay_as_you_go"}})),
-        )
-        .await
-        .unwrap();
-    let id: InstanceId = created.body["id"].as_str().unwrap().parse().unwrap();
-    let env = ctx.env();
     let config = json!({
-        "source": {"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password},
+        "source": stack_source(&ctx),
         "objects": {"databases": [{"name": ctx.mysql_database(), "tables": [{"name": "orders"}]}]},
     });
-    assert_eq!(
-        api.call(
-            Method::PUT,
-            &format!("/v1/instances/{id}/task"),
-            Some(config)
-        )
-        .await
-        .unwrap()
-        .status,
-        200
-    );
-    let started = api
-        .call(
-            Method::POST,
-            &format!("/v1/instances/{id}/task/start"),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(started.status, 200, "{}", started.text);
-    let topic = started.body["task"]["delivery"]["topic"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-
+    let (id, topic, w) = running_task(&api, config).await;
     let state = api.state.clone();
-    let w = start_worker(&state);
-    eventually("the task to run", Duration::from_secs(30), || async {
-        let t = api
-            .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
-            .await?;
-        Ok((t.body["state"] == "incremental").then_some(()))
-    })
-    .await
-    .unwrap();
 
     db.query_drop("INSERT INTO orders VALUES (1, 19.99, 'first')")
         .await
@@ -266,49 +282,11 @@ async fn fails_after(setting: &str, change: &str) -> Value {
         .sql("INSERT INTO shop.orders VALUES (1, 'one')")
         .unwrap();
 
-    let created = api
-        .call(
-            Method::POST,
-            "/v1/instances",
-            Some(json!({"name": "cdc", "mode": "tracking", "billing": {"type": "pay_as_you_go"}})),
-        )
-        .await
-        .unwrap();
-    let id: InstanceId = created.body["id"].as_str().unwrap().parse().unwrap();
     let config = json!({
         "source": {"engine": "mariadb", "host": "127.0.0.1", "port": server.port(), "username": "ferry_capture", "password": "capture-Secret1"},
         "objects": {"databases": [{"name": "shop"}]},
     });
-    assert_eq!(
-        api.call(
-            Method::PUT,
-            &format!("/v1/instances/{id}/task"),
-            Some(config)
-        )
-        .await
-        .unwrap()
-        .status,
-        200
-    );
-    let started = api
-        .call(
-            Method::POST,
-            &format!("/v1/instances/{id}/task/start"),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(started.status, 200, "{}", started.text);
-
-    let w = start_worker(&api.state);
-    eventually("the task to run", Duration::from_secs(30), || async {
-        let t = api
-            .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
-            .await?;
-        Ok((t.body["state"] == "incremental").then_some(()))
-    })
-    .await
-    .unwrap();
+    let (id, _topic, w) = running_task(&api, config).await;
     server.sql(setting).unwrap();
     server.sql(change).unwrap();
 
@@ -381,53 +359,12 @@ async fn transaction_records_frame_each_transaction_with_selected_changes() {
     db.query_drop("CREATE TABLE other (id BIGINT PRIMARY KEY)")
         .await
         .unwrap();
-    let created = api
-        .call(
-            Method::POST,
-            "/v1/instances",
-            Some(json!({"name": "tx", "mode": "tracking", "billing": {"type": "pay_as_you_go"}})),
-        )
-        .await
-        .unwrap();
-    let id: InstanceId = created.body["id"].as_str().unwrap().parse().unwrap();
-    let env = ctx.env();
     let config = json!({
-        "source": {"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password},
+        "source": stack_source(&ctx),
         "objects": {"databases": [{"name": ctx.mysql_database(), "tables": [{"name": "orders"}]}]},
         "delivery": {"transaction_records": true},
     });
-    assert_eq!(
-        api.call(
-            Method::PUT,
-            &format!("/v1/instances/{id}/task"),
-            Some(config)
-        )
-        .await
-        .unwrap()
-        .status,
-        200
-    );
-    let started = api
-        .call(
-            Method::POST,
-            &format!("/v1/instances/{id}/task/start"),
-            None,
-        )
-        .await
-        .unwrap();
-    let topic = started.body["task"]["delivery"]["topic"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let w = start_worker(&api.state);
-    eventually("the task to run", Duration::from_secs(30), || async {
-        let t = api
-            .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
-            .await?;
-        Ok((t.body["state"] == "incremental").then_some(()))
-    })
-    .await
-    .unwrap();
+    let (_id, topic, w) = running_task(&api, config).await;
 
     db.query_drop("INSERT INTO other VALUES (1)").await.unwrap(); // no selected change: no frame
     db.query_drop("START TRANSACTION").await.unwrap();
@@ -474,56 +411,13 @@ async fn key_hash_partitions_keep_per_row_order_and_exactly_once() {
     db.query_drop("CREATE TABLE items (id INT PRIMARY KEY, n INT)")
         .await
         .unwrap();
-    let created = api
-        .call(
-            Method::POST,
-            "/v1/instances",
-            Some(
-                json!({"name": "keyed", "mode": "tracking", "billing": {"type": "pay_as_you_go"}}),
-            ),
-        )
-        .await
-        .unwrap();
-    let id: InstanceId = created.body["id"].as_str().unwrap().parse().unwrap();
-    let env = ctx.env();
     let config = json!({
-        "source": {"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password},
+        "source": stack_source(&ctx),
         "objects": {"databases": [{"name": ctx.mysql_database()}]},
         "delivery": {"partitioning": {"type": "key_hash", "partitions": 3}},
     });
-    assert_eq!(
-        api.call(
-            Method::PUT,
-            &format!("/v1/instances/{id}/task"),
-            Some(config)
-        )
-        .await
-        .unwrap()
-        .status,
-        200
-    );
-    let started = api
-        .call(
-            Method::POST,
-            &format!("/v1/instances/{id}/task/start"),
-            None,
-        )
-        .await
-        .unwrap();
-    let topic = started.body["task"]["delivery"]["topic"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (id, topic, w) = running_task(&api, config).await;
     let state = api.state.clone();
-    let w = start_worker(&state);
-    eventually("the task to run", Duration::from_secs(30), || async {
-        let t = api
-            .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
-            .await?;
-        Ok((t.body["state"] == "incremental").then_some(()))
-    })
-    .await
-    .unwrap();
     let first_checkpoint = state.store().get_checkpoint(&id).await.unwrap().unwrap();
 
     let values: Vec<String> = (1..=30).map(|i| format!("({i}, 0)")).collect();
