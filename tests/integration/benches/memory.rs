@@ -1,0 +1,172 @@
+//! Bounded memory: one transaction of 1,000,000 rows (FERRY_BENCH_TX_ROWS) through the capture
+//! loop, with the process's resident memory sampled while it runs. The loop streams rows as it
+//! reads them (nothing waits for the commit) and holds at most 10,000 unacknowledged records, so
+//! its memory must not grow with the transaction.
+//!
+//! `cargo bench -p ferry-tests --bench memory` with the stack up.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench may unwrap
+
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use chrono::Utc;
+use ferry_domain::id::{InstanceId, WorkerId};
+use ferry_store::Checkpoint;
+use ferry_testkit::TestContext;
+use ferry_worker::{CaptureSettings, capture_task};
+use mysql_async::prelude::Queryable;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde_json::json;
+
+/// Resident memory of this process, in MiB.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+#[tokio::main]
+async fn main() {
+    let rows: u64 = std::env::var("FERRY_BENCH_TX_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop(
+        "CREATE TABLE big (id BIGINT PRIMARY KEY, v VARCHAR(64) NOT NULL, n INT NOT NULL)",
+    )
+    .await
+    .unwrap();
+
+    let created = api
+        .call(
+            Method::POST,
+            "/v1/instances",
+            Some(
+                json!({"name": "memory", "mode": "tracking", "billing": {"type": "pay_as_you_go"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let id: InstanceId = created.body["id"].as_str().unwrap().parse().unwrap();
+    let env = ctx.env();
+    let config = json!({
+        "source": {"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password},
+        "objects": {"databases": [{"name": ctx.mysql_database()}]},
+    });
+    assert_eq!(
+        api.call(
+            Method::PUT,
+            &format!("/v1/instances/{id}/task"),
+            Some(config)
+        )
+        .await
+        .unwrap()
+        .status,
+        200
+    );
+    assert_eq!(
+        api.call(
+            Method::POST,
+            &format!("/v1/instances/{id}/task/start"),
+            None
+        )
+        .await
+        .unwrap()
+        .status,
+        200
+    );
+    let (file, offset): (String, u64) = {
+        let row: mysql_async::Row = db.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
+        (row.get("File").unwrap(), row.get("Position").unwrap())
+    };
+
+    // One transaction of `rows` rows.
+    let t0 = Instant::now();
+    db.query_drop("START TRANSACTION").await.unwrap();
+    let mut next = 0u64;
+    while next < rows {
+        let batch: Vec<String> = (next..(next + 1000).min(rows))
+            .map(|i| format!("({i}, 'value {i:>40}', {})", i % 1000))
+            .collect();
+        db.query_drop(format!("INSERT INTO big VALUES {}", batch.join(",")))
+            .await
+            .unwrap();
+        next += 1000;
+    }
+    db.query_drop("COMMIT").await.unwrap();
+    println!(
+        "a transaction of {rows} rows written in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    let store = api.state.store();
+    let worker = WorkerId::generate();
+    let lease = store
+        .claim_lease(&id, &worker, Utc::now(), chrono::Duration::seconds(600))
+        .await
+        .unwrap()
+        .unwrap();
+    let position = format!("{file}:{offset}").parse().unwrap();
+    let checkpoint = Checkpoint {
+        position,
+        source_time: Utc::now(),
+        last_key: None,
+        token: lease.token,
+        written_at: Utc::now(),
+    };
+    store.write_checkpoint(&id, &checkpoint, 1).await.unwrap();
+    let topic = api.state.topic_for(&id);
+    let settings = CaptureSettings {
+        worker,
+        lease_ttl: Duration::from_secs(600),
+        heartbeat: Duration::from_secs(1),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let before = rss_mib();
+    let t0 = Instant::now();
+    let state = api.state.clone();
+    let capture =
+        tokio::spawn(
+            async move { capture_task(&state, &settings, &id, lease.token, stop_rx).await },
+        );
+    let consumer: BaseConsumer = ctx.kafka_config().create().unwrap();
+    let mut peak = before;
+    let mut samples = Vec::new();
+    loop {
+        let high = consumer
+            .fetch_watermarks(&topic, 0, Duration::from_secs(10))
+            .map(|(_, h)| h)
+            .unwrap_or(0);
+        let rss = rss_mib();
+        peak = peak.max(rss);
+        samples.push((high, rss));
+        if high as u64 >= rows {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    stop_tx.send(true).unwrap();
+    capture.await.unwrap().unwrap();
+    let quarter = samples.len() / 4;
+    let at = |i: usize| samples.get(i).map_or(0.0, |s| s.1);
+    println!(
+        "| rows in the transaction | capture time | RSS before | RSS at 25% / 50% / 75% | peak RSS |"
+    );
+    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| {rows} | {wall:.1} s | {before:.0} MiB | {:.0} / {:.0} / {:.0} MiB | {peak:.0} MiB |",
+        at(quarter),
+        at(quarter * 2),
+        at(quarter * 3)
+    );
+}
