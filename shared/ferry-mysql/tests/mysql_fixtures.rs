@@ -9,15 +9,23 @@ use ferry_domain::value::Value;
 use ferry_mysql::binlog::{ReadEvent, SourceEvent};
 use ferry_mysql::file::read_file;
 
+/// `shared/fixtures/mysql-binlogs` of the workplace: `FERRY_FIXTURES`, or the first ancestor of
+/// this crate that has it (the project's clone sits beside `shared/`).
 fn fixtures() -> PathBuf {
-    let dir =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/mysql-binlogs");
-    assert!(
-        dir.is_dir(),
-        "the MySQL binlog fixtures are missing at {}",
-        dir.display()
-    );
-    dir
+    if let Ok(dir) = std::env::var("FERRY_FIXTURES") {
+        return PathBuf::from(dir).join("mysql-binlogs");
+    }
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let found = here
+        .ancestors()
+        .map(|a| a.join("shared/fixtures/mysql-binlogs"))
+        .find(|d| d.is_dir());
+    found.unwrap_or_else(|| {
+        panic!(
+            "the MySQL binlog fixtures (shared/fixtures/mysql-binlogs) are not beside any parent of {}; set FERRY_FIXTURES",
+            here.display()
+        )
+    })
 }
 
 fn read(name: &str) -> Vec<ReadEvent> {
