@@ -517,3 +517,45 @@ async fn read_all_partitions(ctx: &TestContext, topic: &str, expected: usize) ->
     }
     out
 }
+
+/// A record over the producer's size limit fails the task with a hint: never a silent drop.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_record_fails_the_task_instead_of_being_dropped() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE docs (id INT PRIMARY KEY, body LONGTEXT)")
+        .await
+        .unwrap();
+    let config = json!({"source": stack_source(&ctx), "objects": {"databases": [{"name": ctx.mysql_database()}]}});
+    let (id, _topic, w) = running_task(&api, config).await;
+
+    // 2 MB of text: over librdkafka's default message.max.bytes (1 MB).
+    db.query_drop("INSERT INTO docs VALUES (1, REPEAT('x', 2000000))")
+        .await
+        .unwrap();
+    let failed = eventually("the task to fail", Duration::from_secs(30), || async {
+        let t = api
+            .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
+            .await?;
+        Ok((t.body["state"] == "failed").then_some(t.body))
+    })
+    .await
+    .unwrap();
+    assert_eq!(failed["error"]["code"], "kafka", "{failed}");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger than the broker accepts"),
+        "{failed}"
+    );
+    assert!(
+        failed["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("max.message.bytes"),
+        "{failed}"
+    );
+    stop_worker(w).await;
+}
