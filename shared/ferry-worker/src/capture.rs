@@ -374,7 +374,13 @@ pub async fn capture_task(
             check_at = tokio::time::Instant::now() + CHECK_EVERY;
         }
         let next = tokio::select! {
-            _ = stop.changed() => continue,
+            // A dropped sender means the worker is gone: stop as if told to.
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                continue;
+            }
             next = tokio::time::timeout(settings.heartbeat * 2, reader.next()) => next,
         };
         let Ok(next) = next else { continue };

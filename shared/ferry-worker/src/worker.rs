@@ -95,7 +95,12 @@ impl Worker {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.settings.poll) => {}
-                _ = shutdown.changed() => {}
+                // A dropped sender is a shutdown too (never a busy loop on a closed channel).
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                }
             }
             if *shutdown.borrow() {
                 break;

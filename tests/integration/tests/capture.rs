@@ -559,3 +559,100 @@ async fn an_oversized_record_fails_the_task_instead_of_being_dropped() {
     );
     stop_worker(w).await;
 }
+
+/// A task on a throwaway server, run once and stopped; `break_it` changes the server while no
+/// worker runs; the restarted task must fail with the returned error.
+async fn fails_on_restart_after(break_it: &[&str]) -> Value {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let server = ferry_testkit::ThrowawayMariaDb::start(
+        ctx.env(),
+        &[
+            "--log-bin=binlog",
+            "--binlog-format=ROW",
+            "--binlog-row-image=FULL",
+            "--binlog-row-metadata=FULL",
+        ],
+    )
+    .unwrap();
+    server
+        .sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY)")
+        .unwrap();
+    let config = json!({
+        "source": {"engine": "mariadb", "host": "127.0.0.1", "port": server.port(), "username": "ferry_capture", "password": "capture-Secret1"},
+        "objects": {"databases": [{"name": "shop"}]},
+    });
+    let (id, _topic, w) = running_task(&api, config).await;
+    stop_worker(w).await;
+    for sql in break_it {
+        server.sql(sql).unwrap();
+    }
+    if break_it.iter().any(|s| s.starts_with("PURGE")) {
+        // Purging waits for the binlog checkpoint; retry until the first file is gone.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while server
+            .binlog_files()
+            .unwrap()
+            .iter()
+            .any(|f| f == "binlog.000001")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "binlog.000001 was never purged"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            server.sql("FLUSH BINARY LOGS").unwrap();
+            server
+                .sql("PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY")
+                .unwrap();
+        }
+    }
+    let w = start_worker(&api.state);
+    let failed = eventually("the task to fail", Duration::from_secs(30), || async {
+        let t = api
+            .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
+            .await?;
+        Ok((t.body["state"] == "failed").then_some(t.body))
+    })
+    .await
+    .unwrap();
+    stop_worker(w).await;
+    failed
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purged_binlog_fails_the_task_with_a_hint() {
+    // MariaDB keeps a binlog until its binlog checkpoint has passed it: flush until the first
+    // file is really gone (checked by the helper).
+    let failed = fails_on_restart_after(&[
+        "INSERT INTO shop.orders VALUES (1)",
+        "FLUSH BINARY LOGS",
+        "FLUSH BINARY LOGS",
+        "FLUSH BINARY LOGS",
+        "PURGE BINARY LOGS TO 'binlog.000004'",
+    ])
+    .await;
+    assert_eq!(failed["error"]["code"], "binlog_purged", "{failed}");
+    assert!(
+        failed["error"]["hint"].as_str().unwrap().contains("reset"),
+        "{failed}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoked_replication_privileges_fail_the_task_with_a_hint() {
+    let failed = fails_on_restart_after(&[
+        "REVOKE REPLICATION SLAVE ON *.* FROM 'ferry_capture'@'%'",
+        "FLUSH PRIVILEGES",
+    ])
+    .await;
+    assert_eq!(failed["error"]["code"], "source_access_denied", "{failed}");
+    assert!(
+        failed["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("REPLICATION SLAVE"),
+        "{failed}"
+    );
+}

@@ -94,6 +94,21 @@ impl ThrowawayMariaDb {
         self.port
     }
 
+    /// The binlog files the server lists (`SHOW BINARY LOGS`).
+    pub fn binlog_files(&self) -> Result<Vec<String>> {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "-uroot", "-N", "-B"])
+            .arg(format!("--socket={}", self.dir.join("sock").display()))
+            .args(["-e", "SHOW BINARY LOGS"])
+            .output()
+            .context("running mariadb")?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split('\t').next())
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// Runs SQL as root (through the socket), in a session of its own.
     pub fn sql(&self, sql: &str) -> Result<()> {
         let out = Command::new("mariadb")
