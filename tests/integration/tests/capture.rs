@@ -38,8 +38,13 @@ async fn stop_worker(w: (watch::Sender<bool>, tokio::task::JoinHandle<()>)) {
         .unwrap();
 }
 
-/// Every record of the topic, as (payload JSON, idempotency key).
-async fn read_all(ctx: &TestContext, topic: &str, expected: usize) -> Vec<(Value, String)> {
+/// The first `expected` records of the topic, from every partition, as (partition, payload JSON,
+/// idempotency key), read by a consumer group of their own.
+async fn read_records(
+    ctx: &TestContext,
+    topic: &str,
+    expected: usize,
+) -> Vec<(i32, Value, String)> {
     let c: StreamConsumer = ctx
         .kafka_config()
         .set("group.id", ctx.group(&format!("reader-{}", rand_suffix())))
@@ -63,9 +68,22 @@ async fn read_all(ctx: &TestContext, topic: &str, expected: usize) -> Vec<(Value
                     .map(|v| String::from_utf8_lossy(v).into_owned())
             })
             .expect("every record has an idempotency key");
-        out.push((serde_json::from_slice(m.payload().unwrap()).unwrap(), key));
+        out.push((
+            m.partition(),
+            serde_json::from_slice(m.payload().unwrap()).unwrap(),
+            key,
+        ));
     }
     out
+}
+
+/// Every record of the topic, as (payload JSON, idempotency key).
+async fn read_all(ctx: &TestContext, topic: &str, expected: usize) -> Vec<(Value, String)> {
+    read_records(ctx, topic, expected)
+        .await
+        .into_iter()
+        .map(|(_, v, k)| (v, k))
+        .collect()
 }
 
 fn high_watermark(ctx: &TestContext, topic: &str) -> i64 {
@@ -490,27 +508,13 @@ async fn key_hash_partitions_keep_per_row_order_and_exactly_once() {
     stop_worker(w).await;
 }
 
+/// Every record of the topic, as (partition, payload JSON).
 async fn read_all_partitions(ctx: &TestContext, topic: &str, expected: usize) -> Vec<(i32, Value)> {
-    let c: StreamConsumer = ctx
-        .kafka_config()
-        .set("group.id", ctx.group(&format!("all-{}", rand_suffix())))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    c.subscribe(&[topic]).unwrap();
-    let mut out = Vec::new();
-    while out.len() < expected {
-        let m = tokio::time::timeout(Duration::from_secs(30), c.recv())
-            .await
-            .expect("a record in time")
-            .unwrap();
-        out.push((
-            m.partition(),
-            serde_json::from_slice(m.payload().unwrap()).unwrap(),
-        ));
-    }
-    out
+    read_records(ctx, topic, expected)
+        .await
+        .into_iter()
+        .map(|(p, v, _)| (p, v))
+        .collect()
 }
 
 /// A record over the producer's size limit fails the task with a hint: never a silent drop.
