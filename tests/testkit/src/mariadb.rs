@@ -28,7 +28,10 @@ impl ThrowawayMariaDb {
         std::fs::create_dir_all(&base)?;
         let dir = base.join(uuid::Uuid::new_v4().simple().to_string());
         let data = dir.join("data");
-        std::fs::create_dir_all(&dir)?;
+        // A tmpdir of its own: a starting MariaDB deletes every `#sql*` file in its tmpdir, which
+        // in a shared /tmp are other servers' live temporary tables.
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp)?;
         let root = is_root();
         let mut install = Command::new("mariadb-install-db");
         install
@@ -37,7 +40,8 @@ impl ThrowawayMariaDb {
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
             ])
-            .arg(format!("--datadir={}", data.display()));
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()));
         if root {
             install.arg("--user=root");
         }
@@ -54,6 +58,7 @@ impl ThrowawayMariaDb {
         cmd.arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", sock.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--port={port}"))
             .args([
                 "--bind-address=127.0.0.1",
