@@ -13,6 +13,7 @@
 //! - [`position`] and [`gtid`]: binlog positions (file + offset + GTID set) in MariaDB's and
 //!   MySQL's forms, printable, parseable and comparable.
 //! - [`precheck`]: precheck items and reports.
+//! - [`schema`]: the schema history: table definitions at binlog positions.
 //! - [`change`] and [`value`]: the change event model, with exact typed column values.
 //!
 //! Everything that can be wrong in input is an [`InvalidInput`], which names the field, says
@@ -26,6 +27,7 @@ pub mod id;
 pub mod instance;
 pub mod position;
 pub mod precheck;
+pub mod schema;
 pub mod selection;
 pub mod task;
 pub mod task_config;

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use ferry_domain::change::RowChange;
+use ferry_domain::change::{ObjectName, RowChange};
 use ferry_domain::gtid::{GtidSet, MariaDbGtid, MariaDbGtidSet, MysqlGtidSet, Sid};
 use ferry_domain::position::{BinlogFile, Position};
 use futures::StreamExt;
@@ -36,7 +36,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest};
 
 use crate::connect::{ConnectParams, connect};
-use crate::decode::{Charsets, TablePlan};
+use crate::ddl::{self, Applied};
+use crate::decode::{Charsets, Known, TablePlan};
+use ferry_domain::schema::{SchemaCatalog, SchemaEntry};
 
 /// Where to start reading.
 #[derive(Debug, Clone)]
@@ -54,10 +56,12 @@ pub enum SourceEvent {
     Begin { gtid: Option<String> },
     /// Row changes of one rows event.
     Rows(Vec<RowChange>),
-    /// A statement that is not a transaction boundary (DDL), with its default database.
+    /// A statement that is not a transaction boundary (DDL), with its default database and
+    /// what it changed in the schema history (to persist at its position).
     Ddl {
         database: Option<String>,
         statement: String,
+        schema: Vec<SchemaEntry>,
     },
     /// The transaction committed.
     Commit { xid: Option<u64> },
@@ -152,6 +156,11 @@ pub struct EventDecoder {
     last_log_pos: u32,
     /// Refuse partial row images (live capture); a file reader shows them as they are.
     require_full_images: bool,
+    /// The schema history, kept current by the DDL statements of the stream.
+    catalog: SchemaCatalog,
+    /// Whether `catalog` is a real history (live capture from a snapshot) or only what the
+    /// statements seen so far tell (inspecting a file).
+    tracked: bool,
 }
 
 impl std::fmt::Debug for BinlogReader {
@@ -223,6 +232,13 @@ impl BinlogReader {
         })
     }
 
+    /// Decodes with the schema history `catalog` (see [`EventDecoder::with_catalog`]).
+    #[must_use]
+    pub fn with_catalog(mut self, catalog: SchemaCatalog) -> Self {
+        self.decoder = self.decoder.with_catalog(catalog);
+        self
+    }
+
     /// The next event of interest, `None` when the server closed the stream.
     pub async fn next(&mut self) -> Result<Option<ReadEvent>, ReaderError> {
         loop {
@@ -257,7 +273,24 @@ impl EventDecoder {
             standalone: false,
             last_log_pos: 0,
             require_full_images: true,
+            catalog: SchemaCatalog::new(),
+            tracked: false,
         }
+    }
+
+    /// Decodes with the schema history `catalog` (the catalog at the start position): tables
+    /// whose table maps name no columns are decoded with the history's definition, or not at
+    /// all.
+    #[must_use]
+    pub fn with_catalog(mut self, catalog: SchemaCatalog) -> Self {
+        self.catalog = catalog;
+        self.tracked = true;
+        self
+    }
+
+    /// The schema history as it stands after the events handled so far.
+    pub fn catalog(&self) -> &SchemaCatalog {
+        &self.catalog
     }
 
     fn position(&self, log_pos: u32) -> Result<Position, ReaderError> {
@@ -372,10 +405,23 @@ impl EventDecoder {
                 Ok(None)
             }
             EventData::TableMapEvent(tme) => {
-                let plan = TablePlan::from_table_map(&tme).map_err(|e| {
+                let name = ObjectName {
+                    database: tme.database_name().into_owned(),
+                    table: tme.table_name().into_owned(),
+                };
+                let def = self.catalog.get(&name);
+                let known = if self.tracked {
+                    Known::History {
+                        def,
+                        stale: self.catalog.stale(),
+                    }
+                } else {
+                    Known::Lenient(def)
+                };
+                let plan = TablePlan::from_table_map(&tme, known).map_err(|e| {
                     ReaderError::definite(
                         e.to_string(),
-                        "set binlog_row_metadata = FULL on the source",
+                        "SET GLOBAL binlog_row_metadata = FULL on the source (and in its configuration) so the binlog names every column, then restart the task",
                     )
                 })?;
                 self.tables.insert(tme.table_id(), Arc::new(plan));
@@ -412,7 +458,11 @@ impl EventDecoder {
                         });
                     return made(self, SourceEvent::Begin { gtid });
                 }
-                if trimmed.eq_ignore_ascii_case("COMMIT") {
+                // ROLLBACK ends a transaction that changed non-transactional tables: their
+                // changes stay, so it is a boundary like COMMIT.
+                if trimmed.eq_ignore_ascii_case("COMMIT")
+                    || trimmed.eq_ignore_ascii_case("ROLLBACK")
+                {
                     self.commit();
                     return made(self, SourceEvent::Commit { xid: None });
                 }
@@ -424,16 +474,23 @@ impl EventDecoder {
                         "SET GLOBAL binlog_format = 'ROW' on the source (and in its configuration), then reset the task: statement-based changes cannot be captured row by row",
                     ));
                 }
-                let schema = q.schema().into_owned();
+                let database = q.schema().into_owned();
+                let database = (!database.is_empty()).then_some(database);
                 let statement = sql.into_owned();
+                let applied =
+                    ddl::apply_statement(&mut self.catalog, database.as_deref(), &statement);
+                let Applied::Ddl { entries: schema } = applied else {
+                    return Ok(None);
+                };
                 if self.standalone {
                     self.commit();
                 }
                 made(
                     self,
                     SourceEvent::Ddl {
-                        database: (!schema.is_empty()).then_some(schema),
+                        database,
                         statement,
+                        schema,
                     },
                 )
             }

@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use encoding_rs::Encoding;
 use ferry_domain::change::{Column, ObjectName, TableSchema};
+use ferry_domain::schema::TableDef;
 use ferry_domain::value::{
     Bits, Date, DateTime, Decimal, EnumValue, SetValue, Time, Timestamp, Value,
 };
@@ -134,6 +135,62 @@ struct ColumnPlan {
     bit_width: u8,
     enum_values: Vec<String>,
     set_values: Vec<String>,
+    /// Unsigned per the schema history (a MINIMAL table map does not say).
+    unsigned: bool,
+    /// How to read the column's text when the table map names no character set (MINIMAL
+    /// metadata): from the history's declared type and character set.
+    text: Option<TextEncoding>,
+}
+
+/// What the schema history says about a table map's table.
+#[derive(Debug, Clone, Copy)]
+pub enum Known<'a> {
+    /// Inspecting a binlog file: the definition (from DDL seen in the file) is used when it
+    /// matches; columns nothing names are called `@1`, `@2`, ….
+    Lenient(Option<&'a TableDef>),
+    /// The history's definition of the table (if it has one), and why the history may be out
+    /// of step (if it may). Without logged names and a matching definition, the table cannot
+    /// be decoded.
+    History {
+        def: Option<&'a TableDef>,
+        stale: Option<&'a str>,
+    },
+}
+
+/// The text encoding of a declared column type: binary types are bytes, text types use their
+/// declared character set (UTF-8 when none is declared; bytes that are not UTF-8 stay bytes).
+fn declared_text(column_type: &str, charset: Option<&str>) -> Option<TextEncoding> {
+    let t = column_type.trim_start().to_ascii_lowercase();
+    if [
+        "binary",
+        "varbinary",
+        "tinyblob",
+        "blob",
+        "mediumblob",
+        "longblob",
+    ]
+    .iter()
+    .any(|b| t.starts_with(b))
+    {
+        return Some(TextEncoding::Binary);
+    }
+    if [
+        "char",
+        "varchar",
+        "tinytext",
+        "text",
+        "mediumtext",
+        "longtext",
+        "enum",
+        "set",
+        "national",
+    ]
+    .iter()
+    .any(|p| t.starts_with(p))
+    {
+        return Some(charset.map_or(TextEncoding::Utf8, encoding_of));
+    }
+    None
 }
 
 /// A table map turned into what decoding its rows needs: the schema and one plan per column.
@@ -144,9 +201,13 @@ pub struct TablePlan {
 }
 
 impl TablePlan {
-    /// Reads a table map event. Column names come from the FULL row metadata (`@1`, `@2`, …
-    /// when the server does not log them).
-    pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<Self, DecodeError> {
+    /// Reads a table map event. Column names, ENUM/SET members, signedness and the key come
+    /// from the FULL row metadata when the server logs it, else from the schema history
+    /// (`known`); the history also gives the declared column types.
+    pub fn from_table_map<'k>(
+        tme: &TableMapEvent<'_>,
+        known: Known<'k>,
+    ) -> Result<Self, DecodeError> {
         let table = format!("{}.{}", tme.database_name(), tme.table_name());
         let err = |column: String, reason: String| DecodeError {
             table: table.clone(),
@@ -194,15 +255,61 @@ impl TablePlan {
                 _ => {}
             }
         }
+        let logged_names = names.len() == count;
+        // The history's definition, when it describes this table map: same column count, and
+        // the same names where the server logs them.
+        let aligned = |def: Option<&'k TableDef>| {
+            def.filter(|d| {
+                d.columns.len() == count
+                    && (!logged_names
+                        || d.columns
+                            .iter()
+                            .zip(&names)
+                            .all(|(c, n)| c.name.eq_ignore_ascii_case(n)))
+            })
+        };
+        let def = match known {
+            Known::Lenient(def) => aligned(def),
+            Known::History { def, stale } => {
+                let matching = aligned(def);
+                if !logged_names && (matching.is_none() || stale.is_some()) {
+                    let why = match (def, stale) {
+                        (_, Some(stale)) => {
+                            format!("the schema history may be out of step ({stale})")
+                        }
+                        (None, None) => "the schema history has no definition of it".to_owned(),
+                        (Some(d), None) => format!(
+                            "the schema history gives it {} columns but the binlog has {count}",
+                            d.columns.len()
+                        ),
+                    };
+                    return Err(err(
+                        "(names)".into(),
+                        format!(
+                            "the source logs no column names (binlog_row_metadata = MINIMAL) and {why}"
+                        ),
+                    ));
+                }
+                matching
+            }
+        };
+        if !logged_names {
+            names = match def {
+                Some(d) => d.columns.iter().map(|c| c.name.clone()).collect(),
+                None => (1..=count).map(|i| format!("@{i}")).collect(),
+            };
+        }
+        if key.is_empty()
+            && let Some(d) = def
+        {
+            key = d.key_indexes();
+        }
         let (mut enum_iter, mut set_iter) = (enums.into_iter(), sets.into_iter());
         let nulls = tme.null_bitmask();
         let mut columns = Vec::with_capacity(count);
         let mut schema_columns = Vec::with_capacity(count);
-        for i in 0..count {
-            let name = names
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| format!("@{}", i + 1));
+        for (i, name) in names.into_iter().enumerate() {
+            let declared = def.and_then(|d| d.columns.get(i));
             let column_type = tme
                 .get_column_type(i)
                 .map_err(|e| err(name.clone(), e.to_string()))?
@@ -214,23 +321,33 @@ impl TablePlan {
                 }
                 _ => 0,
             };
+            let members = |logged: Option<Vec<String>>| {
+                logged
+                    .or_else(|| declared.map(|c| c.members.clone()))
+                    .unwrap_or_default()
+            };
             let plan = ColumnPlan {
                 column_type,
                 bit_width,
                 enum_values: if column_type == ColumnType::MYSQL_TYPE_ENUM {
-                    enum_iter.next().unwrap_or_default()
+                    members(enum_iter.next())
                 } else {
                     Vec::new()
                 },
                 set_values: if column_type == ColumnType::MYSQL_TYPE_SET {
-                    set_iter.next().unwrap_or_default()
+                    members(set_iter.next())
                 } else {
                     Vec::new()
                 },
+                unsigned: def.is_some_and(|d| d.is_unsigned(i)),
+                text: declared.and_then(|c| declared_text(&c.column_type, c.charset.as_deref())),
             };
             schema_columns.push(Column {
+                source_type: declared.map_or_else(
+                    || type_name(column_type).to_owned(),
+                    |c| c.column_type.clone(),
+                ),
                 name,
-                source_type: type_name(column_type).to_owned(),
                 nullable: nulls.get(i).as_deref().copied().unwrap_or(true),
             });
             columns.push(plan);
@@ -274,15 +391,17 @@ impl TablePlan {
             let Some(plan) = self.columns.get(index) else {
                 break;
             };
-            let unsigned = column.flags().contains(ColumnFlags::UNSIGNED_FLAG);
+            let unsigned = plan.unsigned || column.flags().contains(ColumnFlags::UNSIGNED_FLAG);
+            let encoding = match (column.character_set(), plan.text) {
+                (0, Some(declared)) => declared,
+                (id, _) => charsets.get(id),
+            };
             values[index] =
-                decode_value(plan, unsigned, charsets.get(column.character_set()), value).map_err(
-                    |reason| DecodeError {
-                        table: self.schema.name().to_string(),
-                        column: self.schema.columns()[index].name.clone(),
-                        reason: format!("{reason} (binlog type {:?})", plan.column_type),
-                    },
-                )?;
+                decode_value(plan, unsigned, encoding, value).map_err(|reason| DecodeError {
+                    table: self.schema.name().to_string(),
+                    column: self.schema.columns()[index].name.clone(),
+                    reason: format!("{reason} (binlog type {:?})", plan.column_type),
+                })?;
         }
         Ok(values)
     }

@@ -6,6 +6,7 @@
 
 pub mod binlog;
 mod connect;
+pub mod ddl;
 pub mod decode;
 pub mod file;
 mod precheck;

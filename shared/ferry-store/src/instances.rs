@@ -231,33 +231,17 @@ impl Store {
         }
         // The instance item last, so a failure half-way leaves it findable and retryable.
         keys.sort_by_key(|k| matches!(k.get(SK), Some(AttributeValue::S(sk)) if sk == INSTANCE_SK));
-        for chunk in keys.chunks(25) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .map(|k| {
-                    DeleteRequest::builder()
-                        .set_key(Some(k.clone()))
-                        .build()
-                        .map(|d| WriteRequest::builder().delete_request(d).build())
-                        .map_err(|e| StoreError::backend("BatchWriteItem", e))
-                })
-                .collect::<Result<_, _>>()?;
-            // BatchWriteItem may leave some requests unprocessed; send them again.
-            while !requests.is_empty() {
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::backend("BatchWriteItem", e))?;
-                requests = out
-                    .unprocessed_items
-                    .and_then(|mut m| m.remove(&self.table))
-                    .unwrap_or_default();
-            }
-        }
-        Ok(())
+        let requests = keys
+            .into_iter()
+            .map(|k| {
+                DeleteRequest::builder()
+                    .set_key(Some(k))
+                    .build()
+                    .map(|d| WriteRequest::builder().delete_request(d).build())
+                    .map_err(|e| StoreError::backend("BatchWriteItem", e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write_batches(requests).await
     }
 }
 

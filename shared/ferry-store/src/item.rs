@@ -162,4 +162,34 @@ impl Store {
             },
         }
     }
+
+    /// Sends write requests in order, in batches of 25 (BatchWriteItem's limit), resending
+    /// what DynamoDB leaves unprocessed before going on to the next batch.
+    pub(crate) async fn write_batches(
+        &self,
+        requests: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+    ) -> Result<(), StoreError> {
+        for chunk in requests.chunks(25) {
+            let mut batch = chunk.to_vec();
+            let mut backoff = std::time::Duration::from_millis(20);
+            while !batch.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, batch)
+                    .send()
+                    .await
+                    .map_err(|e| StoreError::backend("BatchWriteItem", e))?;
+                batch = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                if !batch.is_empty() {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(2));
+                }
+            }
+        }
+        Ok(())
+    }
 }

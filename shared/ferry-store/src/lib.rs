@@ -19,6 +19,7 @@ mod item;
 mod keys;
 mod leases;
 mod page;
+mod schema;
 mod table;
 mod tasks;
 

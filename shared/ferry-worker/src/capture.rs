@@ -34,6 +34,7 @@ use ferry_api::lifecycle::transition;
 use ferry_domain::change::{ChangeEvent, ChangeKind, TransactionRef};
 use ferry_domain::id::{InstanceId, WorkerId};
 use ferry_domain::position::{BinlogFile, Position};
+use ferry_domain::schema::SchemaCatalog;
 use ferry_domain::selection::OperationKind;
 use ferry_domain::task::{Stage, TaskEvent, TaskState};
 use ferry_domain::task_config::{Partitioning, TaskConfig};
@@ -224,6 +225,48 @@ async fn current_position(params: &ConnectParams) -> Result<Position, CaptureErr
     Ok(Position::new(file, offset, None))
 }
 
+/// Reads the source's catalog and stores it as the schema history's snapshot at `position`.
+async fn snapshot_schema(
+    state: &AppState,
+    instance: &InstanceId,
+    params: &ConnectParams,
+    position: &Position,
+) -> Result<SchemaCatalog, CaptureError> {
+    let mut conn = ferry_mysql::connect(params)
+        .await
+        .map_err(|e| CaptureError::Transient(e.message))?;
+    let catalog = ferry_mysql::ddl::read_catalog(&mut conn)
+        .await
+        .map_err(transient)?;
+    let _ = conn.disconnect().await;
+    state
+        .store()
+        .put_schema_entries(instance, position, &catalog.snapshot_entries())
+        .await?;
+    tracing::info!(instance = %instance, %position, tables = catalog.len(), "schema history snapshot");
+    Ok(catalog)
+}
+
+/// The schema history at `position`, where the task resumes. A task without one (its history
+/// was lost, or it started before Ferry kept one) gets a snapshot now: right for every table
+/// whose table maps name their columns (FULL row metadata), and checked against each table
+/// map's column count otherwise.
+async fn schema_at(
+    state: &AppState,
+    instance: &InstanceId,
+    params: &ConnectParams,
+    position: &Position,
+) -> Result<SchemaCatalog, CaptureError> {
+    let history = state.store().schema_history(instance).await?;
+    match SchemaCatalog::at(&history, position) {
+        Some(catalog) => Ok(catalog),
+        None => {
+            tracing::warn!(instance = %instance, %position, "no schema history before the checkpoint: reading the source's catalog now");
+            snapshot_schema(state, instance, params, position).await
+        }
+    }
+}
+
 /// Runs the capture loop of `instance`'s task while this worker holds its lease (`token`), until
 /// `stop` turns true, the task is no longer wanted running, or an error.
 pub async fn capture_task(
@@ -260,8 +303,11 @@ pub async fn capture_task(
     let sink = Sink::new(&bootstrap, &topic, partitions)?;
     let params = source_params(state, &config).await?;
 
-    let checkpoint = match store.get_checkpoint(instance).await? {
-        Some(c) => c,
+    let (checkpoint, catalog) = match store.get_checkpoint(instance).await? {
+        Some(c) => {
+            let catalog = schema_at(state, instance, &params, &c.position).await?;
+            (c, catalog)
+        }
         None => {
             let c = Checkpoint {
                 position: current_position(&params).await?,
@@ -270,6 +316,9 @@ pub async fn capture_task(
                 token,
                 written_at: Utc::now(),
             };
+            // The schema history starts here: read a moment after the position, so the first
+            // statements replayed may already show in it (applying them again is harmless).
+            let catalog = snapshot_schema(state, instance, &params, &c.position).await?;
             match store
                 .write_checkpoint(instance, &c, fence.config_version)
                 .await?
@@ -278,7 +327,7 @@ pub async fn capture_task(
                 CheckpointOutcome::Fenced => return Err(CaptureError::LeaseLost),
                 CheckpointOutcome::ConfigChanged => return Ok(()),
             }
-            c
+            (c, catalog)
         }
     };
     // Records after the checkpoint that are already in the topic.
@@ -312,7 +361,8 @@ pub async fn capture_task(
         start,
         settings.heartbeat,
     )
-    .await?;
+    .await?
+    .with_catalog(catalog);
     let format = config.delivery.format;
     let mut txid = String::new();
     let mut index: u32 = 0;
@@ -446,7 +496,15 @@ pub async fn capture_task(
             SourceEvent::Ddl {
                 database,
                 statement,
+                schema,
             } => {
+                // Stored before the loop goes past the statement: a checkpoint after it
+                // implies the history has it.
+                if !schema.is_empty() {
+                    store
+                        .put_schema_entries(instance, &event.position, &schema)
+                        .await?;
+                }
                 let selected = database
                     .as_deref()
                     .is_some_and(|d| config.objects.includes_database(d));
