@@ -126,8 +126,7 @@ async fn worker() -> anyhow::Result<()> {
         }
         let _ = tx.send(true);
     });
-    ferry_worker::Worker::new(state, ferry_worker::WorkerSettings::new(id))
-        .run(rx)
-        .await;
+    let settings = ferry_worker::WorkerSettings::from_env(id).map_err(|e| anyhow::anyhow!(e))?;
+    ferry_worker::Worker::new(state, settings).run(rx).await;
     Ok(())
 }

@@ -39,6 +39,7 @@ use crate::connect::{ConnectParams, connect};
 use crate::ddl::{self, Applied};
 use crate::decode::{Charsets, Known, TablePlan};
 use ferry_domain::schema::{SchemaCatalog, SchemaEntry};
+use ferry_domain::selection::ObjectSelection;
 
 /// Where to start reading.
 #[derive(Debug, Clone)]
@@ -161,6 +162,9 @@ pub struct EventDecoder {
     /// Whether `catalog` is a real history (live capture from a snapshot) or only what the
     /// statements seen so far tell (inspecting a file).
     tracked: bool,
+    /// The tables the task carries: only theirs must decode with real column names (others
+    /// are decoded only to count their rows).
+    selection: Option<ObjectSelection>,
 }
 
 impl std::fmt::Debug for BinlogReader {
@@ -232,10 +236,11 @@ impl BinlogReader {
         })
     }
 
-    /// Decodes with the schema history `catalog` (see [`EventDecoder::with_catalog`]).
+    /// Decodes with the schema history `catalog` (see [`EventDecoder::with_catalog`]); only
+    /// the tables of `selection` need real column names.
     #[must_use]
-    pub fn with_catalog(mut self, catalog: SchemaCatalog) -> Self {
-        self.decoder = self.decoder.with_catalog(catalog);
+    pub fn with_schema(mut self, catalog: SchemaCatalog, selection: ObjectSelection) -> Self {
+        self.decoder = self.decoder.with_catalog(catalog).with_selection(selection);
         self
     }
 
@@ -275,7 +280,15 @@ impl EventDecoder {
             require_full_images: true,
             catalog: SchemaCatalog::new(),
             tracked: false,
+            selection: None,
         }
+    }
+
+    /// Only the tables of `selection` need real column names.
+    #[must_use]
+    pub fn with_selection(mut self, selection: ObjectSelection) -> Self {
+        self.selection = Some(selection);
+        self
     }
 
     /// Decodes with the schema history `catalog` (the catalog at the start position): tables
@@ -410,7 +423,11 @@ impl EventDecoder {
                     table: tme.table_name().into_owned(),
                 };
                 let def = self.catalog.get(&name);
-                let known = if self.tracked {
+                let selected = self
+                    .selection
+                    .as_ref()
+                    .is_none_or(|s| s.table(&name.database, &name.table).is_some());
+                let known = if self.tracked && selected {
                     Known::History {
                         def,
                         stale: self.catalog.stale(),

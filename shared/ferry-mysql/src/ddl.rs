@@ -475,6 +475,90 @@ fn object_name(name: &ast::ObjectName, default_db: Option<&str>) -> Option<Objec
     }
 }
 
+/// The schemas that hold no user tables.
+const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
+
+/// Reads every base table the connection's user can see from the source's catalog, one schema
+/// at a time (a short query each, rather than one scan of the whole catalog).
+pub async fn read_catalog(
+    conn: &mut mysql_async::Conn,
+) -> Result<SchemaCatalog, mysql_async::Error> {
+    use mysql_async::prelude::Queryable;
+    let schemas: Vec<Option<String>> = conn
+        .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
+        .await?;
+    let mut catalog = SchemaCatalog::new();
+    for schema in schemas.into_iter().flatten() {
+        if SYSTEM_SCHEMAS
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(&schema))
+        {
+            continue;
+        }
+        // Option everywhere: a NULL in a non-Option column panics inside mysql_async.
+        type ColumnRow = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let columns: Vec<ColumnRow> = conn
+            .exec(
+                "SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE, c.CHARACTER_SET_NAME \
+                 FROM information_schema.COLUMNS c JOIN information_schema.TABLES t \
+                   ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
+                 WHERE c.TABLE_SCHEMA = ? AND t.TABLE_TYPE = 'BASE TABLE' \
+                 ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION",
+                (&schema,),
+            )
+            .await?;
+        for (table, column, column_type, nullable, charset) in columns {
+            let (Some(table), Some(column), Some(column_type)) = (table, column, column_type)
+            else {
+                continue;
+            };
+            let name = ObjectName {
+                database: schema.clone(),
+                table,
+            };
+            let mut def = catalog.remove(&name).unwrap_or(TableDef {
+                columns: Vec::new(),
+                primary_key: Vec::new(),
+            });
+            def.columns.push(ColumnDef {
+                name: column,
+                members: members_of_column_type(&column_type),
+                column_type,
+                nullable: nullable.as_deref() != Some("NO"),
+                charset,
+            });
+            catalog.insert(name, def);
+        }
+        let keys: Vec<(Option<String>, Option<String>)> = conn
+            .exec(
+                "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
+                 WHERE TABLE_SCHEMA = ? AND INDEX_NAME = 'PRIMARY' ORDER BY TABLE_NAME, SEQ_IN_INDEX",
+                (&schema,),
+            )
+            .await?;
+        for (table, column) in keys {
+            let (Some(table), Some(column)) = (table, column) else {
+                continue;
+            };
+            let name = ObjectName {
+                database: schema.clone(),
+                table,
+            };
+            if let Some(mut def) = catalog.remove(&name) {
+                def.primary_key.push(column);
+                catalog.insert(name, def);
+            }
+        }
+    }
+    Ok(catalog)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -663,88 +747,4 @@ mod tests {
         assert_eq!(members_of_column_type("set('x','y')"), ["x", "y"]);
         assert!(members_of_column_type("int(11)").is_empty());
     }
-}
-
-/// The schemas that hold no user tables.
-const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
-
-/// Reads every base table the connection's user can see from the source's catalog, one schema
-/// at a time (a short query each, rather than one scan of the whole catalog).
-pub async fn read_catalog(
-    conn: &mut mysql_async::Conn,
-) -> Result<SchemaCatalog, mysql_async::Error> {
-    use mysql_async::prelude::Queryable;
-    let schemas: Vec<Option<String>> = conn
-        .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
-        .await?;
-    let mut catalog = SchemaCatalog::new();
-    for schema in schemas.into_iter().flatten() {
-        if SYSTEM_SCHEMAS
-            .iter()
-            .any(|s| s.eq_ignore_ascii_case(&schema))
-        {
-            continue;
-        }
-        // Option everywhere: a NULL in a non-Option column panics inside mysql_async.
-        type ColumnRow = (
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let columns: Vec<ColumnRow> = conn
-            .exec(
-                "SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE, c.CHARACTER_SET_NAME \
-                 FROM information_schema.COLUMNS c JOIN information_schema.TABLES t \
-                   ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
-                 WHERE c.TABLE_SCHEMA = ? AND t.TABLE_TYPE = 'BASE TABLE' \
-                 ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION",
-                (&schema,),
-            )
-            .await?;
-        for (table, column, column_type, nullable, charset) in columns {
-            let (Some(table), Some(column), Some(column_type)) = (table, column, column_type)
-            else {
-                continue;
-            };
-            let name = ObjectName {
-                database: schema.clone(),
-                table,
-            };
-            let mut def = catalog.remove(&name).unwrap_or(TableDef {
-                columns: Vec::new(),
-                primary_key: Vec::new(),
-            });
-            def.columns.push(ColumnDef {
-                name: column,
-                members: members_of_column_type(&column_type),
-                column_type,
-                nullable: nullable.as_deref() != Some("NO"),
-                charset,
-            });
-            catalog.insert(name, def);
-        }
-        let keys: Vec<(Option<String>, Option<String>)> = conn
-            .exec(
-                "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.STATISTICS \
-                 WHERE TABLE_SCHEMA = ? AND INDEX_NAME = 'PRIMARY' ORDER BY TABLE_NAME, SEQ_IN_INDEX",
-                (&schema,),
-            )
-            .await?;
-        for (table, column) in keys {
-            let (Some(table), Some(column)) = (table, column) else {
-                continue;
-            };
-            let name = ObjectName {
-                database: schema.clone(),
-                table,
-            };
-            if let Some(mut def) = catalog.remove(&name) {
-                def.primary_key.push(column);
-                catalog.insert(name, def);
-            }
-        }
-    }
-    Ok(catalog)
 }

@@ -362,7 +362,7 @@ pub async fn capture_task(
         settings.heartbeat,
     )
     .await?
-    .with_catalog(catalog);
+    .with_schema(catalog, config.objects.clone());
     let format = config.delivery.format;
     let mut txid = String::new();
     let mut index: u32 = 0;

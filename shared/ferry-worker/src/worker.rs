@@ -43,6 +43,33 @@ impl WorkerSettings {
             heartbeat: Duration::from_secs(1),
         }
     }
+
+    /// The defaults, with what the environment overrides:
+    ///
+    /// | variable | meaning | default |
+    /// |---|---|---|
+    /// | `FERRY_WORKER_POLL_MS` | how often the worker looks for tasks to claim | 2000 |
+    /// | `FERRY_LEASE_TTL_SECS` | how long a dead worker's tasks wait before another takes them over | 30 |
+    /// | `FERRY_HEARTBEAT_MS` | how often an idle source sends a heartbeat | 1000 |
+    pub fn from_env(id: WorkerId) -> Result<Self, String> {
+        let read = |name: &str, default: u64, min: u64, max: u64| -> Result<u64, String> {
+            match std::env::var(name) {
+                Err(_) => Ok(default),
+                Ok(v) => match v.trim().parse::<u64>() {
+                    Ok(n) if (min..=max).contains(&n) => Ok(n),
+                    _ => Err(format!(
+                        "{name} is `{v}`: give a whole number from {min} to {max}"
+                    )),
+                },
+            }
+        };
+        Ok(Self {
+            id,
+            poll: Duration::from_millis(read("FERRY_WORKER_POLL_MS", 2000, 50, 600_000)?),
+            lease_ttl: Duration::from_secs(read("FERRY_LEASE_TTL_SECS", 30, 2, 3600)?),
+            heartbeat: Duration::from_millis(read("FERRY_HEARTBEAT_MS", 1000, 100, 60_000)?),
+        })
+    }
 }
 
 struct Running {

@@ -12,9 +12,7 @@ use ferry_domain::id::{InstanceId, WorkerId};
 use ferry_testkit::{TestContext, eventually};
 use ferry_worker::{Worker, WorkerSettings};
 use mysql_async::prelude::Queryable;
-use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::message::Headers;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -38,49 +36,11 @@ async fn stop_worker(w: (watch::Sender<bool>, tokio::task::JoinHandle<()>)) {
         .unwrap();
 }
 
-/// The first `expected` records of the topic, from every partition, as (partition, payload JSON,
-/// idempotency key), read by a consumer group of their own.
-async fn read_records(
-    ctx: &TestContext,
-    topic: &str,
-    expected: usize,
-) -> Vec<(i32, Value, String)> {
-    let c: StreamConsumer = ctx
-        .kafka_config()
-        .set("group.id", ctx.group(&format!("reader-{}", rand_suffix())))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    c.subscribe(&[topic]).unwrap();
-    let mut out = Vec::new();
-    while out.len() < expected {
-        let m = tokio::time::timeout(Duration::from_secs(30), c.recv())
-            .await
-            .expect("a record in time")
-            .unwrap();
-        let key = m
-            .headers()
-            .and_then(|h| {
-                h.iter()
-                    .find(|x| x.key == "ferry.key")
-                    .and_then(|x| x.value)
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-            })
-            .expect("every record has an idempotency key");
-        out.push((
-            m.partition(),
-            serde_json::from_slice(m.payload().unwrap()).unwrap(),
-            key,
-        ));
-    }
-    out
-}
-
 /// Every record of the topic, as (payload JSON, idempotency key).
 async fn read_all(ctx: &TestContext, topic: &str, expected: usize) -> Vec<(Value, String)> {
-    read_records(ctx, topic, expected)
+    ctx.read_records(topic, expected)
         .await
+        .unwrap()
         .into_iter()
         .map(|(_, v, k)| (v, k))
         .collect()
@@ -167,13 +127,6 @@ fn assert_failed(failed: &Value, code: &str, in_message: &str, in_hint: &str) {
         e["hint"].as_str().unwrap_or_default().contains(in_hint),
         "{failed}"
     );
-}
-
-fn rand_suffix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -510,8 +463,9 @@ async fn key_hash_partitions_keep_per_row_order_and_exactly_once() {
 
 /// Every record of the topic, as (partition, payload JSON).
 async fn read_all_partitions(ctx: &TestContext, topic: &str, expected: usize) -> Vec<(i32, Value)> {
-    read_records(ctx, topic, expected)
+    ctx.read_records(topic, expected)
         .await
+        .unwrap()
         .into_iter()
         .map(|(p, v, _)| (p, v))
         .collect()
@@ -643,5 +597,130 @@ async fn revoked_replication_privileges_fail_the_task_with_a_hint() {
         "source_access_denied",
         "refused the capture user",
         "REPLICATION SLAVE",
+    );
+}
+
+/// DDL in the middle of the stream, on a source that names no columns in its binlog
+/// (binlog_row_metadata = MINIMAL, MySQL's default): every row before and after each add, drop,
+/// modify and change of a column and a table rename decodes with the schema it was written
+/// under, from the persisted schema history, also when a restarted worker re-reads all of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn ddl_mid_stream_decodes_before_and_after_from_the_schema_history() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let server = ferry_testkit::ThrowawayMariaDb::start(
+        ctx.env(),
+        &[
+            "--log-bin=binlog",
+            "--binlog-format=ROW",
+            "--binlog-row-image=FULL",
+            "--binlog-row-metadata=MINIMAL",
+        ],
+    )
+    .unwrap();
+    server
+        .sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT UNSIGNED PRIMARY KEY, note VARCHAR(10), state ENUM('new','paid'))")
+        .unwrap();
+    let config = json!({
+        "source": {"engine": "mariadb", "host": "127.0.0.1", "port": server.port(), "username": "ferry_capture", "password": "capture-Secret1"},
+        "objects": {"databases": [{"name": "shop"}], "operations": ["insert", "update", "delete", "ddl"]},
+    });
+    let (id, topic, w) = running_task(&api, config).await;
+    server
+        .sql("INSERT INTO shop.orders VALUES (4294967295, 'one', 'paid')")
+        .unwrap();
+    let first = read_all(&ctx, &topic, 1).await;
+    assert_eq!(
+        first[0].0["after"],
+        json!({"id": 4_294_967_295_u64, "note": "one", "state": "paid"})
+    );
+    stop_worker(w).await;
+
+    // While no worker runs: every kind of change to the table, rows between each.
+    server
+        .sql(
+            "USE shop;
+             ALTER TABLE orders ADD COLUMN total DECIMAL(8,2) AFTER id;
+             INSERT INTO orders VALUES (2, 9.50, 'two', 'new');
+             ALTER TABLE orders DROP COLUMN note;
+             INSERT INTO orders VALUES (3, 1.25, 'new');
+             ALTER TABLE orders MODIFY total DECIMAL(10,3);
+             UPDATE orders SET state = 'paid' WHERE id = 3;
+             RENAME TABLE orders TO orders_2026;
+             INSERT INTO orders_2026 VALUES (4, 4.00, 'paid');
+             ALTER TABLE orders_2026 CHANGE state status ENUM('new','paid','void') NOT NULL;
+             INSERT INTO orders_2026 VALUES (5, 2.00, 'void');",
+        )
+        .unwrap();
+    let w = start_worker(&api.state);
+    let records = read_all(&ctx, &topic, 12).await;
+    let rows: Vec<(&str, &Value)> = records
+        .iter()
+        .filter(|(r, _)| r.get("ddl").is_none())
+        .map(|(r, _)| (r["source"]["table"].as_str().unwrap(), &r["after"]))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (
+                "orders",
+                &json!({"id": 4_294_967_295_u64, "note": "one", "state": "paid"})
+            ),
+            (
+                "orders",
+                &json!({"id": 2, "total": "9.50", "note": "two", "state": "new"})
+            ),
+            ("orders", &json!({"id": 3, "total": "1.25", "state": "new"})),
+            (
+                "orders",
+                &json!({"id": 3, "total": "1.250", "state": "paid"})
+            ),
+            (
+                "orders_2026",
+                &json!({"id": 4, "total": "4.000", "state": "paid"})
+            ),
+            (
+                "orders_2026",
+                &json!({"id": 5, "total": "2.000", "status": "void"})
+            ),
+        ]
+    );
+    let ddl: Vec<&str> = records
+        .iter()
+        .filter_map(|(r, _)| r["ddl"].as_str())
+        .collect();
+    assert_eq!(ddl.len(), 5, "{ddl:?}");
+    assert!(ddl[3].starts_with("RENAME TABLE"), "{ddl:?}");
+
+    // The history is persisted at each statement's position: a restart from the first
+    // checkpoint rebuilds the schema each old row was written under.
+    let history = api.state.store().schema_history(&id).await.unwrap();
+    assert!(
+        history.len() >= 2 + 6,
+        "snapshot, table, and one entry per change: {history:?}"
+    );
+    stop_worker(w).await;
+    assert_eq!(
+        high_watermark(&ctx, &topic),
+        12,
+        "nothing was produced twice"
+    );
+}
+
+/// A source with MINIMAL row metadata and a table the history cannot describe fails the task
+/// with a hint instead of producing rows with made-up column names.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_nothing_names_fails_the_task_instead_of_guessing_names() {
+    let failed = fails_on_restart_after(&[
+        "SET GLOBAL binlog_row_metadata = MINIMAL",
+        // Created outside the binlog, so the history never hears of it.
+        "SET SESSION sql_log_bin = 0; CREATE TABLE shop.unknown_yet (id INT PRIMARY KEY, x INT); SET SESSION sql_log_bin = 1; INSERT INTO shop.unknown_yet VALUES (1, 1)",
+    ])
+    .await;
+    assert_failed(
+        &failed,
+        "source_stream",
+        "no column names",
+        "binlog_row_metadata = FULL",
     );
 }

@@ -23,6 +23,7 @@
 mod app;
 mod env;
 mod mariadb;
+mod process;
 
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ use rdkafka::ClientConfig;
 pub use app::{Answer, TestApi};
 pub use env::StackEnv;
 pub use mariadb::ThrowawayMariaDb;
+pub use process::{WorkerProcess, ferry_binary};
 
 /// One test's slice of the stack.
 #[derive(Debug)]
@@ -249,5 +251,54 @@ where
             anyhow::bail!("timed out after {timeout:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl TestContext {
+    /// The first `expected` records of `topic`, from every partition, as (partition, payload
+    /// JSON, idempotency key), read by a consumer group of their own; fails when a record
+    /// takes longer than 30 s to arrive or has no idempotency key.
+    pub async fn read_records(
+        &self,
+        topic: &str,
+        expected: usize,
+    ) -> Result<Vec<(i32, serde_json::Value, String)>> {
+        use rdkafka::Message;
+        use rdkafka::consumer::{Consumer, StreamConsumer};
+        use rdkafka::message::Headers;
+        let c: StreamConsumer = self
+            .kafka_config()
+            .set(
+                "group.id",
+                self.group(&format!("reader-{}", uuid::Uuid::new_v4().simple())),
+            )
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        c.subscribe(&[topic])?;
+        let mut out = Vec::with_capacity(expected);
+        while out.len() < expected {
+            let m = tokio::time::timeout(Duration::from_secs(30), c.recv())
+                .await
+                .with_context(|| {
+                    format!(
+                        "record {} of {expected} did not arrive in 30 s",
+                        out.len() + 1
+                    )
+                })??;
+            let key = m
+                .headers()
+                .and_then(|h| {
+                    h.iter()
+                        .find(|x| x.key == "ferry.key")
+                        .and_then(|x| x.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                })
+                .context("a record without an idempotency key")?;
+            let payload = serde_json::from_slice(m.payload().unwrap_or_default())
+                .context("a record whose payload is not JSON")?;
+            out.push((m.partition(), payload, key));
+        }
+        Ok(out)
     }
 }

@@ -1,0 +1,150 @@
+//! A capture worker killed with SIGKILL in the middle of a stream of 100k changes, and another
+//! worker process taking the task over: the topic ends with every change exactly once, in
+//! commit order. Nothing of the killed worker's shutdown path runs, so what is tested is the
+//! recovery itself: the takeover after the lease expires, the fencing token, the checkpoint
+//! (written only behind acknowledged records) and the skip by the topic's tail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (house rule)
+
+use std::time::Duration;
+
+use axum::http::Method;
+use ferry_domain::id::InstanceId;
+use ferry_testkit::{TestContext, eventually};
+use mysql_async::prelude::Queryable;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde_json::json;
+
+const ROWS: u64 = 100_000;
+const PER_TRANSACTION: u64 = 1_000;
+
+fn high_watermark(ctx: &TestContext, topic: &str) -> i64 {
+    let c: BaseConsumer = ctx.kafka_config().create().unwrap();
+    c.fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .map(|w| w.1)
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_stream_loses_and_duplicates_nothing() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE events (id BIGINT PRIMARY KEY, n INT, note VARCHAR(40))")
+        .await
+        .unwrap();
+
+    let env = ctx.env();
+    let created = api
+        .call(
+            Method::POST,
+            "/v1/instances",
+            Some(
+                json!({"name": "crash", "mode": "tracking", "billing": {"type": "pay_as_you_go"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let id: InstanceId = created.body["id"].as_str().unwrap().parse().unwrap();
+    let config = json!({
+        "source": {"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password},
+        "objects": {"databases": [{"name": ctx.mysql_database(), "tables": [{"name": "events"}]}]},
+    });
+    let put = api
+        .call(
+            Method::PUT,
+            &format!("/v1/instances/{id}/task"),
+            Some(config),
+        )
+        .await
+        .unwrap();
+    assert_eq!(put.status, 200, "{}", put.text);
+    let started = api
+        .call(
+            Method::POST,
+            &format!("/v1/instances/{id}/task/start"),
+            None,
+        )
+        .await
+        .unwrap();
+    let topic = started.body["task"]["delivery"]["topic"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let first = ctx.worker_process(3).unwrap();
+    eventually("the task to run", Duration::from_secs(60), || async {
+        let t = api
+            .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
+            .await?;
+        Ok((t.body["state"] == "incremental").then_some(()))
+    })
+    .await
+    .unwrap();
+
+    // The writer runs on while the worker is killed and replaced.
+    let writer = tokio::spawn(async move {
+        for t in 0..ROWS / PER_TRANSACTION {
+            let values: Vec<String> = (1..=PER_TRANSACTION)
+                .map(|i| {
+                    let id = t * PER_TRANSACTION + i;
+                    format!("({id}, {}, 'change {id}')", id % 97)
+                })
+                .collect();
+            db.query_drop(format!("INSERT INTO events VALUES {}", values.join(",")))
+                .await
+                .unwrap();
+        }
+        db
+    });
+    let killed_at = eventually(
+        "a third of the stream",
+        Duration::from_secs(120),
+        || async {
+            let w = high_watermark(&ctx, &topic);
+            Ok((w >= 30_000).then_some(w))
+        },
+    )
+    .await
+    .unwrap();
+    first.kill_hard().unwrap();
+    let checkpoint = api
+        .state
+        .store()
+        .get_checkpoint(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    let second = ctx.worker_process(3).unwrap();
+    let _db = writer.await.unwrap();
+
+    let records = ctx
+        .read_records(&topic, usize::try_from(ROWS).unwrap())
+        .await
+        .unwrap();
+    let ids: Vec<u64> = records
+        .iter()
+        .map(|(_, r, _)| r["after"]["id"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=ROWS).collect();
+    assert!(
+        ids == expected,
+        "every change once, in commit order (killed at {killed_at} records, checkpoint {})",
+        checkpoint.position
+    );
+    let keys: std::collections::HashSet<&String> = records.iter().map(|(_, _, k)| k).collect();
+    assert_eq!(keys.len(), records.len(), "idempotency keys are unique");
+    // Whatever the second worker might still produce would show past the last change.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        high_watermark(&ctx, &topic),
+        i64::try_from(ROWS).unwrap(),
+        "nothing was produced twice"
+    );
+    let lease = api.state.store().get_lease(&id).await.unwrap().unwrap();
+    assert!(
+        lease.token >= 2,
+        "the second worker took over with a newer fencing token"
+    );
+    drop(second);
+}

@@ -1,0 +1,92 @@
+//! `ferry worker` as a separate process, configured for one test's slice of the stack, so a
+//! test can kill it the way a crashed machine or an OOM killer does (SIGKILL: no shutdown
+//! path runs).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+
+use crate::TestContext;
+
+/// A running `ferry worker` process; killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct WorkerProcess {
+    child: Child,
+}
+
+impl WorkerProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process with SIGKILL and reaps it.
+    pub fn kill_hard(mut self) -> Result<()> {
+        self.child.kill().context("SIGKILL")?;
+        self.child.wait().context("reaping the worker")?;
+        Ok(())
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `ferry` binary of the build the tests belong to (the test binary lives in
+/// `target/<profile>/deps/`, the workspace's binaries one level up).
+pub fn ferry_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("the test binary's path")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("the test binary is not in target/<profile>/deps")?;
+    let ferry = profile_dir.join("ferry");
+    if !ferry.exists() {
+        bail!(
+            "{} does not exist: build it first (`cargo build -p ferry-cli`; `cargo nextest run --workspace` builds it)",
+            ferry.display()
+        );
+    }
+    Ok(ferry)
+}
+
+impl TestContext {
+    /// Starts `ferry worker` against this test's table, topics, secrets and event bus (the
+    /// ones [`TestContext::app_state`] uses), with a short lease so a killed worker's tasks are
+    /// taken over quickly. Its log goes to `<state dir>/<test id>-worker-<pid>.log`.
+    pub fn worker_process(&self, lease_ttl_secs: u32) -> Result<WorkerProcess> {
+        let env = self.env();
+        let log_dir = env.state_dir.join("test-logs");
+        std::fs::create_dir_all(&log_dir)?;
+        let log_path = log_dir.join(format!(
+            "{}-worker-{}.log",
+            self.id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let log = std::fs::File::create(&log_path)?;
+        let child = Command::new(ferry_binary()?)
+            .arg("worker")
+            .env("FERRY_TABLE", self.dynamo_table())
+            .env("FERRY_KAFKA_BOOTSTRAP", &env.kafka_bootstrap)
+            .env("FERRY_TOPIC_PREFIX", format!("{}.", self.id()))
+            .env("FERRY_SECRET_PREFIX", format!("ferry-test/{}", self.id()))
+            .env("FERRY_EVENT_BUS", self.id())
+            .env("FERRY_LEASE_TTL_SECS", lease_ttl_secs.to_string())
+            .env("FERRY_WORKER_POLL_MS", "200")
+            .env("FERRY_HEARTBEAT_MS", "300")
+            .env("AWS_ENDPOINT_URL", &env.aws_endpoint)
+            .env("AWS_REGION", &env.aws_region)
+            .env("AWS_ACCESS_KEY_ID", "ferry-local")
+            .env("AWS_SECRET_ACCESS_KEY", "ferry-local")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting ferry worker (log {})", log_path.display()))?;
+        Ok(WorkerProcess { child })
+    }
+}
