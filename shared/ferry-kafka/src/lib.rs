@@ -2,6 +2,7 @@
 //! ([`sink`]): topic creation, the idempotent producer with backpressure, and reading the
 //! topic's tail after a restart.
 
+pub mod avro;
 pub mod encode;
 pub mod sink;
 

@@ -622,9 +622,9 @@ impl Out<'_> {
     ) -> Result<(), CaptureError> {
         let record = encode(self.format, self.topic, event, total_order, columns).map_err(|e| {
             CaptureError::Definite {
-                code: "unsupported_format",
-                message: e.to_string(),
-                hint: "use the debezium-json, canal-json or maxwell-json format".into(),
+                code: "encode",
+                message: format!("{e} (at {})", event.position),
+                hint: "report this with the position; another format of the task may carry the event meanwhile".into(),
             }
         })?;
         let Some(record) = record else { return Ok(()) };

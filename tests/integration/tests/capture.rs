@@ -724,3 +724,73 @@ async fn a_table_nothing_names_fails_the_task_instead_of_guessing_names() {
         "binlog_row_metadata = FULL",
     );
 }
+
+/// A consumer written with a client that is not Ferry's (Python `confluent-kafka`) reads the
+/// task's topic and parses the default format, debezium-json.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_confluent_kafka_consumer_reads_the_default_format() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE accounts (id BIGINT UNSIGNED PRIMARY KEY, owner VARCHAR(20), balance DECIMAL(12,2), opened DATETIME(3), tags SET('vip','new'), doc JSON)")
+        .await
+        .unwrap();
+    let config = json!({
+        "source": stack_source(&ctx),
+        "objects": {"databases": [{"name": ctx.mysql_database()}]},
+    });
+    let (_id, topic, w) = running_task(&api, config).await;
+    db.query_drop("INSERT INTO accounts VALUES (18446744073709551615, 'Zoë', 1234567890.12, '2026-11-22 03:04:05.678', 'vip,new', '{\"a\": [1, 2]}')")
+        .await
+        .unwrap();
+    db.query_drop("UPDATE accounts SET balance = 0.01 WHERE owner = 'Zoë'")
+        .await
+        .unwrap();
+    db.query_drop("DELETE FROM accounts").await.unwrap();
+    // Wait until Ferry's own reader sees all three, then let the other client read them.
+    ctx.read_records(&topic, 3).await.unwrap();
+
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("consumers/read_debezium.py");
+    let out = std::process::Command::new(&ctx.env().python)
+        .arg(&script)
+        .args([
+            &ctx.env().kafka_bootstrap,
+            &topic,
+            &ctx.group("python"),
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the Python consumer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ops: Vec<&str> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["op"].as_str().unwrap())
+        .collect();
+    assert_eq!(ops, ["c", "u", "d"]);
+    let after = &records[0]["after"];
+    assert_eq!(after["id"], json!(18_446_744_073_709_551_615_u64));
+    assert_eq!(after["owner"], "Zoë");
+    assert_eq!(after["balance"], "1234567890.12");
+    assert_eq!(records[1]["after"]["balance"], "0.01");
+    assert_eq!(records[2]["before"]["owner"], "Zoë");
+    assert!(records[2]["after"].is_null());
+    assert_eq!(
+        records[0]["key"],
+        json!({"id": 18_446_744_073_709_551_615_u64})
+    );
+    assert!(
+        records[0]["idempotency_key"]
+            .as_str()
+            .unwrap()
+            .contains('/')
+    );
+    stop_worker(w).await;
+}

@@ -21,9 +21,11 @@ pub struct StackEnv {
     pub aws_region: String,
     /// The stack's state directory (for throwaway servers).
     pub state_dir: PathBuf,
+    /// The stack's Python, with the clients of other ecosystems (confluent-kafka).
+    pub python: PathBuf,
 }
 
-const VARS: [&str; 11] = [
+const VARS: [&str; 12] = [
     "FERRY_STACK_DIR",
     "FERRY_MYSQL_HOST",
     "FERRY_MYSQL_PORT",
@@ -34,6 +36,7 @@ const VARS: [&str; 11] = [
     "FERRY_POSTGRES_URL",
     "FERRY_KAFKA_BOOTSTRAP",
     "FERRY_AWS_ENDPOINT",
+    "FERRY_PYTHON",
     "AWS_REGION",
 ];
 
@@ -81,6 +84,7 @@ impl StackEnv {
             postgres_url: get("FERRY_POSTGRES_URL")?,
             kafka_bootstrap,
             aws_endpoint: get("FERRY_AWS_ENDPOINT")?,
+            python: PathBuf::from(get("FERRY_PYTHON")?),
             state_dir: vars
                 .get("FERRY_STACK_DIR")
                 .map(PathBuf::from)

@@ -1,0 +1,599 @@
+//! The DTS-style Avro format: each record is one Avro datum (binary encoding, no container
+//! header) of the schema in `dts_record.avsc`, the layout cloud DTS change tracking uses
+//! (`id, sourceTimestamp, sourcePosition, safeSourcePosition, sourceTxid, operation, objectName,
+//! fields, beforeImages, afterImages`), so consumers written for it need few changes.
+//!
+//! Where DTS loses precision Ferry does not: `Timestamp` and `DateTime` carry microseconds (DTS:
+//! milliseconds), integers are decimal strings (so BIGINT UNSIGNED fits), and a `DateTime` says
+//! whether a TIME is negative. The schema travels with the consumer (`docs/formats.md` names
+//! the file); every record's header `ferry.schema` names its version.
+
+use std::sync::LazyLock;
+
+use apache_avro::Schema;
+use apache_avro::types::Value as Avro;
+use ferry_domain::change::{ChangeEvent, ChangeKind, Operation, RowChange};
+use ferry_domain::value::Value;
+
+use crate::encode::Record;
+
+/// The schema, as shipped.
+pub const SCHEMA_TEXT: &str = include_str!("dts_record.avsc");
+/// The version written in each record's `version` field and `ferry.schema` header.
+pub const SCHEMA_VERSION: i32 = 1;
+
+static SCHEMA: LazyLock<Result<Schema, String>> =
+    LazyLock::new(|| Schema::parse_str(SCHEMA_TEXT).map_err(|e| e.to_string()));
+
+/// The parsed schema (an error only if the shipped schema were broken, which a unit test rules
+/// out).
+pub fn schema() -> Result<&'static Schema, String> {
+    SCHEMA.as_ref().map_err(Clone::clone)
+}
+
+/// Encodes one event; `None` for events the format does not carry.
+pub(crate) fn dts_avro(
+    e: &ChangeEvent,
+    columns: Option<&[String]>,
+) -> Result<Option<Record>, String> {
+    let key_text = e.idempotency_key();
+    let position = e.position.to_string();
+    let txid = e
+        .transaction
+        .as_ref()
+        .map_or_else(|| position.clone(), |t| t.id.clone());
+    let mut tags = std::collections::HashMap::new();
+    tags.insert("ferry.key".to_owned(), Avro::String(key_text.clone()));
+    if let Some(g) = e.position.gtid() {
+        tags.insert("gtid".to_owned(), Avro::String(g.to_string()));
+    }
+    let null = || Avro::Union(0, Box::new(Avro::Null));
+    let (operation, object, fields, before, after, key) = match &e.kind {
+        ChangeKind::Row(row) => {
+            let table = row.table();
+            let selected: Vec<usize> = (0..table.columns().len())
+                .filter(|i| {
+                    columns.is_none_or(|c| c.contains(&table.columns()[*i].name))
+                        || table.key().contains(i)
+                })
+                .collect();
+            let pk: Vec<&str> = table
+                .key()
+                .iter()
+                .filter_map(|i| table.columns().get(*i).map(|c| c.name.as_str()))
+                .collect();
+            tags.insert("pk".to_owned(), Avro::String(pk.join(",")));
+            let fields = Avro::Array(
+                selected
+                    .iter()
+                    .map(|i| {
+                        let c = &table.columns()[*i];
+                        Avro::Record(vec![
+                            ("name".into(), Avro::String(c.name.clone())),
+                            (
+                                "dataTypeNumber".into(),
+                                Avro::Int(type_number(&c.source_type)),
+                            ),
+                        ])
+                    })
+                    .collect(),
+            );
+            let image = |values: Option<&[Value]>| match values {
+                None => null(),
+                Some(v) => Avro::Union(
+                    2,
+                    Box::new(Avro::Array(
+                        selected.iter().map(|i| value(&v[*i])).collect(),
+                    )),
+                ),
+            };
+            let operation = match row.operation() {
+                Operation::Insert => 0,
+                Operation::Update => 1,
+                Operation::Delete => 2,
+            };
+            (
+                operation,
+                Some(table.name().to_string()),
+                Avro::Union(1, Box::new(fields)),
+                image(row.before()),
+                image(row.after()),
+                Some(key_json(row)),
+            )
+        }
+        ChangeKind::Ddl {
+            database,
+            statement,
+        } => (
+            3,
+            database.clone(),
+            null(),
+            null(),
+            Avro::Union(1, Box::new(Avro::String(statement.clone()))),
+            None,
+        ),
+        ChangeKind::Begin => (4, None, null(), null(), null(), None),
+        ChangeKind::Commit { .. } => (5, None, null(), null(), null(), None),
+        ChangeKind::Heartbeat => (6, None, null(), null(), null(), None),
+    };
+    const OPERATIONS: [&str; 7] = [
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "DDL",
+        "BEGIN",
+        "COMMIT",
+        "HEARTBEAT",
+    ];
+    let safe = match &e.kind {
+        // The transaction's id is the position of its BEGIN when the server has no GTIDs.
+        ChangeKind::Row(_) | ChangeKind::Begin if txid.contains(':') && !txid.contains('-') => {
+            txid.clone()
+        }
+        _ => position.clone(),
+    };
+    let record = Avro::Record(vec![
+        ("version".into(), Avro::Int(SCHEMA_VERSION)),
+        ("id".into(), Avro::Long(record_id(&key_text))),
+        (
+            "sourceTimestamp".into(),
+            Avro::Long(e.timestamp.timestamp()),
+        ),
+        ("sourcePosition".into(), Avro::String(position.clone())),
+        ("safeSourcePosition".into(), Avro::String(safe)),
+        ("sourceTxid".into(), Avro::String(txid)),
+        (
+            "source".into(),
+            Avro::Record(vec![
+                ("sourceType".into(), Avro::Enum(0, "MySQL".into())),
+                (
+                    "version".into(),
+                    Avro::String(concat!("ferry-", env!("CARGO_PKG_VERSION")).into()),
+                ),
+            ]),
+        ),
+        (
+            "operation".into(),
+            Avro::Enum(operation, OPERATIONS[operation as usize].into()),
+        ),
+        (
+            "objectName".into(),
+            match object {
+                Some(o) => Avro::Union(1, Box::new(Avro::String(o))),
+                None => null(),
+            },
+        ),
+        ("processTimestamps".into(), null()),
+        ("tags".into(), Avro::Map(tags)),
+        ("fields".into(), fields),
+        ("beforeImages".into(), before),
+        ("afterImages".into(), after),
+        (
+            "bornTimestamp".into(),
+            Avro::Long(chrono::Utc::now().timestamp_millis()),
+        ),
+    ]);
+    let payload = apache_avro::to_avro_datum(schema()?, record).map_err(|e| e.to_string())?;
+    Ok(Some(Record {
+        key,
+        payload,
+        idempotency_key: key_text,
+        position,
+    }))
+}
+
+/// A stable 63-bit id from the idempotency key (FNV-1a 64), so a re-read record has the same id.
+fn record_id(key: &str) -> i64 {
+    let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    i64::try_from(h >> 1).unwrap_or(i64::MAX)
+}
+
+fn key_json(row: &RowChange) -> Vec<u8> {
+    crate::encode::key_of(row).to_string().into_bytes()
+}
+
+/// One value as a member of the image union (indexes follow `dts_record.avsc`).
+fn value(v: &Value) -> Avro {
+    let rec = |index: u32, fields: Vec<(&str, Avro)>| {
+        Avro::Union(
+            index,
+            Box::new(Avro::Record(
+                fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            )),
+        )
+    };
+    let int = |precision: i32, text: String| {
+        rec(
+            1,
+            vec![
+                ("precision", Avro::Int(precision)),
+                ("value", Avro::String(text)),
+            ],
+        )
+    };
+    let text = |charset: &str, s: &str| {
+        rec(
+            2,
+            vec![
+                ("charset", Avro::String(charset.into())),
+                ("value", Avro::Bytes(s.as_bytes().to_vec())),
+            ],
+        )
+    };
+    let object = |index: u32, kind: &str, value: Avro| {
+        rec(
+            index,
+            vec![("type", Avro::String(kind.into())), ("value", value)],
+        )
+    };
+    let opt = |v: Option<i32>| match v {
+        Some(n) => Avro::Union(1, Box::new(Avro::Int(n))),
+        None => Avro::Union(0, Box::new(Avro::Null)),
+    };
+    let datetime = |date: Option<(u16, u8, u8)>, time: Option<(u32, u8, u8, u32)>, negative| {
+        let (y, mo, d) = date.map_or((None, None, None), |(y, m, d)| {
+            (Some(i32::from(y)), Some(i32::from(m)), Some(i32::from(d)))
+        });
+        let (h, mi, s, us) = time.map_or((None, None, None, None), |(h, m, s, us)| {
+            (
+                Some(i32::try_from(h).unwrap_or(i32::MAX)),
+                Some(i32::from(m)),
+                Some(i32::from(s)),
+                Some(i32::try_from(us).unwrap_or(i32::MAX)),
+            )
+        });
+        rec(
+            6,
+            vec![
+                ("year", opt(y)),
+                ("month", opt(mo)),
+                ("day", opt(d)),
+                ("hour", opt(h)),
+                ("minute", opt(mi)),
+                ("second", opt(s)),
+                ("micros", opt(us)),
+                ("negative", Avro::Boolean(negative)),
+            ],
+        )
+    };
+    match v {
+        Value::Null => Avro::Union(0, Box::new(Avro::Null)),
+        Value::Int(i) => int(64, i.to_string()),
+        Value::UInt(u) => int(64, u.to_string()),
+        Value::Year(y) => int(16, y.to_string()),
+        Value::Bit(b) => int(i32::from(b.width), b.to_u64().to_string()),
+        Value::Float(f) => rec(
+            4,
+            vec![
+                ("value", Avro::Double(f64::from(*f))),
+                ("precision", Avro::Int(24)),
+                ("scale", Avro::Int(0)),
+            ],
+        ),
+        Value::Double(f) => rec(
+            4,
+            vec![
+                ("value", Avro::Double(*f)),
+                ("precision", Avro::Int(53)),
+                ("scale", Avro::Int(0)),
+            ],
+        ),
+        Value::Decimal(d) => {
+            let digits = d.as_str().trim_start_matches('-');
+            let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+            let count = |s: &str| i32::try_from(s.len()).unwrap_or(i32::MAX);
+            rec(
+                3,
+                vec![
+                    ("value", Avro::String(d.as_str().to_owned())),
+                    ("precision", Avro::Int(count(whole) + count(frac))),
+                    ("scale", Avro::Int(count(frac))),
+                ],
+            )
+        }
+        Value::String(s) => text("utf8mb4", s),
+        Value::Enum(e) => text("utf8mb4", &e.name),
+        Value::Set(s) => text("utf8mb4", &s.names.join(",")),
+        Value::Bytes(b) => object(8, "BINARY", Avro::Bytes(b.clone())),
+        Value::Json(j) => object(9, "JSON", Avro::String(j.clone())),
+        Value::Geometry(g) => object(7, "GEOMETRY", Avro::Bytes(g.clone())),
+        Value::Timestamp(t) => rec(
+            5,
+            vec![
+                ("timestamp", Avro::Long(t.seconds)),
+                ("micros", Avro::Int(i32::try_from(t.micros).unwrap_or(0))),
+            ],
+        ),
+        Value::Date(d) => datetime(Some((d.year, d.month, d.day)), None, false),
+        Value::DateTime(dt) => datetime(
+            Some((dt.date.year, dt.date.month, dt.date.day)),
+            Some((u32::from(dt.hour), dt.minute, dt.second, dt.micros)),
+            false,
+        ),
+        Value::Time(t) => datetime(
+            None,
+            Some((u32::from(t.hours), t.minutes, t.seconds, t.micros)),
+            t.negative,
+        ),
+    }
+}
+
+/// MySQL's type number for a declared column type (`MYSQL_TYPE_*`).
+fn type_number(source_type: &str) -> i32 {
+    let t = source_type.trim_start().to_ascii_lowercase();
+    let word: String = t
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    match word.as_str() {
+        "tinyint" | "bool" | "boolean" => 1,
+        "smallint" => 2,
+        "int" | "integer" => 3,
+        "float" => 4,
+        "double" | "real" => 5,
+        "timestamp" => 7,
+        "bigint" => 8,
+        "mediumint" => 9,
+        "date" => 10,
+        "time" => 11,
+        "datetime" => 12,
+        "year" => 13,
+        "varchar" | "varbinary" => 15,
+        "bit" => 16,
+        "json" => 245,
+        "decimal" | "numeric" => 246,
+        "enum" => 247,
+        "set" => 248,
+        "tinyblob" | "tinytext" => 249,
+        "mediumblob" | "mediumtext" => 250,
+        "longblob" | "longtext" => 251,
+        "blob" | "text" => 252,
+        "char" | "binary" => 254,
+        "geometry" | "point" | "linestring" | "polygon" => 255,
+        _ => 253,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use ferry_domain::change::{Column, ObjectName, TableSchema, TransactionRef};
+    use ferry_domain::position::Position;
+    use ferry_domain::value::{Decimal, Time};
+
+    fn event(kind: ChangeKind) -> ChangeEvent {
+        ChangeEvent {
+            position: Position::new("bin.000003".parse().unwrap(), 1234, None),
+            server_id: 1,
+            timestamp: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            transaction: Some(TransactionRef {
+                id: "0-1-9".into(),
+                event_index: 2,
+            }),
+            kind,
+        }
+    }
+
+    fn field<'a>(record: &'a Avro, name: &str) -> &'a Avro {
+        let Avro::Record(fields) = record else {
+            panic!("not a record: {record:?}")
+        };
+        &fields.iter().find(|(k, _)| k == name).unwrap().1
+    }
+
+    fn decode(payload: &[u8]) -> Avro {
+        apache_avro::from_avro_datum(schema().unwrap(), &mut &payload[..], None).unwrap()
+    }
+
+    #[test]
+    fn a_row_change_round_trips_through_the_shipped_schema_exactly() {
+        let table = Arc::new(
+            TableSchema::new(
+                ObjectName {
+                    database: "shop".into(),
+                    table: "orders".into(),
+                },
+                [
+                    "id bigint unsigned",
+                    "total decimal(10,2)",
+                    "late time",
+                    "note varchar(10)",
+                ]
+                .iter()
+                .map(|c| {
+                    let (name, ty) = c.split_once(' ').unwrap();
+                    Column {
+                        name: name.into(),
+                        source_type: ty.into(),
+                        nullable: true,
+                    }
+                })
+                .collect(),
+                vec![0],
+            )
+            .unwrap(),
+        );
+        let before = vec![
+            Value::UInt(u64::MAX),
+            Value::Decimal(Decimal::try_from("-12.50".to_owned()).unwrap()),
+            Value::Time(Time {
+                negative: true,
+                hours: 838,
+                minutes: 59,
+                seconds: 59,
+                micros: 1,
+            }),
+            Value::Null,
+        ];
+        let mut after = before.clone();
+        after[3] = Value::String("Zoë".into());
+        let row = RowChange::update(table, before, after).unwrap();
+        let e = event(ChangeKind::Row(row));
+        let record = dts_avro(&e, Some(&["total".to_owned()])).unwrap().unwrap();
+        let datum = decode(&record.payload);
+        assert_eq!(field(&datum, "operation"), &Avro::Enum(1, "UPDATE".into()));
+        assert_eq!(
+            field(&datum, "objectName"),
+            &Avro::Union(1, Box::new(Avro::String("shop.orders".into())))
+        );
+        assert_eq!(field(&datum, "sourceTxid"), &Avro::String("0-1-9".into()));
+        assert_eq!(field(&datum, "sourceTimestamp"), &Avro::Long(1_700_000_000));
+        // Selected columns only, with the key always kept.
+        let Avro::Union(1, fields) = field(&datum, "fields") else {
+            panic!("fields")
+        };
+        let Avro::Array(fields) = fields.as_ref() else {
+            panic!("fields array")
+        };
+        assert_eq!(fields.len(), 2);
+        assert_eq!(field(&fields[0], "dataTypeNumber"), &Avro::Int(8));
+        assert_eq!(field(&fields[1], "dataTypeNumber"), &Avro::Int(246));
+        let Avro::Union(2, images) = field(&datum, "beforeImages") else {
+            panic!("before")
+        };
+        let Avro::Array(images) = images.as_ref() else {
+            panic!("images")
+        };
+        let Avro::Union(1, id) = &images[0] else {
+            panic!("integer")
+        };
+        assert_eq!(field(id, "value"), &Avro::String(u64::MAX.to_string()));
+        let Avro::Union(3, total) = &images[1] else {
+            panic!("decimal")
+        };
+        assert_eq!(field(total, "value"), &Avro::String("-12.50".into()));
+        assert_eq!(field(total, "precision"), &Avro::Int(4));
+        assert_eq!(field(total, "scale"), &Avro::Int(2));
+        assert_eq!(record.idempotency_key, "0-1-9/2");
+        assert_eq!(field(&datum, "id"), &Avro::Long(record_id("0-1-9/2")));
+    }
+
+    #[test]
+    fn ddl_and_transaction_records_have_their_operation() {
+        let ddl = dts_avro(
+            &event(ChangeKind::Ddl {
+                database: Some("shop".into()),
+                statement: "ALTER TABLE orders ADD x INT".into(),
+            }),
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        let datum = decode(&ddl.payload);
+        assert_eq!(field(&datum, "operation"), &Avro::Enum(3, "DDL".into()));
+        assert_eq!(
+            field(&datum, "afterImages"),
+            &Avro::Union(
+                1,
+                Box::new(Avro::String("ALTER TABLE orders ADD x INT".into()))
+            )
+        );
+        for (kind, op) in [
+            (ChangeKind::Begin, "BEGIN"),
+            (ChangeKind::Commit { xid: Some(3) }, "COMMIT"),
+            (ChangeKind::Heartbeat, "HEARTBEAT"),
+        ] {
+            let r = dts_avro(&event(kind), None).unwrap().unwrap();
+            let Avro::Enum(_, got) = field(&decode(&r.payload), "operation").clone() else {
+                panic!("an enum")
+            };
+            assert_eq!(got, op);
+        }
+    }
+
+    #[test]
+    fn every_value_kind_encodes_against_the_schema() {
+        use ferry_domain::value::{Bits, Date, DateTime, EnumValue, SetValue, Timestamp};
+        let values = vec![
+            Value::Null,
+            Value::Int(-1),
+            Value::Float(1.5),
+            Value::Double(-2.25),
+            Value::Bytes(vec![0, 255]),
+            Value::Date(Date {
+                year: 0,
+                month: 0,
+                day: 0,
+            }),
+            Value::DateTime(DateTime {
+                date: Date {
+                    year: 2026,
+                    month: 11,
+                    day: 22,
+                },
+                hour: 3,
+                minute: 4,
+                second: 5,
+                micros: 678_000,
+            }),
+            Value::Timestamp(Timestamp {
+                seconds: 1,
+                micros: 999_999,
+            }),
+            Value::Year(2026),
+            Value::Bit(Bits {
+                width: 3,
+                bytes: vec![5],
+            }),
+            Value::Enum(EnumValue {
+                index: 1,
+                name: "new".into(),
+            }),
+            Value::Set(SetValue {
+                mask: 3,
+                names: vec!["a".into(), "b".into()],
+            }),
+            Value::Json("{\"a\":1}".into()),
+            Value::Geometry(vec![1, 2, 3]),
+        ];
+        let table = Arc::new(
+            TableSchema::new(
+                ObjectName {
+                    database: "shop".into(),
+                    table: "every".into(),
+                },
+                (0..values.len())
+                    .map(|i| Column {
+                        name: format!("c{i}"),
+                        source_type: "whatever".into(),
+                        nullable: true,
+                    })
+                    .collect(),
+                Vec::new(),
+            )
+            .unwrap(),
+        );
+        let count = values.len();
+        let row = RowChange::insert(table, values).unwrap();
+        let record = dts_avro(&event(ChangeKind::Row(row)), None)
+            .unwrap()
+            .unwrap();
+        let datum = decode(&record.payload);
+        let Avro::Union(2, images) = field(&datum, "afterImages") else {
+            panic!("after")
+        };
+        let Avro::Array(images) = images.as_ref() else {
+            panic!("images")
+        };
+        assert_eq!(images.len(), count);
+        let Avro::Union(6, time) = &images[6] else {
+            panic!("a DateTime: {:?}", images[6])
+        };
+        assert_eq!(
+            field(time, "micros"),
+            &Avro::Union(1, Box::new(Avro::Int(678_000)))
+        );
+    }
+
+    #[test]
+    fn type_numbers_follow_mysql() {
+        assert_eq!(type_number("int(11) unsigned"), 3);
+        assert_eq!(type_number("varchar(20)"), 15);
+        assert_eq!(type_number("enum('a')"), 247);
+        assert_eq!(type_number("something_new"), 253);
+    }
+}
