@@ -3,7 +3,10 @@
 //! takes records, and how fast Ferry's worker moves a backlog from one to the other.
 //!
 //! `cargo bench -p ferry-tests --bench capture` with the stack up (`infra/local/stack up`);
-//! `FERRY_BENCH_ROWS` sets the backlog (default 200,000 rows of 8 columns). Results go to
+//! `FERRY_BENCH_ROWS` sets the backlog (default 1,000,000 rows of 8 columns). Then, with the
+//! worker caught up, the end-to-end latency from a commit to a consumer receiving its records
+//! at a fixed write rate (`FERRY_BENCH_RATE` rows/s, default 10,000, for
+//! `FERRY_BENCH_LATENCY_SECS`, default 20 s): p50, p99 and max. Results go to
 //! docs/benchmarks.md by hand, with the machine they were measured on.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench may unwrap
@@ -69,7 +72,7 @@ async fn main() {
     let rows: u64 = std::env::var("FERRY_BENCH_ROWS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+        .unwrap_or(1_000_000);
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
     let mut db = ctx.mysql().await.unwrap();
@@ -298,6 +301,132 @@ async fn main() {
         "(a record of the task's topic has {} bytes of payload; the raw limit used {payload_size})",
         rdkafka::Message::payload(&m).map_or(0, <[u8]>::len)
     );
+
+    // 5. Latency: commit → consumer at a fixed rate, the worker caught up and running.
+    let rate: u64 = std::env::var("FERRY_BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let secs: u64 = std::env::var("FERRY_BENCH_LATENCY_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let latencies = latency(&ctx, &mut db, &topic, rows, rate, secs).await;
+    println!();
+    println!("| write rate | rows | p50 | p99 | max |");
+    println!("|---:|---:|---:|---:|---:|");
+    let pct = |p: f64| {
+        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+        latencies[i].as_secs_f64() * 1000.0
+    };
+    println!(
+        "| {rate} rows/s (100-row transactions every {} ms) | {} | {:.1} ms | {:.1} ms | {:.1} ms |",
+        100_000 / rate.max(1),
+        latencies.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
     stop_tx.send(true).unwrap();
     capture.await.unwrap().unwrap();
+}
+
+/// Writes `rate` rows/s for `secs` seconds in transactions of 100 rows, and measures for each
+/// row the time from its commit returning to a consumer (positioned at the topic's end)
+/// receiving it. Returns the latencies, sorted.
+async fn latency(
+    ctx: &TestContext,
+    db: &mut mysql_async::Conn,
+    topic: &str,
+    first_id: u64,
+    rate: u64,
+    secs: u64,
+) -> Vec<Duration> {
+    use rdkafka::Message;
+    use rdkafka::consumer::StreamConsumer;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    const BATCH: u64 = 100;
+    let consumer: StreamConsumer = ctx
+        .kafka_config()
+        .set("group.id", ctx.group("latency"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "5")
+        .create()
+        .unwrap();
+    let high = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .unwrap()
+        .1;
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, rdkafka::Offset::Offset(high))
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let batches = rate * secs / BATCH;
+    let total = batches * BATCH;
+    let committed: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let seen = committed.clone();
+    let reader = tokio::spawn(async move {
+        let mut out = Vec::with_capacity(total as usize);
+        let mut early: Vec<(u64, Instant)> = Vec::new();
+        while (out.len() + early.len()) < total as usize {
+            let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+                .await
+                .expect("records keep arriving")
+                .unwrap();
+            let at = Instant::now();
+            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            let batch = (v["after"]["id"].as_u64().unwrap() - first_id) / BATCH;
+            early.push((batch, at));
+            // A record can arrive before its writer noted the commit's return: settle later.
+            let map = seen.lock().unwrap();
+            settle(&mut early, &map, &mut out);
+        }
+        while !early.is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            let map = seen.lock().unwrap();
+            settle(&mut early, &map, &mut out);
+        }
+        out
+    });
+    let interval = Duration::from_nanos(1_000_000_000 * BATCH / rate.max(1));
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let started = Instant::now();
+    for b in 0..batches {
+        tick.tick().await;
+        let values: Vec<String> = (0..BATCH)
+            .map(|j| {
+                let i = first_id + b * BATCH + j;
+                format!(
+                    "({i}, {}, 1.00, 'paid', 'latency', NOW(6), NOW(3), 0)",
+                    i % 9973
+                )
+            })
+            .collect();
+        db.query_drop(format!("INSERT INTO orders (id, customer, total, status, note, placed_at, updated_at, flags) VALUES {}", values.join(","))).await.unwrap();
+        committed.lock().unwrap().insert(b, Instant::now());
+    }
+    let achieved = total as f64 / started.elapsed().as_secs_f64();
+    let mut latencies = reader.await.unwrap();
+    println!("(latency run: {total} rows written at {achieved:.0} rows/s achieved)");
+    latencies.sort();
+    latencies
+}
+
+/// Moves the receipts whose commit time is known into latencies.
+fn settle(
+    early: &mut Vec<(u64, Instant)>,
+    committed: &std::collections::HashMap<u64, Instant>,
+    out: &mut Vec<Duration>,
+) {
+    early.retain(|(b, at)| match committed.get(b) {
+        Some(c) => {
+            out.push(at.saturating_duration_since(*c));
+            false
+        }
+        None => true,
+    });
 }
