@@ -417,7 +417,16 @@ fn decode_value(
     let v = match value {
         BinlogValue::Value(v) => v,
         BinlogValue::Jsonb(j) => {
-            let json = serde_json::Value::try_from(j).map_err(|e| format!("binary JSON: {e}"))?;
+            // The direct conversion refuses opaque values (MySQL's DECIMAL, DATE, TIME,
+            // DATETIME inside JSON); the structured parse renders them as MySQL prints them
+            // (dates and times as strings, decimals as exact strings, anything else as
+            // `base64:type<N>:…`).
+            let json = match serde_json::Value::try_from(j.clone()) {
+                Ok(json) => json,
+                Err(_) => {
+                    serde_json::Value::from(j.parse().map_err(|e| format!("binary JSON: {e}"))?)
+                }
+            };
             return Ok(Value::Json(json.to_string()));
         }
         BinlogValue::JsonDiff(_) => {

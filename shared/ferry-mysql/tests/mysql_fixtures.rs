@@ -67,8 +67,7 @@ const REFUSED: &[(&str, &str)] = &[
     ("binlog_savepoint.000001", "statement-based"),
     // MySQL 5.1's XID layout (sources older than 5.7 are refused by the precheck).
     ("ver_5_1-wl2325_r.001", "does not parse"),
-    // Not supported yet, said plainly: JSON with opaque values, partial JSON updates.
-    ("json-opaque.binlog", "opaque"),
+    // Not supported, said plainly: partial JSON updates carry no full after image.
     ("json.binlog.000001", "partial JSON"),
 ];
 
@@ -224,5 +223,31 @@ fn partial_row_images_put_values_in_their_columns() {
     assert_eq!(
         rows(&events)[0].after().unwrap()[4],
         Value::UInt(3_230_202_323)
+    );
+}
+
+#[test]
+fn binary_json_with_opaque_values_reads_as_mysql_prints_them() {
+    let events = read("json-opaque.binlog");
+    let docs: Vec<String> = rows(&events)
+        .iter()
+        .flat_map(|r| r.after().unwrap_or_default().iter())
+        .filter_map(|v| match v {
+            Value::Json(j) => Some(j.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        docs,
+        [
+            r#"{"a":"base64:type15:VQ=="}"#, // a VARCHAR opaque: MySQL's own base64 form
+            r#"{"b":"2012-03-18"}"#,
+            r#"{"c":"2012-03-18 11:30:45.000000"}"#,
+            r#"{"c":"87:31:46.654321"}"#,
+            r#"{"d":"123.456"}"#, // DECIMAL: exact, as a string
+            r#"{"e":"9.00"}"#,
+            r#"{"e":[0,1,true,false]}"#,
+            r#"{"e":null}"#,
+        ]
     );
 }
