@@ -41,7 +41,7 @@ use ferry_domain::task_config::{Partitioning, TaskConfig};
 use ferry_kafka::encode::encode;
 use ferry_kafka::sink::{Delivery, Sink, SinkError, delivered, ensure_topic, last_records};
 use ferry_mysql::ConnectParams;
-use ferry_mysql::binlog::{BinlogReader, ReaderError, SourceEvent, Start};
+use ferry_mysql::binlog::{BinlogReader, ReadEvent, ReaderError, SourceEvent, Start};
 use ferry_store::{Checkpoint, CheckpointOutcome, StoreError};
 use mysql_async::prelude::Queryable;
 use tokio::sync::watch;
@@ -267,6 +267,42 @@ async fn schema_at(
     }
 }
 
+/// How many read and decoded events may wait for the loop: enough to keep both sides busy,
+/// small enough not to matter for memory (a rows event holds at most a few thousand rows).
+const READ_AHEAD: usize = 64;
+
+/// Stops the reading task when the loop ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads and decodes the binlog on a task of its own, so decoding runs beside encoding and
+/// producing instead of taking turns with them; the bounded channel is the backpressure. The
+/// stream's end or an error is passed on and ends the task.
+fn read_ahead(
+    mut reader: BinlogReader,
+) -> (
+    tokio::sync::mpsc::Receiver<Result<Option<ReadEvent>, ReaderError>>,
+    AbortOnDrop,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(READ_AHEAD);
+    let task = tokio::spawn(async move {
+        loop {
+            let next = reader.next().await;
+            let last = !matches!(next, Ok(Some(_)));
+            if tx.send(next).await.is_err() || last {
+                break;
+            }
+        }
+        let _ = reader.close().await;
+    });
+    (rx, AbortOnDrop(task))
+}
+
 /// Runs the capture loop of `instance`'s task while this worker holds its lease (`token`), until
 /// `stop` turns true, the task is no longer wanted running, or an error.
 pub async fn capture_task(
@@ -355,7 +391,7 @@ pub async fn capture_task(
         file: checkpoint.position.file().clone(),
         offset: checkpoint.position.offset(),
     };
-    let mut reader = BinlogReader::start(
+    let reader = BinlogReader::start(
         &params,
         replica_server_id(instance),
         start,
@@ -363,6 +399,7 @@ pub async fn capture_task(
     )
     .await?
     .with_schema(catalog, config.objects.clone());
+    let (mut events, _reading) = read_ahead(reader);
     let format = config.delivery.format;
     let mut txid = String::new();
     let mut index: u32 = 0;
@@ -431,10 +468,10 @@ pub async fn capture_task(
                 }
                 continue;
             }
-            next = tokio::time::timeout(settings.heartbeat * 2, reader.next()) => next,
+            next = tokio::time::timeout(settings.heartbeat * 2, events.recv()) => next,
         };
         let Ok(next) = next else { continue };
-        let Some(event) = next? else {
+        let Some(event) = next.transpose()?.flatten() else {
             return Err(transient("the source closed the binlog stream"));
         };
         match event.event {
@@ -593,7 +630,6 @@ pub async fn capture_task(
         write_checkpoint(state, &fence, &position, time, &out.last_key).await?;
     }
     sink.flush(Duration::from_secs(30))?;
-    let _ = reader.close().await;
     if config_changed {
         Err(CaptureError::ConfigChanged)
     } else {
