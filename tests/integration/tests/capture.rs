@@ -794,3 +794,69 @@ async fn a_python_confluent_kafka_consumer_reads_the_default_format() {
     );
     stop_worker(w).await;
 }
+
+/// The DTS-style Avro format through the worker: each record decodes with the shipped schema.
+#[tokio::test(flavor = "multi_thread")]
+async fn dts_avro_records_decode_with_the_shipped_schema() {
+    use apache_avro::types::Value as Avro;
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE items (id INT PRIMARY KEY, price DECIMAL(6,2), name VARCHAR(20))")
+        .await
+        .unwrap();
+    let config = json!({
+        "source": stack_source(&ctx),
+        "objects": {"databases": [{"name": ctx.mysql_database()}]},
+        "delivery": {"format": "dts-avro"},
+    });
+    let (_id, topic, w) = running_task(&api, config).await;
+    db.query_drop("INSERT INTO items VALUES (7, 12.50, 'lamp')")
+        .await
+        .unwrap();
+    db.query_drop("DELETE FROM items").await.unwrap();
+    let records = ctx.read_raw_records(&topic, 2).await.unwrap();
+    let schema = ferry_kafka::avro::schema().unwrap();
+    let decoded: Vec<Avro> = records
+        .iter()
+        .map(|(_, payload, _)| {
+            apache_avro::from_avro_datum(schema, &mut payload.as_slice(), None).unwrap()
+        })
+        .collect();
+    let field = |v: &Avro, name: &str| -> Avro {
+        let Avro::Record(fields) = v else {
+            panic!("a record")
+        };
+        fields.iter().find(|(k, _)| k == name).unwrap().1.clone()
+    };
+    assert_eq!(
+        field(&decoded[0], "operation"),
+        Avro::Enum(0, "INSERT".into())
+    );
+    assert_eq!(
+        field(&decoded[1], "operation"),
+        Avro::Enum(2, "DELETE".into())
+    );
+    assert_eq!(
+        field(&decoded[0], "objectName"),
+        Avro::Union(
+            1,
+            Box::new(Avro::String(format!("{}.items", ctx.mysql_database())))
+        )
+    );
+    let Avro::Union(2, after) = field(&decoded[0], "afterImages") else {
+        panic!("an after image")
+    };
+    let Avro::Array(values) = *after else {
+        panic!("values")
+    };
+    let Avro::Union(3, price) = &values[1] else {
+        panic!("a Decimal")
+    };
+    assert_eq!(field(price, "value"), Avro::String("12.50".into()));
+    assert_eq!(
+        field(&decoded[1], "afterImages"),
+        Avro::Union(0, Box::new(Avro::Null))
+    );
+    stop_worker(w).await;
+}

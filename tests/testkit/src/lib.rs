@@ -257,12 +257,29 @@ where
 impl TestContext {
     /// The first `expected` records of `topic`, from every partition, as (partition, payload
     /// JSON, idempotency key), read by a consumer group of their own; fails when a record
-    /// takes longer than 30 s to arrive or has no idempotency key.
+    /// takes longer than 30 s to arrive, has no idempotency key or is not JSON.
     pub async fn read_records(
         &self,
         topic: &str,
         expected: usize,
     ) -> Result<Vec<(i32, serde_json::Value, String)>> {
+        self.read_raw_records(topic, expected)
+            .await?
+            .into_iter()
+            .map(|(p, payload, key)| {
+                let json = serde_json::from_slice(&payload)
+                    .context("a record whose payload is not JSON")?;
+                Ok((p, json, key))
+            })
+            .collect()
+    }
+
+    /// Like [`TestContext::read_records`], with the payloads as bytes.
+    pub async fn read_raw_records(
+        &self,
+        topic: &str,
+        expected: usize,
+    ) -> Result<Vec<(i32, Vec<u8>, String)>> {
         use rdkafka::Message;
         use rdkafka::consumer::{Consumer, StreamConsumer};
         use rdkafka::message::Headers;
@@ -295,9 +312,7 @@ impl TestContext {
                         .map(|v| String::from_utf8_lossy(v).into_owned())
                 })
                 .context("a record without an idempotency key")?;
-            let payload = serde_json::from_slice(m.payload().unwrap_or_default())
-                .context("a record whose payload is not JSON")?;
-            out.push((m.partition(), payload, key));
+            out.push((m.partition(), m.payload().unwrap_or_default().to_vec(), key));
         }
         Ok(out)
     }
