@@ -34,6 +34,7 @@ use mysql_async::binlog::BinlogChecksumAlg;
 use mysql_async::binlog::events::{Event, EventData, RowsEventData, TableMapEvent};
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest};
+use mysql_common::packets::{GnoInterval, Sid as DumpSid, Tag};
 
 use crate::connect::{ConnectParams, connect};
 use crate::ddl::{self, Applied};
@@ -48,6 +49,34 @@ pub enum Start {
     File { file: BinlogFile, offset: u64 },
     /// A MariaDB GTID position: the first transaction after it.
     MariaDbGtid(MariaDbGtidSet),
+    /// A MySQL GTID set (tags included): every transaction not in it
+    /// (`COM_BINLOG_DUMP_GTID`). Verified against MySQL's wire format in unit tests only: no
+    /// MySQL server can run on the development machines.
+    MysqlGtid(MysqlGtidSet),
+}
+
+/// The GTID set of a `COM_BINLOG_DUMP_GTID` request (MySQL's intervals end exclusively).
+fn dump_sids(set: &MysqlGtidSet) -> Result<Vec<DumpSid<'static>>, ReaderError> {
+    set.iter()
+        .map(|(sid, intervals)| {
+            let mut s = DumpSid::new(*sid.uuid.as_bytes()).with_intervals(
+                intervals
+                    .iter()
+                    .map(|iv| GnoInterval::new(iv.start, iv.end.saturating_add(1)))
+                    .collect(),
+            );
+            if let Some(tag) = &sid.tag {
+                let tag = Tag::new(tag.clone()).map_err(|e| {
+                    ReaderError::definite(
+                        format!("GTID tag `{tag}` is not valid: {e}"),
+                        "give a GTID set as the source prints it (SELECT @@gtid_executed)",
+                    )
+                })?;
+                s = s.with_tag(tag);
+            }
+            Ok(s)
+        })
+        .collect()
 }
 
 /// What the reader found.
@@ -221,6 +250,23 @@ impl BinlogReader {
                     .await?;
                 (None, 4, Some(set))
             }
+            Start::MysqlGtid(set) => {
+                if is_mariadb {
+                    return Err(ReaderError::definite(
+                        "a MySQL GTID set was given for a MariaDB server",
+                        "give a file:offset position, or a MariaDB GTID position (domain-server-sequence)",
+                    ));
+                }
+                let sids = dump_sids(&set)?;
+                let request = BinlogStreamRequest::new(server_id)
+                    .with_gtid()
+                    .with_gtid_set(sids);
+                let stream = conn.get_binlog_stream(request).await?;
+                return Ok(Self {
+                    stream,
+                    decoder: EventDecoder::new(charsets, None, None).with_mysql_gtid(set),
+                });
+            }
         };
         let name = file
             .as_ref()
@@ -282,6 +328,13 @@ impl EventDecoder {
             tracked: false,
             selection: None,
         }
+    }
+
+    /// Starts from MySQL GTID set `set` (positions carry it, plus each commit after it).
+    #[must_use]
+    pub fn with_mysql_gtid(mut self, set: MysqlGtidSet) -> Self {
+        self.mysql_gtid = set;
+        self
     }
 
     /// Only the tables of `selection` need real column names.
@@ -742,5 +795,23 @@ mod tests {
             "0-1-15,1-2-7"
         );
         assert!(parse_mariadb_gtid_list(&list[..20]).is_err());
+    }
+
+    #[test]
+    fn a_mysql_gtid_set_becomes_the_dump_request_it_names() {
+        let set: MysqlGtidSet = "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7,3e11fa47-71ca-11e1-9e33-c80aa9429562:blue:1-3"
+            .parse()
+            .unwrap();
+        let sids = dump_sids(&set).unwrap();
+        let printed: Vec<String> = sids.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            printed,
+            [
+                "3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5:7",
+                "3e11fa47-71ca-11e1-9e33-c80aa9429562:blue:1-3"
+            ]
+        );
+        // MySQL's intervals end exclusively.
+        assert_eq!(sids[0].intervals()[1].end(), 8);
     }
 }
