@@ -36,7 +36,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest};
 use mysql_common::packets::{GnoInterval, Sid as DumpSid, Tag};
 
-use crate::connect::{ConnectParams, connect};
+use crate::connect::{ConnectParams, connect_replica};
 use crate::ddl::{self, Applied};
 use crate::decode::{Charsets, Known, TablePlan};
 use ferry_domain::schema::{SchemaCatalog, SchemaEntry};
@@ -214,10 +214,12 @@ impl BinlogReader {
         start: Start,
         heartbeat: std::time::Duration,
     ) -> Result<Self, ReaderError> {
-        let mut conn = connect(params).await.map_err(|e| ReaderError::Connect {
-            message: e.message,
-            hint: e.hint,
-        })?;
+        let mut conn = connect_replica(params)
+            .await
+            .map_err(|e| ReaderError::Connect {
+                message: e.message,
+                hint: e.hint,
+            })?;
         // MariaDB lists some collations without an id or charset: read them as optional (a
         // failed row conversion in mysql_async panics).
         let collations: Vec<(Option<u64>, Option<String>)> = conn

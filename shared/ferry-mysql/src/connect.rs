@@ -46,8 +46,24 @@ pub struct ConnectError {
 
 /// Connects within [`CONNECT_TIMEOUT`].
 pub async fn connect(params: &ConnectParams) -> Result<Conn, ConnectError> {
+    connect_with(params, params.opts()).await
+}
+
+/// The largest packet a replication connection accepts: 1 GiB, MySQL's own limit for replicas
+/// (`replica_max_allowed_packet`). A binlog event can be larger than the server's
+/// `max_allowed_packet` (a row grown by several updates), and the client-side default (the
+/// server's value) would refuse it and stall the task. Nothing is allocated up front.
+const REPLICA_MAX_PACKET: usize = 1 << 30;
+
+/// Connects for reading the binlog.
+pub(crate) async fn connect_replica(params: &ConnectParams) -> Result<Conn, ConnectError> {
+    let opts = OptsBuilder::from_opts(params.opts()).max_allowed_packet(Some(REPLICA_MAX_PACKET));
+    connect_with(params, opts.into()).await
+}
+
+async fn connect_with(params: &ConnectParams, opts: Opts) -> Result<Conn, ConnectError> {
     let target = format!("{}:{}", params.host, params.port);
-    match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(params.opts())).await {
+    match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts)).await {
         Err(_) => Err(ConnectError {
             message: format!("{target} did not answer within {}s", CONNECT_TIMEOUT.as_secs()),
             hint: "check the host and port, and that security groups or firewalls let the capture workers reach it".into(),

@@ -3,7 +3,9 @@
 //! reads them (nothing waits for the commit) and holds at most 10,000 unacknowledged records, so
 //! its memory must not grow with the transaction.
 //!
-//! `cargo bench -p ferry-tests --bench memory` with the stack up.
+//! `cargo bench -p ferry-tests --bench memory` with the stack up. With `FERRY_BENCH_ROW_MB=64`
+//! it measures one row of that size instead (a LONGBLOB): the peak resident memory while the
+//! loop reads, decodes and encodes it, until the broker's record size limit fails the task.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench may unwrap
 
@@ -89,6 +91,43 @@ async fn main() {
         (row.get("File").unwrap(), row.get("Position").unwrap())
     };
 
+    let row_mb: Option<u64> = std::env::var("FERRY_BENCH_ROW_MB")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    if let Some(mb) = row_mb {
+        // The server must accept a packet of that size to build the row; the capture's
+        // replication connection accepts up to 1 GiB whatever the server's setting.
+        let before: u64 = db
+            .query_first("SELECT @@GLOBAL.max_allowed_packet")
+            .await
+            .unwrap()
+            .unwrap();
+        db.query_drop("SET GLOBAL max_allowed_packet = 1073741824")
+            .await
+            .unwrap();
+        let mut big = ctx.mysql().await.unwrap();
+        big.query_drop("CREATE TABLE blobs (id INT PRIMARY KEY, b LONGBLOB)")
+            .await
+            .unwrap();
+        big.query_drop(format!(
+            "INSERT INTO blobs VALUES (1, REPEAT('x', {}))",
+            mb * 1024 * 1024
+        ))
+        .await
+        .unwrap();
+        db.query_drop(format!("SET GLOBAL max_allowed_packet = {before}"))
+            .await
+            .unwrap();
+        let run = run_capture(&api, &id, &format!("{file}:{offset}"), None).await;
+        println!("| row | until | RSS before | peak RSS |");
+        println!("|---:|---|---:|---:|");
+        println!(
+            "| {mb} MiB LONGBLOB | {} after {:.1} s | {:.0} MiB | {:.0} MiB |",
+            run.outcome, run.wall, run.before, run.peak
+        );
+        return;
+    }
+
     // One transaction of `rows` rows.
     let t0 = Instant::now();
     db.query_drop("START TRANSACTION").await.unwrap();
@@ -108,55 +147,8 @@ async fn main() {
         t0.elapsed().as_secs_f64()
     );
 
-    let store = api.state.store();
-    let worker = WorkerId::generate();
-    let lease = store
-        .claim_lease(&id, &worker, Utc::now(), chrono::Duration::seconds(600))
-        .await
-        .unwrap()
-        .unwrap();
-    let position = format!("{file}:{offset}").parse().unwrap();
-    let checkpoint = Checkpoint {
-        position,
-        source_time: Utc::now(),
-        last_key: None,
-        token: lease.token,
-        written_at: Utc::now(),
-    };
-    store.write_checkpoint(&id, &checkpoint, 1).await.unwrap();
-    let topic = api.state.topic_for(&id);
-    let settings = CaptureSettings {
-        worker,
-        lease_ttl: Duration::from_secs(600),
-        heartbeat: Duration::from_secs(1),
-    };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let before = rss_mib();
-    let t0 = Instant::now();
-    let state = api.state.clone();
-    let capture =
-        tokio::spawn(
-            async move { capture_task(&state, &settings, &id, lease.token, stop_rx).await },
-        );
-    let consumer: BaseConsumer = ctx.kafka_config().create().unwrap();
-    let mut peak = before;
-    let mut samples = Vec::new();
-    loop {
-        let high = consumer
-            .fetch_watermarks(&topic, 0, Duration::from_secs(10))
-            .map(|(_, h)| h)
-            .unwrap_or(0);
-        let rss = rss_mib();
-        peak = peak.max(rss);
-        samples.push((high, rss));
-        if high as u64 >= rows {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let wall = t0.elapsed().as_secs_f64();
-    stop_tx.send(true).unwrap();
-    capture.await.unwrap().unwrap();
+    let run = run_capture(&api, &id, &format!("{file}:{offset}"), Some((&ctx, rows))).await;
+    let (wall, before, peak, samples) = (run.wall, run.before, run.peak, run.samples);
     let quarter = samples.len() / 4;
     let at = |i: usize| samples.get(i).map_or(0.0, |s| s.1);
     println!(
@@ -169,4 +161,89 @@ async fn main() {
         at(quarter * 2),
         at(quarter * 3)
     );
+}
+
+/// How a capture run went.
+struct Run {
+    outcome: String,
+    wall: f64,
+    /// RSS before the run and its peak, MiB.
+    before: f64,
+    peak: f64,
+    /// (records in the topic, RSS MiB), every 100 ms.
+    samples: Vec<(i64, f64)>,
+}
+
+/// Runs the capture loop from `position` and samples this process's RSS every 100 ms until
+/// `until` records are in the topic (then stops it), or until the loop ends by itself.
+async fn run_capture(
+    api: &ferry_testkit::TestApi,
+    id: &InstanceId,
+    position: &str,
+    until: Option<(&TestContext, u64)>,
+) -> Run {
+    let store = api.state.store();
+    let worker = WorkerId::generate();
+    let lease = store
+        .claim_lease(id, &worker, Utc::now(), chrono::Duration::seconds(600))
+        .await
+        .unwrap()
+        .unwrap();
+    let checkpoint = Checkpoint {
+        position: position.parse().unwrap(),
+        source_time: Utc::now(),
+        last_key: None,
+        token: lease.token,
+        written_at: Utc::now(),
+    };
+    store.write_checkpoint(id, &checkpoint, 1).await.unwrap();
+    let topic = api.state.topic_for(id);
+    let settings = CaptureSettings {
+        worker,
+        lease_ttl: Duration::from_secs(600),
+        heartbeat: Duration::from_secs(1),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let before = rss_mib();
+    let t0 = Instant::now();
+    let state = api.state.clone();
+    let task = id.clone();
+    let mut capture =
+        tokio::spawn(
+            async move { capture_task(&state, &settings, &task, lease.token, stop_rx).await },
+        );
+    let consumer: Option<BaseConsumer> = until.map(|(ctx, _)| ctx.kafka_config().create().unwrap());
+    let mut peak = before;
+    let mut samples = Vec::new();
+    let outcome = loop {
+        let high = consumer.as_ref().map_or(0, |c| {
+            c.fetch_watermarks(&topic, 0, Duration::from_secs(10))
+                .map(|(_, h)| h)
+                .unwrap_or(0)
+        });
+        let rss = rss_mib();
+        peak = peak.max(rss);
+        samples.push((high, rss));
+        if let Some((_, rows)) = until
+            && high as u64 >= rows
+        {
+            stop_tx.send(true).unwrap();
+            (&mut capture).await.unwrap().unwrap();
+            break "all records produced".to_owned();
+        }
+        if capture.is_finished() {
+            break match (&mut capture).await.unwrap() {
+                Ok(()) => "the loop ended".to_owned(),
+                Err(e) => format!("the task failed ({e})"),
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    Run {
+        outcome,
+        wall: t0.elapsed().as_secs_f64(),
+        before,
+        peak,
+        samples,
+    }
 }
