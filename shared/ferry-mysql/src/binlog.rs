@@ -648,13 +648,13 @@ fn decode_rows(
         let (before, after) = row.map_err(|e| bad(format!("{}: {e}", plan.schema().name())))?;
         let before = before
             .map(|r| {
-                plan.decode_row(r, &before_cols, charsets)
+                plan.decode_row(r, &before_cols, charsets, None)
                     .map_err(|e| bad(e.to_string()))
             })
             .transpose()?;
         let after = after
             .map(|r| {
-                plan.decode_row(r, &after_cols, charsets)
+                plan.decode_row(r, &after_cols, charsets, before.as_deref())
                     .map_err(|e| bad(e.to_string()))
             })
             .transpose()?;

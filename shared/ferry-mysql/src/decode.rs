@@ -37,6 +37,8 @@ use mysql_async::Value as MyValue;
 use mysql_async::binlog::events::{OptionalMetadataField, TableMapEvent};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
+
+use crate::json_diff;
 use mysql_async::consts::{ColumnFlags, ColumnType};
 
 /// A row that cannot be decoded: which table and column, and why.
@@ -376,11 +378,14 @@ impl TablePlan {
     /// a minimal row image, are `Null`).
     /// `present` lists the table's column indexes the image holds, in order (the rows event's
     /// column bitmap): all of them with a FULL row image.
+    /// `before` is the row's before image when decoding an update's after image: partial
+    /// JSON updates are applied to it.
     pub fn decode_row(
         &self,
         row: BinlogRow,
         present: &[usize],
         charsets: &Charsets,
+        before: Option<&[Value]>,
     ) -> Result<Vec<Value>, DecodeError> {
         let mut values = vec![Value::Null; self.columns.len()];
         let columns = row.columns();
@@ -391,6 +396,15 @@ impl TablePlan {
             let Some(plan) = self.columns.get(index) else {
                 break;
             };
+            if let BinlogValue::JsonDiff(diffs) = value {
+                let base = before.and_then(|b| b.get(index));
+                values[index] = apply_json_diffs(base, &diffs).map_err(|reason| DecodeError {
+                    table: self.schema.name().to_string(),
+                    column: self.schema.columns()[index].name.clone(),
+                    reason,
+                })?;
+                continue;
+            }
             let unsigned = plan.unsigned || column.flags().contains(ColumnFlags::UNSIGNED_FLAG);
             let encoding = match (column.character_set(), plan.text) {
                 (0, Some(declared)) => declared,
@@ -407,6 +421,57 @@ impl TablePlan {
     }
 }
 
+/// MySQL's binary JSON as JSON. The direct conversion refuses opaque values (MySQL's DECIMAL,
+/// DATE, TIME, DATETIME inside JSON); the structured parse renders them as MySQL prints them
+/// (dates and times as strings, decimals as exact strings, anything else as
+/// `base64:type<N>:…`).
+fn jsonb_to_json(j: mysql_common::binlog::jsonb::Value<'_>) -> Result<serde_json::Value, String> {
+    match serde_json::Value::try_from(j.clone()) {
+        Ok(json) => Ok(json),
+        Err(_) => Ok(serde_json::Value::from(
+            j.parse().map_err(|e| format!("binary JSON: {e}"))?,
+        )),
+    }
+}
+
+/// The whole new document of a partial JSON update: the diffs applied to the before image's.
+fn apply_json_diffs(
+    before: Option<&Value>,
+    diffs: &[mysql_common::binlog::jsondiff::JsonDiff<'_>],
+) -> Result<Value, String> {
+    use mysql_common::binlog::jsondiff::JsonDiffOperation as Op;
+    let Some(Value::Json(text)) = before else {
+        // Only when inspecting a file with partial row images (live capture refuses those
+        // first): without the old document, show the changes themselves.
+        let changes = diffs
+            .iter()
+            .map(|d| {
+                let value = d.value().cloned().map(jsonb_to_json).transpose()?;
+                Ok(serde_json::json!({
+                    "op": format!("{:?}", d.operation()).to_ascii_lowercase(),
+                    "path": d.path_str(),
+                    "value": value,
+                }))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        return Ok(Value::Json(
+            serde_json::json!({ "partial_json_changes": changes }).to_string(),
+        ));
+    };
+    let mut doc: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("the before image's JSON: {e}"))?;
+    for d in diffs {
+        let op = match d.operation() {
+            Op::REPLACE => json_diff::DiffOp::Replace,
+            Op::INSERT => json_diff::DiffOp::Insert,
+            Op::REMOVE => json_diff::DiffOp::Remove,
+        };
+        let value = d.value().cloned().map(jsonb_to_json).transpose()?;
+        json_diff::apply(&mut doc, &d.path_str(), op, value)?;
+    }
+    Ok(Value::Json(doc.to_string()))
+}
+
 fn decode_value(
     plan: &ColumnPlan,
     unsigned: bool,
@@ -416,21 +481,9 @@ fn decode_value(
     use ColumnType as T;
     let v = match value {
         BinlogValue::Value(v) => v,
-        BinlogValue::Jsonb(j) => {
-            // The direct conversion refuses opaque values (MySQL's DECIMAL, DATE, TIME,
-            // DATETIME inside JSON); the structured parse renders them as MySQL prints them
-            // (dates and times as strings, decimals as exact strings, anything else as
-            // `base64:type<N>:…`).
-            let json = match serde_json::Value::try_from(j.clone()) {
-                Ok(json) => json,
-                Err(_) => {
-                    serde_json::Value::from(j.parse().map_err(|e| format!("binary JSON: {e}"))?)
-                }
-            };
-            return Ok(Value::Json(json.to_string()));
-        }
+        BinlogValue::Jsonb(j) => return Ok(Value::Json(jsonb_to_json(j)?.to_string())),
         BinlogValue::JsonDiff(_) => {
-            return Err("a partial JSON update (binlog_row_value_options=PARTIAL_JSON) has no full after image; set it off on the source".into());
+            return Err("a partial JSON update outside an update's after image".into());
         }
     };
     if v == MyValue::NULL {

@@ -9,6 +9,7 @@ mod connect;
 pub mod ddl;
 pub mod decode;
 pub mod file;
+mod json_diff;
 mod precheck;
 
 pub use connect::{CONNECT_TIMEOUT, ConnectError, ConnectParams, connect};

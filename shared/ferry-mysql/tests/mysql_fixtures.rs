@@ -67,8 +67,6 @@ const REFUSED: &[(&str, &str)] = &[
     ("binlog_savepoint.000001", "statement-based"),
     // MySQL 5.1's XID layout (sources older than 5.7 are refused by the precheck).
     ("ver_5_1-wl2325_r.001", "does not parse"),
-    // Not supported, said plainly: partial JSON updates carry no full after image.
-    ("json.binlog.000001", "partial JSON"),
 ];
 
 /// Every fixture is read to the end or refused with a clear error; none panics, including the
@@ -249,5 +247,28 @@ fn binary_json_with_opaque_values_reads_as_mysql_prints_them() {
             r#"{"e":[0,1,true,false]}"#,
             r#"{"e":null}"#,
         ]
+    );
+}
+
+#[test]
+fn partial_json_updates_are_read() {
+    // This file was written with a MINIMAL row image: the before image has no document to
+    // apply the changes to, so they are shown as they are (live capture refuses partial
+    // images first and applies the changes to the FULL before image: unit-tested in
+    // `json_diff`).
+    let events = read("json.binlog.000001");
+    let afters: Vec<String> = rows(&events)
+        .iter()
+        .filter(|r| r.before().is_some() && r.after().is_some())
+        .filter_map(|r| match &r.after().unwrap()[1] {
+            Value::Json(j) => Some(j.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(afters.len(), 12);
+    assert_eq!(afters[0], r#"{"age":25,"data":"xxxxxxxxxx","name":"Joe"}"#);
+    assert_eq!(
+        afters[6],
+        r#"{"partial_json_changes":[{"op":"replace","path":"$.age","value":26}]}"#
     );
 }

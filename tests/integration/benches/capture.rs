@@ -5,7 +5,7 @@
 //! `cargo bench -p ferry-tests --bench capture` with the stack up (`infra/local/stack up`);
 //! `FERRY_BENCH_ROWS` sets the backlog (default 1,000,000 rows of 8 columns). Then, with the
 //! worker caught up, the end-to-end latency from a commit to a consumer receiving its records
-//! at a fixed write rate (`FERRY_BENCH_RATE` rows/s, default 10,000, for
+//! at fixed write rates (`FERRY_BENCH_RATES` rows/s, default `2000,10000`, each for
 //! `FERRY_BENCH_LATENCY_SECS`, default 20 s): p50, p99 and max. Results go to
 //! docs/benchmarks.md by hand, with the machine they were measured on.
 
@@ -302,31 +302,42 @@ async fn main() {
         rdkafka::Message::payload(&m).map_or(0, <[u8]>::len)
     );
 
-    // 5. Latency: commit → consumer at a fixed rate, the worker caught up and running.
-    let rate: u64 = std::env::var("FERRY_BENCH_RATE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
+    // 5. Latency: commit → consumer at fixed rates, the worker caught up and running.
+    let rates: Vec<u64> = std::env::var("FERRY_BENCH_RATES")
+        .unwrap_or_else(|_| "2000,10000".into())
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .collect();
     let secs: u64 = std::env::var("FERRY_BENCH_LATENCY_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let latencies = latency(&ctx, &mut db, &topic, rows, rate, secs).await;
+    let mut results = Vec::new();
+    let mut first_id = rows;
+    for rate in rates {
+        let latencies = latency(&ctx, &mut db, &topic, first_id, rate, secs).await;
+        first_id += rate * secs + 1000;
+        results.push((rate, latencies));
+    }
     println!();
     println!("| write rate | rows | p50 | p99 | max |");
     println!("|---:|---:|---:|---:|---:|");
-    let pct = |p: f64| {
-        let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-        latencies[i].as_secs_f64() * 1000.0
-    };
-    println!(
-        "| {rate} rows/s (100-row transactions every {} ms) | {} | {:.1} ms | {:.1} ms | {:.1} ms |",
-        100_000 / rate.max(1),
-        latencies.len(),
-        pct(0.5),
-        pct(0.99),
-        pct(1.0)
-    );
+    for (rate, latencies) in results {
+        let pct = |p: f64| {
+            let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
+            latencies
+                .get(i)
+                .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+        };
+        println!(
+            "| {rate} rows/s (100-row transactions every {} ms) | {} | {:.1} ms | {:.1} ms | {:.1} ms |",
+            100_000 / rate.max(1),
+            latencies.len(),
+            pct(0.5),
+            pct(0.99),
+            pct(1.0)
+        );
+    }
     stop_tx.send(true).unwrap();
     capture.await.unwrap().unwrap();
 }
@@ -371,6 +382,7 @@ async fn latency(
     let reader = tokio::spawn(async move {
         let mut out = Vec::with_capacity(total as usize);
         let mut early: Vec<(u64, Instant)> = Vec::new();
+        let mut older = 0u64;
         while (out.len() + early.len()) < total as usize {
             let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
                 .await
@@ -378,16 +390,31 @@ async fn latency(
                 .unwrap();
             let at = Instant::now();
             let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            let batch = (v["after"]["id"].as_u64().unwrap() - first_id) / BATCH;
+            // Anything older than the latency run (there should be none) is not measured.
+            let Some(batch) = v["after"]["id"]
+                .as_u64()
+                .and_then(|id| id.checked_sub(first_id))
+                .map(|d| d / BATCH)
+            else {
+                older += 1;
+                continue;
+            };
             early.push((batch, at));
             // A record can arrive before its writer noted the commit's return: settle later.
             let map = seen.lock().unwrap();
             settle(&mut early, &map, &mut out);
         }
-        while !early.is_empty() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !early.is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
             let map = seen.lock().unwrap();
             settle(&mut early, &map, &mut out);
+        }
+        if older > 0 || !early.is_empty() {
+            println!(
+                "({older} records older than the run, {} without a noted commit: not measured)",
+                early.len()
+            );
         }
         out
     });
