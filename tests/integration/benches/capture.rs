@@ -312,17 +312,13 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let mut results = Vec::new();
+    println!();
+    println!("| write rate | rows | p50 | p99 | max |");
+    println!("|---:|---:|---:|---:|---:|");
     let mut first_id = rows;
     for rate in rates {
         let latencies = latency(&ctx, &mut db, &topic, first_id, rate, secs).await;
         first_id += rate * secs + 1000;
-        results.push((rate, latencies));
-    }
-    println!();
-    println!("| write rate | rows | p50 | p99 | max |");
-    println!("|---:|---:|---:|---:|---:|");
-    for (rate, latencies) in results {
         let pct = |p: f64| {
             let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
             latencies
