@@ -13,7 +13,6 @@
 
 use std::time::{Duration, Instant};
 
-use axum::http::Method;
 use chrono::Utc;
 use ferry_domain::id::{InstanceId, WorkerId};
 use ferry_domain::position::BinlogFile;
@@ -85,44 +84,13 @@ async fn main() {
     .unwrap();
 
     // A task whose checkpoint is the position before the backlog.
-    let created = api
-        .call(
-            Method::POST,
-            "/v1/instances",
-            Some(
-                json!({"name": "bench", "mode": "tracking", "billing": {"type": "pay_as_you_go"}}),
-            ),
-        )
-        .await
-        .unwrap();
-    let id: InstanceId = created.body["id"].as_str().unwrap().parse().unwrap();
     let env = ctx.env();
     let config = json!({
         "source": {"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password},
         "objects": {"databases": [{"name": ctx.mysql_database()}]},
     });
-    assert_eq!(
-        api.call(
-            Method::PUT,
-            &format!("/v1/instances/{id}/task"),
-            Some(config)
-        )
-        .await
-        .unwrap()
-        .status,
-        200
-    );
-    assert_eq!(
-        api.call(
-            Method::POST,
-            &format!("/v1/instances/{id}/task/start"),
-            None
-        )
-        .await
-        .unwrap()
-        .status,
-        200
-    );
+    let (id, _topic) = api.start_tracking_task("bench", config).await.unwrap();
+    let id: InstanceId = id.parse().unwrap();
     let (file, offset): (String, u64) = {
         let row: mysql_async::Row = db.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
         (row.get("File").unwrap(), row.get("Position").unwrap())

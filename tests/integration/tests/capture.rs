@@ -59,6 +59,26 @@ fn stack_source(ctx: &TestContext) -> Value {
     json!({"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password})
 }
 
+/// A throwaway MariaDB logging ROW changes with FULL row images and the given
+/// `binlog_row_metadata`, with the capture user.
+fn throwaway_server(ctx: &TestContext, row_metadata: &str) -> ferry_testkit::ThrowawayMariaDb {
+    ferry_testkit::ThrowawayMariaDb::start(
+        ctx.env(),
+        &[
+            "--log-bin=binlog",
+            "--binlog-format=ROW",
+            "--binlog-row-image=FULL",
+            &format!("--binlog-row-metadata={row_metadata}"),
+        ],
+    )
+    .unwrap()
+}
+
+/// A throwaway server as a task's source, as the capture user.
+fn throwaway_source(server: &ferry_testkit::ThrowawayMariaDb) -> Value {
+    json!({"engine": "mariadb", "host": "127.0.0.1", "port": server.port(), "username": "ferry_capture", "password": "capture-Secret1"})
+}
+
 /// A change-tracking task configured with `config`, started, and running on a worker of its
 /// own: its instance id, its topic and the worker.
 async fn running_task(
@@ -69,37 +89,8 @@ async fn running_task(
     String,
     (watch::Sender<bool>, tokio::task::JoinHandle<()>),
 ) {
-    let created = api
-        .call(
-            Method::POST,
-            "/v1/instances",
-            Some(json!({"name": "cdc", "mode": "tracking", "billing": {"type": "pay_as_you_go"}})),
-        )
-        .await
-        .unwrap();
-    let id: InstanceId = created.body["id"].as_str().unwrap().parse().unwrap();
-    let configured = api
-        .call(
-            Method::PUT,
-            &format!("/v1/instances/{id}/task"),
-            Some(config),
-        )
-        .await
-        .unwrap();
-    assert_eq!(configured.status, 200, "{}", configured.text);
-    let started = api
-        .call(
-            Method::POST,
-            &format!("/v1/instances/{id}/task/start"),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(started.status, 200, "{}", started.text);
-    let topic = started.body["task"]["delivery"]["topic"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (id, topic) = api.start_tracking_task("cdc", config).await.unwrap();
+    let id: InstanceId = id.parse().unwrap();
     let worker = start_worker(&api.state);
     eventually("the task to run", Duration::from_secs(30), || async {
         let t = api
@@ -251,16 +242,7 @@ async fn changes_reach_the_topic_exactly_once_in_commit_order_across_restarts() 
 async fn fails_after(setting: &str, change: &str) -> Value {
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
-    let server = ferry_testkit::ThrowawayMariaDb::start(
-        ctx.env(),
-        &[
-            "--log-bin=binlog",
-            "--binlog-format=ROW",
-            "--binlog-row-image=FULL",
-            "--binlog-row-metadata=FULL",
-        ],
-    )
-    .unwrap();
+    let server = throwaway_server(&ctx, "FULL");
     server
         .sql(
             "CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, note VARCHAR(10))",
@@ -271,7 +253,7 @@ async fn fails_after(setting: &str, change: &str) -> Value {
         .unwrap();
 
     let config = json!({
-        "source": {"engine": "mariadb", "host": "127.0.0.1", "port": server.port(), "username": "ferry_capture", "password": "capture-Secret1"},
+        "source": throwaway_source(&server),
         "objects": {"databases": [{"name": "shop"}]},
     });
     let (id, _topic, w) = running_task(&api, config).await;
@@ -510,21 +492,12 @@ async fn fails_on_restart_after(break_it: &[&str]) -> Value {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
-    let server = ferry_testkit::ThrowawayMariaDb::start(
-        ctx.env(),
-        &[
-            "--log-bin=binlog",
-            "--binlog-format=ROW",
-            "--binlog-row-image=FULL",
-            "--binlog-row-metadata=FULL",
-        ],
-    )
-    .unwrap();
+    let server = throwaway_server(&ctx, "FULL");
     server
         .sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY)")
         .unwrap();
     let config = json!({
-        "source": {"engine": "mariadb", "host": "127.0.0.1", "port": server.port(), "username": "ferry_capture", "password": "capture-Secret1"},
+        "source": throwaway_source(&server),
         "objects": {"databases": [{"name": "shop"}]},
     });
     let (id, _topic, w) = running_task(&api, config).await;
@@ -608,21 +581,12 @@ async fn revoked_replication_privileges_fail_the_task_with_a_hint() {
 async fn ddl_mid_stream_decodes_before_and_after_from_the_schema_history() {
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
-    let server = ferry_testkit::ThrowawayMariaDb::start(
-        ctx.env(),
-        &[
-            "--log-bin=binlog",
-            "--binlog-format=ROW",
-            "--binlog-row-image=FULL",
-            "--binlog-row-metadata=MINIMAL",
-        ],
-    )
-    .unwrap();
+    let server = throwaway_server(&ctx, "MINIMAL");
     server
         .sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT UNSIGNED PRIMARY KEY, note VARCHAR(10), state ENUM('new','paid'))")
         .unwrap();
     let config = json!({
-        "source": {"engine": "mariadb", "host": "127.0.0.1", "port": server.port(), "username": "ferry_capture", "password": "capture-Secret1"},
+        "source": throwaway_source(&server),
         "objects": {"databases": [{"name": "shop"}], "operations": ["insert", "update", "delete", "ddl"]},
     });
     let (id, topic, w) = running_task(&api, config).await;

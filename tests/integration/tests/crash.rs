@@ -35,42 +35,12 @@ async fn a_worker_killed_mid_stream_loses_and_duplicates_nothing() {
         .unwrap();
 
     let env = ctx.env();
-    let created = api
-        .call(
-            Method::POST,
-            "/v1/instances",
-            Some(
-                json!({"name": "crash", "mode": "tracking", "billing": {"type": "pay_as_you_go"}}),
-            ),
-        )
-        .await
-        .unwrap();
-    let id: InstanceId = created.body["id"].as_str().unwrap().parse().unwrap();
     let config = json!({
         "source": {"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password},
         "objects": {"databases": [{"name": ctx.mysql_database(), "tables": [{"name": "events"}]}]},
     });
-    let put = api
-        .call(
-            Method::PUT,
-            &format!("/v1/instances/{id}/task"),
-            Some(config),
-        )
-        .await
-        .unwrap();
-    assert_eq!(put.status, 200, "{}", put.text);
-    let started = api
-        .call(
-            Method::POST,
-            &format!("/v1/instances/{id}/task/start"),
-            None,
-        )
-        .await
-        .unwrap();
-    let topic = started.body["task"]["delivery"]["topic"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (id, topic) = api.start_tracking_task("crash", config).await.unwrap();
+    let id: InstanceId = id.parse().unwrap();
 
     let first = ctx.worker_process(3).unwrap();
     eventually("the task to run", Duration::from_secs(60), || async {

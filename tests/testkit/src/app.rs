@@ -51,6 +51,51 @@ impl TestApi {
         self.raw(req.body(body)?).await
     }
 
+    /// Creates a change-tracking instance named `name`, configures its task with `config` and
+    /// starts it (no worker runs it yet): the instance id and the task's topic.
+    pub async fn start_tracking_task(&self, name: &str, config: Value) -> Result<(String, String)> {
+        let created = self
+            .call(
+                Method::POST,
+                "/v1/instances",
+                Some(serde_json::json!({"name": name, "mode": "tracking", "billing": {"type": "pay_as_you_go"}})),
+            )
+            .await?;
+        let id = created.body["id"]
+            .as_str()
+            .with_context(|| format!("creating the instance: {}", created.text))?
+            .to_owned();
+        let configured = self
+            .call(
+                Method::PUT,
+                &format!("/v1/instances/{id}/task"),
+                Some(config),
+            )
+            .await?;
+        anyhow::ensure!(
+            configured.status == StatusCode::OK,
+            "configuring the task: {}",
+            configured.text
+        );
+        let started = self
+            .call(
+                Method::POST,
+                &format!("/v1/instances/{id}/task/start"),
+                None,
+            )
+            .await?;
+        anyhow::ensure!(
+            started.status == StatusCode::OK,
+            "starting the task: {}",
+            started.text
+        );
+        let topic = started.body["task"]["delivery"]["topic"]
+            .as_str()
+            .with_context(|| format!("the started task names no topic: {}", started.text))?
+            .to_owned();
+        Ok((id, topic))
+    }
+
     /// Sends any request, for bodies that are not JSON on purpose.
     pub async fn raw(&self, req: Request<Body>) -> Result<Answer> {
         let resp = self.router.clone().oneshot(req).await?;
