@@ -4,6 +4,10 @@
 //! Passwords are checked against the rules, hashed with argon2id (OWASP's parameters:
 //! 19 MiB, 2 passes, 1 lane) on a blocking thread, and only the hash is stored. Changing a
 //! password needs the old one.
+//!
+//! The list reads each group's progress from the broker (committed offsets, watermarks and the
+//! records' source times; see `ferry_kafka::groups`). Deleting a group deletes its committed
+//! offsets on the broker first, and refuses while consumers are connected.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString};
@@ -22,7 +26,7 @@ use ferry_domain::consumer_group::{
 };
 use ferry_domain::id::{ConsumerGroupId, InstanceId};
 use ferry_domain::instance::{InstanceStatus, Mode};
-use ferry_store::CleanupRequest;
+use ferry_kafka::groups::{DeleteGroupError, delete_group, group_progress};
 use serde::Deserialize;
 
 /// The routes of this function.
@@ -147,9 +151,32 @@ async fn list(
 ) -> ApiResult<Json<GroupList>> {
     load_instance(&state, &id).await?;
     let groups = state.store().list_groups(&id).await?;
-    Ok(Json(GroupList {
-        consumer_groups: groups.iter().map(|g| GroupView::new(&g.value)).collect(),
-    }))
+    let topic = state.topic_for(&id);
+    let bootstrap = &state.settings().kafka_bootstrap;
+    // Each group's progress is read from the broker, all groups at once.
+    let progress = futures::future::join_all(
+        groups
+            .iter()
+            .map(|g| group_progress(bootstrap, &topic, g.value.id().as_str())),
+    )
+    .await;
+    let consumer_groups = groups
+        .iter()
+        .zip(progress)
+        .map(|(g, p)| {
+            let mut view = GroupView::new(&g.value);
+            match p {
+                Ok(Some(p)) => view.progress = serde_json::to_value(p).ok(),
+                Ok(None) => view.progress = Some(serde_json::Value::Null),
+                Err(e) => {
+                    tracing::warn!(group = %g.value.id(), error = %e, "reading a group's progress failed");
+                    view.progress_error = Some(format!("the broker did not answer: {e}"));
+                }
+            }
+            view
+        })
+        .collect();
+    Ok(Json(GroupList { consumer_groups }))
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,16 +224,27 @@ async fn remove(
         .get_group(&id, &gid)
         .await?
         .ok_or_else(|| ApiError::not_found("consumer group", gid.as_str()))?;
+    // Its committed offsets go first: if the broker refuses, the group stays as it was.
+    match delete_group(&state.settings().kafka_bootstrap, gid.as_str()).await {
+        Ok(()) => {}
+        Err(DeleteGroupError::InUse) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "group_in_use",
+                "the consumer group still has consumers connected",
+            )
+            .hint("stop (close) the group's consumers, wait for their session timeout, then delete again"));
+        }
+        Err(DeleteGroupError::Broker(e)) => {
+            tracing::warn!(group = %gid, error = %e, "deleting a group's offsets failed");
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker_unavailable",
+                format!("the broker did not delete the group's offsets: {e}"),
+            )
+            .hint("retry; nothing was deleted"));
+        }
+    }
     state.store().delete_group(&group.value).await?;
-    // Its committed offsets live on the broker: the workers delete them.
-    state
-        .store()
-        .request_cleanup(&CleanupRequest {
-            instance_id: id,
-            topic: None,
-            groups: vec![gid.to_string()],
-            requested_at: state.now(),
-        })
-        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

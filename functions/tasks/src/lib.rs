@@ -1,5 +1,11 @@
 //! Tasks: `PUT/GET /v1/instances/{id}/task`, `POST …/task/precheck`, `POST …/task/start`,
-//! `POST …/task/stop`, `PUT …/task/objects`.
+//! `POST …/task/stop`, `PUT …/task/objects`, `GET …/task/metrics`.
+//!
+//! # Reselecting objects
+//!
+//! `PUT …/task/objects` stores the new selection under a new configuration version. A running
+//! task's worker switches at the next transaction boundary without restarting, and records the
+//! switch with its binlog position (`objects_applied` in `GET …/task`).
 //!
 //! # Passwords
 //!
@@ -22,6 +28,7 @@ use ferry_domain::InvalidInput;
 use ferry_domain::endpoint::{Endpoint, EndpointParts, Engine, Role, SecretRef, TlsMode};
 use ferry_domain::id::InstanceId;
 use ferry_domain::instance::{Instance, InstanceStatus};
+use ferry_domain::metrics::TaskMetrics;
 use ferry_domain::selection::ObjectSelection;
 use ferry_domain::task::{TaskEvent, TaskState};
 use ferry_domain::task_config::{Delivery, TaskConfig};
@@ -40,6 +47,11 @@ pub fn routes() -> Vec<Route> {
             post(precheck),
         ),
         Route::new(Method::POST, "/v1/instances/{id}/task/start", post(start)),
+        Route::new(
+            Method::GET,
+            "/v1/instances/{id}/task/metrics",
+            get(metrics),
+        ),
         Route::new(Method::POST, "/v1/instances/{id}/task/stop", post(stop)),
         Route::new(
             Method::PUT,
@@ -289,7 +301,43 @@ async fn describe(
             "written_at": c.written_at,
         })
     });
+    let history = state.store().selection_history(&id).await?;
+    view.objects_applied = history
+        .iter()
+        .max_by(|a, b| {
+            a.position
+                .cmp_file_offset(&b.position)
+                .then(a.config_version.cmp(&b.config_version))
+        })
+        .map(|c| {
+            json!({
+                "config_version": c.config_version,
+                "position": c.position.to_string(),
+                "applied_at": c.applied_at,
+            })
+        });
     Ok(Json(view))
+}
+
+/// `GET …/task/metrics`: rates, source delay and the last hour per minute, as the task's
+/// workers reported them (see `ferry_domain::metrics`).
+async fn metrics(
+    State(state): State<AppState>,
+    InstancePath(id): InstancePath,
+) -> ApiResult<Json<serde_json::Value>> {
+    load_instance(&state, &id).await?;
+    let task = load_task(&state, &id).await?;
+    let now = state.now();
+    let minutes = state.store().recent_metrics(&id, now).await?;
+    let metrics = TaskMetrics::at(minutes, now);
+    let mut body = serde_json::to_value(&metrics).map_err(|e| ApiError::internal(&e))?;
+    if let Some(map) = body.as_object_mut() {
+        map.insert(
+            "state".into(),
+            json!(task.value.task.state().kind().as_str()),
+        );
+    }
+    Ok(Json(body))
 }
 
 fn configured(task: &Versioned<TaskRecord>) -> ApiResult<&TaskConfig> {

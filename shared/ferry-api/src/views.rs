@@ -73,6 +73,11 @@ pub struct TaskView {
     pub checkpoint: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliveryView>,
+    /// The last switch of the objects a worker made (`GET …/task` only): the configuration
+    /// version, and the binlog position from which it applies. A `config_version` above it
+    /// is a reselection the worker has not reached yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects_applied: Option<serde_json::Value>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
 }
@@ -93,6 +98,7 @@ impl TaskView {
             config_version: r.config_version,
             checkpoint: None,
             delivery,
+            objects_applied: None,
             updated_at: r.updated_at,
             version: t.version,
         }
@@ -113,6 +119,13 @@ pub struct GroupView {
     pub name: String,
     pub username: String,
     pub created_at: DateTime<Utc>,
+    /// How far the group has read the task's topic (list only; see `ferry_kafka::groups`):
+    /// `null` before the task created its topic.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<serde_json::Value>,
+    /// Why the progress could not be read (the broker did not answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress_error: Option<String>,
 }
 
 impl GroupView {
@@ -123,6 +136,8 @@ impl GroupView {
             name: g.name().as_str().to_owned(),
             username: g.username().as_str().to_owned(),
             created_at: g.created_at(),
+            progress: None,
+            progress_error: None,
         }
     }
 }

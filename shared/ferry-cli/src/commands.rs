@@ -100,6 +100,15 @@ pub(crate) enum TaskCmd {
         #[arg(long)]
         file: String,
     },
+    /// Show RPS, BPS, source delay and the last hour per minute; --watch refreshes every
+    /// --interval seconds until interrupted.
+    Metrics {
+        id: String,
+        #[arg(long)]
+        watch: bool,
+        #[arg(long, default_value_t = 5)]
+        interval: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -253,15 +262,73 @@ fn group_rows(list: &[Value]) {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|g| {
+            let p = &g["progress"];
+            let progress = |field: &str| match g.get("progress_error") {
+                Some(_) => "?".to_owned(),
+                None => cell(&p[field]),
+            };
+            let committed: Vec<String> = p["partitions"]
+                .as_array()
+                .map(|ps| ps.iter().map(|x| cell(&x["committed_offset"])).collect())
+                .unwrap_or_default();
             vec![
                 cell(&g["id"]),
                 cell(&g["name"]),
                 cell(&g["username"]),
-                cell(&g["created_at"]),
+                if committed.is_empty() {
+                    "-".into()
+                } else {
+                    committed.join(",")
+                },
+                progress("consumption_checkpoint"),
+                progress("delay_seconds"),
+                progress("unconsumed"),
             ]
         })
         .collect();
-    table(&["id", "name", "username", "created"], &rows);
+    table(
+        &[
+            "id",
+            "name",
+            "username",
+            "committed",
+            "consumed until",
+            "delay s",
+            "unconsumed",
+        ],
+        &rows,
+    );
+}
+
+fn metrics_human(m: &Value) {
+    let rate = |v: &Value| v.as_f64().map_or("-".into(), |x| format!("{x:.1}"));
+    println!("state         {}", cell(&m["state"]));
+    println!("rps           {}", rate(&m["rps"]));
+    println!("bps           {}", rate(&m["bps"]));
+    println!("source delay  {} s", rate(&m["source_delay_seconds"]));
+    println!("reported at   {}", cell(&m["reported_at"]));
+    let rows: Vec<Vec<String>> = m["history"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .rev()
+                .take(10)
+                .map(|p| {
+                    vec![
+                        cell(&p["minute"]),
+                        cell(&p["rows"]),
+                        rate(&p["rps"]),
+                        rate(&p["bps"]),
+                        rate(&p["max_delay_seconds"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !rows.is_empty() {
+        println!();
+        table(&["minute", "rows", "rps", "bps", "max delay s"], &rows);
+    }
 }
 
 pub(crate) async fn instance(api: &Api, json_out: bool, cmd: InstanceCmd) -> Result<()> {
@@ -436,6 +503,23 @@ pub(crate) async fn task(api: &Api, json_out: bool, cmd: TaskCmd) -> Result<()> 
             };
             tail(topic, bootstrap, count, wait, json_out).await?;
         }
+        TaskCmd::Metrics {
+            id,
+            watch,
+            interval,
+        } => loop {
+            let v = api
+                .call(Method::GET, &format!("/v1/instances/{id}/task/metrics"), None)
+                .await?;
+            print(json_out, &v, metrics_human);
+            if !watch {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(interval.max(1))).await;
+            if !json_out {
+                println!();
+            }
+        },
         TaskCmd::Objects { id, file } => {
             let v = api
                 .call(

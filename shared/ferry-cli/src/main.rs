@@ -50,7 +50,7 @@ enum Command {
     Serve(serve::Args),
     /// Run a capture worker: claims running tasks through leases and streams their binlog to
     /// Kafka until interrupted (SIGINT/SIGTERM), then checkpoints and releases its leases.
-    Worker,
+    Worker(WorkerArgs),
     /// Run the sweeper once, as its EventBridge schedule does in AWS: expire and release
     /// subscription instances due at --time (RFC 3339; now when absent).
     Sweep {
@@ -60,6 +60,13 @@ enum Command {
     /// Check that the source database, PostgreSQL, Kafka and the AWS endpoint answer, and that
     /// the source's binlog is set up for capture.
     Doctor(doctor::Args),
+}
+
+#[derive(Debug, clap::Args)]
+struct WorkerArgs {
+    /// Where to serve Prometheus metrics (`GET /metrics`); loopback by default.
+    #[arg(long, env = "FERRY_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    metrics_addr: std::net::SocketAddr,
 }
 
 #[tokio::main]
@@ -79,7 +86,7 @@ async fn main() -> ExitCode {
             serve::run(args).await
         }
         Command::Sweep { time } => sweep(time).await,
-        Command::Worker => {
+        Command::Worker(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
@@ -87,7 +94,7 @@ async fn main() -> ExitCode {
                 )
                 .with_writer(std::io::stderr)
                 .init();
-            worker().await
+            worker(args).await
         }
         Command::Instance(c) => commands::instance(&api, cli.json, c).await,
         Command::Task(c) => commands::task(&api, cli.json, c).await,
@@ -112,10 +119,21 @@ async fn sweep(time: Option<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn worker() -> anyhow::Result<()> {
+async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
     let state = ferry_api::AppState::from_env().await?;
     let id = ferry_domain::id::WorkerId::generate();
-    eprintln!("ferry worker {id}");
+    let settings = ferry_worker::WorkerSettings::from_env(id.clone()).map_err(|e| anyhow::anyhow!(e))?;
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("serving metrics on {} (set FERRY_METRICS_ADDR to a free address)", args.metrics_addr))?;
+    let metrics = settings.metrics.router();
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, metrics).await {
+            tracing::error!(error = %e, "the metrics endpoint stopped");
+        }
+    });
+    eprintln!("ferry worker {id}, metrics on http://{}/metrics", args.metrics_addr);
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut term =
@@ -126,7 +144,6 @@ async fn worker() -> anyhow::Result<()> {
         }
         let _ = tx.send(true);
     });
-    let settings = ferry_worker::WorkerSettings::from_env(id).map_err(|e| anyhow::anyhow!(e))?;
     ferry_worker::Worker::new(state, settings).run(rx).await;
     Ok(())
 }

@@ -13,7 +13,9 @@
 //! - [`position`] and [`gtid`]: binlog positions (file + offset + GTID set) in MariaDB's and
 //!   MySQL's forms, printable, parseable and comparable.
 //! - [`precheck`]: precheck items and reports.
+//! - [`metrics`]: task metrics (rates, source delay, per-minute history).
 //! - [`schema`]: the schema history: table definitions at binlog positions.
+//! - [`reselect`]: the selection history: which objects were selected from which position.
 //! - [`change`] and [`value`]: the change event model, with exact typed column values.
 //!
 //! Everything that can be wrong in input is an [`InvalidInput`], which names the field, says
@@ -25,8 +27,10 @@ pub mod endpoint;
 pub mod gtid;
 pub mod id;
 pub mod instance;
+pub mod metrics;
 pub mod position;
 pub mod precheck;
+pub mod reselect;
 pub mod schema;
 pub mod selection;
 pub mod task;

@@ -1,9 +1,10 @@
 //! Kafka: how change events become records ([`encode`]), and how records reach a task's topic
 //! ([`sink`]): topic creation, the idempotent producer with backpressure, and reading the
-//! topic's tail after a restart.
+//! topic's tail after a restart; consumer groups' progress and deletion ([`groups`]).
 
 pub mod avro;
 pub mod encode;
+pub mod groups;
 pub mod sink;
 
 /// Header holding a record's idempotency key (`ChangeEvent::idempotency_key`).

@@ -151,8 +151,14 @@ impl Sink {
         partition_for(record.key.as_deref(), self.partitions)
     }
 
-    /// Queues a record to its partition, waiting while the queue is full.
-    pub async fn send(&self, record: &Record) -> Result<DeliveryFuture, SinkError> {
+    /// Queues a record to its partition, waiting while the queue is full. The record's Kafka
+    /// timestamp is `timestamp_ms`, the change's source time (so a consumer starting from a
+    /// time, and offsets for times, mean the source's clock).
+    pub async fn send(
+        &self,
+        record: &Record,
+        timestamp_ms: i64,
+    ) -> Result<DeliveryFuture, SinkError> {
         let partition = self.partition_of(record);
         loop {
             let headers = OwnedHeaders::new()
@@ -167,6 +173,7 @@ impl Sink {
             let mut r = FutureRecord::to(&self.topic)
                 .payload(&record.payload)
                 .partition(partition)
+                .timestamp(timestamp_ms)
                 .headers(headers);
             if let Some(k) = &record.key {
                 r = r.key(k);

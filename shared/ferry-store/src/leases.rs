@@ -228,7 +228,7 @@ impl Store {
 
     /// Deletes the task's progress (checkpoint and schema history), for reset.
     pub async fn delete_progress(&self, instance: &InstanceId) -> Result<(), StoreError> {
-        self.delete_schema_history(instance).await?;
+        self.delete_histories(instance).await?;
         self.client
             .delete_item()
             .table_name(&self.table)

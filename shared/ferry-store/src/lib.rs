@@ -18,8 +18,9 @@ mod instances;
 mod item;
 mod keys;
 mod leases;
+mod metrics;
 mod page;
-mod schema;
+mod history;
 mod table;
 mod tasks;
 
@@ -29,6 +30,7 @@ pub use cleanup::CleanupRequest;
 pub use groups::GroupRecord;
 pub use instances::{CLIENT_TOKEN_TTL, CreateOutcome};
 pub use leases::{Checkpoint, CheckpointOutcome, Lease};
+pub use metrics::MetricsReport;
 pub use page::{Page, PageToken};
 pub use tasks::TaskRecord;
 

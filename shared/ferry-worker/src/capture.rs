@@ -24,6 +24,7 @@
 //! the lease and retries with backoff.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -34,8 +35,9 @@ use ferry_api::lifecycle::transition;
 use ferry_domain::change::{ChangeEvent, ChangeKind, TransactionRef};
 use ferry_domain::id::{InstanceId, WorkerId};
 use ferry_domain::position::{BinlogFile, Position};
+use ferry_domain::reselect::{SelectionChange, SelectionPlan};
 use ferry_domain::schema::SchemaCatalog;
-use ferry_domain::selection::OperationKind;
+use ferry_domain::selection::{ObjectSelection, OperationKind};
 use ferry_domain::task::{Stage, TaskEvent, TaskState};
 use ferry_domain::task_config::{Partitioning, TaskConfig};
 use ferry_kafka::encode::encode;
@@ -46,6 +48,8 @@ use ferry_store::{Checkpoint, CheckpointOutcome, StoreError};
 use mysql_async::prelude::Queryable;
 use tokio::sync::watch;
 
+use crate::metrics::{TaskMeter, WorkerMetrics};
+
 /// How the loop behaves.
 #[derive(Debug, Clone)]
 pub struct CaptureSettings {
@@ -53,6 +57,9 @@ pub struct CaptureSettings {
     pub lease_ttl: Duration,
     /// How often the source sends a heartbeat when idle.
     pub heartbeat: Duration,
+    /// The worker's metrics, and how often a loop adds its counts to the store.
+    pub metrics: Arc<WorkerMetrics>,
+    pub metrics_every: Duration,
 }
 
 /// Why the loop stopped.
@@ -303,6 +310,130 @@ fn read_ahead(
     (rx, AbortOnDrop(task))
 }
 
+/// Opens the binlog at `at`, decoding with `catalog` for `objects`.
+async fn open_reader(
+    params: &ConnectParams,
+    instance: &InstanceId,
+    at: &Position,
+    catalog: SchemaCatalog,
+    objects: &ObjectSelection,
+    heartbeat: Duration,
+) -> Result<BinlogReader, CaptureError> {
+    let start = Start::File {
+        file: at.file().clone(),
+        offset: at.offset(),
+    };
+    Ok(
+        BinlogReader::start(params, replica_server_id(instance), start, heartbeat)
+            .await?
+            .with_schema(catalog, objects.clone()),
+    )
+}
+
+/// Whether two configurations differ in nothing but their objects.
+fn only_objects_differ(a: &TaskConfig, b: &TaskConfig) -> bool {
+    let mut a = a.clone();
+    a.objects = b.objects.clone();
+    a == *b
+}
+
+/// The objects the loop carries, and where they switch (see `ferry_domain::reselect`).
+struct Objects {
+    current: ObjectSelection,
+    /// Switches recorded after the resume position, oldest first: made again exactly there.
+    later: VecDeque<SelectionChange>,
+    /// A reselection not yet in effect: (configuration version, objects).
+    pending: Option<(u64, ObjectSelection)>,
+    /// New switches are made only after this position: up to it the topic already holds what
+    /// the loop produced before a restart, and re-read records there are skipped, so a table
+    /// added before it would miss them.
+    not_before: Option<Position>,
+}
+
+impl Objects {
+    /// The selection at `at` from the task's history, recording `objects` as in effect there
+    /// when the history has nothing yet (a first start); a newer `version` than the history
+    /// knows is a pending switch.
+    async fn resume<'p>(
+        state: &AppState,
+        instance: &InstanceId,
+        at: &Position,
+        version: u64,
+        objects: &ObjectSelection,
+        tails: impl Iterator<Item = &'p Position>,
+    ) -> Result<Self, CaptureError> {
+        let history = state.store().selection_history(instance).await?;
+        let plan = SelectionPlan::at(&history, at);
+        let newest = plan.newest_version();
+        let current = match plan.current {
+            Some(c) => c.objects,
+            None => {
+                let first = SelectionChange {
+                    position: at.clone(),
+                    config_version: version,
+                    objects: objects.clone(),
+                    applied_at: Utc::now(),
+                };
+                state.store().put_selection_change(instance, &first).await?;
+                first.objects
+            }
+        };
+        let pending = newest
+            .is_some_and(|n| n < version)
+            .then(|| (version, objects.clone()));
+        let not_before = tails.fold(None::<Position>, |max, p| match max {
+            Some(m) if m.cmp_file_offset(p) != std::cmp::Ordering::Less => Some(m),
+            _ => Some(p.clone()),
+        });
+        Ok(Self {
+            current,
+            later: plan.later.into(),
+            pending,
+            not_before,
+        })
+    }
+
+    /// The switch due at the transaction boundary `at`, recorded before it is returned: a
+    /// recorded one at or before `at`, else a pending one once past `not_before`.
+    async fn due(
+        &mut self,
+        state: &AppState,
+        instance: &InstanceId,
+        at: &Position,
+    ) -> Result<Option<SelectionChange>, CaptureError> {
+        use std::cmp::Ordering;
+        if let Some(next) = self.later.front()
+            && next.position.cmp_file_offset(at) != Ordering::Greater
+        {
+            let change = self.later.pop_front();
+            if let Some(c) = &change {
+                self.current = c.objects.clone();
+            }
+            return Ok(change);
+        }
+        if !self.later.is_empty()
+            || self
+                .not_before
+                .as_ref()
+                .is_some_and(|nb| at.cmp_file_offset(nb) != Ordering::Greater)
+        {
+            return Ok(None);
+        }
+        let Some((version, objects)) = self.pending.take() else {
+            return Ok(None);
+        };
+        let change = SelectionChange {
+            position: at.clone(),
+            config_version: version,
+            objects,
+            applied_at: Utc::now(),
+        };
+        state.store().put_selection_change(instance, &change).await?;
+        self.current = change.objects.clone();
+        Ok(Some(change))
+    }
+}
+
 /// Runs the capture loop of `instance`'s task while this worker holds its lease (`token`), until
 /// `stop` turns true, the task is no longer wanted running, or an error.
 pub async fn capture_task(
@@ -323,7 +454,7 @@ pub async fn capture_task(
         .clone()
         .ok_or_else(|| transient("the task has no configuration"))?;
     let config_version = task.value.config_version;
-    let fence = Fence {
+    let mut fence = Fence {
         instance: instance.clone(),
         token,
         config_version,
@@ -387,24 +518,44 @@ pub async fn capture_task(
     }
     tracing::info!(instance = %instance, position = %checkpoint.position, skip = ?skip_until, "capture starting");
 
-    let start = Start::File {
-        file: checkpoint.position.file().clone(),
-        offset: checkpoint.position.offset(),
-    };
-    let reader = BinlogReader::start(
-        &params,
-        replica_server_id(instance),
-        start,
-        settings.heartbeat,
+    // The selection in effect at the checkpoint, and the switches recorded after it.
+    let mut config = config;
+    let mut objects = Objects::resume(
+        state,
+        instance,
+        &checkpoint.position,
+        config_version,
+        &config.objects,
+        skip_until.iter().flatten().map(|t| &t.position),
     )
-    .await?
-    .with_schema(catalog, config.objects.clone());
-    let (mut events, _reading) = read_ahead(reader);
+    .await?;
+    config.objects = objects.current.clone();
+
+    let (mut events, mut reading) = read_ahead(
+        open_reader(
+            &params,
+            instance,
+            &checkpoint.position,
+            catalog,
+            &config.objects,
+            settings.heartbeat,
+        )
+        .await?,
+    );
+    let meter = Arc::new(settings.metrics.task(instance));
+    let (reported, report_done) = watch::channel(false);
+    let reporter = AbortOnDrop(tokio::spawn(Arc::clone(&meter).report(
+        state.clone(),
+        instance.clone(),
+        settings.metrics_every,
+        report_done,
+    )));
     let format = config.delivery.format;
     let mut txid = String::new();
     let mut index: u32 = 0;
     let mut total_order: u64 = 0;
     let mut out = Out {
+        meter: &meter,
         sink: &sink,
         format,
         topic: &topic,
@@ -454,9 +605,20 @@ pub async fn capture_task(
             if !current.value.task.state().wants_worker() {
                 break;
             }
-            if current.value.config_version != fence.config_version && !in_transaction {
-                config_changed = true;
-                break;
+            if current.value.config_version != fence.config_version {
+                match current.value.config.as_ref() {
+                    // Only the objects changed: switched at the next transaction boundary,
+                    // without a restart. Checkpoints from now on belong to the new version.
+                    Some(next) if only_objects_differ(next, &config) => {
+                        fence.config_version = current.value.config_version;
+                        objects.pending = Some((fence.config_version, next.objects.clone()));
+                    }
+                    _ if !in_transaction => {
+                        config_changed = true;
+                        break;
+                    }
+                    _ => {}
+                }
             }
             check_at = tokio::time::Instant::now() + CHECK_EVERY;
         }
@@ -474,6 +636,14 @@ pub async fn capture_task(
         let Some(event) = next.transpose()?.flatten() else {
             return Err(transient("the source closed the binlog stream"));
         };
+        match &event.event {
+            SourceEvent::Heartbeat => meter.caught_up(),
+            SourceEvent::Rows(changes) => {
+                meter.read_rows(changes.len());
+                meter.event_at(event.timestamp.timestamp_millis());
+            }
+            _ => meter.event_at(event.timestamp.timestamp_millis()),
+        }
         match event.event {
             SourceEvent::Begin { gtid } => {
                 txid = gtid.unwrap_or_else(|| event.position.to_string());
@@ -599,6 +769,21 @@ pub async fn capture_task(
                 idle = true;
             }
         }
+        // At a transaction boundary: switch the objects if a switch is due here.
+        if !in_transaction && let Some(change) = objects.due(state, instance, &event.position).await? {
+            tracing::info!(instance = %instance, position = %change.position, version = change.config_version, "objects switched");
+            let history = store.schema_history(instance).await?;
+            let catalog = SchemaCatalog::at(&history, &change.position).ok_or_else(|| {
+                transient("the schema history has no snapshot before the switch")
+            })?;
+            config.objects = change.objects;
+            // Events read ahead were decoded for the old selection: read again from here.
+            drop(reading);
+            (events, reading) = read_ahead(
+                open_reader(&params, instance, &change.position, catalog, &config.objects, settings.heartbeat)
+                    .await?,
+            );
+        }
         // Bounded memory: never more than MAX_PENDING records awaiting acknowledgement; past
         // that, wait for the oldest half while the broker keeps receiving the rest.
         out.window.reap()?;
@@ -612,6 +797,7 @@ pub async fn capture_task(
             && let Some((position, time)) = uncheckpointed.take()
         {
             write_checkpoint(state, &fence, &position, time, &out.last_key).await?;
+            meter.checkpointed();
             checkpointed_at = tokio::time::Instant::now();
         }
         idle = false;
@@ -630,6 +816,10 @@ pub async fn capture_task(
         write_checkpoint(state, &fence, &position, time, &out.last_key).await?;
     }
     sink.flush(Duration::from_secs(30))?;
+    // The counts since the last report go to the store before the loop ends.
+    let _ = reported.send(true);
+    let mut reporter = reporter;
+    let _ = (&mut reporter.0).await;
     if config_changed {
         Err(CaptureError::ConfigChanged)
     } else {
@@ -639,6 +829,7 @@ pub async fn capture_task(
 
 /// Where the loop's records go, and what it knows about what is already there.
 struct Out<'a> {
+    meter: &'a TaskMeter,
     sink: &'a Sink,
     format: ferry_domain::task_config::Format,
     topic: &'a str,
@@ -675,7 +866,13 @@ impl Out<'_> {
             }
             *slot = None;
         }
-        self.window.push(self.sink.send(&record).await?);
+        self.window.push(
+            self.sink
+                .send(&record, event.timestamp.timestamp_millis())
+                .await?,
+        );
+        self.meter
+            .delivered(record.payload.len(), matches!(event.kind, ChangeKind::Row(_)));
         self.last_key = Some(event.idempotency_key());
         Ok(())
     }

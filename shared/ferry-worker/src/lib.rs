@@ -2,6 +2,7 @@
 //! in DynamoDB ([`worker`]) and runs each task's capture loop ([`capture`]).
 
 pub mod capture;
+pub mod metrics;
 pub mod worker;
 
 pub use capture::{CaptureError, CaptureSettings, capture_task};

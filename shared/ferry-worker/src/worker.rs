@@ -12,6 +12,7 @@
 //! can take over at once.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -24,6 +25,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::capture::{CaptureError, CaptureSettings, capture_task};
+use crate::metrics::WorkerMetrics;
 
 /// How a worker behaves.
 #[derive(Debug, Clone)]
@@ -32,6 +34,9 @@ pub struct WorkerSettings {
     pub poll: Duration,
     pub lease_ttl: Duration,
     pub heartbeat: Duration,
+    /// How often each loop adds its counts to the task's minute in the store.
+    pub metrics_every: Duration,
+    pub metrics: Arc<WorkerMetrics>,
 }
 
 impl WorkerSettings {
@@ -41,6 +46,8 @@ impl WorkerSettings {
             poll: Duration::from_secs(2),
             lease_ttl: Duration::from_secs(30),
             heartbeat: Duration::from_secs(1),
+            metrics_every: Duration::from_secs(10),
+            metrics: Arc::default(),
         }
     }
 
@@ -51,6 +58,7 @@ impl WorkerSettings {
     /// | `FERRY_WORKER_POLL_MS` | how often the worker looks for tasks to claim | 2000 |
     /// | `FERRY_LEASE_TTL_SECS` | how long a dead worker's tasks wait before another takes them over | 30 |
     /// | `FERRY_HEARTBEAT_MS` | how often an idle source sends a heartbeat | 1000 |
+    /// | `FERRY_METRICS_REPORT_MS` | how often a task's counts go to the store (the API's metrics) | 10000 |
     pub fn from_env(id: WorkerId) -> Result<Self, String> {
         let read = |name: &str, default: u64, min: u64, max: u64| -> Result<u64, String> {
             match std::env::var(name) {
@@ -68,6 +76,13 @@ impl WorkerSettings {
             poll: Duration::from_millis(read("FERRY_WORKER_POLL_MS", 2000, 50, 600_000)?),
             lease_ttl: Duration::from_secs(read("FERRY_LEASE_TTL_SECS", 30, 2, 3600)?),
             heartbeat: Duration::from_millis(read("FERRY_HEARTBEAT_MS", 1000, 100, 60_000)?),
+            metrics_every: Duration::from_millis(read(
+                "FERRY_METRICS_REPORT_MS",
+                10_000,
+                500,
+                60_000,
+            )?),
+            metrics: Arc::default(),
         })
     }
 }
@@ -209,6 +224,8 @@ impl Worker {
             worker: self.settings.id.clone(),
             lease_ttl: self.settings.lease_ttl,
             heartbeat: self.settings.heartbeat,
+            metrics: Arc::clone(&self.settings.metrics),
+            metrics_every: self.settings.metrics_every,
         };
         let worker = self.settings.id.clone();
         // The loop's task answers whether it ended in a transient failure (for the backoff).

@@ -228,6 +228,8 @@ async fn main() {
         worker: worker.clone(),
         lease_ttl: Duration::from_secs(60),
         heartbeat: Duration::from_secs(1),
+        metrics: std::sync::Arc::default(),
+        metrics_every: Duration::from_secs(10),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (wall0, cpu0) = (Instant::now(), cpu_seconds());

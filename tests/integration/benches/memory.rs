@@ -170,6 +170,8 @@ async fn run_capture(
         worker,
         lease_ttl: Duration::from_secs(600),
         heartbeat: Duration::from_secs(1),
+        metrics: std::sync::Arc::default(),
+        metrics_every: Duration::from_secs(10),
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let before = rss_mib();

@@ -22,6 +22,8 @@ fn start_worker(state: &AppState) -> (watch::Sender<bool>, tokio::task::JoinHand
         poll: Duration::from_millis(200),
         lease_ttl: Duration::from_secs(10),
         heartbeat: Duration::from_millis(300),
+        metrics_every: Duration::from_secs(1),
+        metrics: std::sync::Arc::default(),
     };
     let (tx, rx) = watch::channel(false);
     let worker = Worker::new(state.clone(), settings);

@@ -13,11 +13,17 @@ use crate::TestContext;
 #[derive(Debug)]
 pub struct WorkerProcess {
     child: Child,
+    metrics_addr: std::net::SocketAddr,
 }
 
 impl WorkerProcess {
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Where the process serves Prometheus metrics (`/metrics`).
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.metrics_addr)
     }
 
     /// Kills the process with SIGKILL and reaps it.
@@ -67,6 +73,8 @@ impl TestContext {
             uuid::Uuid::new_v4().simple()
         ));
         let log = std::fs::File::create(&log_path)?;
+        // A free loopback port for the metrics endpoint (released just before the worker binds).
+        let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let child = Command::new(ferry_binary()?)
             .arg("worker")
             .env("FERRY_TABLE", self.dynamo_table())
@@ -77,6 +85,8 @@ impl TestContext {
             .env("FERRY_LEASE_TTL_SECS", lease_ttl_secs.to_string())
             .env("FERRY_WORKER_POLL_MS", "200")
             .env("FERRY_HEARTBEAT_MS", "300")
+            .env("FERRY_METRICS_ADDR", metrics_addr.to_string())
+            .env("FERRY_METRICS_REPORT_MS", "1000")
             .env("AWS_ENDPOINT_URL", &env.aws_endpoint)
             .env("AWS_REGION", &env.aws_region)
             .env("AWS_ACCESS_KEY_ID", "ferry-local")
@@ -87,6 +97,9 @@ impl TestContext {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting ferry worker (log {})", log_path.display()))?;
-        Ok(WorkerProcess { child })
+        Ok(WorkerProcess {
+            child,
+            metrics_addr,
+        })
     }
 }

@@ -1,13 +1,16 @@
-//! The persisted schema history of a task (see `ferry_domain::schema`): one item per entry, in
-//! the instance's partition, sorted by binlog position.
+//! The persisted histories of a task, in the instance's partition, sorted by binlog position:
 //!
-//! Entries are written before the capture loop goes past their statement, so any checkpoint
-//! after a DDL statement implies its entries are stored; a statement re-read after a crash
-//! writes the same items again (same keys), which is harmless.
+//! - the schema history (see `ferry_domain::schema`): one item per entry;
+//! - the selection history (see `ferry_domain::reselect`): one item per switch of the objects.
+//!
+//! Entries are written before the capture loop goes past their position, so any checkpoint
+//! after a DDL statement (or a switch) implies its entries are stored; a statement re-read after
+//! a crash writes the same items again (same keys), which is harmless.
 
 use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, WriteRequest};
 use ferry_domain::id::InstanceId;
 use ferry_domain::position::Position;
+use ferry_domain::reselect::SelectionChange;
 use ferry_domain::schema::SchemaEntry;
 use serde::{Deserialize, Serialize};
 
@@ -16,15 +19,21 @@ use crate::keys::{SK, instance_pk};
 use crate::{Store, StoreError};
 
 const SCHEMA_SK_PREFIX: &str = "SCHEMA#";
+const SELECTION_SK_PREFIX: &str = "OBJECTS#";
 
-/// The sort key: position (file index, offset) and the entry's sequence within its statement,
-/// zero-padded so the key order is the history's order.
-fn schema_sk(position: &Position, seq: u32) -> String {
+/// The sort key: position (file index, offset) and a sequence at that position (the entry's
+/// within its statement; the configuration version of a selection), zero-padded so the key
+/// order is the history's order.
+fn history_sk(prefix: &str, position: &Position, seq: u64) -> String {
     format!(
-        "{SCHEMA_SK_PREFIX}{:012}#{:020}#{seq:08}",
+        "{prefix}{:012}#{:020}#{seq:08}",
         position.file().index(),
         position.offset()
     )
+}
+
+fn schema_sk(position: &Position, seq: u32) -> String {
+    history_sk(SCHEMA_SK_PREFIX, position, u64::from(seq))
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -75,10 +84,47 @@ impl Store {
             .collect()
     }
 
-    /// Deletes the task's history (a reset starts a new one from a new snapshot).
-    pub async fn delete_schema_history(&self, instance: &InstanceId) -> Result<(), StoreError> {
+    /// Records that `change` took effect at its position.
+    pub async fn put_selection_change(
+        &self,
+        instance: &InstanceId,
+        change: &SelectionChange,
+    ) -> Result<(), StoreError> {
+        let sk = history_sk(
+            SELECTION_SK_PREFIX,
+            &change.position,
+            change.config_version,
+        );
+        let item = new_item(instance_pk(instance), sk, change)?;
+        let put = PutRequest::builder()
+            .set_item(Some(item))
+            .build()
+            .map_err(|e| StoreError::backend("BatchWriteItem", e))?;
+        self.write_batches(vec![WriteRequest::builder().put_request(put).build()])
+            .await
+    }
+
+    /// Every recorded switch of the task's objects, oldest first.
+    pub async fn selection_history(
+        &self,
+        instance: &InstanceId,
+    ) -> Result<Vec<SelectionChange>, StoreError> {
+        self.query_partition(instance_pk(instance), Some(SELECTION_SK_PREFIX))
+            .await?
+            .into_iter()
+            .map(|item| from_item(item).map(|(c, _): (SelectionChange, u64)| c))
+            .collect()
+    }
+
+    /// Deletes the task's schema and selection histories (a reset starts new ones).
+    pub async fn delete_histories(&self, instance: &InstanceId) -> Result<(), StoreError> {
+        self.delete_history(instance, SCHEMA_SK_PREFIX).await?;
+        self.delete_history(instance, SELECTION_SK_PREFIX).await
+    }
+
+    async fn delete_history(&self, instance: &InstanceId, prefix: &str) -> Result<(), StoreError> {
         let items = self
-            .query_partition(instance_pk(instance), Some(SCHEMA_SK_PREFIX))
+            .query_partition(instance_pk(instance), Some(prefix))
             .await?;
         let mut requests = Vec::with_capacity(items.len());
         for item in items {

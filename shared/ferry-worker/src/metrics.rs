@@ -1,0 +1,325 @@
+//! The worker's metrics: counted by the capture loops, scraped by Prometheus at `/metrics`, and
+//! reported per task and minute to the store for the API.
+//!
+//! | metric | type | meaning |
+//! |---|---|---|
+//! | `ferry_rows_total{instance}` | counter | row changes delivered |
+//! | `ferry_records_total{instance}` | counter | records delivered (rows, BEGIN/COMMIT, DDL, heartbeats) |
+//! | `ferry_bytes_total{instance}` | counter | record payload bytes delivered |
+//! | `ferry_events_read_total{instance}` | counter | row changes read from the binlog, selected or not |
+//! | `ferry_source_delay_seconds{instance}` | gauge | how far reading is behind the source (see `ferry_domain::metrics`) |
+//! | `ferry_checkpoints_total{instance}` | counter | checkpoints written |
+//! | `ferry_tasks_running` | gauge | capture loops this worker runs |
+//!
+//! Counters are per worker process: a task that moves to another worker continues there from
+//! zero, as Prometheus counters do after a restart. The per-minute totals in the store are added
+//! to, so they survive a move.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use chrono::Utc;
+use ferry_api::AppState;
+use ferry_domain::id::InstanceId;
+use ferry_domain::metrics::minute_of;
+use ferry_store::MetricsReport;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TaskLabels {
+    instance: String,
+}
+
+/// The worker's metric families.
+#[derive(Debug)]
+pub struct WorkerMetrics {
+    registry: Registry,
+    rows: Family<TaskLabels, Counter>,
+    records: Family<TaskLabels, Counter>,
+    bytes: Family<TaskLabels, Counter>,
+    events_read: Family<TaskLabels, Counter>,
+    checkpoints: Family<TaskLabels, Counter>,
+    delay: Family<TaskLabels, Gauge<f64, AtomicU64>>,
+    running: Gauge,
+}
+
+impl Default for WorkerMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ferry");
+        let rows = Family::default();
+        let records = Family::default();
+        let bytes = Family::default();
+        let events_read = Family::default();
+        let checkpoints = Family::default();
+        let delay = Family::default();
+        let running = Gauge::default();
+        registry.register("rows", "Row changes delivered", rows.clone());
+        registry.register(
+            "records",
+            "Records delivered (rows, transaction, DDL and heartbeat records)",
+            records.clone(),
+        );
+        registry.register("bytes", "Record payload bytes delivered", bytes.clone());
+        registry.register(
+            "events_read",
+            "Row changes read from the binlog, selected or not",
+            events_read.clone(),
+        );
+        registry.register("checkpoints", "Checkpoints written", checkpoints.clone());
+        registry.register(
+            "source_delay_seconds",
+            "How far reading is behind the source (0 when the source has nothing newer)",
+            delay.clone(),
+        );
+        registry.register(
+            "tasks_running",
+            "Capture loops this worker runs",
+            running.clone(),
+        );
+        Self {
+            registry,
+            rows,
+            records,
+            bytes,
+            events_read,
+            checkpoints,
+            delay,
+            running,
+        }
+    }
+}
+
+impl WorkerMetrics {
+    /// The meter of one task's loop; its series disappear when the meter is dropped.
+    pub fn task(self: &Arc<Self>, instance: &InstanceId) -> TaskMeter {
+        let labels = TaskLabels {
+            instance: instance.to_string(),
+        };
+        self.running.inc();
+        TaskMeter {
+            rows: self.rows.get_or_create(&labels).clone(),
+            records: self.records.get_or_create(&labels).clone(),
+            bytes: self.bytes.get_or_create(&labels).clone(),
+            events_read: self.events_read.get_or_create(&labels).clone(),
+            checkpoints: self.checkpoints.get_or_create(&labels).clone(),
+            delay: self.delay.get_or_create(&labels).clone(),
+            last_event_ms: Arc::new(AtomicI64::new(0)),
+            caught_up: Arc::new(AtomicBool::new(false)),
+            owner: Arc::clone(self),
+            labels,
+        }
+    }
+
+    /// The text exposition (OpenMetrics).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// A router serving `GET /metrics`.
+    pub fn router(self: &Arc<Self>) -> Router {
+        let metrics = Arc::clone(self);
+        Router::new().route(
+            "/metrics",
+            get(move || {
+                let body = metrics.encode();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        body,
+                    )
+                        .into_response()
+                }
+            }),
+        )
+    }
+}
+
+/// What one capture loop counts.
+#[derive(Debug)]
+pub struct TaskMeter {
+    rows: Counter,
+    records: Counter,
+    bytes: Counter,
+    events_read: Counter,
+    checkpoints: Counter,
+    delay: Gauge<f64, AtomicU64>,
+    /// The source time of the last event read, in milliseconds since the epoch.
+    last_event_ms: Arc<AtomicI64>,
+    /// Whether the source said it has nothing newer since that event.
+    caught_up: Arc<AtomicBool>,
+    owner: Arc<WorkerMetrics>,
+    labels: TaskLabels,
+}
+
+impl Drop for TaskMeter {
+    fn drop(&mut self) {
+        self.owner.running.dec();
+        for family in [
+            &self.owner.rows,
+            &self.owner.records,
+            &self.owner.bytes,
+            &self.owner.events_read,
+            &self.owner.checkpoints,
+        ] {
+            family.remove(&self.labels);
+        }
+        self.owner.delay.remove(&self.labels);
+    }
+}
+
+impl TaskMeter {
+    /// A record of `bytes` was queued; `row` when it carries a row change.
+    pub fn delivered(&self, bytes: usize, row: bool) {
+        self.records.inc();
+        if row {
+            self.rows.inc();
+        }
+        self.bytes.inc_by(bytes as u64);
+    }
+
+    /// `n` row changes were read.
+    pub fn read_rows(&self, n: usize) {
+        self.events_read.inc_by(n as u64);
+    }
+
+    /// An event written by the source at `source_ms` was read.
+    pub fn event_at(&self, source_ms: i64) {
+        self.last_event_ms.store(source_ms, Ordering::Relaxed);
+        self.caught_up.store(false, Ordering::Relaxed);
+    }
+
+    /// The source has nothing newer.
+    pub fn caught_up(&self) {
+        self.caught_up.store(true, Ordering::Relaxed);
+    }
+
+    pub fn checkpointed(&self) {
+        self.checkpoints.inc();
+    }
+
+    /// The source delay now, in milliseconds.
+    pub fn delay_ms(&self) -> u64 {
+        if self.caught_up.load(Ordering::Relaxed) {
+            return 0;
+        }
+        let last = self.last_event_ms.load(Ordering::Relaxed);
+        if last == 0 {
+            return 0;
+        }
+        u64::try_from(Utc::now().timestamp_millis() - last).unwrap_or(0)
+    }
+
+    /// Keeps the delay gauge current every second and adds to the task's minute in the store
+    /// every `every` (run it on a task of its own). When `done` turns true (or its sender is
+    /// dropped) it reports what is left and returns.
+    pub async fn report(
+        self: Arc<Self>,
+        state: AppState,
+        instance: InstanceId,
+        every: Duration,
+        mut done: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = (self.rows.get(), self.bytes.get(), tokio::time::Instant::now());
+        let mut minute = minute_of(Utc::now());
+        let mut max_delay: u64 = 0;
+        let mut reported_at = tokio::time::Instant::now();
+        loop {
+            let finished = tokio::select! {
+                _ = tick.tick() => false,
+                _ = done.changed() => true,
+            };
+            let delay = self.delay_ms();
+            self.delay.set(delay as f64 / 1000.0);
+            let now = Utc::now();
+            let this_minute = minute_of(now);
+            let minute_ended = this_minute != minute;
+            max_delay = max_delay.max(delay);
+            if !finished && !minute_ended && reported_at.elapsed() < every {
+                continue;
+            }
+            let (rows, bytes) = (self.rows.get(), self.bytes.get());
+            let elapsed = last.2.elapsed().as_secs_f64().max(0.001);
+            let report = MetricsReport {
+                minute,
+                rows: rows - last.0,
+                bytes: bytes - last.1,
+                max_delay_ms: max_delay,
+                delay_ms: delay,
+                rps: (rows - last.0) as f64 / elapsed,
+                bps: (bytes - last.1) as f64 / elapsed,
+                at: now,
+            };
+            match state.store().report_metrics(&instance, &report).await {
+                Ok(()) => {
+                    last = (rows, bytes, tokio::time::Instant::now());
+                    reported_at = tokio::time::Instant::now();
+                    if minute_ended {
+                        minute = this_minute;
+                        max_delay = delay;
+                    }
+                }
+                // Counts stay in the counters and go with the next report.
+                Err(e) => tracing::warn!(instance = %instance, error = %e, "metrics report failed"),
+            }
+            if finished {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_meter_shows_in_the_exposition_until_dropped() {
+        let metrics = Arc::new(WorkerMetrics::default());
+        let id = InstanceId::generate();
+        let meter = metrics.task(&id);
+        meter.delivered(120, true);
+        meter.delivered(30, false);
+        meter.read_rows(5);
+        let text = metrics.encode();
+        assert!(
+            text.contains(&format!("ferry_rows_total{{instance=\"{id}\"}} 1")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("ferry_records_total{{instance=\"{id}\"}} 2")));
+        assert!(text.contains(&format!("ferry_bytes_total{{instance=\"{id}\"}} 150")));
+        assert!(text.contains(&format!("ferry_events_read_total{{instance=\"{id}\"}} 5")));
+        assert!(text.contains("ferry_tasks_running 1"));
+        drop(meter);
+        let text = metrics.encode();
+        assert!(!text.contains(id.as_str()), "{text}");
+        assert!(text.contains("ferry_tasks_running 0"));
+    }
+
+    #[test]
+    fn delay_is_zero_when_caught_up_and_the_age_of_the_last_event_otherwise() {
+        let metrics = Arc::new(WorkerMetrics::default());
+        let meter = metrics.task(&InstanceId::generate());
+        assert_eq!(meter.delay_ms(), 0, "nothing read yet");
+        meter.event_at(Utc::now().timestamp_millis() - 5_000);
+        assert!((5_000..6_000).contains(&meter.delay_ms()));
+        meter.caught_up();
+        assert_eq!(meter.delay_ms(), 0);
+    }
+}
