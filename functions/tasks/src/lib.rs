@@ -47,11 +47,7 @@ pub fn routes() -> Vec<Route> {
             post(precheck),
         ),
         Route::new(Method::POST, "/v1/instances/{id}/task/start", post(start)),
-        Route::new(
-            Method::GET,
-            "/v1/instances/{id}/task/metrics",
-            get(metrics),
-        ),
+        Route::new(Method::GET, "/v1/instances/{id}/task/metrics", get(metrics)),
         Route::new(Method::POST, "/v1/instances/{id}/task/stop", post(stop)),
         Route::new(
             Method::PUT,

@@ -509,7 +509,11 @@ pub(crate) async fn task(api: &Api, json_out: bool, cmd: TaskCmd) -> Result<()> 
             interval,
         } => loop {
             let v = api
-                .call(Method::GET, &format!("/v1/instances/{id}/task/metrics"), None)
+                .call(
+                    Method::GET,
+                    &format!("/v1/instances/{id}/task/metrics"),
+                    None,
+                )
                 .await?;
             print(json_out, &v, metrics_human);
             if !watch {

@@ -123,17 +123,26 @@ async fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     use anyhow::Context;
     let state = ferry_api::AppState::from_env().await?;
     let id = ferry_domain::id::WorkerId::generate();
-    let settings = ferry_worker::WorkerSettings::from_env(id.clone()).map_err(|e| anyhow::anyhow!(e))?;
+    let settings =
+        ferry_worker::WorkerSettings::from_env(id.clone()).map_err(|e| anyhow::anyhow!(e))?;
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
-        .with_context(|| format!("serving metrics on {} (set FERRY_METRICS_ADDR to a free address)", args.metrics_addr))?;
+        .with_context(|| {
+            format!(
+                "serving metrics on {} (set FERRY_METRICS_ADDR to a free address)",
+                args.metrics_addr
+            )
+        })?;
     let metrics = settings.metrics.router();
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, metrics).await {
             tracing::error!(error = %e, "the metrics endpoint stopped");
         }
     });
-    eprintln!("ferry worker {id}, metrics on http://{}/metrics", args.metrics_addr);
+    eprintln!(
+        "ferry worker {id}, metrics on http://{}/metrics",
+        args.metrics_addr
+    );
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut term =

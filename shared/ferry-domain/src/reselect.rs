@@ -103,12 +103,15 @@ mod tests {
         );
 
         let between = at("bin.000002:100");
-        assert_eq!(between.current.map(|c| c.config_version), Some(2));
+        assert_eq!(between.current.as_ref().map(|c| c.config_version), Some(2));
         assert_eq!(between.newest_version(), Some(3));
 
         let after = at("bin.000003:4");
         assert_eq!(after.current.map(|c| c.config_version), Some(3));
         assert!(after.later.is_empty());
-        assert_eq!(SelectionPlan::at(&[], &"bin.000001:4".parse().unwrap()).newest_version(), None);
+        assert_eq!(
+            SelectionPlan::at(&[], &"bin.000001:4".parse().unwrap()).newest_version(),
+            None
+        );
     }
 }

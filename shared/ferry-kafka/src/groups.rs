@@ -28,6 +28,9 @@ use crate::sink::{SinkError, client_config};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A record's timestamp: the change's source time.
+type SourceTime = DateTime<Utc>;
+
 /// One partition of a group's progress.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PartitionProgress {
@@ -59,9 +62,8 @@ impl GroupProgress {
         let oldest = partitions.iter().filter_map(|p| p.oldest_unconsumed).min();
         Self {
             consumption_checkpoint: partitions.iter().filter_map(|p| p.consumed_until).max(),
-            delay_seconds: oldest.map_or(0.0, |t| {
-                (now - t).num_milliseconds().max(0) as f64 / 1000.0
-            }),
+            delay_seconds: oldest
+                .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
             unconsumed: partitions.iter().map(|p| p.unconsumed).sum(),
             partitions,
         }
@@ -92,9 +94,7 @@ fn progress_blocking(
         .set("enable.auto.commit", "false")
         .create()
         .map_err(kafka)?;
-    let metadata = c
-        .fetch_metadata(Some(topic), TIMEOUT)
-        .map_err(kafka)?;
+    let metadata = c.fetch_metadata(Some(topic), TIMEOUT).map_err(kafka)?;
     let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) else {
         return Ok(None);
     };
@@ -108,18 +108,18 @@ fn progress_blocking(
     let committed = c.committed_offsets(tpl, TIMEOUT).map_err(kafka)?;
     let mut partitions = Vec::new();
     for p in t.partitions() {
-        let (low, high) = c
-            .fetch_watermarks(topic, p.id(), TIMEOUT)
-            .map_err(kafka)?;
-        let committed_offset = committed
-            .find_partition(topic, p.id())
-            .and_then(|e| match e.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            });
+        let (low, high) = c.fetch_watermarks(topic, p.id(), TIMEOUT).map_err(kafka)?;
+        let committed_offset =
+            committed
+                .find_partition(topic, p.id())
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
         // What the group reads next: its commit, or the first retained record.
         let next = committed_offset.unwrap_or(low).clamp(low, high);
-        let (consumed_until, oldest_unconsumed) = times_around(bootstrap, topic, p.id(), next, low, high)?;
+        let (consumed_until, oldest_unconsumed) =
+            times_around(bootstrap, topic, p.id(), next, low, high)?;
         partitions.push(PartitionProgress {
             partition: p.id(),
             committed_offset,
@@ -140,7 +140,7 @@ fn times_around(
     next: i64,
     low: i64,
     high: i64,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), SinkError> {
+) -> Result<(Option<SourceTime>, Option<SourceTime>), SinkError> {
     let kafka = |e: rdkafka::error::KafkaError| SinkError::from_kafka(&e);
     let first = if next > low { next - 1 } else { next };
     if first >= high {
@@ -172,7 +172,12 @@ fn times_around(
             None => {}
         }
     }
-    let at = |offset: i64| times.iter().find(|(o, _)| *o == offset).and_then(|(_, t)| *t);
+    let at = |offset: i64| {
+        times
+            .iter()
+            .find(|(o, _)| *o == offset)
+            .and_then(|(_, t)| *t)
+    };
     let consumed = (next > low).then(|| at(next - 1)).flatten();
     let unconsumed = (next < high).then(|| at(next)).flatten();
     Ok((consumed, unconsumed))
@@ -236,7 +241,12 @@ mod tests {
         let now = t("2026-11-22T10:00:10Z");
         let g = GroupProgress::from_partitions(
             vec![
-                p(0, 3, Some("2026-11-22T09:59:00Z"), Some("2026-11-22T10:00:00Z")),
+                p(
+                    0,
+                    3,
+                    Some("2026-11-22T09:59:00Z"),
+                    Some("2026-11-22T10:00:00Z"),
+                ),
                 p(1, 0, Some("2026-11-22T10:00:05Z"), None),
                 p(2, 1, None, Some("2026-11-22T10:00:08Z")),
             ],
@@ -245,10 +255,8 @@ mod tests {
         assert_eq!(g.unconsumed, 4);
         assert_eq!(g.delay_seconds, 10.0);
         assert_eq!(g.consumption_checkpoint, Some(t("2026-11-22T10:00:05Z")));
-        let caught_up = GroupProgress::from_partitions(
-            vec![p(0, 0, Some("2026-11-22T09:59:00Z"), None)],
-            now,
-        );
+        let caught_up =
+            GroupProgress::from_partitions(vec![p(0, 0, Some("2026-11-22T09:59:00Z"), None)], now);
         assert_eq!(caught_up.delay_seconds, 0.0);
     }
 }

@@ -90,11 +90,7 @@ impl Store {
         instance: &InstanceId,
         change: &SelectionChange,
     ) -> Result<(), StoreError> {
-        let sk = history_sk(
-            SELECTION_SK_PREFIX,
-            &change.position,
-            change.config_version,
-        );
+        let sk = history_sk(SELECTION_SK_PREFIX, &change.position, change.config_version);
         let item = new_item(instance_pk(instance), sk, change)?;
         let put = PutRequest::builder()
             .set_item(Some(item))

@@ -14,13 +14,13 @@
 
 mod cleanup;
 mod groups;
+mod history;
 mod instances;
 mod item;
 mod keys;
 mod leases;
 mod metrics;
 mod page;
-mod history;
 mod table;
 mod tasks;
 

@@ -428,7 +428,10 @@ impl Objects {
             objects,
             applied_at: Utc::now(),
         };
-        state.store().put_selection_change(instance, &change).await?;
+        state
+            .store()
+            .put_selection_change(instance, &change)
+            .await?;
         self.current = change.objects.clone();
         Ok(Some(change))
     }
@@ -770,18 +773,26 @@ pub async fn capture_task(
             }
         }
         // At a transaction boundary: switch the objects if a switch is due here.
-        if !in_transaction && let Some(change) = objects.due(state, instance, &event.position).await? {
+        if !in_transaction
+            && let Some(change) = objects.due(state, instance, &event.position).await?
+        {
             tracing::info!(instance = %instance, position = %change.position, version = change.config_version, "objects switched");
             let history = store.schema_history(instance).await?;
-            let catalog = SchemaCatalog::at(&history, &change.position).ok_or_else(|| {
-                transient("the schema history has no snapshot before the switch")
-            })?;
+            let catalog = SchemaCatalog::at(&history, &change.position)
+                .ok_or_else(|| transient("the schema history has no snapshot before the switch"))?;
             config.objects = change.objects;
             // Events read ahead were decoded for the old selection: read again from here.
             drop(reading);
             (events, reading) = read_ahead(
-                open_reader(&params, instance, &change.position, catalog, &config.objects, settings.heartbeat)
-                    .await?,
+                open_reader(
+                    &params,
+                    instance,
+                    &change.position,
+                    catalog,
+                    &config.objects,
+                    settings.heartbeat,
+                )
+                .await?,
             );
         }
         // Bounded memory: never more than MAX_PENDING records awaiting acknowledgement; past
@@ -871,8 +882,10 @@ impl Out<'_> {
                 .send(&record, event.timestamp.timestamp_millis())
                 .await?,
         );
-        self.meter
-            .delivered(record.payload.len(), matches!(event.kind, ChangeKind::Row(_)));
+        self.meter.delivered(
+            record.payload.len(),
+            matches!(event.kind, ChangeKind::Row(_)),
+        );
         self.last_key = Some(event.idempotency_key());
         Ok(())
     }

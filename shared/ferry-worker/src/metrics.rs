@@ -236,7 +236,11 @@ impl TaskMeter {
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last = (self.rows.get(), self.bytes.get(), tokio::time::Instant::now());
+        let mut last = (
+            self.rows.get(),
+            self.bytes.get(),
+            tokio::time::Instant::now(),
+        );
         let mut minute = minute_of(Utc::now());
         let mut max_delay: u64 = 0;
         let mut reported_at = tokio::time::Instant::now();

@@ -7,36 +7,10 @@
 use std::time::Duration;
 
 use axum::http::Method;
-use ferry_api::AppState;
-use ferry_domain::id::{InstanceId, WorkerId};
-use ferry_testkit::{TestContext, eventually};
-use ferry_worker::{Worker, WorkerSettings};
+use ferry_testkit::{InProcessWorker, TestContext, eventually};
 use mysql_async::prelude::Queryable;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{Value, json};
-use tokio::sync::watch;
-
-fn start_worker(state: &AppState) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
-    let settings = WorkerSettings {
-        id: WorkerId::generate(),
-        poll: Duration::from_millis(200),
-        lease_ttl: Duration::from_secs(10),
-        heartbeat: Duration::from_millis(300),
-        metrics_every: Duration::from_secs(1),
-        metrics: std::sync::Arc::default(),
-    };
-    let (tx, rx) = watch::channel(false);
-    let worker = Worker::new(state.clone(), settings);
-    (tx, tokio::spawn(async move { worker.run(rx).await }))
-}
-
-async fn stop_worker(w: (watch::Sender<bool>, tokio::task::JoinHandle<()>)) {
-    w.0.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), w.1)
-        .await
-        .unwrap()
-        .unwrap();
-}
 
 /// Every record of the topic, as (payload JSON, idempotency key).
 async fn read_all(ctx: &TestContext, topic: &str, expected: usize) -> Vec<(Value, String)> {
@@ -53,12 +27,6 @@ fn high_watermark(ctx: &TestContext, topic: &str) -> i64 {
     c.fetch_watermarks(topic, 0, Duration::from_secs(10))
         .unwrap()
         .1
-}
-
-/// The stack's MariaDB as the source, as the capture user.
-fn stack_source(ctx: &TestContext) -> Value {
-    let env = ctx.env();
-    json!({"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password})
 }
 
 /// A throwaway MariaDB logging ROW changes with FULL row images and the given
@@ -79,30 +47,6 @@ fn throwaway_server(ctx: &TestContext, row_metadata: &str) -> ferry_testkit::Thr
 /// A throwaway server as a task's source, as the capture user.
 fn throwaway_source(server: &ferry_testkit::ThrowawayMariaDb) -> Value {
     json!({"engine": "mariadb", "host": "127.0.0.1", "port": server.port(), "username": "ferry_capture", "password": "capture-Secret1"})
-}
-
-/// A change-tracking task configured with `config`, started, and running on a worker of its
-/// own: its instance id, its topic and the worker.
-async fn running_task(
-    api: &ferry_testkit::TestApi,
-    config: Value,
-) -> (
-    InstanceId,
-    String,
-    (watch::Sender<bool>, tokio::task::JoinHandle<()>),
-) {
-    let (id, topic) = api.start_tracking_task("cdc", config).await.unwrap();
-    let id: InstanceId = id.parse().unwrap();
-    let worker = start_worker(&api.state);
-    eventually("the task to run", Duration::from_secs(30), || async {
-        let t = api
-            .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
-            .await?;
-        Ok((t.body["state"] == "incremental").then_some(()))
-    })
-    .await
-    .unwrap();
-    (id, topic, worker)
 }
 
 /// The failed task's error has `code`, and its message and hint contain the given words.
@@ -137,10 +81,10 @@ async fn changes_reach_the_topic_exactly_once_in_commit_order_across_restarts() 
         .unwrap();
 
     let config = json!({
-        "source": stack_source(&ctx),
+        "source": ctx.stack_source(),
         "objects": {"databases": [{"name": ctx.mysql_database(), "tables": [{"name": "orders"}]}]},
     });
-    let (id, topic, w) = running_task(&api, config).await;
+    let (id, topic, w) = api.running_task(config).await.unwrap();
     let state = api.state.clone();
 
     db.query_drop("INSERT INTO orders VALUES (1, 19.99, 'first')")
@@ -189,7 +133,7 @@ async fn changes_reach_the_topic_exactly_once_in_commit_order_across_restarts() 
 
     // A graceful stop checkpoints; a change made while no worker runs is captured on restart,
     // by another worker, once.
-    stop_worker(w).await;
+    w.stop().await.unwrap();
     let checkpoint = state
         .store()
         .get_checkpoint(&id)
@@ -200,10 +144,10 @@ async fn changes_reach_the_topic_exactly_once_in_commit_order_across_restarts() 
     db.query_drop("INSERT INTO orders VALUES (4, 7.00, 'while stopped')")
         .await
         .unwrap();
-    let w = start_worker(&state);
+    let w = InProcessWorker::start(&state);
     let records = read_all(&ctx, &topic, 6).await;
     assert_eq!(records[5].0["after"]["note"], "while stopped");
-    stop_worker(w).await;
+    w.stop().await.unwrap();
 
     // A crash after producing and before checkpointing: the checkpoint is behind the topic.
     // The next worker re-reads those transactions and must not produce them again.
@@ -216,7 +160,7 @@ async fn changes_reach_the_topic_exactly_once_in_commit_order_across_restarts() 
         .await
         .unwrap();
     assert_eq!(outcome, ferry_store::CheckpointOutcome::Written);
-    let w = start_worker(&state);
+    let w = InProcessWorker::start(&state);
     db.query_drop("INSERT INTO orders VALUES (5, 8.00, 'after the crash')")
         .await
         .unwrap();
@@ -235,7 +179,7 @@ async fn changes_reach_the_topic_exactly_once_in_commit_order_across_restarts() 
         7,
         "nothing was produced twice"
     );
-    stop_worker(w).await;
+    w.stop().await.unwrap();
 }
 
 /// Runs a task against a throwaway server, changes a server setting with `setting`, makes a
@@ -258,7 +202,7 @@ async fn fails_after(setting: &str, change: &str) -> Value {
         "source": throwaway_source(&server),
         "objects": {"databases": [{"name": "shop"}]},
     });
-    let (id, _topic, w) = running_task(&api, config).await;
+    let (id, _topic, w) = api.running_task(config).await.unwrap();
     server.sql(setting).unwrap();
     server.sql(change).unwrap();
 
@@ -274,7 +218,7 @@ async fn fails_after(setting: &str, change: &str) -> Value {
     assert!(events.iter().any(
         |e| e["detail-type"] == "Task State Changed" && e["detail"]["to"]["state"] == "failed"
     ));
-    stop_worker(w).await;
+    w.stop().await.unwrap();
     failed
 }
 
@@ -310,11 +254,11 @@ async fn transaction_records_frame_each_transaction_with_selected_changes() {
         .await
         .unwrap();
     let config = json!({
-        "source": stack_source(&ctx),
+        "source": ctx.stack_source(),
         "objects": {"databases": [{"name": ctx.mysql_database(), "tables": [{"name": "orders"}]}]},
         "delivery": {"transaction_records": true},
     });
-    let (_id, topic, w) = running_task(&api, config).await;
+    let (_id, topic, w) = api.running_task(config).await.unwrap();
 
     db.query_drop("INSERT INTO other VALUES (1)").await.unwrap(); // no selected change: no frame
     db.query_drop("START TRANSACTION").await.unwrap();
@@ -348,7 +292,7 @@ async fn transaction_records_frame_each_transaction_with_selected_changes() {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(high_watermark(&ctx, &topic), 4);
-    stop_worker(w).await;
+    w.stop().await.unwrap();
 }
 
 /// Partitioning by key hash: each row's changes stay in one partition in order, and a restart
@@ -362,11 +306,11 @@ async fn key_hash_partitions_keep_per_row_order_and_exactly_once() {
         .await
         .unwrap();
     let config = json!({
-        "source": stack_source(&ctx),
+        "source": ctx.stack_source(),
         "objects": {"databases": [{"name": ctx.mysql_database()}]},
         "delivery": {"partitioning": {"type": "key_hash", "partitions": 3}},
     });
-    let (id, topic, w) = running_task(&api, config).await;
+    let (id, topic, w) = api.running_task(config).await.unwrap();
     let state = api.state.clone();
     let first_checkpoint = state.store().get_checkpoint(&id).await.unwrap().unwrap();
 
@@ -396,7 +340,7 @@ async fn key_hash_partitions_keep_per_row_order_and_exactly_once() {
     )
     .await
     .unwrap();
-    stop_worker(w).await;
+    w.stop().await.unwrap();
 
     // Roll the checkpoint back to before everything and restart: nothing is produced again.
     let mut behind = state.store().get_checkpoint(&id).await.unwrap().unwrap();
@@ -409,7 +353,7 @@ async fn key_hash_partitions_keep_per_row_order_and_exactly_once() {
             .unwrap(),
         ferry_store::CheckpointOutcome::Written
     );
-    let w = start_worker(&state);
+    let w = InProcessWorker::start(&state);
     db.query_drop("UPDATE items SET n = 3 WHERE id = 1")
         .await
         .unwrap();
@@ -442,7 +386,7 @@ async fn key_hash_partitions_keep_per_row_order_and_exactly_once() {
     }
     assert_eq!(seen[&1].1, [0, 1, 2, 3]);
     assert_eq!(seen[&20].1, [0, 1]);
-    stop_worker(w).await;
+    w.stop().await.unwrap();
 }
 
 /// Every record of the topic, as (partition, payload JSON).
@@ -464,8 +408,8 @@ async fn an_oversized_record_fails_the_task_instead_of_being_dropped() {
     db.query_drop("CREATE TABLE docs (id INT PRIMARY KEY, body LONGTEXT)")
         .await
         .unwrap();
-    let config = json!({"source": stack_source(&ctx), "objects": {"databases": [{"name": ctx.mysql_database()}]}});
-    let (id, _topic, w) = running_task(&api, config).await;
+    let config = json!({"source": ctx.stack_source(), "objects": {"databases": [{"name": ctx.mysql_database()}]}});
+    let (id, _topic, w) = api.running_task(config).await.unwrap();
 
     // 2 MB of text: over librdkafka's default message.max.bytes (1 MB).
     db.query_drop("INSERT INTO docs VALUES (1, REPEAT('x', 2000000))")
@@ -485,7 +429,7 @@ async fn an_oversized_record_fails_the_task_instead_of_being_dropped() {
         "larger than the broker accepts",
         "max.message.bytes",
     );
-    stop_worker(w).await;
+    w.stop().await.unwrap();
 }
 
 /// A task on a throwaway server, run once and stopped; `break_it` changes the server while no
@@ -502,8 +446,8 @@ async fn fails_on_restart_after(break_it: &[&str]) -> Value {
         "source": throwaway_source(&server),
         "objects": {"databases": [{"name": "shop"}]},
     });
-    let (id, _topic, w) = running_task(&api, config).await;
-    stop_worker(w).await;
+    let (id, _topic, w) = api.running_task(config).await.unwrap();
+    w.stop().await.unwrap();
     for sql in break_it {
         server.sql(sql).unwrap();
     }
@@ -527,7 +471,7 @@ async fn fails_on_restart_after(break_it: &[&str]) -> Value {
                 .unwrap();
         }
     }
-    let w = start_worker(&api.state);
+    let w = InProcessWorker::start(&api.state);
     let failed = eventually("the task to fail", Duration::from_secs(30), || async {
         let t = api
             .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
@@ -536,7 +480,7 @@ async fn fails_on_restart_after(break_it: &[&str]) -> Value {
     })
     .await
     .unwrap();
-    stop_worker(w).await;
+    w.stop().await.unwrap();
     failed
 }
 
@@ -591,7 +535,7 @@ async fn ddl_mid_stream_decodes_before_and_after_from_the_schema_history() {
         "source": throwaway_source(&server),
         "objects": {"databases": [{"name": "shop"}], "operations": ["insert", "update", "delete", "ddl"]},
     });
-    let (id, topic, w) = running_task(&api, config).await;
+    let (id, topic, w) = api.running_task(config).await.unwrap();
     server
         .sql("INSERT INTO shop.orders VALUES (4294967295, 'one', 'paid')")
         .unwrap();
@@ -600,7 +544,7 @@ async fn ddl_mid_stream_decodes_before_and_after_from_the_schema_history() {
         first[0].0["after"],
         json!({"id": 4_294_967_295_u64, "note": "one", "state": "paid"})
     );
-    stop_worker(w).await;
+    w.stop().await.unwrap();
 
     // While no worker runs: every kind of change to the table, rows between each.
     server
@@ -618,7 +562,7 @@ async fn ddl_mid_stream_decodes_before_and_after_from_the_schema_history() {
              INSERT INTO orders_2026 VALUES (5, 2.00, 'void');",
         )
         .unwrap();
-    let w = start_worker(&api.state);
+    let w = InProcessWorker::start(&api.state);
     // Six rows and five statements.
     let records = read_all(&ctx, &topic, 11).await;
     let rows: Vec<(&str, &Value)> = records
@@ -666,7 +610,7 @@ async fn ddl_mid_stream_decodes_before_and_after_from_the_schema_history() {
         history.len() >= 2 + 6,
         "snapshot, table, and one entry per change: {history:?}"
     );
-    stop_worker(w).await;
+    w.stop().await.unwrap();
     assert_eq!(
         high_watermark(&ctx, &topic),
         11,
@@ -703,10 +647,10 @@ async fn a_python_confluent_kafka_consumer_reads_the_default_format() {
         .await
         .unwrap();
     let config = json!({
-        "source": stack_source(&ctx),
+        "source": ctx.stack_source(),
         "objects": {"databases": [{"name": ctx.mysql_database()}]},
     });
-    let (_id, topic, w) = running_task(&api, config).await;
+    let (_id, topic, w) = api.running_task(config).await.unwrap();
     db.query_drop("INSERT INTO accounts VALUES (18446744073709551615, 'Zoë', 1234567890.12, '2026-11-22 03:04:05.678', 'vip,new', '{\"a\": [1, 2]}')")
         .await
         .unwrap();
@@ -759,7 +703,7 @@ async fn a_python_confluent_kafka_consumer_reads_the_default_format() {
             .unwrap()
             .contains('/')
     );
-    stop_worker(w).await;
+    w.stop().await.unwrap();
 }
 
 /// The DTS-style Avro format through the worker: each record decodes with the shipped schema.
@@ -773,11 +717,11 @@ async fn dts_avro_records_decode_with_the_shipped_schema() {
         .await
         .unwrap();
     let config = json!({
-        "source": stack_source(&ctx),
+        "source": ctx.stack_source(),
         "objects": {"databases": [{"name": ctx.mysql_database()}]},
         "delivery": {"format": "dts-avro"},
     });
-    let (_id, topic, w) = running_task(&api, config).await;
+    let (_id, topic, w) = api.running_task(config).await.unwrap();
     db.query_drop("INSERT INTO items VALUES (7, 12.50, 'lamp')")
         .await
         .unwrap();
@@ -825,5 +769,5 @@ async fn dts_avro_records_decode_with_the_shipped_schema() {
         field(&decoded[1], "afterImages"),
         Avro::Union(0, Box::new(Avro::Null))
     );
-    stop_worker(w).await;
+    w.stop().await.unwrap();
 }

@@ -77,6 +77,21 @@ async fn a_worker_killed_mid_stream_loses_and_duplicates_nothing() {
     )
     .await
     .unwrap();
+    // The worker's Prometheus endpoint counts what it delivered.
+    let scraped = reqwest::get(first.metrics_url())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let delivered: u64 = scraped
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("ferry_rows_total{{instance=\"{id}\"}} ")))
+        .unwrap_or_else(|| panic!("no row counter for the task: {scraped}"))
+        .parse()
+        .unwrap();
+    assert!(delivered >= 30_000, "{delivered} rows counted");
+    assert!(scraped.contains("ferry_tasks_running 1"), "{scraped}");
     first.kill_hard().unwrap();
     let checkpoint = api
         .state

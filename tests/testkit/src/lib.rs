@@ -24,6 +24,7 @@ mod app;
 mod env;
 mod mariadb;
 mod process;
+mod worker;
 
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ pub use app::{Answer, TestApi};
 pub use env::StackEnv;
 pub use mariadb::ThrowawayMariaDb;
 pub use process::{WorkerProcess, ferry_binary};
+pub use worker::InProcessWorker;
 
 /// One test's slice of the stack.
 #[derive(Debug)]

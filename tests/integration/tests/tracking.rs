@@ -1,0 +1,456 @@
+//! Change tracking for consumers: consumer groups reading a task's topic with a standard Kafka
+//! client and the progress the API shows for them, task metrics, and reselecting objects on a
+//! running task.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (house rule)
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::http::{Method, StatusCode};
+use chrono::{DateTime, Utc};
+use ferry_testkit::{TestApi, TestContext, eventually};
+use mysql_async::prelude::Queryable;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{Value, json};
+
+/// A consumer of `group` as any application would run one: subscribed, committing itself.
+fn group_consumer(ctx: &TestContext, group: &str, topic: &str) -> BaseConsumer {
+    let c: BaseConsumer = ctx
+        .kafka_config()
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    c
+}
+
+/// The next `n` records, as (offset, source time, row id); commits after the last one.
+fn consume(c: &BaseConsumer, n: usize) -> Vec<(i64, DateTime<Utc>, i64)> {
+    let mut out = Vec::with_capacity(n);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut last: Option<BorrowedMessage<'_>> = None;
+    while out.len() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {n} records in 60 s",
+            out.len()
+        );
+        let Some(m) = c.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        let v: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        let at = DateTime::from_timestamp_millis(m.timestamp().to_millis().unwrap()).unwrap();
+        out.push((m.offset(), at, v["after"]["id"].as_i64().unwrap()));
+        last = Some(m);
+    }
+    if let Some(m) = last {
+        c.commit_message(&m, CommitMode::Sync).unwrap();
+    }
+    out
+}
+
+/// Nothing more arrives within `wait`.
+fn assert_nothing_more(c: &BaseConsumer, wait: Duration) {
+    let deadline = std::time::Instant::now() + wait;
+    while std::time::Instant::now() < deadline {
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            panic!("an unexpected record at offset {}", m.unwrap().offset());
+        }
+    }
+}
+
+async fn groups(api: &TestApi, id: &str) -> BTreeMap<String, Value> {
+    let list = api
+        .call(
+            Method::GET,
+            &format!("/v1/instances/{id}/consumer-groups"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    list.body["consumer_groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["id"].as_str().unwrap().to_owned(), g.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_consumer_groups_read_the_stream_independently_and_the_api_shows_their_progress() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE items (id INT PRIMARY KEY, v INT)")
+        .await
+        .unwrap();
+    let config = json!({
+        "source": ctx.stack_source(),
+        "objects": {"databases": [{"name": ctx.mysql_database(), "tables": [{"name": "items"}]}]},
+    });
+    let (id, topic, worker) = api.running_task(config).await.unwrap();
+
+    let mut gids = Vec::new();
+    for (name, user) in [("billing", "billing"), ("search", "search")] {
+        let g = api
+            .call(
+                Method::POST,
+                &format!("/v1/instances/{id}/consumer-groups"),
+                Some(json!({"name": name, "username": user, "password": "Consumer-Pass1"})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(g.status, StatusCode::CREATED, "{}", g.text);
+        gids.push(g.body["id"].as_str().unwrap().to_owned());
+    }
+    let before = groups(&api, id.as_str()).await;
+    assert_eq!(
+        before[&gids[0]]["progress"]["unconsumed"], 0,
+        "an empty topic: {before:?}"
+    );
+
+    // Two batches a second apart, so their source times differ.
+    for i in 1..=100 {
+        db.exec_drop("INSERT INTO items VALUES (?, ?)", (i, i))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let second_batch_from = Utc::now();
+    for i in 101..=200 {
+        db.exec_drop("INSERT INTO items VALUES (?, ?)", (i, i))
+            .await
+            .unwrap();
+    }
+
+    // Each group reads the whole stream; the second stops after 120 records.
+    let a = group_consumer(&ctx, &gids[0], &topic);
+    let all = consume(&a, 200);
+    assert_eq!(
+        all.iter().map(|r| r.2).collect::<Vec<_>>(),
+        (1..=200).collect::<Vec<_>>()
+    );
+    for (_, at, row) in &all {
+        let (lo, hi) = if *row <= 100 {
+            (
+                second_batch_from - chrono::Duration::seconds(60),
+                second_batch_from,
+            )
+        } else {
+            (second_batch_from - chrono::Duration::seconds(1), Utc::now())
+        };
+        assert!(
+            (lo..=hi).contains(at),
+            "row {row}'s record time {at} is its source time"
+        );
+    }
+    let b = group_consumer(&ctx, &gids[1], &topic);
+    let first = consume(&b, 120);
+    assert_eq!(first, all[..120]);
+
+    let progress = groups(&api, id.as_str()).await;
+    let pa = &progress[&gids[0]]["progress"];
+    assert_eq!(pa["unconsumed"], 0, "{pa}");
+    assert_eq!(pa["delay_seconds"], 0.0);
+    assert_eq!(pa["partitions"][0]["committed_offset"], 200);
+    assert_eq!(
+        pa["consumption_checkpoint"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap(),
+        all[199].1
+    );
+    let pb = &progress[&gids[1]]["progress"];
+    assert_eq!(pb["unconsumed"], 80, "{pb}");
+    assert_eq!(pb["partitions"][0]["committed_offset"], 120);
+    assert_eq!(
+        pb["consumption_checkpoint"]
+            .as_str()
+            .unwrap()
+            .parse::<DateTime<Utc>>()
+            .unwrap(),
+        all[119].1
+    );
+    let waited = (Utc::now() - all[120].1).num_milliseconds() as f64 / 1000.0;
+    let delay = pb["delay_seconds"].as_f64().unwrap();
+    assert!(
+        delay > 0.0 && (delay - waited).abs() < 5.0,
+        "group delay {delay} s, the oldest unconsumed change waited {waited} s"
+    );
+
+    // Restarted, the second group resumes from its committed offset: the rest, once.
+    drop(b);
+    let b = group_consumer(&ctx, &gids[1], &topic);
+    let rest = consume(&b, 80);
+    assert_eq!(rest, all[120..]);
+    assert_nothing_more(&b, Duration::from_secs(2));
+
+    // Any consumer can start from a time: the second batch by its source time.
+    let from = all[100].1.timestamp_millis();
+    let reader: BaseConsumer = ctx.kafka_config().create().unwrap();
+    let mut wanted = TopicPartitionList::new();
+    wanted
+        .add_partition_offset(&topic, 0, Offset::Offset(from))
+        .unwrap();
+    let found = reader
+        .offsets_for_times(wanted, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(
+        found.find_partition(&topic, 0).unwrap().offset(),
+        Offset::Offset(100)
+    );
+
+    // Task metrics: the rows, per minute, and a small delay.
+    let metrics = eventually(
+        "the metrics to count every row",
+        Duration::from_secs(30),
+        || async {
+            let m = api
+                .call(
+                    Method::GET,
+                    &format!("/v1/instances/{id}/task/metrics"),
+                    None,
+                )
+                .await?;
+            let rows: u64 = m.body["history"]
+                .as_array()
+                .map(|h| h.iter().filter_map(|p| p["rows"].as_u64()).sum())
+                .unwrap_or_default();
+            Ok((rows == 200).then_some(m.body))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(metrics["state"], "incremental");
+    assert!(
+        metrics["source_delay_seconds"].as_f64().unwrap() < 10.0,
+        "{metrics}"
+    );
+    assert!(metrics["reported_at"].is_string(), "{metrics}");
+    let exposition = worker.metrics.encode();
+    assert!(
+        exposition.contains(&format!("ferry_rows_total{{instance=\"{id}\"}} 200")),
+        "{exposition}"
+    );
+
+    // A group with a connected consumer is not deleted; once it is gone, the group and its
+    // committed offsets are.
+    let refused = api
+        .call(
+            Method::DELETE,
+            &format!("/v1/instances/{id}/consumer-groups/{}", gids[0]),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert_eq!(refused.code(), "group_in_use");
+    drop(a);
+    eventually(
+        "the group to be deleted",
+        Duration::from_secs(30),
+        || async {
+            let r = api
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/instances/{id}/consumer-groups/{}", gids[0]),
+                    None,
+                )
+                .await?;
+            Ok((r.status == StatusCode::NO_CONTENT).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    let probe: BaseConsumer = ctx
+        .kafka_config()
+        .set("group.id", &gids[0])
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&topic, 0);
+    let committed = probe
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(
+        committed.find_partition(&topic, 0).unwrap().offset(),
+        Offset::Invalid,
+        "the deleted group's offsets are gone"
+    );
+    let left = groups(&api, id.as_str()).await;
+    assert_eq!(left.keys().collect::<Vec<_>>(), [&gids[1]]);
+    worker.stop().await.unwrap();
+}
+
+/// The (file, offset) a debezium-json record was read at.
+fn position_of(v: &Value) -> (String, u64) {
+    (
+        v["source"]["file"].as_str().unwrap().to_owned(),
+        v["source"]["pos"].as_u64().unwrap(),
+    )
+}
+
+fn parse_position(p: &str) -> (String, u64) {
+    let (file, rest) = p.split_once(':').unwrap();
+    let offset = rest.split('@').next().unwrap().parse().unwrap();
+    (file.to_owned(), offset)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reselecting_objects_under_load_switches_at_a_boundary_without_gap_or_duplicate() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE a (id INT PRIMARY KEY); CREATE TABLE b (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let database = ctx.mysql_database().to_owned();
+    let only = |tables: &[&str]| json!({"databases": [{"name": database, "tables": tables.iter().map(|t| json!({"name": t})).collect::<Vec<_>>()}]});
+    let config = json!({"source": ctx.stack_source(), "objects": only(&["a"])});
+    let (id, topic, worker) = api.running_task(config).await.unwrap();
+
+    // A steady load: transaction i writes row i into both tables.
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let mut writer_db = ctx.mysql().await.unwrap();
+    let writer = tokio::spawn(async move {
+        let mut i = 0i64;
+        while !*stop_rx.borrow_and_update() {
+            i += 1;
+            let mut tx = writer_db
+                .start_transaction(mysql_async::TxOpts::default())
+                .await
+                .unwrap();
+            tx.exec_drop("INSERT INTO a VALUES (?)", (i,))
+                .await
+                .unwrap();
+            tx.exec_drop("INSERT INTO b VALUES (?)", (i,))
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        i
+    });
+
+    let reselect = |objects: Value| {
+        let api = &api;
+        let id = id.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let r = api
+                .call(
+                    Method::PUT,
+                    &format!("/v1/instances/{id}/task/objects"),
+                    Some(objects),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            let version = r.body["config_version"].as_u64().unwrap();
+            eventually("the switch", Duration::from_secs(30), || async {
+                let t = api
+                    .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
+                    .await?;
+                Ok((t.body["objects_applied"]["config_version"] == version).then_some(()))
+            })
+            .await
+            .unwrap();
+        }
+    };
+    reselect(only(&["a", "b"])).await;
+    reselect(only(&["b"])).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop_tx.send(true).unwrap();
+    let last = writer.await.unwrap();
+
+    // Everything up to b's last row, then nothing more.
+    let c: BaseConsumer = ctx
+        .kafka_config()
+        .set("group.id", ctx.group("check"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&[&topic]).unwrap();
+    let mut records: Vec<(String, i64, (String, u64))> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !records.iter().any(|(t, i, _)| t == "b" && *i == last) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b's last row did not arrive"
+        );
+        if let Some(m) = c.poll(Duration::from_millis(200)) {
+            let v: Value = serde_json::from_slice(m.unwrap().payload().unwrap()).unwrap();
+            records.push((
+                v["source"]["table"].as_str().unwrap().to_owned(),
+                v["after"]["id"].as_i64().unwrap(),
+                position_of(&v),
+            ));
+        }
+    }
+    assert_nothing_more(&c, Duration::from_secs(2));
+
+    let ids = |table: &str| -> Vec<i64> {
+        records
+            .iter()
+            .filter(|r| r.0 == table)
+            .map(|r| r.1)
+            .collect()
+    };
+    let (a, b) = (ids("a"), ids("b"));
+    let (a_last, b_first) = (*a.last().unwrap(), b[0]);
+    assert_eq!(
+        a,
+        (1..=a_last).collect::<Vec<_>>(),
+        "a: from the start, no gap or duplicate"
+    );
+    assert_eq!(
+        b,
+        (b_first..=last).collect::<Vec<_>>(),
+        "b: to the end, no gap or duplicate"
+    );
+    assert!(
+        b_first > 1 && a_last < last,
+        "both switches happened mid-stream"
+    );
+    assert!(
+        a_last >= b_first,
+        "both tables were carried between the switches"
+    );
+
+    // The switches are recorded at the positions where they took effect.
+    let history = api.state.store().selection_history(&id).await.unwrap();
+    assert_eq!(history.len(), 3, "{history:?}");
+    let added = parse_position(&history[1].position.to_string());
+    let removed = parse_position(&history[2].position.to_string());
+    for (table, row, at) in &records {
+        match table.as_str() {
+            "a" => assert!(
+                *at <= removed,
+                "a row {row} at {at:?} after a was removed at {removed:?}"
+            ),
+            _ => assert!(
+                *at > added,
+                "b row {row} at {at:?} before b was added at {added:?}"
+            ),
+        }
+    }
+    // The worker never restarted the loop: its counter holds every row it delivered.
+    let exposition = worker.metrics.encode();
+    assert!(
+        exposition.contains(&format!(
+            "ferry_rows_total{{instance=\"{id}\"}} {}",
+            records.len()
+        )),
+        "{exposition}"
+    );
+    worker.stop().await.unwrap();
+}
