@@ -8,5 +8,6 @@ pub fn all_routes() -> Vec<Route> {
     let mut routes = ferry_fn_instances::routes();
     routes.extend(ferry_fn_tasks::routes());
     routes.extend(ferry_fn_consumer_groups::routes());
+    routes.extend(ferry_fn_changes::routes());
     routes
 }

@@ -1,11 +1,14 @@
 //! Kafka: how change events become records ([`encode`]), and how records reach a task's topic
 //! ([`sink`]): topic creation, the idempotent producer with backpressure, and reading the
-//! topic's tail after a restart; consumer groups' progress and deletion ([`groups`]).
+//! topic's tail after a restart; consumer groups' progress and deletion ([`groups`]); reading
+//! the topic back as changes of one shape ([`browse`], [`view`]).
 
 pub mod avro;
+pub mod browse;
 pub mod encode;
 pub mod groups;
 pub mod sink;
+pub mod view;
 
 /// Header holding a record's idempotency key (`ChangeEvent::idempotency_key`).
 pub const KEY_HEADER: &str = "ferry.key";

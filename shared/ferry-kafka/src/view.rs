@@ -1,0 +1,506 @@
+//! One readable shape for a record of any format, for `GET …/changes`.
+//!
+//! What every record carries is read from Kafka itself: the idempotency key and the position
+//! from its headers, the row key from its Kafka key. The rest comes from the payload in the
+//! task's format. Values are shown as the format carries them: exact typed JSON for
+//! `debezium-json`, `maxwell-json` and `dts-avro`, strings for `canal-json` (Canal's own
+//! choice). A format that records only the changed columns of an update's before image
+//! (`canal-json`, `maxwell-json`) is shown with the before image rebuilt from the after image
+//! and the changed columns.
+
+use std::io::Cursor;
+
+use apache_avro::types::Value as Avro;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ferry_domain::task_config::Format;
+use serde::Serialize;
+use serde_json::{Map, Value as Json};
+
+/// What a change record says, whatever its format.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangeView {
+    pub partition: i32,
+    pub offset: i64,
+    /// The change's source time (the record's timestamp).
+    pub timestamp: Option<chrono::DateTime<chrono::Utc>>,
+    pub position: String,
+    /// `<transaction id>/<event index>`: unique per change.
+    pub idempotency_key: String,
+    /// `insert`, `update`, `delete`, `ddl`, `begin`, `commit` or `heartbeat`.
+    pub operation: String,
+    pub database: Option<String>,
+    pub table: Option<String>,
+    /// The row's primary key (`{"id": 7}`); `None` for records that are not row changes.
+    pub key: Option<Json>,
+    pub before: Option<Json>,
+    pub after: Option<Json>,
+    /// The statement of a DDL record.
+    pub statement: Option<String>,
+}
+
+/// The parts of a record the view is made from.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRecord<'a> {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+    pub idempotency_key: &'a str,
+    pub position: &'a str,
+}
+
+/// Why a record could not be shown.
+#[derive(Debug, thiserror::Error)]
+#[error("the record at partition {partition} offset {offset} is not {format:?}: {reason}")]
+pub struct ViewError {
+    pub partition: i32,
+    pub offset: i64,
+    pub format: Format,
+    pub reason: String,
+}
+
+struct Parts {
+    operation: &'static str,
+    database: Option<String>,
+    table: Option<String>,
+    before: Option<Json>,
+    after: Option<Json>,
+    statement: Option<String>,
+}
+
+/// The view of `raw`, a record of a topic in `format`.
+pub fn view(format: Format, raw: &RawRecord<'_>) -> Result<ChangeView, ViewError> {
+    let err = |reason: String| ViewError {
+        partition: raw.partition,
+        offset: raw.offset,
+        format,
+        reason,
+    };
+    let parts = match format {
+        Format::DtsAvro => dts_avro(raw.payload),
+        json_format => {
+            let payload: Json = serde_json::from_slice(raw.payload).map_err(|e| err(e.to_string()))?;
+            match json_format {
+                Format::CanalJson => canal(&payload),
+                Format::MaxwellJson => maxwell(&payload),
+                _ => debezium(&payload),
+            }
+        }
+    }
+    .map_err(err)?;
+    let key = raw
+        .key
+        .and_then(|k| serde_json::from_slice::<Json>(k).ok())
+        // Maxwell's key names the table too: the row key is its `pk`.
+        .map(|k| match k.get("pk") {
+            Some(pk) if format == Format::MaxwellJson => pk.clone(),
+            _ => k,
+        })
+        .filter(|_| matches!(parts.operation, "insert" | "update" | "delete"));
+    Ok(ChangeView {
+        partition: raw.partition,
+        offset: raw.offset,
+        timestamp: raw.timestamp_ms.and_then(chrono::DateTime::from_timestamp_millis),
+        position: raw.position.to_owned(),
+        idempotency_key: raw.idempotency_key.to_owned(),
+        operation: parts.operation.to_owned(),
+        database: parts.database,
+        table: parts.table,
+        key,
+        before: parts.before,
+        after: parts.after,
+        statement: parts.statement,
+    })
+}
+
+fn text(v: &Json) -> Option<String> {
+    v.as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+fn object(v: Option<&Json>) -> Option<Json> {
+    v.filter(|v| v.is_object()).cloned()
+}
+
+fn debezium(p: &Json) -> Result<Parts, String> {
+    let source = &p["source"];
+    let row = |operation| Parts {
+        operation,
+        database: text(&source["db"]),
+        table: text(&source["table"]),
+        before: object(p.get("before")),
+        after: object(p.get("after")),
+        statement: None,
+    };
+    let other = |operation, statement| Parts {
+        operation,
+        database: text(&source["db"]),
+        table: None,
+        before: None,
+        after: None,
+        statement,
+    };
+    Ok(match p["op"].as_str() {
+        Some("c" | "r") => row("insert"),
+        Some("u") => row("update"),
+        Some("d") => row("delete"),
+        Some(op) => return Err(format!("unknown op `{op}`")),
+        None if p.get("ddl").is_some() => other("ddl", text(&p["ddl"])),
+        None if p["status"] == "BEGIN" => other("begin", None),
+        None if p["status"] == "END" => other("commit", None),
+        None if p["heartbeat"] == true => other("heartbeat", None),
+        None => return Err("neither a row, DDL, transaction nor heartbeat record".into()),
+    })
+}
+
+/// An update's before image from the after image and the changed columns' old values.
+fn rebuilt_before(after: &Json, old: &Json) -> Option<Json> {
+    let mut before: Map<String, Json> = after.as_object()?.clone();
+    for (k, v) in old.as_object()? {
+        before.insert(k.clone(), v.clone());
+    }
+    Some(Json::Object(before))
+}
+
+fn canal(p: &Json) -> Result<Parts, String> {
+    let data = p["data"].get(0).cloned();
+    let (operation, before, after) = match p["type"].as_str() {
+        Some("INSERT") => ("insert", None, data),
+        Some("UPDATE") => {
+            let before = data
+                .as_ref()
+                .and_then(|d| rebuilt_before(d, p["old"].get(0).unwrap_or(&Json::Null)));
+            ("update", before, data)
+        }
+        Some("DELETE") => ("delete", data, None),
+        Some("QUERY") if p["isDdl"] == true => {
+            return Ok(Parts {
+                operation: "ddl",
+                database: text(&p["database"]),
+                table: None,
+                before: None,
+                after: None,
+                statement: text(&p["sql"]),
+            });
+        }
+        other => return Err(format!("unknown type {other:?}")),
+    };
+    Ok(Parts {
+        operation,
+        database: text(&p["database"]),
+        table: text(&p["table"]),
+        before,
+        after,
+        statement: None,
+    })
+}
+
+fn maxwell(p: &Json) -> Result<Parts, String> {
+    let data = object(p.get("data"));
+    let (operation, before, after) = match p["type"].as_str() {
+        Some("insert") => ("insert", None, data),
+        Some("update") => {
+            let before = data
+                .as_ref()
+                .and_then(|d| rebuilt_before(d, p.get("old").unwrap_or(&Json::Null)));
+            ("update", before, data)
+        }
+        Some("delete") => ("delete", data, None),
+        other => return Err(format!("unknown type {other:?}")),
+    };
+    Ok(Parts {
+        operation,
+        database: text(&p["database"]),
+        table: text(&p["table"]),
+        before,
+        after,
+        statement: None,
+    })
+}
+
+fn field<'a>(record: &'a Avro, name: &str) -> Option<&'a Avro> {
+    match record {
+        Avro::Record(fields) => fields.iter().find(|(n, _)| n == name).map(|(_, v)| v),
+        Avro::Union(_, inner) => field(inner, name),
+        _ => None,
+    }
+}
+
+fn unwrap_union(v: &Avro) -> &Avro {
+    match v {
+        Avro::Union(_, inner) => unwrap_union(inner),
+        other => other,
+    }
+}
+
+fn avro_string(v: Option<&Avro>) -> Option<String> {
+    match v.map(unwrap_union) {
+        Some(Avro::String(s) | Avro::Enum(_, s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn avro_int(v: Option<&Avro>) -> Option<i64> {
+    match v.map(unwrap_union) {
+        Some(Avro::Int(i)) => Some(i64::from(*i)),
+        Some(Avro::Long(i)) => Some(*i),
+        _ => None,
+    }
+}
+
+/// One image value of the DTS layout as plain JSON.
+fn avro_value(v: &Avro) -> Json {
+    let v = unwrap_union(v);
+    let Avro::Record(fields) = v else {
+        return Json::Null;
+    };
+    let get = |name: &str| fields.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+    let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+    match names.as_slice() {
+        // Integer: exact digits, a JSON number when it fits.
+        ["precision", "value"] => {
+            let digits = avro_string(get("value")).unwrap_or_default();
+            digits
+                .parse::<i64>()
+                .map(Json::from)
+                .or_else(|_| digits.parse::<u64>().map(Json::from))
+                .unwrap_or(Json::String(digits))
+        }
+        ["charset", "value"] => {
+            let charset = avro_string(get("charset")).unwrap_or_default();
+            match get("value") {
+                Some(Avro::Bytes(b)) if charset == "binary" => Json::String(STANDARD.encode(b)),
+                Some(Avro::Bytes(b)) => Json::String(String::from_utf8_lossy(b).into_owned()),
+                _ => Json::Null,
+            }
+        }
+        ["value", "precision", "scale"] => match get("value") {
+            Some(Avro::Double(f)) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+            other => avro_string(other).map_or(Json::Null, Json::String),
+        },
+        ["timestamp", "micros"] => {
+            let secs = avro_int(get("timestamp")).unwrap_or_default();
+            let micros = avro_int(get("micros")).unwrap_or_default();
+            chrono::DateTime::from_timestamp(secs, u32::try_from(micros * 1000).unwrap_or(0))
+                .map_or(Json::Null, |t| {
+                    Json::String(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+                })
+        }
+        ["type", "value"] => match get("value") {
+            Some(Avro::Bytes(b)) => Json::String(STANDARD.encode(b)),
+            other => avro_string(other).map_or(Json::Null, Json::String),
+        },
+        _ if names.contains(&"negative") => {
+            let part = |n: &str| avro_int(get(n));
+            let date = match (part("year"), part("month"), part("day")) {
+                (Some(y), Some(m), Some(d)) => Some(format!("{y:04}-{m:02}-{d:02}")),
+                _ => None,
+            };
+            let time = match (part("hour"), part("minute"), part("second")) {
+                (Some(h), Some(m), Some(s)) => {
+                    let sign = if matches!(get("negative"), Some(Avro::Boolean(true))) { "-" } else { "" };
+                    let micros = part("micros").filter(|u| *u > 0).map(|u| format!(".{u:06}")).unwrap_or_default();
+                    Some(format!("{sign}{h:02}:{m:02}:{s:02}{micros}"))
+                }
+                _ => None,
+            };
+            match (date, time) {
+                (Some(d), Some(t)) => Json::String(format!("{d}T{t}")),
+                (Some(d), None) => Json::String(d),
+                (None, Some(t)) => Json::String(t),
+                (None, None) => Json::Null,
+            }
+        }
+        _ => Json::Null,
+    }
+}
+
+fn dts_avro(payload: &[u8]) -> Result<Parts, String> {
+    let schema = crate::avro::schema()?;
+    let datum = apache_avro::from_avro_datum(schema, &mut Cursor::new(payload), None)
+        .map_err(|e| e.to_string())?;
+    let operation = match avro_string(field(&datum, "operation")).as_deref() {
+        Some("INSERT") => "insert",
+        Some("UPDATE") => "update",
+        Some("DELETE") => "delete",
+        Some("DDL") => "ddl",
+        Some("BEGIN") => "begin",
+        Some("COMMIT") => "commit",
+        Some("HEARTBEAT") => "heartbeat",
+        other => return Err(format!("unknown operation {other:?}")),
+    };
+    let object = avro_string(field(&datum, "objectName"));
+    let names: Vec<String> = match field(&datum, "fields").map(unwrap_union) {
+        Some(Avro::Array(fields)) => fields
+            .iter()
+            .map(|f| avro_string(field(f, "name")).unwrap_or_default())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let image = |name: &str| -> Option<Json> {
+        match field(&datum, name).map(unwrap_union) {
+            Some(Avro::Array(values)) => Some(Json::Object(
+                names.iter().cloned().zip(values.iter().map(avro_value)).collect(),
+            )),
+            _ => None,
+        }
+    };
+    if operation == "ddl" {
+        return Ok(Parts {
+            operation,
+            database: object,
+            table: None,
+            before: None,
+            after: None,
+            statement: avro_string(field(&datum, "afterImages")),
+        });
+    }
+    let (database, table) = match object.as_deref().and_then(|o| o.split_once('.')) {
+        Some((d, t)) => (Some(d.to_owned()), Some(t.to_owned())),
+        None => (object, None),
+    };
+    Ok(Parts {
+        operation,
+        database,
+        table,
+        before: image("beforeImages"),
+        after: image("afterImages"),
+        statement: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ferry_domain::change::{
+        ChangeEvent, ChangeKind, Column, ObjectName, RowChange, TableSchema, TransactionRef,
+    };
+    use ferry_domain::value::{Decimal, Value};
+    use serde_json::json;
+
+    use super::*;
+    use crate::encode::encode;
+
+    fn event(kind: ChangeKind) -> ChangeEvent {
+        ChangeEvent {
+            position: "binlog.000001:900@0-1-7".parse().unwrap(),
+            server_id: 1,
+            timestamp: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            transaction: Some(TransactionRef {
+                id: "0-1-7".into(),
+                event_index: 2,
+            }),
+            kind,
+        }
+    }
+
+    fn update() -> ChangeEvent {
+        let col = |n: &str, t: &str| Column {
+            name: n.into(),
+            source_type: t.into(),
+            nullable: true,
+        };
+        let table = Arc::new(
+            TableSchema::new(
+                ObjectName {
+                    database: "shop".into(),
+                    table: "orders".into(),
+                },
+                vec![col("id", "int"), col("total", "decimal(10,2)"), col("note", "varchar(20)")],
+                vec![0],
+            )
+            .unwrap(),
+        );
+        let dec = |s: &str| Value::Decimal(Decimal::try_from(s.to_owned()).unwrap());
+        let row = RowChange::update(
+            table,
+            vec![Value::Int(7), dec("1.50"), Value::String("a".into())],
+            vec![Value::Int(7), dec("2.50"), Value::String("a".into())],
+        )
+        .unwrap();
+        event(ChangeKind::Row(row))
+    }
+
+    fn shown(format: Format, e: &ChangeEvent) -> ChangeView {
+        let r = encode(format, "t", e, 1, None).unwrap().unwrap();
+        view(
+            format,
+            &RawRecord {
+                partition: 0,
+                offset: 3,
+                timestamp_ms: Some(e.timestamp.timestamp_millis()),
+                key: r.key.as_deref(),
+                payload: &r.payload,
+                idempotency_key: &r.idempotency_key,
+                position: &r.position,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn every_format_shows_an_update_in_the_same_shape() {
+        let e = update();
+        for format in [Format::DebeziumJson, Format::MaxwellJson, Format::DtsAvro] {
+            let v = shown(format, &e);
+            assert_eq!(v.operation, "update", "{format:?}");
+            assert_eq!(
+                (v.database.as_deref(), v.table.as_deref()),
+                (Some("shop"), Some("orders")),
+                "{format:?}"
+            );
+            assert_eq!(v.key, Some(json!({"id": 7})), "{format:?}");
+            assert_eq!(
+                v.before,
+                Some(json!({"id": 7, "total": "1.50", "note": "a"})),
+                "{format:?}"
+            );
+            assert_eq!(
+                v.after,
+                Some(json!({"id": 7, "total": "2.50", "note": "a"})),
+                "{format:?}"
+            );
+            assert_eq!(v.idempotency_key, "0-1-7/2");
+            assert_eq!(v.position, "binlog.000001:900@0-1-7");
+        }
+        // Canal carries every value as text.
+        let canal = shown(Format::CanalJson, &e);
+        assert_eq!(canal.before, Some(json!({"id": "7", "total": "1.50", "note": "a"})));
+        assert_eq!(canal.after, Some(json!({"id": "7", "total": "2.50", "note": "a"})));
+        assert_eq!(canal.key, Some(json!({"id": 7})));
+    }
+
+    #[test]
+    fn ddl_is_shown_with_its_statement() {
+        let e = event(ChangeKind::Ddl {
+            database: Some("shop".into()),
+            statement: "ALTER TABLE orders ADD c INT".into(),
+        });
+        for format in [Format::DebeziumJson, Format::CanalJson, Format::DtsAvro] {
+            let v = shown(format, &e);
+            assert_eq!(v.operation, "ddl", "{format:?}");
+            assert_eq!(v.database.as_deref(), Some("shop"), "{format:?}");
+            assert_eq!(v.statement.as_deref(), Some("ALTER TABLE orders ADD c INT"));
+            assert_eq!(v.key, None);
+        }
+    }
+
+    #[test]
+    fn a_record_of_another_format_is_an_error_not_a_guess() {
+        let e = update();
+        let r = encode(Format::DtsAvro, "t", &e, 1, None).unwrap().unwrap();
+        let raw = RawRecord {
+            partition: 0,
+            offset: 9,
+            timestamp_ms: None,
+            key: None,
+            payload: &r.payload,
+            idempotency_key: "",
+            position: "",
+        };
+        let err = view(Format::DebeziumJson, &raw).unwrap_err();
+        assert_eq!(err.offset, 9);
+    }
+}
