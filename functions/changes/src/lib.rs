@@ -128,13 +128,21 @@ impl Filter {
     }
 
     fn keeps(&self, c: &ChangeView) -> bool {
-        self.database.as_ref().is_none_or(|d| c.database.as_ref() == Some(d))
-            && self.table.as_ref().is_none_or(|t| c.table.as_ref() == Some(t))
+        self.database
+            .as_ref()
+            .is_none_or(|d| c.database.as_ref() == Some(d))
+            && self
+                .table
+                .as_ref()
+                .is_none_or(|t| c.table.as_ref() == Some(t))
             && self
                 .operations
                 .as_ref()
                 .is_none_or(|ops| ops.iter().any(|op| *op == c.operation))
-            && self.key.as_ref().is_none_or(|k| key_matches(k, c.key.as_ref()))
+            && self
+                .key
+                .as_ref()
+                .is_none_or(|k| key_matches(k, c.key.as_ref()))
     }
 }
 
@@ -219,7 +227,11 @@ async fn list(
     }
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(invalid("limit", format!("limit {limit} is out of range"), "give 1 to 1000"));
+        return Err(invalid(
+            "limit",
+            format!("limit {limit} is out of range"),
+            "give 1 to 1000",
+        ));
     }
     let filter = Filter::parse(&q)?;
     let cursor = q.page_token.as_deref().map(decode_token).transpose()?;
@@ -267,7 +279,10 @@ mod tests {
         assert!(!key_matches(&json!(8), Some(&key)));
         assert!(!key_matches(&json!({"id": 7, "x": 1}), Some(&key)));
         assert!(key_matches(&json!(7), Some(&json!({"code": "7"}))));
-        assert!(!key_matches(&json!(7), Some(&json!({"a": 7, "b": 1}))), "one value, two columns");
+        assert!(
+            !key_matches(&json!(7), Some(&json!({"a": 7, "b": 1}))),
+            "one value, two columns"
+        );
         assert!(!key_matches(&json!(7), None), "DDL has no key");
     }
 
@@ -277,7 +292,12 @@ mod tests {
             partitions: vec![(0, 10, 20), (1, 5, 5)],
         };
         assert_eq!(decode_token(&encode_token(&c)).unwrap(), c);
-        for bad in ["", "!!", "e30", &URL_SAFE_NO_PAD.encode(br#"{"partitions":[[0,30,20]]}"#)] {
+        for bad in [
+            "",
+            "!!",
+            "e30",
+            &URL_SAFE_NO_PAD.encode(br#"{"partitions":[[0,30,20]]}"#),
+        ] {
             assert!(decode_token(bad).is_err(), "{bad}");
         }
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use ferry_aws::{Events, Secrets};
+use ferry_aws::{Events, Secrets, Streams};
 use ferry_domain::id::InstanceId;
 use ferry_store::Store;
 
@@ -27,6 +27,7 @@ struct Inner {
     store: Store,
     secrets: Secrets,
     events: Events,
+    streams: Streams,
     settings: Settings,
 }
 
@@ -39,12 +40,19 @@ pub struct ConfigError {
 }
 
 impl AppState {
-    pub fn new(store: Store, secrets: Secrets, events: Events, settings: Settings) -> Self {
+    pub fn new(
+        store: Store,
+        secrets: Secrets,
+        events: Events,
+        streams: Streams,
+        settings: Settings,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 secrets,
                 events,
+                streams,
                 settings,
             }),
         }
@@ -97,6 +105,7 @@ impl AppState {
                 aws_sdk_eventbridge::Client::new(&aws),
                 optional("FERRY_EVENT_BUS", "default"),
             ),
+            Streams::new(aws_sdk_kinesis::Client::new(&aws)),
             Settings {
                 kafka_bootstrap,
                 topic_prefix,
@@ -114,6 +123,11 @@ impl AppState {
 
     pub fn events(&self) -> &Events {
         &self.inner.events
+    }
+
+    /// Kinesis, for tasks that deliver to a data stream.
+    pub fn streams(&self) -> &Streams {
+        &self.inner.streams
     }
 
     pub fn settings(&self) -> &Settings {

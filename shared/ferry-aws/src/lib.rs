@@ -1,11 +1,14 @@
-//! AWS adapters besides DynamoDB: [`Secrets`] keeps endpoint passwords in Secrets Manager, and
-//! [`Events`] publishes lifecycle events to EventBridge.
+//! AWS adapters besides DynamoDB: [`Secrets`] keeps endpoint passwords in Secrets Manager,
+//! [`Events`] publishes lifecycle events to EventBridge, and [`streams`] delivers change records
+//! to Kinesis data streams.
 
 mod events;
 mod secrets;
+pub mod streams;
 
 pub use events::{Event, Events, SOURCE};
 pub use secrets::{Secret, Secrets};
+pub use streams::Streams;
 
 /// An AWS call that failed.
 #[derive(Debug, thiserror::Error)]

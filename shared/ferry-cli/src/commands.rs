@@ -111,6 +111,33 @@ pub(crate) enum TaskCmd {
     },
 }
 
+#[derive(Debug, clap::Args)]
+pub(crate) struct ChangesArgs {
+    id: String,
+    /// Start of the time range (RFC 3339, source time); default: an hour before --to.
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the time range (RFC 3339); default: now.
+    #[arg(long)]
+    to: Option<String>,
+    #[arg(long)]
+    database: Option<String>,
+    #[arg(long)]
+    table: Option<String>,
+    /// insert, update, delete or ddl (comma-separated for several).
+    #[arg(long)]
+    operation: Option<String>,
+    /// The primary key: a JSON object (`{"id":7}`) or one value for a one-column key.
+    #[arg(long)]
+    key: Option<String>,
+    /// Changes per page.
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// Follow the pages to the end of the range instead of stopping after the first.
+    #[arg(long)]
+    all: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum GroupCmd {
     /// Create a consumer group; the password is read from an environment variable.
@@ -597,6 +624,84 @@ pub(crate) async fn group(api: &Api, json_out: bool, cmd: GroupCmd) -> Result<()
         }
     }
     Ok(())
+}
+
+pub(crate) async fn changes(api: &Api, json_out: bool, args: ChangesArgs) -> Result<()> {
+    let mut query: Vec<(&str, String)> = vec![("limit", args.limit.to_string())];
+    for (name, value) in [
+        ("from", &args.from),
+        ("to", &args.to),
+        ("database", &args.database),
+        ("table", &args.table),
+        ("operation", &args.operation),
+        ("key", &args.key),
+    ] {
+        if let Some(v) = value {
+            query.push((name, v.clone()));
+        }
+    }
+    let mut token: Option<String> = None;
+    loop {
+        let mut q = query.clone();
+        if let Some(t) = &token {
+            q.push(("page_token", t.clone()));
+        }
+        let qs = q
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let page = api
+            .call(
+                Method::GET,
+                &format!("/v1/instances/{}/changes?{qs}", args.id),
+                None,
+            )
+            .await?;
+        let changes = page["changes"].as_array().cloned().unwrap_or_default();
+        if json_out {
+            for c in &changes {
+                println!("{c}");
+            }
+        } else {
+            for c in &changes {
+                println!(
+                    "{} {} {:<6} {}.{} key={} before={} after={}{}",
+                    cell(&c["timestamp"]),
+                    cell(&c["position"]),
+                    cell(&c["operation"]),
+                    cell(&c["database"]),
+                    cell(&c["table"]),
+                    cell(&c["key"]),
+                    cell(&c["before"]),
+                    cell(&c["after"]),
+                    c["statement"]
+                        .as_str()
+                        .map(|s| format!(" {s}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        token = page["next_page_token"].as_str().map(str::to_owned);
+        if !args.all || token.is_none() {
+            if let (false, Some(_)) = (json_out, &token) {
+                eprintln!("more changes: run again with --all");
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
+fn urlencode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(b).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 async fn tail(topic: &str, bootstrap: &str, count: usize, wait: u64, json_out: bool) -> Result<()> {

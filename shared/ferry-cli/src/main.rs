@@ -46,6 +46,9 @@ enum Command {
     /// Consumer groups of a change-tracking instance.
     #[command(subcommand)]
     Group(commands::GroupCmd),
+    /// Tracked data changes of an instance's task, read back from its topic: by time range,
+    /// object, operation and primary key.
+    Changes(commands::ChangesArgs),
     /// Serve the whole API locally (every function's router on one port).
     Serve(serve::Args),
     /// Run a capture worker: claims running tasks through leases and streams their binlog to
@@ -99,6 +102,7 @@ async fn main() -> ExitCode {
         Command::Instance(c) => commands::instance(&api, cli.json, c).await,
         Command::Task(c) => commands::task(&api, cli.json, c).await,
         Command::Group(c) => commands::group(&api, cli.json, c).await,
+        Command::Changes(args) => commands::changes(&api, cli.json, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -57,6 +57,9 @@ pub struct Delivery {
     pub partitioning: Partitioning,
     #[serde(default)]
     pub destination: Destination,
+    /// The Kinesis data stream, when `destination` is `kinesis`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kinesis_stream: Option<String>,
     /// How long the topic keeps records, in hours (default 7 days).
     #[serde(default = "default_retention_hours")]
     pub retention_hours: u32,
@@ -79,6 +82,7 @@ impl Default for Delivery {
             format: Format::default(),
             partitioning: Partitioning::default(),
             destination: Destination::default(),
+            kinesis_stream: None,
             retention_hours: default_retention_hours(),
             transaction_records: false,
             heartbeat_records: false,
@@ -105,6 +109,43 @@ impl Delivery {
                     "give 2 to {MAX_PARTITIONS} partitions, or use {{\"type\": \"single\"}} for one partition in commit order"
                 ),
             ));
+        }
+        match (self.destination, self.kinesis_stream.as_deref()) {
+            (Destination::Kinesis, None) => {
+                return Err(InvalidInput::new(
+                    "kinesis_stream",
+                    "a Kinesis destination needs a stream",
+                    "name the data stream in `kinesis_stream`",
+                ));
+            }
+            (Destination::Kafka, Some(_)) => {
+                return Err(InvalidInput::new(
+                    "kinesis_stream",
+                    "a stream is named but the destination is Kafka",
+                    "set `destination` to `kinesis`, or leave out `kinesis_stream`",
+                ));
+            }
+            (Destination::Kinesis, Some(stream)) => {
+                let valid = (1..=128).contains(&stream.len())
+                    && stream
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+                if !valid {
+                    return Err(InvalidInput::new(
+                        "kinesis_stream",
+                        format!("`{stream}` is not a Kinesis stream name"),
+                        "use 1 to 128 letters, digits, `_`, `.` or `-`",
+                    ));
+                }
+                if self.partitioning != Partitioning::Single {
+                    return Err(InvalidInput::new(
+                        "partitioning",
+                        "Kinesis spreads records over shards by key itself",
+                        "leave out `partitioning` for a Kinesis destination",
+                    ));
+                }
+            }
+            (Destination::Kafka, None) => {}
         }
         Ok(())
     }
@@ -166,5 +207,15 @@ mod tests {
         assert!(serde_json::from_str::<Delivery>(r#"{"format": "xml"}"#).is_err());
         assert!(serde_json::from_str::<Delivery>(r#"{"partitioning": "single"}"#).is_err());
         assert!(serde_json::from_str::<Delivery>(r#"{"extra": 1}"#).is_err());
+        let kinesis = |json: &str| serde_json::from_str::<Delivery>(json).unwrap().validate();
+        assert!(kinesis(r#"{"destination": "kinesis", "kinesis_stream": "changes-1.x"}"#).is_ok());
+        for bad in [
+            r#"{"destination": "kinesis"}"#,
+            r#"{"kinesis_stream": "s"}"#,
+            r#"{"destination": "kinesis", "kinesis_stream": "a b"}"#,
+            r#"{"destination": "kinesis", "kinesis_stream": "s", "partitioning": {"type": "key_hash", "partitions": 4}}"#,
+        ] {
+            assert!(kinesis(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -121,9 +121,7 @@ fn browse_blocking(
     let mut spans = match &req.cursor {
         Some(cursor) => cursor.partitions.clone(),
         None => {
-            let metadata = c
-                .fetch_metadata(Some(&req.topic), TIMEOUT)
-                .map_err(kafka)?;
+            let metadata = c.fetch_metadata(Some(&req.topic), TIMEOUT).map_err(kafka)?;
             let partitions: Vec<i32> = metadata
                 .topics()
                 .iter()

@@ -81,7 +81,8 @@ pub fn view(format: Format, raw: &RawRecord<'_>) -> Result<ChangeView, ViewError
     let parts = match format {
         Format::DtsAvro => dts_avro(raw.payload),
         json_format => {
-            let payload: Json = serde_json::from_slice(raw.payload).map_err(|e| err(e.to_string()))?;
+            let payload: Json =
+                serde_json::from_slice(raw.payload).map_err(|e| err(e.to_string()))?;
             match json_format {
                 Format::CanalJson => canal(&payload),
                 Format::MaxwellJson => maxwell(&payload),
@@ -102,7 +103,9 @@ pub fn view(format: Format, raw: &RawRecord<'_>) -> Result<ChangeView, ViewError
     Ok(ChangeView {
         partition: raw.partition,
         offset: raw.offset,
-        timestamp: raw.timestamp_ms.and_then(chrono::DateTime::from_timestamp_millis),
+        timestamp: raw
+            .timestamp_ms
+            .and_then(chrono::DateTime::from_timestamp_millis),
         position: raw.position.to_owned(),
         idempotency_key: raw.idempotency_key.to_owned(),
         operation: parts.operation.to_owned(),
@@ -276,7 +279,9 @@ fn avro_value(v: &Avro) -> Json {
             }
         }
         ["value", "precision", "scale"] => match get("value") {
-            Some(Avro::Double(f)) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+            Some(Avro::Double(f)) => {
+                serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number)
+            }
             other => avro_string(other).map_or(Json::Null, Json::String),
         },
         ["timestamp", "micros"] => {
@@ -299,8 +304,15 @@ fn avro_value(v: &Avro) -> Json {
             };
             let time = match (part("hour"), part("minute"), part("second")) {
                 (Some(h), Some(m), Some(s)) => {
-                    let sign = if matches!(get("negative"), Some(Avro::Boolean(true))) { "-" } else { "" };
-                    let micros = part("micros").filter(|u| *u > 0).map(|u| format!(".{u:06}")).unwrap_or_default();
+                    let sign = if matches!(get("negative"), Some(Avro::Boolean(true))) {
+                        "-"
+                    } else {
+                        ""
+                    };
+                    let micros = part("micros")
+                        .filter(|u| *u > 0)
+                        .map(|u| format!(".{u:06}"))
+                        .unwrap_or_default();
                     Some(format!("{sign}{h:02}:{m:02}:{s:02}{micros}"))
                 }
                 _ => None,
@@ -341,7 +353,11 @@ fn dts_avro(payload: &[u8]) -> Result<Parts, String> {
     let image = |name: &str| -> Option<Json> {
         match field(&datum, name).map(unwrap_union) {
             Some(Avro::Array(values)) => Some(Json::Object(
-                names.iter().cloned().zip(values.iter().map(avro_value)).collect(),
+                names
+                    .iter()
+                    .cloned()
+                    .zip(values.iter().map(avro_value))
+                    .collect(),
             )),
             _ => None,
         }
@@ -408,7 +424,11 @@ mod tests {
                     database: "shop".into(),
                     table: "orders".into(),
                 },
-                vec![col("id", "int"), col("total", "decimal(10,2)"), col("note", "varchar(20)")],
+                vec![
+                    col("id", "int"),
+                    col("total", "decimal(10,2)"),
+                    col("note", "varchar(20)"),
+                ],
                 vec![0],
             )
             .unwrap(),
@@ -467,8 +487,14 @@ mod tests {
         }
         // Canal carries every value as text.
         let canal = shown(Format::CanalJson, &e);
-        assert_eq!(canal.before, Some(json!({"id": "7", "total": "1.50", "note": "a"})));
-        assert_eq!(canal.after, Some(json!({"id": "7", "total": "2.50", "note": "a"})));
+        assert_eq!(
+            canal.before,
+            Some(json!({"id": "7", "total": "1.50", "note": "a"}))
+        );
+        assert_eq!(
+            canal.after,
+            Some(json!({"id": "7", "total": "2.50", "note": "a"}))
+        );
         assert_eq!(canal.key, Some(json!({"id": 7})));
     }
 

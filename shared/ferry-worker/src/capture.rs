@@ -27,8 +27,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
-
 use chrono::{DateTime, Utc};
 use ferry_api::AppState;
 use ferry_api::lifecycle::transition;
@@ -39,16 +37,16 @@ use ferry_domain::reselect::{SelectionChange, SelectionPlan};
 use ferry_domain::schema::SchemaCatalog;
 use ferry_domain::selection::{ObjectSelection, OperationKind};
 use ferry_domain::task::{Stage, TaskEvent, TaskState};
-use ferry_domain::task_config::{Partitioning, TaskConfig};
-use ferry_kafka::encode::encode;
-use ferry_kafka::sink::{Delivery, Sink, SinkError, delivered, ensure_topic, last_records};
+use ferry_domain::task_config::TaskConfig;
+use ferry_kafka::sink::SinkError;
 use ferry_mysql::ConnectParams;
 use ferry_mysql::binlog::{BinlogReader, ReadEvent, ReaderError, SourceEvent, Start};
-use ferry_store::{Checkpoint, CheckpointOutcome, StoreError};
+use ferry_store::{Checkpoint, CheckpointOutcome, StoreError, TaskRecord};
 use mysql_async::prelude::Queryable;
 use tokio::sync::watch;
 
-use crate::metrics::{TaskMeter, WorkerMetrics};
+use crate::delivery::{Destination, Out, Window};
+use crate::metrics::WorkerMetrics;
 
 /// How the loop behaves.
 #[derive(Debug, Clone)]
@@ -134,45 +132,6 @@ struct Fence {
     instance: InstanceId,
     token: u64,
     config_version: u64,
-}
-
-/// The last record already in the topic when the loop started: re-read records at or before
-/// it were produced before and are skipped.
-#[derive(Debug)]
-struct Tail {
-    position: Position,
-    index: u32,
-}
-
-impl Tail {
-    fn parse(key: &str, position: &str) -> Result<Self, CaptureError> {
-        let bad = || CaptureError::Definite {
-            code: "topic_tail",
-            message: format!(
-                "the last record of the topic has headers Ferry did not write ({key}, {position})"
-            ),
-            hint: "only Ferry may write to a task's topic; reset the task to start a new one"
-                .into(),
-        };
-        let index = key
-            .rsplit_once('/')
-            .and_then(|(_, i)| i.parse().ok())
-            .ok_or_else(bad)?;
-        Ok(Self {
-            position: position.parse().map_err(|_| bad())?,
-            index,
-        })
-    }
-
-    /// Whether the event at `position` with row `index` is at or before this tail. Rows of one
-    /// rows event share its position and are told apart by their index.
-    fn covers(&self, position: &Position, index: u32) -> bool {
-        match position.cmp_file_offset(&self.position) {
-            std::cmp::Ordering::Less => true,
-            std::cmp::Ordering::Equal => index <= self.index,
-            std::cmp::Ordering::Greater => false,
-        }
-    }
 }
 
 /// How often the loop reads its task's desired state.
@@ -393,6 +352,19 @@ impl Objects {
         })
     }
 
+    /// Takes a reselection of `task` as a pending switch when nothing but the objects changed
+    /// since `config`; checkpoints from then on belong to its version.
+    fn adopt(&mut self, task: &TaskRecord, config: &TaskConfig, fence: &mut Fence) -> bool {
+        match task.config.as_ref() {
+            Some(next) if only_objects_differ(next, config) => {
+                fence.config_version = task.config_version;
+                self.pending = Some((task.config_version, next.objects.clone()));
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The switch due at the transaction boundary `at`, recorded before it is returned: a
     /// recorded one at or before `at`, else a pending one once past `not_before`.
     async fn due(
@@ -463,14 +435,7 @@ pub async fn capture_task(
         config_version,
     };
     let topic = state.topic_for(instance);
-    let bootstrap = state.settings().kafka_bootstrap.clone();
-    let retention_ms = i64::from(config.delivery.retention_hours) * 3_600_000;
-    let partitions = match config.delivery.partitioning {
-        Partitioning::Single => 1,
-        Partitioning::KeyHash { partitions } => i32::from(partitions),
-    };
-    ensure_topic(&bootstrap, &topic, partitions, retention_ms).await?;
-    let sink = Sink::new(&bootstrap, &topic, partitions)?;
+    let (dest, skip_until) = Destination::open(state, instance, &config).await?;
     let params = source_params(state, &config).await?;
 
     let (checkpoint, catalog) = match store.get_checkpoint(instance).await? {
@@ -500,16 +465,6 @@ pub async fn capture_task(
             (c, catalog)
         }
     };
-    // Records after the checkpoint that are already in the topic.
-    // The last record of each partition: re-read records at or before it are already there.
-    let skip_until: Vec<Option<Tail>> = last_records(&bootstrap, &topic, partitions)
-        .await?
-        .into_iter()
-        .map(|last| {
-            last.map(|(key, position)| Tail::parse(&key, &position))
-                .transpose()
-        })
-        .collect::<Result<_, _>>()?;
     if matches!(task.value.task.state(), TaskState::Starting) {
         let event = transition(state, &mut task, &TaskEvent::Enter(Stage::Incremental))
             .await
@@ -559,9 +514,9 @@ pub async fn capture_task(
     let mut total_order: u64 = 0;
     let mut out = Out {
         meter: &meter,
-        sink: &sink,
+        dest: &dest,
         format,
-        topic: &topic,
+        topic: dest.name(&topic),
         skip_until,
         window: Window::new(),
         last_key: checkpoint.last_key.clone(),
@@ -608,20 +563,12 @@ pub async fn capture_task(
             if !current.value.task.state().wants_worker() {
                 break;
             }
-            if current.value.config_version != fence.config_version {
-                match current.value.config.as_ref() {
-                    // Only the objects changed: switched at the next transaction boundary,
-                    // without a restart. Checkpoints from now on belong to the new version.
-                    Some(next) if only_objects_differ(next, &config) => {
-                        fence.config_version = current.value.config_version;
-                        objects.pending = Some((fence.config_version, next.objects.clone()));
-                    }
-                    _ if !in_transaction => {
-                        config_changed = true;
-                        break;
-                    }
-                    _ => {}
-                }
+            if current.value.config_version != fence.config_version
+                && !objects.adopt(&current.value, &config, &mut fence)
+                && !in_transaction
+            {
+                config_changed = true;
+                break;
             }
             check_at = tokio::time::Instant::now() + CHECK_EVERY;
         }
@@ -807,7 +754,16 @@ pub async fn capture_task(
         if (idle || checkpointed_at.elapsed() >= CHECKPOINT_EVERY)
             && let Some((position, time)) = uncheckpointed.take()
         {
-            write_checkpoint(state, &fence, &position, time, &out.last_key).await?;
+            checkpoint_adopting(
+                state,
+                &mut fence,
+                &mut objects,
+                &config,
+                &position,
+                time,
+                &out.last_key,
+            )
+            .await?;
             meter.checkpointed();
             checkpointed_at = tokio::time::Instant::now();
         }
@@ -824,9 +780,18 @@ pub async fn capture_task(
     if let Some((position, time)) = uncheckpointed.take()
         && !config_changed
     {
-        write_checkpoint(state, &fence, &position, time, &out.last_key).await?;
+        checkpoint_adopting(
+            state,
+            &mut fence,
+            &mut objects,
+            &config,
+            &position,
+            time,
+            &out.last_key,
+        )
+        .await?;
     }
-    sink.flush(Duration::from_secs(30))?;
+    dest.flush()?;
     // The counts since the last report go to the store before the loop ends.
     let _ = reported.send(true);
     let mut reporter = reporter;
@@ -838,128 +803,31 @@ pub async fn capture_task(
     }
 }
 
-/// Where the loop's records go, and what it knows about what is already there.
-struct Out<'a> {
-    meter: &'a TaskMeter,
-    sink: &'a Sink,
-    format: ferry_domain::task_config::Format,
-    topic: &'a str,
-    /// The last record of each partition when the loop started (until passed).
-    skip_until: Vec<Option<Tail>>,
-    window: Window,
-    last_key: Option<String>,
-}
-
-impl Out<'_> {
-    /// Encodes and queues one event, unless it is already in the topic from before a restart.
-    async fn produce(
-        &mut self,
-        event: &ChangeEvent,
-        total_order: u64,
-        columns: Option<&[String]>,
-    ) -> Result<(), CaptureError> {
-        let record = encode(self.format, self.topic, event, total_order, columns).map_err(|e| {
-            CaptureError::Definite {
-                code: "encode",
-                message: format!("{e} (at {})", event.position),
-                hint: "report this with the position; another format of the task may carry the event meanwhile".into(),
+/// Writes a checkpoint. A reselection that landed since the loop last looked makes the store
+/// refuse the older configuration version: it is adopted (a switch at the next boundary) and
+/// the checkpoint written again, so reselecting never restarts the loop.
+async fn checkpoint_adopting(
+    state: &AppState,
+    fence: &mut Fence,
+    objects: &mut Objects,
+    config: &TaskConfig,
+    position: &Position,
+    source_time: DateTime<Utc>,
+    last_key: &Option<String>,
+) -> Result<(), CaptureError> {
+    match write_checkpoint(state, fence, position, source_time, last_key).await {
+        Err(CaptureError::ConfigChanged) => {
+            let current = state
+                .store()
+                .get_task(&fence.instance)
+                .await?
+                .ok_or_else(|| transient("the task is gone"))?;
+            if !objects.adopt(&current.value, config, fence) {
+                return Err(CaptureError::ConfigChanged);
             }
-        })?;
-        let Some(record) = record else { return Ok(()) };
-        // Already in the topic: at or before its partition's last record when the loop started.
-        let partition = usize::try_from(self.sink.partition_of(&record)).unwrap_or(0);
-        if let Some(slot) = self.skip_until.get_mut(partition)
-            && let Some(tail) = slot
-        {
-            let index = event.transaction.as_ref().map_or(0, |t| t.event_index);
-            if tail.covers(&event.position, index) {
-                return Ok(());
-            }
-            *slot = None;
+            write_checkpoint(state, fence, position, source_time, last_key).await
         }
-        self.window.push(
-            self.sink
-                .send(&record, event.timestamp.timestamp_millis())
-                .await?,
-        );
-        self.meter.delivered(
-            record.payload.len(),
-            matches!(event.kind, ChangeKind::Row(_)),
-        );
-        self.last_key = Some(event.idempotency_key());
-        Ok(())
-    }
-}
-
-/// Records sent and not yet acknowledged, and the commits waiting for them. The loop never
-/// stops for a checkpoint: it takes the acknowledgements that have arrived, and checkpoints the
-/// newest commit whose records are all acknowledged.
-struct Window {
-    pending: VecDeque<Delivery>,
-    sent: u64,
-    acked: u64,
-    /// Commits in order: (records sent up to it, its position, its source time).
-    commits: VecDeque<(u64, Position, DateTime<Utc>)>,
-}
-
-impl Window {
-    fn new() -> Self {
-        Self {
-            pending: VecDeque::new(),
-            sent: 0,
-            acked: 0,
-            commits: VecDeque::new(),
-        }
-    }
-
-    fn push(&mut self, d: Delivery) {
-        self.pending.push_back(d);
-        self.sent += 1;
-    }
-
-    fn commit(&mut self, position: Position, time: DateTime<Utc>) {
-        self.commits.push_back((self.sent, position, time));
-    }
-
-    /// Takes the acknowledgements that have arrived, oldest first, without waiting.
-    fn reap(&mut self) -> Result<(), CaptureError> {
-        while let Some(front) = self.pending.front_mut() {
-            match (&mut *front).now_or_never() {
-                None => break,
-                Some(Ok(Ok(_))) => {
-                    self.pending.pop_front();
-                    self.acked += 1;
-                }
-                Some(Ok(Err((e, _)))) => return Err(SinkError::from_kafka(&e).into()),
-                Some(Err(_)) => {
-                    return Err(transient(
-                        "the producer was closed before a record was delivered",
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Waits for the oldest `n` records.
-    async fn wait_oldest(&mut self, n: usize) -> Result<(), CaptureError> {
-        for _ in 0..n {
-            let Some(d) = self.pending.pop_front() else {
-                break;
-            };
-            delivered(d).await?;
-            self.acked += 1;
-        }
-        Ok(())
-    }
-
-    /// The newest commit whose records are all acknowledged, if one became so.
-    fn settled(&mut self) -> Option<(Position, DateTime<Utc>)> {
-        let mut newest = None;
-        while self.commits.front().is_some_and(|(n, ..)| *n <= self.acked) {
-            newest = self.commits.pop_front().map(|(_, p, t)| (p, t));
-        }
-        newest
+        other => other,
     }
 }
 
@@ -992,22 +860,6 @@ async fn write_checkpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_tail_covers_what_was_produced() {
-        let tail = Tail::parse("0-1-9/2", "binlog.000002:500@0-1-9").unwrap();
-        let at = |p: &str| p.parse::<Position>().unwrap();
-        assert!(tail.covers(&at("binlog.000001:900"), 7), "an earlier file");
-        assert!(tail.covers(&at("binlog.000002:400"), 9), "an earlier event");
-        assert!(tail.covers(&at("binlog.000002:500"), 2), "the tail itself");
-        assert!(
-            !tail.covers(&at("binlog.000002:500"), 3),
-            "a later row of the same event"
-        );
-        assert!(!tail.covers(&at("binlog.000002:501"), 1));
-        assert!(Tail::parse("no-index", "binlog.000002:500").is_err());
-        assert!(Tail::parse("x/1", "not a position").is_err());
-    }
 
     #[test]
     fn replica_ids_are_stable_and_high() {

@@ -2,6 +2,7 @@
 //! in DynamoDB ([`worker`]) and runs each task's capture loop ([`capture`]).
 
 pub mod capture;
+mod delivery;
 pub mod metrics;
 pub mod worker;
 

@@ -454,3 +454,152 @@ async fn reselecting_objects_under_load_switches_at_a_boundary_without_gap_or_du
     );
     worker.stop().await.unwrap();
 }
+
+/// Sleeps until just past the next whole second, and returns that second: binlog times have
+/// one-second resolution, so changes made after it are stamped at or after it.
+async fn next_second() -> DateTime<Utc> {
+    let now = Utc::now();
+    let next = DateTime::from_timestamp(now.timestamp() + 1, 0).unwrap();
+    let wait = (next - now).to_std().unwrap() + Duration::from_millis(150);
+    tokio::time::sleep(wait).await;
+    next
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_changes_api_returns_exactly_one_keys_changes_in_a_time_window() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE accounts (id INT PRIMARY KEY, balance INT)")
+        .await
+        .unwrap();
+    let config = json!({
+        "source": ctx.stack_source(),
+        "objects": {"databases": [{"name": ctx.mysql_database()}]},
+    });
+    let (id, _topic, worker) = api.running_task(config).await.unwrap();
+
+    // Before the window: the rows, and one change of key 5.
+    let rows: Vec<String> = (1..=20).map(|i| format!("({i}, 100)")).collect();
+    db.query_drop(format!("INSERT INTO accounts VALUES {}", rows.join(",")))
+        .await
+        .unwrap();
+    db.query_drop("UPDATE accounts SET balance = 90 WHERE id = 5")
+        .await
+        .unwrap();
+    // In the window: three changes of key 5, and others.
+    let from = next_second().await;
+    for balance in [80, 70, 60] {
+        db.exec_drop("UPDATE accounts SET balance = ? WHERE id = 5", (balance,))
+            .await
+            .unwrap();
+        db.query_drop("UPDATE accounts SET balance = balance + 1 WHERE id = 6")
+            .await
+            .unwrap();
+    }
+    db.query_drop("DELETE FROM accounts WHERE id = 7")
+        .await
+        .unwrap();
+    let to = next_second().await - chrono::Duration::milliseconds(1);
+    // After the window.
+    next_second().await;
+    db.query_drop("UPDATE accounts SET balance = 50 WHERE id = 5")
+        .await
+        .unwrap();
+
+    let get = |query: String| {
+        let api = &api;
+        let id = id.clone();
+        async move {
+            api.call(
+                Method::GET,
+                &format!("/v1/instances/{id}/changes?{query}"),
+                None,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let window = format!(
+        "from={}&to={}",
+        from.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        to.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    )
+    .replace('+', "%2B");
+    eventually(
+        "every change of key 5 in the topic",
+        Duration::from_secs(30),
+        || async {
+            let all = get("table=accounts&key=5".into()).await;
+            Ok((all.body["changes"].as_array().map(Vec::len) == Some(6)).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+
+    let page = get(format!("table=accounts&key=5&{window}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let changes = page.body["changes"].as_array().unwrap();
+    let balances: Vec<(i64, i64)> = changes
+        .iter()
+        .map(|c| {
+            assert_eq!(c["operation"], "update", "{c}");
+            assert_eq!(c["key"], json!({"id": 5}));
+            assert_eq!(c["table"], "accounts");
+            (
+                c["before"]["balance"].as_i64().unwrap(),
+                c["after"]["balance"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(balances, [(90, 80), (80, 70), (70, 60)], "{}", page.text);
+    assert!(page.body["next_page_token"].is_null());
+
+    let deletes = get(format!("operation=delete&{window}")).await;
+    let deletes = deletes.body["changes"].as_array().unwrap();
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0]["key"], json!({"id": 7}));
+    assert_eq!(deletes[0]["before"], json!({"id": 7, "balance": 100}));
+
+    // A page at a time: the same three, in order.
+    let mut paged = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..10 {
+        let q = format!(
+            "table=accounts&key=%7B%22id%22%3A5%7D&limit=1&{window}{}",
+            token
+                .as_deref()
+                .map(|t| format!("&page_token={t}"))
+                .unwrap_or_default()
+        );
+        let page = get(q).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        paged.extend(page.body["changes"].as_array().unwrap().iter().cloned());
+        token = page.body["next_page_token"].as_str().map(str::to_owned);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(&paged, changes);
+
+    for (query, field) in [
+        (
+            format!("from={}&to={}", to.to_rfc3339(), from.to_rfc3339()).replace('+', "%2B"),
+            "from",
+        ),
+        ("operation=truncate".to_owned(), "operation"),
+        ("page_token=not-a-token".to_owned(), "page_token"),
+        ("limit=0".to_owned(), "limit"),
+        ("from=yesterday".to_owned(), "from"),
+    ] {
+        let bad = get(query.clone()).await;
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{query}: {}", bad.text);
+        assert_eq!(
+            bad.body["error"]["details"]["field"], field,
+            "{query}: {}",
+            bad.text
+        );
+        assert!(bad.body["error"]["hint"].is_string(), "{}", bad.text);
+    }
+    worker.stop().await.unwrap();
+}

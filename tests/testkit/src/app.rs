@@ -176,6 +176,7 @@ impl TestContext {
                 format!("ferry-test/{}", self.id),
             ),
             Events::new(eb, bus),
+            ferry_aws::Streams::new(aws_sdk_kinesis::Client::new(&aws)),
             Settings {
                 kafka_bootstrap: self.env.kafka_bootstrap.clone(),
                 topic_prefix: format!("{}.", self.id),
