@@ -138,7 +138,7 @@ impl Filter {
             && self
                 .operations
                 .as_ref()
-                .is_none_or(|ops| ops.iter().any(|op| *op == c.operation))
+                .is_none_or(|ops| ops.contains(&c.operation))
             && self
                 .key
                 .as_ref()
@@ -158,7 +158,7 @@ fn key_matches(wanted: &Value, key: Option<&Value>) -> bool {
             v == scalar
                 || match (v, scalar) {
                     (Value::String(s), other) | (other, Value::String(s)) => {
-                        *s == other.to_string()
+                        s.as_str() == other.to_string().as_str()
                     }
                     _ => false,
                 }

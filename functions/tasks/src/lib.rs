@@ -31,7 +31,7 @@ use ferry_domain::instance::{Instance, InstanceStatus};
 use ferry_domain::metrics::TaskMetrics;
 use ferry_domain::selection::ObjectSelection;
 use ferry_domain::task::{TaskEvent, TaskState};
-use ferry_domain::task_config::{Delivery, TaskConfig};
+use ferry_domain::task_config::{Delivery, HeartbeatWriter, TaskConfig};
 use ferry_store::{StoreError, TaskRecord, Versioned};
 use serde::Deserialize;
 use serde_json::json;
@@ -89,6 +89,8 @@ struct Configure {
     objects: ObjectSelection,
     #[serde(default)]
     delivery: Delivery,
+    #[serde(default)]
+    heartbeat: Option<HeartbeatWriter>,
 }
 
 async fn active_instance(state: &AppState, id: &InstanceId) -> ApiResult<Versioned<Instance>> {
@@ -217,6 +219,7 @@ async fn configure(
         },
         objects: req.objects,
         delivery: req.delivery,
+        heartbeat: req.heartbeat,
     };
     config.validate(mode)?;
 

@@ -151,6 +151,40 @@ impl Delivery {
     }
 }
 
+/// The table the heartbeat writer keeps, in the database it is given.
+pub const HEARTBEAT_TABLE: &str = "ferry_heartbeat";
+
+/// The heartbeat writer: the worker writes the time into a small table on the source every
+/// `interval_ms`, and reads it back from the binlog, so the source delay is measured to the
+/// millisecond even when no selected table changes. Its rows are Ferry's bookkeeping and never
+/// delivered. The source user needs `CREATE` and `INSERT, DELETE` on the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatWriter {
+    /// The database that holds the table `ferry_heartbeat`.
+    pub database: String,
+    #[serde(default = "default_heartbeat_ms")]
+    pub interval_ms: u32,
+}
+
+fn default_heartbeat_ms() -> u32 {
+    1000
+}
+
+impl HeartbeatWriter {
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        crate::selection::check_identifier("database", &self.database)?;
+        if !(100..=60_000).contains(&self.interval_ms) {
+            return Err(InvalidInput::new(
+                "interval_ms",
+                format!("{} ms is out of range", self.interval_ms),
+                "give 100 to 60000 ms (default 1000)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The configuration of a task, as stored (passwords are in Secrets Manager).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskConfig {
@@ -160,6 +194,8 @@ pub struct TaskConfig {
     pub objects: ObjectSelection,
     #[serde(default)]
     pub delivery: Delivery,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<HeartbeatWriter>,
 }
 
 impl TaskConfig {
@@ -168,6 +204,9 @@ impl TaskConfig {
     pub fn validate(&self, mode: Mode) -> Result<(), InvalidInput> {
         self.objects.validate().map_err(|e| e.at("objects"))?;
         self.delivery.validate().map_err(|e| e.at("delivery"))?;
+        if let Some(h) = &self.heartbeat {
+            h.validate().map_err(|e| e.at("heartbeat"))?;
+        }
         match (mode, &self.target) {
             (Mode::Sync, None) => Err(InvalidInput::new(
                 "target",

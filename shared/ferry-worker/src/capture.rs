@@ -34,7 +34,7 @@ use ferry_domain::change::{ChangeEvent, ChangeKind, TransactionRef};
 use ferry_domain::id::{InstanceId, WorkerId};
 use ferry_domain::position::{BinlogFile, Position};
 use ferry_domain::reselect::{SelectionChange, SelectionPlan};
-use ferry_domain::schema::SchemaCatalog;
+use ferry_domain::schema::{SchemaCatalog, SchemaEntry};
 use ferry_domain::selection::{ObjectSelection, OperationKind};
 use ferry_domain::task::{Stage, TaskEvent, TaskState};
 use ferry_domain::task_config::TaskConfig;
@@ -46,6 +46,7 @@ use mysql_async::prelude::Queryable;
 use tokio::sync::watch;
 
 use crate::delivery::{Destination, Out, Window};
+use crate::heartbeat;
 use crate::metrics::WorkerMetrics;
 
 /// How the loop behaves.
@@ -500,6 +501,13 @@ pub async fn capture_task(
         )
         .await?,
     );
+    let _heartbeats = config.heartbeat.clone().map(|writer| {
+        AbortOnDrop(tokio::spawn(heartbeat::write_heartbeats(
+            params.clone(),
+            instance.clone(),
+            writer,
+        )))
+    });
     let meter = Arc::new(settings.metrics.task(instance));
     let (reported, report_done) = watch::channel(false);
     let reporter = AbortOnDrop(tokio::spawn(Arc::clone(&meter).report(
@@ -620,6 +628,15 @@ pub async fn capture_task(
                     index += 1;
                     let table = change.table().clone();
                     let name = table.name();
+                    // The heartbeat writer's rows: the delay's clock, never delivered.
+                    if let Some(writer) = &config.heartbeat
+                        && heartbeat::is_heartbeat_table(writer, &name.database, &name.table)
+                    {
+                        if let Some(ms) = heartbeat::beat_ms(&change, instance) {
+                            meter.event_at(ms);
+                        }
+                        continue;
+                    }
                     let Some(selected) = config.objects.table(&name.database, &name.table) else {
                         continue;
                     };
@@ -665,7 +682,15 @@ pub async fn capture_task(
                 let selected = database
                     .as_deref()
                     .is_some_and(|d| config.objects.includes_database(d));
-                if selected && config.objects.includes(OperationKind::Ddl) {
+                // The heartbeat writer creating its table is bookkeeping, not the user's DDL.
+                let own = config.heartbeat.as_ref().is_some_and(|w| {
+                    !schema.is_empty()
+                        && schema.iter().all(|e| {
+                            matches!(e, SchemaEntry::Table { name, .. }
+                                if heartbeat::is_heartbeat_table(w, &name.database, &name.table))
+                        })
+                });
+                if selected && !own && config.objects.includes(OperationKind::Ddl) {
                     total_order += 1;
                     let e = ChangeEvent {
                         position: event.position.clone(),

@@ -3,6 +3,7 @@
 
 pub mod capture;
 mod delivery;
+mod heartbeat;
 pub mod metrics;
 pub mod worker;
 

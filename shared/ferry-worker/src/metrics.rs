@@ -197,9 +197,10 @@ impl TaskMeter {
         self.events_read.inc_by(n as u64);
     }
 
-    /// An event written by the source at `source_ms` was read.
+    /// An event written by the source at `source_ms` was read. The newest time read counts:
+    /// binlog times are whole seconds, a heartbeat's are milliseconds.
     pub fn event_at(&self, source_ms: i64) {
-        self.last_event_ms.store(source_ms, Ordering::Relaxed);
+        self.last_event_ms.fetch_max(source_ms, Ordering::Relaxed);
         self.caught_up.store(false, Ordering::Relaxed);
     }
 

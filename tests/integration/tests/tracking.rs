@@ -603,3 +603,95 @@ async fn the_changes_api_returns_exactly_one_keys_changes_in_a_time_window() {
     }
     worker.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_heartbeat_writer_measures_the_delay_and_stays_out_of_the_topic() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE items (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    // What the heartbeat writer needs beside capture's privileges.
+    db.query_drop(format!(
+        "GRANT CREATE, INSERT, UPDATE ON `{}`.`ferry_heartbeat` TO '{}'@'%'",
+        ctx.mysql_database(),
+        ctx.env().mysql_capture_user
+    ))
+    .await
+    .unwrap();
+    // The whole database is selected: the heartbeat table is in it.
+    let config = json!({
+        "source": ctx.stack_source(),
+        "objects": {"databases": [{"name": ctx.mysql_database()}]},
+        "heartbeat": {"database": ctx.mysql_database(), "interval_ms": 200},
+    });
+    let (id, topic, worker) = api.running_task(config).await.unwrap();
+    db.query_drop("INSERT INTO items VALUES (1), (2), (3)")
+        .await
+        .unwrap();
+
+    let beat: i64 = eventually(
+        "a heartbeat on the source",
+        Duration::from_secs(30),
+        || async {
+            let mut db = ctx.mysql().await?;
+            let beat: Option<i64> = db
+                .exec_first(
+                    "SELECT beat_ms FROM ferry_heartbeat WHERE task = ?",
+                    (id.as_str(),),
+                )
+                .await
+                .ok()
+                .flatten();
+            Ok(beat)
+        },
+    )
+    .await
+    .unwrap();
+    assert!((Utc::now().timestamp_millis() - beat).abs() < 5_000);
+    let metrics = eventually(
+        "the delay from heartbeats",
+        Duration::from_secs(30),
+        || async {
+            let m = api
+                .call(
+                    Method::GET,
+                    &format!("/v1/instances/{id}/task/metrics"),
+                    None,
+                )
+                .await?;
+            Ok(m.body["source_delay_seconds"]
+                .as_f64()
+                .is_some_and(|d| d < 1.0)
+                .then_some(m.body))
+        },
+    )
+    .await
+    .unwrap();
+    assert!(metrics["reported_at"].is_string(), "{metrics}");
+
+    // Seconds of heartbeats later, the topic holds the rows and nothing of the heartbeats.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    db.query_drop("INSERT INTO items VALUES (4)").await.unwrap();
+    let records = ctx.read_records(&topic, 4).await.unwrap();
+    let ids: Vec<i64> = records
+        .iter()
+        .map(|(_, r, _)| r["after"]["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3, 4]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let c: BaseConsumer = ctx.kafka_config().create().unwrap();
+    let (_, high) = c
+        .fetch_watermarks(&topic, 0, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(high, 4, "no heartbeat row or DDL reached the topic");
+    worker.stop().await.unwrap();
+    db.query_drop(format!(
+        "REVOKE CREATE, INSERT, UPDATE ON `{}`.`ferry_heartbeat` FROM '{}'@'%'",
+        ctx.mysql_database(),
+        ctx.env().mysql_capture_user
+    ))
+    .await
+    .unwrap();
+}

@@ -99,11 +99,11 @@ async fn create_list_change_password_and_delete() {
     );
     let listed = call(&api, Method::GET, &groups, None).await;
     assert_eq!(listed.body["consumer_groups"].as_array().unwrap().len(), 1);
+    // The broker deleted its offsets at once (tests/tracking.rs checks them): nothing is left
+    // for a later cleanup.
     let cleanups = api.state.store().pending_cleanups().await.unwrap();
     assert!(
-        cleanups
-            .iter()
-            .any(|c| c.groups == [gid.to_owned()] && c.topic.is_none()),
+        !cleanups.iter().any(|c| c.groups.contains(&gid.to_owned())),
         "{cleanups:?}"
     );
 }
