@@ -286,6 +286,25 @@ fn precheck_human(p: &Value) {
 }
 
 fn group_rows(list: &[Value]) {
+    // Only the list reads progress from the broker.
+    if !list
+        .iter()
+        .any(|g| g.get("progress").is_some() || g.get("progress_error").is_some())
+    {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|g| {
+                vec![
+                    cell(&g["id"]),
+                    cell(&g["name"]),
+                    cell(&g["username"]),
+                    cell(&g["created_at"]),
+                ]
+            })
+            .collect();
+        table(&["id", "name", "username", "created"], &rows);
+        return;
+    }
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|g| {
