@@ -1,8 +1,10 @@
 //! Running a task's prechecks against its real source and target.
 
+use ferry_aws::streams::StreamError;
+use ferry_domain::convert::TargetEngine;
 use ferry_domain::endpoint::{Endpoint, Engine};
 use ferry_domain::precheck::{CheckItem, PrecheckReport};
-use ferry_domain::task_config::TaskConfig;
+use ferry_domain::task_config::{Destination, TaskConfig};
 use ferry_mysql::ConnectParams;
 
 use crate::{ApiResult, AppState};
@@ -11,6 +13,30 @@ use crate::{ApiResult, AppState};
 pub async fn run(state: &AppState, config: &TaskConfig) -> ApiResult<PrecheckReport> {
     let source = params(state, &config.source).await?;
     let mut report = ferry_mysql::precheck_source(&source, &config.objects).await;
+    if let Some(writer) = &config.heartbeat {
+        report
+            .items
+            .push(ferry_mysql::precheck_heartbeat(&source, &writer.database).await);
+    }
+    if let (Destination::Kinesis, Some(stream)) = (
+        config.delivery.destination,
+        config.delivery.kinesis_stream.as_deref(),
+    ) {
+        report.items.push(match state.streams().check(stream).await {
+            Ok(()) => CheckItem::passed(
+                "delivery.kinesis_stream",
+                format!("the Kinesis stream `{stream}` exists"),
+            ),
+            Err(StreamError::Definite { message, hint }) => {
+                CheckItem::failed("delivery.kinesis_stream", message, hint)
+            }
+            Err(StreamError::Transient(message)) => CheckItem::failed(
+                "delivery.kinesis_stream",
+                format!("cannot describe the stream: {message}"),
+                "check the workers' AWS credentials and region, and kinesis:DescribeStreamSummary",
+            ),
+        });
+    }
     if let Some(target) = &config.target {
         let target_params = params(state, target).await?;
         let target_report = match target.engine() {
@@ -18,6 +44,14 @@ pub async fn run(state: &AppState, config: &TaskConfig) -> ApiResult<PrecheckRep
             Engine::Postgresql => postgres_target(&target_params).await,
         };
         report.items.extend(target_report.items);
+        let engine = match target.engine() {
+            Engine::Mysql => TargetEngine::Mysql,
+            Engine::Mariadb => TargetEngine::Mariadb,
+            Engine::Postgresql => TargetEngine::Postgresql,
+        };
+        report
+            .items
+            .push(ferry_mysql::precheck_conversion(&source, &config.objects, engine).await);
     }
     Ok(report)
 }

@@ -7,6 +7,7 @@
 //!   written out; every other one is a [`task::TransitionError`].
 //! - [`task_config`]: a task's source, target, objects and delivery options.
 //! - [`consumer_group`]: consumer groups and the rules for their names and credentials.
+//! - [`convert`]: type conversion for schema sync (MySQL/MariaDB to PostgreSQL and MySQL/MariaDB).
 //! - [`endpoint`]: source and target database endpoints.
 //! - [`selection`]: which databases, tables, columns and operations a task carries, with
 //!   wildcard matching.
@@ -23,6 +24,7 @@
 
 pub mod change;
 pub mod consumer_group;
+pub mod convert;
 pub mod endpoint;
 pub mod gtid;
 pub mod id;

@@ -13,6 +13,6 @@ mod json_diff;
 mod precheck;
 
 pub use connect::{CONNECT_TIMEOUT, ConnectError, ConnectParams, connect};
-pub use precheck::{precheck_source, precheck_target};
+pub use precheck::{precheck_conversion, precheck_heartbeat, precheck_source, precheck_target};
 
 pub use ferry_domain::precheck::{CheckItem, CheckStatus, PrecheckReport};

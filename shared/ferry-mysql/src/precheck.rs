@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use ferry_domain::convert::{TargetEngine, convert};
 use ferry_domain::precheck::{CheckItem, PrecheckReport};
 use ferry_domain::selection::{ObjectSelection, SYSTEM_SCHEMAS};
 use mysql_async::Conn;
@@ -41,6 +42,150 @@ pub async fn precheck_source(
     }
     let _ = conn.disconnect().await;
     PrecheckReport { items }
+}
+
+/// Whether the source user may keep the heartbeat writer's table (`database.ferry_heartbeat`):
+/// create it, insert and update its row. A **warning** when not: capture runs without it, and
+/// the source delay falls back to the binlog's whole-second times.
+pub async fn precheck_heartbeat(params: &ConnectParams, database: &str) -> CheckItem {
+    const ID: &str = "source.heartbeat";
+    let mut conn = match connect(params).await {
+        Ok(c) => c,
+        Err(e) => return CheckItem::failed(ID, e.message, e.hint),
+    };
+    let missing = heartbeat_privileges(&mut conn, database).await;
+    let _ = conn.disconnect().await;
+    match missing {
+        Ok(m) if m.is_empty() => CheckItem::passed(
+            ID,
+            format!("the user may create and write {database}.ferry_heartbeat"),
+        ),
+        Ok(m) => CheckItem::warning(
+            ID,
+            format!(
+                "the heartbeat writer cannot work: the user lacks {} on {database}.ferry_heartbeat (capture runs; the delay falls back to the binlog's whole seconds)",
+                m.join(", ")
+            ),
+            format!(
+                "GRANT {} ON `{}`.`ferry_heartbeat` TO the capture user, or leave out `heartbeat`",
+                m.join(", "),
+                database.replace('`', "``")
+            ),
+        ),
+        Err(e) => CheckItem::warning(
+            ID,
+            format!("cannot read the user's privileges: {e}"),
+            "check the capture user's privileges",
+        ),
+    }
+}
+
+/// Whether every selected column's type converts for a `target` table
+/// (`ferry_domain::convert`): a failure names the columns that cannot, a warning the ones that
+/// lose something (the documented losses of docs/type-conversion.md).
+pub async fn precheck_conversion(
+    params: &ConnectParams,
+    selection: &ObjectSelection,
+    target: TargetEngine,
+) -> CheckItem {
+    const ID: &str = "target.type_conversion";
+    let mut conn = match connect(params).await {
+        Ok(c) => c,
+        Err(e) => return CheckItem::failed(ID, e.message, e.hint),
+    };
+    let catalog = crate::ddl::read_catalog(&mut conn).await;
+    let _ = conn.disconnect().await;
+    let catalog = match catalog {
+        Ok(c) => c,
+        Err(e) => {
+            return CheckItem::failed(
+                ID,
+                format!("cannot read the source's catalog: {e}"),
+                "the capture user needs SELECT on the selected tables",
+            );
+        }
+    };
+    let mut refused = Vec::new();
+    let mut losses = Vec::new();
+    for (name, def) in catalog.tables() {
+        let Some(table) = selection.table(&name.database, &name.table) else {
+            continue;
+        };
+        for column in def
+            .columns
+            .iter()
+            .filter(|c| table.includes_column(&c.name))
+        {
+            let at = format!("{}.{}.{}", name.database, name.table, column.name);
+            match convert(&column.column_type, target) {
+                Ok(c) => {
+                    if let Some(lost) = c.lossy {
+                        losses.push(format!(
+                            "{at} ({} → {}: {lost})",
+                            column.column_type, c.sql_type
+                        ));
+                    }
+                }
+                Err(e) => refused.push(format!("{at} ({})", e.column_type)),
+            }
+        }
+    }
+    let list = |v: &[String]| {
+        let shown: Vec<&str> = v.iter().take(10).map(String::as_str).collect();
+        let more = v.len().saturating_sub(10);
+        if more > 0 {
+            format!("{} and {more} more", shown.join("; "))
+        } else {
+            shown.join("; ")
+        }
+    };
+    if !refused.is_empty() {
+        CheckItem::failed(
+            ID,
+            format!(
+                "{target} cannot hold these columns' types: {}",
+                list(&refused)
+            ),
+            "leave the columns out of the selection (`columns`); docs/type-conversion.md lists every type Ferry converts",
+        )
+    } else if !losses.is_empty() {
+        CheckItem::warning(
+            ID,
+            format!(
+                "these columns convert with a loss on {target}: {}",
+                list(&losses)
+            ),
+            "see docs/type-conversion.md; leave a column out of the selection if the loss matters",
+        )
+    } else {
+        CheckItem::passed(
+            ID,
+            format!("every selected column converts exactly for {target}"),
+        )
+    }
+}
+
+async fn heartbeat_privileges(
+    conn: &mut Conn,
+    database: &str,
+) -> Result<Vec<&'static str>, mysql_async::Error> {
+    let mut have = global_privileges(conn).await?;
+    if have.contains("ALL PRIVILEGES") {
+        return Ok(Vec::new());
+    }
+    let granted: Vec<String> = conn
+        .exec(
+            "SELECT PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES WHERE TABLE_SCHEMA = ? \
+             UNION SELECT PRIVILEGE_TYPE FROM information_schema.TABLE_PRIVILEGES \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'ferry_heartbeat'",
+            (database, database),
+        )
+        .await?;
+    have.extend(granted);
+    Ok(["CREATE", "INSERT", "UPDATE"]
+        .into_iter()
+        .filter(|p| !have.contains(*p))
+        .collect())
 }
 
 async fn source_checks(

@@ -243,3 +243,44 @@ async fn missing_objects_fail_and_keyless_tables_warn() {
     let n: Option<u64> = c.query_first("SELECT COUNT(*) FROM orders").await.unwrap();
     assert_eq!(n, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_kinesis_stream_fails_and_a_heartbeat_table_without_grants_warns() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = api(&ctx).await;
+    orders_table(&ctx).await;
+    let id = tracking_instance(&api).await;
+    let mut config = tracking_config(&ctx);
+    config["delivery"] = json!({"destination": "kinesis", "kinesis_stream": ctx.topic("absent")});
+    config["heartbeat"] = json!({"database": ctx.mysql_database()});
+    assert_eq!(configure(&api, &id, config).await.status, StatusCode::OK);
+
+    let p = precheck(&api, &id).await;
+    assert_eq!(p["passed"], false);
+    let stream = item(&p, "delivery.kinesis_stream");
+    assert_eq!(stream["status"], "failed", "{stream}");
+    assert!(
+        stream["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not exist"),
+        "{stream}"
+    );
+    assert!(
+        stream["hint"]
+            .as_str()
+            .unwrap()
+            .contains("create the stream"),
+        "{stream}"
+    );
+    // The stack's capture user has no write grants: the writer would fail, capture would not.
+    let heartbeat = item(&p, "source.heartbeat");
+    assert_eq!(heartbeat["status"], "warning", "{heartbeat}");
+    assert!(
+        heartbeat["hint"]
+            .as_str()
+            .unwrap()
+            .starts_with("GRANT CREATE, INSERT, UPDATE ON"),
+        "{heartbeat}"
+    );
+}

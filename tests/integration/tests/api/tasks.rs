@@ -1,5 +1,6 @@
 use axum::http::{Method, StatusCode};
 use ferry_testkit::TestContext;
+use mysql_async::prelude::Queryable;
 use serde_json::json;
 
 use crate::common::*;
@@ -169,6 +170,14 @@ async fn sync_tasks_need_a_target_and_check_it() {
     let ctx = TestContext::spawn().await.unwrap();
     let api = api(&ctx).await;
     orders_table(&ctx).await;
+    ctx.mysql()
+        .await
+        .unwrap()
+        .query_drop(
+            "CREATE TABLE kinds (id INT UNSIGNED PRIMARY KEY, size ENUM('s','l'), born DATE)",
+        )
+        .await
+        .unwrap();
     let id = instance(
         &api,
         json!({"name": "olap", "mode": "sync", "billing": {"type": "pay_as_you_go"}}),
@@ -211,6 +220,19 @@ async fn sync_tasks_need_a_target_and_check_it() {
     )
     .await;
     let items = pre.body["items"].as_array().unwrap();
+    // Every selected column converts; the documented losses are a warning naming the columns.
+    let conversion = items
+        .iter()
+        .find(|i| i["id"] == "target.type_conversion")
+        .unwrap_or_else(|| panic!("no conversion check: {}", pre.text));
+    assert_eq!(conversion["status"], "warning", "{conversion}");
+    let message = conversion["message"].as_str().unwrap();
+    assert!(
+        message.contains("kinds.size (enum('s','l') → text"),
+        "{message}"
+    );
+    assert!(message.contains("kinds.born (date → date"), "{message}");
+    assert!(!message.contains("kinds.id"), "{message}");
     for check in ["target.connect", "target.privileges"] {
         let item = items
             .iter()

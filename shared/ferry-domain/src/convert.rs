@@ -1,0 +1,281 @@
+//! Type conversion for schema sync: a MySQL/MariaDB column type (as `COLUMN_TYPE` in
+//! `information_schema` or a DDL statement spells it) to the type of the target column, on
+//! PostgreSQL or MySQL/MariaDB, with what the conversion loses, if anything.
+//!
+//! The table in `docs/type-conversion.md` is this module's documentation; a unit test reads it
+//! and checks every row against [`convert`], so the two cannot drift apart.
+//!
+//! Choices (PostgreSQL):
+//! - integers widen where the signed PostgreSQL type cannot hold the unsigned range
+//!   (`int unsigned` → `bigint`, `bigint unsigned` → `numeric(20,0)`): exact, never overflowing;
+//! - `time` becomes `interval`, the one PostgreSQL type that holds MySQL's −838:59:59 to
+//!   838:59:59;
+//! - `datetime` becomes `timestamp` (no zone, as in MySQL) and `timestamp` `timestamptz` (MySQL
+//!   stores it in UTC);
+//! - what PostgreSQL has no type for (ENUM, SET, spatial types) keeps its values exactly in a
+//!   general type, and the row says what is not kept (the member list, the spatial type).
+
+use std::fmt;
+
+/// A database engine a column is created on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetEngine {
+    Postgresql,
+    Mysql,
+    Mariadb,
+}
+
+/// The target column's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Converted {
+    pub sql_type: String,
+    /// What the conversion does not keep; `None` when it is exact.
+    pub lossy: Option<&'static str>,
+}
+
+/// A column type Ferry cannot create on the target: a precheck failure, never a runtime
+/// surprise.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column type `{column_type}` cannot be converted for {target}: {reason}")]
+pub struct Unconvertible {
+    pub column_type: String,
+    pub target: String,
+    pub reason: String,
+    pub hint: String,
+}
+
+impl fmt::Display for TargetEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Postgresql => "PostgreSQL",
+            Self::Mysql => "MySQL",
+            Self::Mariadb => "MariaDB",
+        })
+    }
+}
+
+/// A column type taken apart: `decimal(10,2) unsigned zerofill` → `decimal`, `["10", "2"]`,
+/// unsigned (ZEROFILL only pads the display: the value is the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ParsedType<'a> {
+    base: String,
+    args: Vec<&'a str>,
+    unsigned: bool,
+}
+
+fn parse(column_type: &str) -> ParsedType<'_> {
+    let t = column_type.trim();
+    let (head, args, tail) = match (t.find('('), t.rfind(')')) {
+        (Some(open), Some(close)) if close > open => {
+            (&t[..open], Some(&t[open + 1..close]), &t[close + 1..])
+        }
+        _ => (t, None, ""),
+    };
+    let mut words = head.split_whitespace();
+    let base = words.next().unwrap_or_default().to_ascii_lowercase();
+    let rest: Vec<String> = words
+        .chain(tail.split_whitespace())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let args = match (base.as_str(), args) {
+        // ENUM and SET list members, which may hold commas: kept whole.
+        ("enum" | "set", Some(a)) => vec![a],
+        (_, Some(a)) => a.split(',').map(str::trim).collect(),
+        (_, None) => Vec::new(),
+    };
+    ParsedType {
+        base,
+        unsigned: rest.iter().any(|w| w == "unsigned"),
+        args,
+    }
+}
+
+fn exact(sql_type: impl Into<String>) -> Converted {
+    Converted {
+        sql_type: sql_type.into(),
+        lossy: None,
+    }
+}
+
+fn lossy(sql_type: impl Into<String>, what: &'static str) -> Converted {
+    Converted {
+        sql_type: sql_type.into(),
+        lossy: Some(what),
+    }
+}
+
+/// Converts `column_type` for a column on `target`.
+pub fn convert(column_type: &str, target: TargetEngine) -> Result<Converted, Unconvertible> {
+    let p = parse(column_type);
+    let unknown = || Unconvertible {
+        column_type: column_type.to_owned(),
+        target: target.to_string(),
+        reason: "Ferry does not know this type".into(),
+        hint: "leave the column out of the task's selection (`columns`), or report the type".into(),
+    };
+    match target {
+        TargetEngine::Postgresql => to_postgres(&p).ok_or_else(unknown),
+        TargetEngine::Mysql | TargetEngine::Mariadb => {
+            to_mysql(column_type, &p, target).ok_or_else(unknown)
+        }
+    }
+}
+
+/// The precision argument of a temporal type, as PostgreSQL spells it (`(3)`, or nothing).
+fn fsp(p: &ParsedType<'_>) -> String {
+    p.args
+        .first()
+        .filter(|a| !a.is_empty() && **a != "0")
+        .map(|a| format!("({a})"))
+        .unwrap_or_default()
+}
+
+fn to_postgres(p: &ParsedType<'_>) -> Option<Converted> {
+    const UNSIGNED_DECIMAL: &str = "the unsigned constraint (negative values are not refused)";
+    Some(match (p.base.as_str(), p.unsigned) {
+        ("tinyint" | "bool" | "boolean", _) => exact("smallint"),
+        ("smallint", false) => exact("smallint"),
+        ("smallint" | "mediumint", true) | ("mediumint" | "int" | "integer", false) => {
+            exact("integer")
+        }
+        ("int" | "integer", true) | ("bigint", false) => exact("bigint"),
+        ("bigint", true) => exact("numeric(20,0)"),
+        ("decimal" | "numeric" | "dec" | "fixed", unsigned) => {
+            let precision = p.args.first().copied().unwrap_or("10");
+            let scale = p.args.get(1).copied().unwrap_or("0");
+            let t = format!("numeric({precision},{scale})");
+            if unsigned {
+                lossy(t, UNSIGNED_DECIMAL)
+            } else {
+                exact(t)
+            }
+        }
+        ("float", _) => match p.args.first().and_then(|a| a.parse::<u32>().ok()) {
+            Some(n) if n > 24 => exact("double precision"),
+            _ => exact("real"),
+        },
+        ("double" | "real", _) => exact("double precision"),
+        ("bit", _) => match p.args.first().copied().unwrap_or("1") {
+            "1" => exact("boolean"),
+            n => exact(format!("bit({n})")),
+        },
+        ("char", _) => exact(format!("char({})", p.args.first().copied().unwrap_or("1"))),
+        ("varchar", _) => exact(format!("varchar({})", p.args.first().copied()?)),
+        ("tinytext" | "text" | "mediumtext" | "longtext", _) => exact("text"),
+        ("binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob", _) => {
+            exact("bytea")
+        }
+        ("date", _) => lossy(
+            "date",
+            "zero dates (0000-00-00) and dates with a zero month or day, written as NULL",
+        ),
+        ("datetime", _) => lossy(
+            format!("timestamp{} without time zone", fsp(p)),
+            "zero dates, written as NULL",
+        ),
+        ("timestamp", _) => lossy(
+            format!("timestamp{} with time zone", fsp(p)),
+            "the zero timestamp, written as NULL",
+        ),
+        ("time", _) => exact(format!("interval{}", fsp(p))),
+        ("year", _) => exact("smallint"),
+        ("enum", _) => lossy("text", "the member list (values are kept as their names)"),
+        ("set", _) => lossy(
+            "text",
+            "the member list (values are kept as comma-separated names)",
+        ),
+        ("json", _) => exact("jsonb"),
+        (
+            "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+            | "multipolygon" | "geometrycollection" | "geomcollection",
+            _,
+        ) => lossy(
+            "bytea",
+            "the spatial type: values are kept as MySQL's internal bytes (SRID + WKB)",
+        ),
+        ("inet4" | "inet6", _) => exact("inet"),
+        ("uuid", _) => exact("uuid"),
+        _ => return None,
+    })
+}
+
+fn to_mysql(column_type: &str, p: &ParsedType<'_>, target: TargetEngine) -> Option<Converted> {
+    let mariadb_only = |to: &str| match target {
+        TargetEngine::Mariadb => exact(column_type.trim().to_ascii_lowercase()),
+        _ => exact(to),
+    };
+    Some(match p.base.as_str() {
+        // MariaDB 10.7+ types MySQL does not have: their text forms.
+        "inet6" => mariadb_only("varchar(39)"),
+        "inet4" => mariadb_only("varchar(15)"),
+        "uuid" => mariadb_only("char(36)"),
+        // MariaDB's JSON is LONGTEXT checked with json_valid; MySQL's is binary JSON.
+        "json" => exact("json"),
+        "tinyint" | "bool" | "boolean" | "smallint" | "mediumint" | "int" | "integer"
+        | "bigint" | "decimal" | "numeric" | "dec" | "fixed" | "float" | "double" | "real"
+        | "bit" | "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext"
+        | "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "date"
+        | "datetime" | "timestamp" | "time" | "year" | "enum" | "set" | "geometry" | "point"
+        | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon"
+        | "geometrycollection" | "geomcollection" => exact(column_type.trim().to_ascii_lowercase()),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_are_taken_apart() {
+        let p = parse("decimal(10,2) unsigned zerofill");
+        assert_eq!(
+            (p.base.as_str(), p.args.clone()),
+            ("decimal", vec!["10", "2"])
+        );
+        assert!(p.unsigned);
+        let e = parse("enum('a,b','c')");
+        assert_eq!(e.args, vec!["'a,b','c'"]);
+        assert_eq!(parse("INT").base, "int");
+    }
+
+    #[test]
+    fn unknown_types_are_refused_with_a_hint() {
+        let e = convert("vector(3)", TargetEngine::Postgresql).unwrap_err();
+        assert!(e.to_string().contains("vector(3)"), "{e}");
+        assert!(e.hint.contains("selection"));
+    }
+
+    /// Every row of docs/type-conversion.md's table, checked against the code.
+    #[test]
+    fn the_documented_table_is_what_the_code_does() {
+        let doc = include_str!("../../../docs/type-conversion.md");
+        let mut rows = 0;
+        for line in doc.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            let [source, postgres, mysql, mariadb, loses] = cells[..] else {
+                panic!("a row with {} cells: {line}", cells.len());
+            };
+            let unquote = |c: &str| c.trim_matches('`').to_owned();
+            let pg = convert(&unquote(source), TargetEngine::Postgresql).unwrap();
+            assert_eq!(pg.sql_type, unquote(postgres), "{line}");
+            assert_eq!(
+                convert(&unquote(source), TargetEngine::Mysql)
+                    .unwrap()
+                    .sql_type,
+                unquote(mysql),
+                "{line}"
+            );
+            assert_eq!(
+                convert(&unquote(source), TargetEngine::Mariadb)
+                    .unwrap()
+                    .sql_type,
+                unquote(mariadb),
+                "{line}"
+            );
+            assert_eq!(pg.lossy.unwrap_or("–"), loses, "{line}");
+            rows += 1;
+        }
+        assert!(rows >= 40, "{rows} rows");
+    }
+}
