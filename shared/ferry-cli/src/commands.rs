@@ -250,6 +250,19 @@ fn task_human(t: &Value) {
         println!("format    {}", cell(&c["delivery"]["format"]));
     }
     println!("config    v{}", cell(&t["config_version"]));
+    if let Some(a) = t.get("objects_applied") {
+        let pending = a["config_version"] != t["config_version"];
+        println!(
+            "objects   v{} in effect from {}{}",
+            cell(&a["config_version"]),
+            cell(&a["position"]),
+            if pending {
+                " (a newer selection is switched at the next transaction boundary)"
+            } else {
+                ""
+            }
+        );
+    }
     if let Some(d) = t.get("delivery") {
         println!(
             "topic     {} at {}",

@@ -501,14 +501,15 @@ pub async fn capture_task(
         )
         .await?,
     );
+    let meter = Arc::new(settings.metrics.task(instance));
     let _heartbeats = config.heartbeat.clone().map(|writer| {
         AbortOnDrop(tokio::spawn(heartbeat::write_heartbeats(
             params.clone(),
             instance.clone(),
             writer,
+            Arc::clone(&meter),
         )))
     });
-    let meter = Arc::new(settings.metrics.task(instance));
     let (reported, report_done) = watch::channel(false);
     let reporter = AbortOnDrop(tokio::spawn(Arc::clone(&meter).report(
         state.clone(),

@@ -3,9 +3,11 @@
 //! own. The capture loop reads the rows back from the binlog and measures the source delay
 //! from the written time, to the millisecond; the rows are never delivered.
 //!
-//! A failing writer (privileges, the source down) is logged and counted and retried with
-//! backoff; it never stops the capture: the delay then falls back to the binlog's own times.
+//! A failing writer (privileges, the source down) is logged, counted
+//! (`ferry_heartbeat_errors_total`) and retried with backoff; it never stops the capture: the
+//! delay then falls back to the binlog's own times.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_domain::change::RowChange;
@@ -14,6 +16,8 @@ use ferry_domain::task_config::{HEARTBEAT_TABLE, HeartbeatWriter};
 use ferry_domain::value::Value;
 use ferry_mysql::ConnectParams;
 use mysql_async::prelude::Queryable;
+
+use crate::metrics::TaskMeter;
 
 /// `name` quoted as a MySQL identifier.
 fn quoted(name: &str) -> String {
@@ -42,10 +46,12 @@ pub(crate) async fn write_heartbeats(
     params: ConnectParams,
     instance: InstanceId,
     writer: HeartbeatWriter,
+    meter: Arc<TaskMeter>,
 ) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let e = beat(&params, &instance, &writer).await;
+        meter.heartbeat_failed();
         tracing::warn!(instance = %instance, error = %e, database = %writer.database, "the heartbeat writer failed; retrying (grant the source user CREATE, INSERT and UPDATE on ferry_heartbeat)");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(60));

@@ -9,6 +9,7 @@
 //! | `ferry_events_read_total{instance}` | counter | row changes read from the binlog, selected or not |
 //! | `ferry_source_delay_seconds{instance}` | gauge | how far reading is behind the source (see `ferry_domain::metrics`) |
 //! | `ferry_checkpoints_total{instance}` | counter | checkpoints written |
+//! | `ferry_heartbeat_errors_total{instance}` | counter | failures of the heartbeat writer (it retries) |
 //! | `ferry_tasks_running` | gauge | capture loops this worker runs |
 //!
 //! Counters are per worker process: a task that moves to another worker continues there from
@@ -48,6 +49,7 @@ pub struct WorkerMetrics {
     bytes: Family<TaskLabels, Counter>,
     events_read: Family<TaskLabels, Counter>,
     checkpoints: Family<TaskLabels, Counter>,
+    heartbeat_errors: Family<TaskLabels, Counter>,
     delay: Family<TaskLabels, Gauge<f64, AtomicU64>>,
     running: Gauge,
 }
@@ -60,6 +62,7 @@ impl Default for WorkerMetrics {
         let bytes = Family::default();
         let events_read = Family::default();
         let checkpoints = Family::default();
+        let heartbeat_errors = Family::default();
         let delay = Family::default();
         let running = Gauge::default();
         registry.register("rows", "Row changes delivered", rows.clone());
@@ -75,6 +78,11 @@ impl Default for WorkerMetrics {
             events_read.clone(),
         );
         registry.register("checkpoints", "Checkpoints written", checkpoints.clone());
+        registry.register(
+            "heartbeat_errors",
+            "Failures of the heartbeat writer (it retries)",
+            heartbeat_errors.clone(),
+        );
         registry.register(
             "source_delay_seconds",
             "How far reading is behind the source (0 when the source has nothing newer)",
@@ -92,6 +100,7 @@ impl Default for WorkerMetrics {
             bytes,
             events_read,
             checkpoints,
+            heartbeat_errors,
             delay,
             running,
         }
@@ -111,6 +120,7 @@ impl WorkerMetrics {
             bytes: self.bytes.get_or_create(&labels).clone(),
             events_read: self.events_read.get_or_create(&labels).clone(),
             checkpoints: self.checkpoints.get_or_create(&labels).clone(),
+            heartbeat_errors: self.heartbeat_errors.get_or_create(&labels).clone(),
             delay: self.delay.get_or_create(&labels).clone(),
             last_event_ms: Arc::new(AtomicI64::new(0)),
             caught_up: Arc::new(AtomicBool::new(false)),
@@ -157,6 +167,7 @@ pub struct TaskMeter {
     bytes: Counter,
     events_read: Counter,
     checkpoints: Counter,
+    heartbeat_errors: Counter,
     delay: Gauge<f64, AtomicU64>,
     /// The source time of the last event read, in milliseconds since the epoch.
     last_event_ms: Arc<AtomicI64>,
@@ -175,6 +186,7 @@ impl Drop for TaskMeter {
             &self.owner.bytes,
             &self.owner.events_read,
             &self.owner.checkpoints,
+            &self.owner.heartbeat_errors,
         ] {
             family.remove(&self.labels);
         }
@@ -211,6 +223,11 @@ impl TaskMeter {
 
     pub fn checkpointed(&self) {
         self.checkpoints.inc();
+    }
+
+    /// The heartbeat writer failed once.
+    pub fn heartbeat_failed(&self) {
+        self.heartbeat_errors.inc();
     }
 
     /// The source delay now, in milliseconds.
