@@ -222,6 +222,82 @@ fn to_mysql(column_type: &str, p: &ParsedType<'_>, target: TargetEngine) -> Opti
     })
 }
 
+/// `name` quoted as an identifier of `target` (PostgreSQL `"…"`, MySQL/MariaDB `` `…` ``).
+pub fn quote(target: TargetEngine, name: &str) -> String {
+    match target {
+        TargetEngine::Postgresql => format!("\"{}\"", name.replace('"', "\"\"")),
+        TargetEngine::Mysql | TargetEngine::Mariadb => format!("`{}`", name.replace('`', "``")),
+    }
+}
+
+/// Whether a PostgreSQL column of this source type receives NULL for the values it cannot hold
+/// (zero dates): such a column is created nullable.
+fn zero_as_null(column_type: &str) -> bool {
+    matches!(
+        parse(column_type).base.as_str(),
+        "date" | "datetime" | "timestamp"
+    )
+}
+
+/// The statements that create `table` of `def` in `schema` on `target` (PostgreSQL: a schema
+/// then the table; MySQL/MariaDB: the table, `schema` being its database), with only the
+/// columns `keep` accepts (key columns always). Idempotent (`IF NOT EXISTS`).
+pub fn create_table(
+    target: TargetEngine,
+    schema: &str,
+    table: &str,
+    def: &crate::schema::TableDef,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, Unconvertible> {
+    let q = |n: &str| quote(target, n);
+    let mut lines = Vec::new();
+    for c in &def.columns {
+        let key = def
+            .primary_key
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(&c.name));
+        if !key && !keep(&c.name) {
+            continue;
+        }
+        let t = convert(&c.column_type, target)?;
+        let mut line = format!("{} {}", q(&c.name), t.sql_type);
+        if target != TargetEngine::Postgresql
+            && let Some(cs) = &c.charset
+            && is_text(&c.column_type)
+        {
+            line.push_str(&format!(" CHARACTER SET {cs}"));
+        }
+        let nullable = c.nullable
+            || (target == TargetEngine::Postgresql && !key && zero_as_null(&c.column_type));
+        if !nullable {
+            line.push_str(" NOT NULL");
+        }
+        lines.push(line);
+    }
+    if !def.primary_key.is_empty() {
+        let key: Vec<String> = def.primary_key.iter().map(|k| q(k)).collect();
+        lines.push(format!("PRIMARY KEY ({})", key.join(", ")));
+    }
+    let name = format!("{}.{}", q(schema), q(table));
+    let create = format!(
+        "CREATE TABLE IF NOT EXISTS {name} (\n  {}\n)",
+        lines.join(",\n  ")
+    );
+    Ok(match target {
+        TargetEngine::Postgresql => {
+            vec![format!("CREATE SCHEMA IF NOT EXISTS {}", q(schema)), create]
+        }
+        TargetEngine::Mysql | TargetEngine::Mariadb => vec![create],
+    })
+}
+
+fn is_text(column_type: &str) -> bool {
+    matches!(
+        parse(column_type).base.as_str(),
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +320,50 @@ mod tests {
         let e = convert("vector(3)", TargetEngine::Postgresql).unwrap_err();
         assert!(e.to_string().contains("vector(3)"), "{e}");
         assert!(e.hint.contains("selection"));
+    }
+
+    #[test]
+    fn tables_are_created_with_keys_not_null_and_quoted_names() {
+        use crate::schema::{ColumnDef, TableDef};
+        let col = |name: &str, t: &str, nullable: bool, charset: Option<&str>| ColumnDef {
+            name: name.into(),
+            column_type: t.into(),
+            nullable,
+            charset: charset.map(Into::into),
+            members: Vec::new(),
+        };
+        let def = TableDef {
+            columns: vec![
+                col("id", "bigint unsigned", false, None),
+                col("na\"me`", "varchar(20)", false, Some("latin1")),
+                col("born", "date", false, None),
+                col("secret", "blob", true, None),
+            ],
+            primary_key: vec!["id".into()],
+        };
+        let pg = create_table(TargetEngine::Postgresql, "shop", "orders", &def, |c| {
+            c != "secret"
+        })
+        .unwrap();
+        assert_eq!(pg[0], "CREATE SCHEMA IF NOT EXISTS \"shop\"");
+        assert_eq!(
+            pg[1],
+            "CREATE TABLE IF NOT EXISTS \"shop\".\"orders\" (\n  \"id\" numeric(20,0) NOT NULL,\n  \"na\"\"me`\" varchar(20) NOT NULL,\n  \"born\" date,\n  PRIMARY KEY (\"id\")\n)",
+            "zero dates become NULL on PostgreSQL: the column is nullable there"
+        );
+        let my =
+            create_table(TargetEngine::Mariadb, "shop_copy", "orders", &def, |_| true).unwrap();
+        assert_eq!(
+            my,
+            [
+                "CREATE TABLE IF NOT EXISTS `shop_copy`.`orders` (\n  `id` bigint unsigned NOT NULL,\n  `na\"me``` varchar(20) CHARACTER SET latin1 NOT NULL,\n  `born` date NOT NULL,\n  `secret` blob,\n  PRIMARY KEY (`id`)\n)"
+            ]
+        );
+        let bad = TableDef {
+            columns: vec![col("v", "vector(3)", true, None)],
+            primary_key: Vec::new(),
+        };
+        assert!(create_table(TargetEngine::Postgresql, "s", "t", &bad, |_| true).is_err());
     }
 
     /// Every row of docs/type-conversion.md's table, checked against the code.

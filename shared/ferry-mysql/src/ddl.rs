@@ -555,8 +555,50 @@ pub async fn read_catalog(
                 catalog.insert(name, def);
             }
         }
+        mark_mariadb_json(conn, &schema, &mut catalog).await;
     }
     Ok(catalog)
+}
+
+/// MariaDB's JSON is an alias of LONGTEXT with a `json_valid` check, and its catalog says
+/// `longtext`: such columns are `json` in the history (as a DDL statement names them), so schema
+/// sync creates them as JSON. MySQL's CHECK_CONSTRAINTS has no TABLE_NAME (its JSON columns say
+/// `json` already): the query fails there and nothing changes.
+async fn mark_mariadb_json(
+    conn: &mut mysql_async::Conn,
+    schema: &str,
+    catalog: &mut SchemaCatalog,
+) {
+    use mysql_async::prelude::Queryable;
+    // (table, constraint name = the column for a column's check, clause); Option: NULLs panic.
+    type CheckRow = (Option<String>, Option<String>, Option<String>);
+    let checks: Result<Vec<CheckRow>, _> = conn
+        .exec(
+            "SELECT TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
+             WHERE CONSTRAINT_SCHEMA = ?",
+            (schema,),
+        )
+        .await;
+    for (table, column, clause) in checks.unwrap_or_default() {
+        let (Some(table), Some(column), Some(clause)) = (table, column, clause) else {
+            continue;
+        };
+        if clause != format!("json_valid(`{column}`)") {
+            continue;
+        }
+        let name = ObjectName {
+            database: schema.to_owned(),
+            table,
+        };
+        if let Some(mut def) = catalog.remove(&name) {
+            for c in &mut def.columns {
+                if c.name == column && c.column_type == "longtext" {
+                    c.column_type = "json".into();
+                }
+            }
+            catalog.insert(name, def);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -186,6 +186,8 @@ fn declared_text(column_type: &str, charset: Option<&str>) -> Option<TextEncodin
         "enum",
         "set",
         "national",
+        // MariaDB's JSON is LONGTEXT (MySQL's binary JSON has a type of its own in the binlog).
+        "json",
     ]
     .iter()
     .any(|p| t.starts_with(p))
