@@ -95,6 +95,33 @@ pub async fn ensure_topic(
     Ok(())
 }
 
+/// Deletes `topic`; a topic that does not exist is already deleted.
+pub async fn delete_topic(bootstrap: &str, topic: &str) -> Result<(), SinkError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(bootstrap)
+        .create()
+        .map_err(|e| SinkError::from_kafka(&e))?;
+    let results = admin
+        .delete_topics(
+            &[topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .map_err(|e| SinkError::from_kafka(&e))?;
+    for r in results {
+        match r {
+            Ok(_)
+            | Err((
+                _,
+                RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic,
+            )) => {}
+            Err((t, code)) => {
+                return Err(SinkError::Transient(format!("deleting topic {t}: {code}")));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The partition of a record: its key's FNV-1a hash modulo the partition count (the whole
 /// stream in partition 0 when there is one partition or no key). Ferry chooses partitions itself,
 /// rather than leaving it to librdkafka, because after a restart it must know which partition's

@@ -38,6 +38,19 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes a request once what it names is gone.
+    pub async fn complete_cleanup(&self, req: &CleanupRequest) -> Result<(), StoreError> {
+        let sk = format!("{}#{}", req.requested_at.to_rfc3339(), req.instance_id);
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(crate::item::key(CLEANUP_PK.to_owned(), sk)))
+            .send()
+            .await
+            .map_err(|e| StoreError::backend("DeleteItem", e))?;
+        Ok(())
+    }
+
     /// The pending cleanup requests, oldest first.
     pub async fn pending_cleanups(&self) -> Result<Vec<CleanupRequest>, StoreError> {
         self.query_partition(CLEANUP_PK.to_owned(), None)

@@ -10,6 +10,11 @@
 //! running loop renews its lease every third of the time to live and stops when the task is no
 //! longer wanted or the lease was lost. On stop the worker releases its leases, so another worker
 //! can take over at once.
+//!
+//! # Cleanup
+//!
+//! Every poll the worker also removes what deleted instances left on the broker (their topic and
+//! their groups' committed offsets), once the instance's lease time has passed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -135,6 +140,9 @@ impl Worker {
             if let Err(e) = self.converge(&mut running, &mut backoff).await {
                 tracing::warn!(error = %e, "worker poll failed; retrying");
             }
+            if let Err(e) = self.clean_up().await {
+                tracing::warn!(error = %e, "cleanup failed; retrying");
+            }
             tokio::select! {
                 _ = tokio::time::sleep(self.settings.poll) => {}
                 // A dropped sender is a shutdown too (never a busy loop on a closed channel).
@@ -157,6 +165,40 @@ impl Worker {
                 .release_lease(&instance, &self.settings.id, r.token, Utc::now())
                 .await;
         }
+    }
+
+    /// Removes what deleted instances and groups left on the broker (see
+    /// `ferry_store::CleanupRequest`); a request stays until everything it names is gone, so a
+    /// failure is retried at the next poll. Deleting is idempotent: workers may race.
+    async fn clean_up(&self) -> Result<(), ferry_store::StoreError> {
+        let bootstrap = &self.state.settings().kafka_bootstrap;
+        // A loop of the deleted instance stops within a second of noticing, and no later than
+        // its lease's time to live: only then is its topic gone for good.
+        let settled =
+            Utc::now() - chrono::Duration::from_std(self.settings.lease_ttl).unwrap_or_default();
+        for req in self.state.store().pending_cleanups().await? {
+            if req.requested_at > settled {
+                continue;
+            }
+            let mut done = true;
+            if let Some(topic) = &req.topic
+                && let Err(e) = ferry_kafka::sink::delete_topic(bootstrap, topic).await
+            {
+                tracing::warn!(instance = %req.instance_id, topic, error = %e, "deleting a topic failed; retrying later");
+                done = false;
+            }
+            for group in &req.groups {
+                if let Err(e) = ferry_kafka::groups::delete_group(bootstrap, group).await {
+                    tracing::warn!(instance = %req.instance_id, group, error = %e, "deleting a group's offsets failed; retrying later");
+                    done = false;
+                }
+            }
+            if done {
+                self.state.store().complete_cleanup(&req).await?;
+                tracing::info!(instance = %req.instance_id, topic = ?req.topic, groups = ?req.groups, "cleaned up after a deleted instance");
+            }
+        }
+        Ok(())
     }
 
     async fn converge(

@@ -695,3 +695,65 @@ async fn the_heartbeat_writer_measures_the_delay_and_stays_out_of_the_topic() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_an_instance_deletes_its_topic_and_its_groups_offsets() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE items (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let config = json!({
+        "source": ctx.stack_source(),
+        "objects": {"databases": [{"name": ctx.mysql_database()}]},
+    });
+    let (id, topic, worker) = api.running_task(config).await.unwrap();
+    let group = api
+        .call(
+            Method::POST,
+            &format!("/v1/instances/{id}/consumer-groups"),
+            Some(json!({"name": "g", "username": "g", "password": "Consumer-Pass1"})),
+        )
+        .await
+        .unwrap();
+    let gid = group.body["id"].as_str().unwrap().to_owned();
+    db.query_drop("INSERT INTO items VALUES (1)").await.unwrap();
+    let c = group_consumer(&ctx, &gid, &topic);
+    assert_eq!(consume(&c, 1)[0].2, 1);
+    drop(c);
+
+    let deleted = api
+        .call(Method::DELETE, &format!("/v1/instances/{id}"), None)
+        .await
+        .unwrap();
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    let admin: BaseConsumer = ctx.kafka_config().create().unwrap();
+    eventually(
+        "the topic to be deleted",
+        Duration::from_secs(90),
+        || async {
+            let metadata = admin.fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+            let gone = metadata
+                .topics()
+                .iter()
+                .all(|t| t.name() != topic || t.error().is_some() || t.partitions().is_empty());
+            let pending = api.state.store().pending_cleanups().await?;
+            Ok((gone && pending.is_empty()).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    let probe: BaseConsumer = ctx.kafka_config().set("group.id", &gid).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(&topic, 0);
+    let committed = probe
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(
+        committed.find_partition(&topic, 0).unwrap().offset(),
+        Offset::Invalid,
+        "the group's offsets are gone"
+    );
+    worker.stop().await.unwrap();
+}
