@@ -287,10 +287,17 @@ async fn describe(
     State(state): State<AppState>,
     InstancePath(id): InstancePath,
 ) -> ApiResult<Json<TaskView>> {
-    load_instance(&state, &id).await?;
-    let task = load_task(&state, &id).await?;
+    // Four independent reads, at once (the instance's 404 still comes first).
+    let (instance, task, checkpoint, history) = tokio::join!(
+        load_instance(&state, &id),
+        load_task(&state, &id),
+        state.store().get_checkpoint(&id),
+        state.store().selection_history(&id),
+    );
+    instance?;
+    let task = task?;
     let mut view = TaskView::new(&state, &task);
-    view.checkpoint = state.store().get_checkpoint(&id).await?.map(|c| {
+    view.checkpoint = checkpoint?.map(|c| {
         json!({
             "position": c.position.to_string(),
             "file": c.position.file().name(),
@@ -300,8 +307,7 @@ async fn describe(
             "written_at": c.written_at,
         })
     });
-    let history = state.store().selection_history(&id).await?;
-    view.objects_applied = history
+    view.objects_applied = history?
         .iter()
         .max_by(|a, b| {
             a.position

@@ -106,7 +106,7 @@ async fn main() {
     println!("| request | n | p50 | p99 | max |");
     println!("|---|---:|---:|---:|---:|");
     row("raw limit: one consistent GetItem on moto", raw);
-    row("GET /v1/instances/{id} (1 read)", instance);
+    row("GET /v1/instances/{id} (instance and its task)", instance);
     row(
         "GET …/task (task, checkpoint, selection history: 3 reads)",
         task,
