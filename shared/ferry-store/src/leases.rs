@@ -5,7 +5,8 @@
 //!
 //! A worker holds a task while its lease (`INS#<id>`/`LEASE`) names it and has not expired.
 //! Claiming is one conditional write: the lease is absent, expired, or already the worker's.
-//! Every claim by a new holder increments the lease's **fencing token**. The holder renews the
+//! Every claim by a new holder increments the lease's **fencing token**; a holder renewing its
+//! own lease (even one that expired, if nobody took it meanwhile) keeps its token. The holder renews the
 //! lease (heartbeat) well within its time to live and, when it stops, expires it (never deletes
 //! it: tokens only grow).
 //!
@@ -77,7 +78,10 @@ impl Store {
             .get_versioned::<Lease>(instance_pk(instance), LEASE_SK)
             .await?;
         let (token, expected) = match &current {
-            Some((l, v)) if l.worker == *worker && l.expires_at > now => (l.token, Some(*v)),
+            // Still ours, even past its expiry: no other worker claimed it in between, so
+            // keeping the token fences nothing wrongly (a slow store must not cost a live
+            // holder its lease).
+            Some((l, v)) if l.worker == *worker => (l.token, Some(*v)),
             Some((l, v)) if l.expires_at <= now => (l.token + 1, Some(*v)),
             Some(_) => return Ok(None),
             None => (1, None),

@@ -270,6 +270,43 @@ fn read_ahead(
     (rx, AbortOnDrop(task))
 }
 
+/// Renews the lease every third of its time to live while the loop runs, whatever the loop is
+/// waiting on (a slow broker must not cost the lease of a live worker). Tells `lost` when the
+/// lease went to another worker; a failed renewal is retried at once, then every second.
+async fn renew_lease(
+    state: AppState,
+    instance: InstanceId,
+    worker: WorkerId,
+    token: u64,
+    ttl: Duration,
+    lost: watch::Sender<bool>,
+) {
+    let mut wait = ttl / 3;
+    loop {
+        tokio::time::sleep(wait).await;
+        let claimed = state
+            .store()
+            .claim_lease(
+                &instance,
+                &worker,
+                Utc::now(),
+                chrono::Duration::from_std(ttl).unwrap_or_default(),
+            )
+            .await;
+        match claimed {
+            Ok(Some(l)) if l.token == token => wait = ttl / 3,
+            Ok(_) => {
+                let _ = lost.send(true);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(instance = %instance, error = %e, "renewing the lease failed; retrying");
+                wait = Duration::from_secs(1).min(ttl / 3);
+            }
+        }
+    }
+}
+
 /// Opens the binlog at `at`, decoding with `catalog` for `objects`.
 async fn open_reader(
     params: &ConnectParams,
@@ -530,7 +567,16 @@ pub async fn capture_task(
         window: Window::new(),
         last_key: checkpoint.last_key.clone(),
     };
-    let mut renew_at = tokio::time::Instant::now() + settings.lease_ttl / 3;
+    // The lease is renewed on a task of its own, so a loop waiting on a slow broker keeps it.
+    let (lost_tx, lease_lost) = watch::channel(false);
+    let _renewer = AbortOnDrop(tokio::spawn(renew_lease(
+        state.clone(),
+        instance.clone(),
+        settings.worker.clone(),
+        token,
+        settings.lease_ttl,
+        lost_tx,
+    )));
     // The last commit not yet checkpointed, and when the last checkpoint was written.
     let mut uncheckpointed: Option<(Position, DateTime<Utc>)> = None;
     let mut idle = false;
@@ -546,21 +592,8 @@ pub async fn capture_task(
         if *stop.borrow() {
             break;
         }
-        if tokio::time::Instant::now() >= renew_at {
-            let now = Utc::now();
-            let lease = store
-                .claim_lease(
-                    instance,
-                    &settings.worker,
-                    now,
-                    chrono::Duration::from_std(settings.lease_ttl).unwrap_or_default(),
-                )
-                .await?;
-            match lease {
-                Some(l) if l.token == token => {}
-                _ => return Err(CaptureError::LeaseLost),
-            }
-            renew_at = tokio::time::Instant::now() + settings.lease_ttl / 3;
+        if *lease_lost.borrow() {
+            return Err(CaptureError::LeaseLost);
         }
         // Converge to the desired state: stopped, reset or reselected tasks are noticed within
         // CHECK_EVERY, and acted on at the next transaction boundary.

@@ -7,7 +7,8 @@
 //! Every `poll` the worker lists the tasks that want a worker (`starting`, running stages,
 //! `paused`) and tries to claim the lease of each it does not run. A claim succeeds when the
 //! lease is free or expired (its holder died); the new holder's fencing token is one higher. A
-//! running loop renews its lease every third of the time to live and stops when the task is no
+//! running loop renews its lease every third of the time to live (on a task of its own, so a loop
+//! waiting on a slow broker keeps it) and stops when the task is no
 //! longer wanted or the lease was lost. On stop the worker releases its leases, so another worker
 //! can take over at once.
 //!

@@ -307,6 +307,11 @@ fn parse_position(p: &str) -> (String, u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reselecting_objects_under_load_switches_at_a_boundary_without_gap_or_duplicate() {
+    // The worker's log, shown when the test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("ferry_worker=info")
+        .with_test_writer()
+        .try_init();
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
     let mut db = ctx.mysql().await.unwrap();
