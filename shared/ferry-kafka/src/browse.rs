@@ -116,6 +116,8 @@ fn browse_blocking(
         .set("group.id", "ferry-changes-reader")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
+        // Records of the span that retention deleted meanwhile are skipped, not waited for.
+        .set("auto.offset.reset", "earliest")
         .create()
         .map_err(kafka)?;
     let mut spans = match &req.cursor {

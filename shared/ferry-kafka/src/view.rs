@@ -166,28 +166,18 @@ fn rebuilt_before(after: &Json, old: &Json) -> Option<Json> {
     Some(Json::Object(before))
 }
 
-fn canal(p: &Json) -> Result<Parts, String> {
-    let data = p["data"].get(0).cloned();
-    let (operation, before, after) = match p["type"].as_str() {
-        Some("INSERT") => ("insert", None, data),
-        Some("UPDATE") => {
-            let before = data
-                .as_ref()
-                .and_then(|d| rebuilt_before(d, p["old"].get(0).unwrap_or(&Json::Null)));
-            ("update", before, data)
-        }
-        Some("DELETE") => ("delete", data, None),
-        Some("QUERY") if p["isDdl"] == true => {
-            return Ok(Parts {
-                operation: "ddl",
-                database: text(&p["database"]),
-                table: None,
-                before: None,
-                after: None,
-                statement: text(&p["sql"]),
-            });
-        }
-        other => return Err(format!("unknown type {other:?}")),
+/// The parts of a Canal or Maxwell row record: `data` is the row (after image, or the deleted
+/// row), `old` the changed columns' previous values of an update.
+fn row_parts(
+    operation: &'static str,
+    data: Option<Json>,
+    old: &Json,
+    p: &Json,
+) -> Result<Parts, String> {
+    let (before, after) = match operation {
+        "insert" => (None, data),
+        "update" => (data.as_ref().and_then(|d| rebuilt_before(d, old)), data),
+        _ => (data, None),
     };
     Ok(Parts {
         operation,
@@ -199,27 +189,34 @@ fn canal(p: &Json) -> Result<Parts, String> {
     })
 }
 
+fn canal(p: &Json) -> Result<Parts, String> {
+    let data = p["data"].get(0).cloned();
+    let old = p["old"].get(0).unwrap_or(&Json::Null);
+    match p["type"].as_str() {
+        Some("INSERT") => row_parts("insert", data, old, p),
+        Some("UPDATE") => row_parts("update", data, old, p),
+        Some("DELETE") => row_parts("delete", data, old, p),
+        Some("QUERY") if p["isDdl"] == true => Ok(Parts {
+            operation: "ddl",
+            database: text(&p["database"]),
+            table: None,
+            before: None,
+            after: None,
+            statement: text(&p["sql"]),
+        }),
+        other => Err(format!("unknown type {other:?}")),
+    }
+}
+
 fn maxwell(p: &Json) -> Result<Parts, String> {
     let data = object(p.get("data"));
-    let (operation, before, after) = match p["type"].as_str() {
-        Some("insert") => ("insert", None, data),
-        Some("update") => {
-            let before = data
-                .as_ref()
-                .and_then(|d| rebuilt_before(d, p.get("old").unwrap_or(&Json::Null)));
-            ("update", before, data)
-        }
-        Some("delete") => ("delete", data, None),
-        other => return Err(format!("unknown type {other:?}")),
-    };
-    Ok(Parts {
-        operation,
-        database: text(&p["database"]),
-        table: text(&p["table"]),
-        before,
-        after,
-        statement: None,
-    })
+    let old = p.get("old").unwrap_or(&Json::Null);
+    match p["type"].as_str() {
+        Some("insert") => row_parts("insert", data, old, p),
+        Some("update") => row_parts("update", data, old, p),
+        Some("delete") => row_parts("delete", data, old, p),
+        other => Err(format!("unknown type {other:?}")),
+    }
 }
 
 fn field<'a>(record: &'a Avro, name: &str) -> Option<&'a Avro> {

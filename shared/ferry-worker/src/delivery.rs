@@ -59,8 +59,15 @@ pub(crate) enum Ack {
 
 /// Where a task's records go.
 pub(crate) enum Destination {
-    Kafka(Sink),
-    Kinesis { sink: StreamSink, stream: String },
+    /// The topic's retention bounds how old a record's timestamp may be (see [`kafka_timestamp`]).
+    Kafka {
+        sink: Sink,
+        retention_ms: i64,
+    },
+    Kinesis {
+        sink: StreamSink,
+        stream: String,
+    },
 }
 
 impl Destination {
@@ -103,13 +110,13 @@ impl Destination {
                     .transpose()
             })
             .collect::<Result<_, _>>()?;
-        Ok((Self::Kafka(sink), tails))
+        Ok((Self::Kafka { sink, retention_ms }, tails))
     }
 
     /// The topic or stream name records are encoded for.
     pub(crate) fn name<'a>(&'a self, topic: &'a str) -> &'a str {
         match self {
-            Self::Kafka(_) => topic,
+            Self::Kafka { .. } => topic,
             Self::Kinesis { stream, .. } => stream,
         }
     }
@@ -117,11 +124,20 @@ impl Destination {
     /// Waits for every queued record (at the loop's end).
     pub(crate) fn flush(&self) -> Result<(), CaptureError> {
         match self {
-            Self::Kafka(sink) => Ok(sink.flush(std::time::Duration::from_secs(30))?),
+            Self::Kafka { sink, .. } => Ok(sink.flush(std::time::Duration::from_secs(30))?),
             // The window already waited for every acknowledgement.
             Self::Kinesis { .. } => Ok(()),
         }
     }
+}
+
+/// A record's Kafka timestamp: the change's source time, so consumers start from a source time
+/// and `offsets_for_times` finds one, but never older than half the topic's retention. Kafka
+/// deletes by timestamp: a change read long after it was made (a worker down for days, a lagging
+/// source) would otherwise be deleted right after it was produced. The exact source time is
+/// always in the payload.
+fn kafka_timestamp(source_ms: i64, now_ms: i64, retention_ms: i64) -> i64 {
+    source_ms.max(now_ms - retention_ms / 2)
 }
 
 /// The Kinesis partition key of an event: a row's table and key; the database of a DDL
@@ -214,7 +230,9 @@ impl Out<'_> {
         let Some(record) = record else { return Ok(()) };
         // Already in the topic: at or before its partition's last record when the loop started.
         let partition = match self.dest {
-            Destination::Kafka(sink) => usize::try_from(sink.partition_of(&record)).unwrap_or(0),
+            Destination::Kafka { sink, .. } => {
+                usize::try_from(sink.partition_of(&record)).unwrap_or(0)
+            }
             Destination::Kinesis { .. } => 0,
         };
         if let Some(slot) = self.skip_until.get_mut(partition)
@@ -226,21 +244,24 @@ impl Out<'_> {
             }
             *slot = None;
         }
+        let bytes = record.payload.len();
         let ack = match self.dest {
-            Destination::Kafka(sink) => Ack::Kafka(
-                sink.send(&record, event.timestamp.timestamp_millis())
-                    .await?,
-            ),
+            Destination::Kafka { sink, retention_ms } => {
+                let at = kafka_timestamp(
+                    event.timestamp.timestamp_millis(),
+                    Utc::now().timestamp_millis(),
+                    *retention_ms,
+                );
+                Ack::Kafka(sink.send(&record, at).await?)
+            }
             Destination::Kinesis { sink, .. } => {
                 let key = kinesis_key(event, record.key.as_deref());
-                Ack::Stream(sink.send(key, record.payload.clone()).await?)
+                Ack::Stream(sink.send(key, record.payload).await?)
             }
         };
         self.window.push(ack);
-        self.meter.delivered(
-            record.payload.len(),
-            matches!(event.kind, ChangeKind::Row(_)),
-        );
+        self.meter
+            .delivered(bytes, matches!(event.kind, ChangeKind::Row(_)));
         self.last_key = Some(event.idempotency_key());
         Ok(())
     }
@@ -332,6 +353,18 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_times_are_source_times_but_never_older_than_half_the_retention() {
+        let day = 86_400_000;
+        let now = 100 * day;
+        assert_eq!(kafka_timestamp(now - 5_000, now, 7 * day), now - 5_000);
+        assert_eq!(
+            kafka_timestamp(now - 30 * day, now, 7 * day),
+            now - 7 * day / 2,
+            "a month-old change stays in a 7-day topic for 3.5 days at least"
+        );
+    }
 
     #[test]
     fn the_tail_covers_what_was_produced() {

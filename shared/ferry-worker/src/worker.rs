@@ -14,7 +14,7 @@
 //!
 //! # Cleanup
 //!
-//! Every poll the worker also removes what deleted instances left on the broker (their topic and
+//! Every 10 s the worker also removes what deleted instances left on the broker (their topic and
 //! their groups' committed offsets), once the instance's lease time has passed.
 
 use std::collections::HashMap;
@@ -93,6 +93,10 @@ impl WorkerSettings {
     }
 }
 
+/// How often a worker looks for cleanup requests (one query of the table): they wait for the
+/// deleted instance's lease time anyway.
+const CLEANUP_EVERY: Duration = Duration::from_secs(10);
+
 struct Running {
     stop: watch::Sender<bool>,
     handle: JoinHandle<bool>,
@@ -137,12 +141,17 @@ impl Worker {
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let mut running: HashMap<InstanceId, Running> = HashMap::new();
         let mut backoff: HashMap<InstanceId, Backoff> = HashMap::new();
+        // The first cleanup at the first poll.
+        let mut last_cleanup = tokio::time::Instant::now() - CLEANUP_EVERY;
         loop {
             if let Err(e) = self.converge(&mut running, &mut backoff).await {
                 tracing::warn!(error = %e, "worker poll failed; retrying");
             }
-            if let Err(e) = self.clean_up().await {
-                tracing::warn!(error = %e, "cleanup failed; retrying");
+            if last_cleanup.elapsed() >= CLEANUP_EVERY {
+                last_cleanup = tokio::time::Instant::now();
+                if let Err(e) = self.clean_up().await {
+                    tracing::warn!(error = %e, "cleanup failed; retrying");
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.settings.poll) => {}

@@ -56,6 +56,33 @@ fn consume(c: &BaseConsumer, n: usize) -> Vec<(i64, DateTime<Utc>, i64)> {
     out
 }
 
+/// What `group` committed for partition 0 of `topic` (`Invalid` when nothing).
+fn committed_offset(ctx: &TestContext, group: &str, topic: &str) -> Offset {
+    let probe: BaseConsumer = ctx.kafka_config().set("group.id", group).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, 0);
+    let committed = probe
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .unwrap();
+    committed.find_partition(topic, 0).unwrap().offset()
+}
+
+/// The task's metrics, once `ready` accepts them (30 s at most).
+async fn metrics_when(api: &TestApi, id: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    eventually("the task's metrics", Duration::from_secs(30), || async {
+        let m = api
+            .call(
+                Method::GET,
+                &format!("/v1/instances/{id}/task/metrics"),
+                None,
+            )
+            .await?;
+        Ok(ready(&m.body).then_some(m.body))
+    })
+    .await
+    .unwrap()
+}
+
 /// Nothing more arrives within `wait`.
 fn assert_nothing_more(c: &BaseConsumer, wait: Duration) {
     let deadline = std::time::Instant::now() + wait;
@@ -210,26 +237,14 @@ async fn two_consumer_groups_read_the_stream_independently_and_the_api_shows_the
     );
 
     // Task metrics: the rows, per minute, and a small delay.
-    let metrics = eventually(
-        "the metrics to count every row",
-        Duration::from_secs(30),
-        || async {
-            let m = api
-                .call(
-                    Method::GET,
-                    &format!("/v1/instances/{id}/task/metrics"),
-                    None,
-                )
-                .await?;
-            let rows: u64 = m.body["history"]
-                .as_array()
-                .map(|h| h.iter().filter_map(|p| p["rows"].as_u64()).sum())
-                .unwrap_or_default();
-            Ok((rows == 200).then_some(m.body))
-        },
-    )
-    .await
-    .unwrap();
+    let metrics = metrics_when(&api, id.as_str(), |m| {
+        let rows: u64 = m["history"]
+            .as_array()
+            .map(|h| h.iter().filter_map(|p| p["rows"].as_u64()).sum())
+            .unwrap_or_default();
+        rows == 200
+    })
+    .await;
     assert_eq!(metrics["state"], "incremental");
     assert!(
         metrics["source_delay_seconds"].as_f64().unwrap() < 10.0,
@@ -271,18 +286,8 @@ async fn two_consumer_groups_read_the_stream_independently_and_the_api_shows_the
     )
     .await
     .unwrap();
-    let probe: BaseConsumer = ctx
-        .kafka_config()
-        .set("group.id", &gids[0])
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(&topic, 0);
-    let committed = probe
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
     assert_eq!(
-        committed.find_partition(&topic, 0).unwrap().offset(),
+        committed_offset(&ctx, &gids[0], &topic),
         Offset::Invalid,
         "the deleted group's offsets are gone"
     );
@@ -655,25 +660,10 @@ async fn the_heartbeat_writer_measures_the_delay_and_stays_out_of_the_topic() {
     .await
     .unwrap();
     assert!((Utc::now().timestamp_millis() - beat).abs() < 5_000);
-    let metrics = eventually(
-        "the delay from heartbeats",
-        Duration::from_secs(30),
-        || async {
-            let m = api
-                .call(
-                    Method::GET,
-                    &format!("/v1/instances/{id}/task/metrics"),
-                    None,
-                )
-                .await?;
-            Ok(m.body["source_delay_seconds"]
-                .as_f64()
-                .is_some_and(|d| d < 1.0)
-                .then_some(m.body))
-        },
-    )
-    .await
-    .unwrap();
+    let metrics = metrics_when(&api, id.as_str(), |m| {
+        m["source_delay_seconds"].as_f64().is_some_and(|d| d < 1.0)
+    })
+    .await;
     assert!(metrics["reported_at"].is_string(), "{metrics}");
 
     // Seconds of heartbeats later, the topic holds the rows and nothing of the heartbeats.
@@ -749,14 +739,8 @@ async fn deleting_an_instance_deletes_its_topic_and_its_groups_offsets() {
     )
     .await
     .unwrap();
-    let probe: BaseConsumer = ctx.kafka_config().set("group.id", &gid).create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition(&topic, 0);
-    let committed = probe
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .unwrap();
     assert_eq!(
-        committed.find_partition(&topic, 0).unwrap().offset(),
+        committed_offset(&ctx, &gid, &topic),
         Offset::Invalid,
         "the group's offsets are gone"
     );
