@@ -30,6 +30,7 @@ use ferry_domain::id::InstanceId;
 use ferry_domain::instance::{Instance, InstanceStatus};
 use ferry_domain::metrics::TaskMetrics;
 use ferry_domain::selection::ObjectSelection;
+use ferry_domain::sync::SyncOptions;
 use ferry_domain::task::{TaskEvent, TaskState};
 use ferry_domain::task_config::{Delivery, HeartbeatWriter, TaskConfig};
 use ferry_store::{StoreError, TaskRecord, Versioned};
@@ -91,6 +92,8 @@ struct Configure {
     delivery: Delivery,
     #[serde(default)]
     heartbeat: Option<HeartbeatWriter>,
+    #[serde(default)]
+    sync: SyncOptions,
 }
 
 async fn active_instance(state: &AppState, id: &InstanceId) -> ApiResult<Versioned<Instance>> {
@@ -220,6 +223,7 @@ async fn configure(
         objects: req.objects,
         delivery: req.delivery,
         heartbeat: req.heartbeat,
+        sync: req.sync,
     };
     config.validate(mode)?;
 
@@ -287,12 +291,13 @@ async fn describe(
     State(state): State<AppState>,
     InstancePath(id): InstancePath,
 ) -> ApiResult<Json<TaskView>> {
-    // Four independent reads, at once (the instance's 404 still comes first).
-    let (instance, task, checkpoint, history) = tokio::join!(
+    // Five independent reads, at once (the instance's 404 still comes first).
+    let (instance, task, checkpoint, history, copies) = tokio::join!(
         load_instance(&state, &id),
         load_task(&state, &id),
         state.store().get_checkpoint(&id),
         state.store().selection_history(&id),
+        state.store().copy_records(&id),
     );
     instance?;
     let task = task?;
@@ -321,6 +326,14 @@ async fn describe(
                 "applied_at": c.applied_at,
             })
         });
+    if task.value.task.mode() == ferry_domain::instance::Mode::Sync {
+        let mut progress: Vec<_> = copies?
+            .iter()
+            .map(ferry_store::CopyRecord::progress)
+            .collect();
+        progress.sort_by(|a, b| a.table.cmp(&b.table));
+        view.full_sync = Some(progress);
+    }
     Ok(Json(view))
 }
 

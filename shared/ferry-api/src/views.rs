@@ -78,6 +78,9 @@ pub struct TaskView {
     /// is a reselection the worker has not reached yet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub objects_applied: Option<serde_json::Value>,
+    /// A sync task's full sync, per table (`GET …/task` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full_sync: Option<Vec<ferry_domain::sync::TableProgress>>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
 }
@@ -99,6 +102,7 @@ impl TaskView {
             checkpoint: None,
             delivery,
             objects_applied: None,
+            full_sync: None,
             updated_at: r.updated_at,
             version: t.version,
         }

@@ -180,6 +180,11 @@ impl RowChange {
         self.after.as_deref()
     }
 
+    /// The images, taken out: (before, after).
+    pub fn into_images(self) -> (Option<Vec<Value>>, Option<Vec<Value>>) {
+        (self.before, self.after)
+    }
+
     /// The key values of the row: from the after image, or the before image of a delete.
     pub fn key_values(&self) -> Vec<&Value> {
         let image = self.after.as_ref().or(self.before.as_ref());

@@ -17,6 +17,8 @@
 //! - [`metrics`]: task metrics (rates, source delay, per-minute history).
 //! - [`schema`]: the schema history: table definitions at binlog positions.
 //! - [`reselect`]: the selection history: which objects were selected from which position.
+//! - [`evolve`]: source DDL turned into the target statements that follow it.
+//! - [`sync`]: data synchronization's options, target tables, apply batches and progress.
 //! - [`change`] and [`value`]: the change event model, with exact typed column values.
 //!
 //! Everything that can be wrong in input is an [`InvalidInput`], which names the field, says
@@ -26,6 +28,7 @@ pub mod change;
 pub mod consumer_group;
 pub mod convert;
 pub mod endpoint;
+pub mod evolve;
 pub mod gtid;
 pub mod id;
 pub mod instance;
@@ -35,6 +38,7 @@ pub mod precheck;
 pub mod reselect;
 pub mod schema;
 pub mod selection;
+pub mod sync;
 pub mod task;
 pub mod task_config;
 pub mod value;

@@ -6,6 +6,7 @@ use crate::InvalidInput;
 use crate::endpoint::Endpoint;
 use crate::instance::Mode;
 use crate::selection::ObjectSelection;
+use crate::sync::SyncOptions;
 
 /// The record format of a change-tracking topic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -196,6 +197,9 @@ pub struct TaskConfig {
     pub delivery: Delivery,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat: Option<HeartbeatWriter>,
+    /// How a sync task copies and applies (ignored by tracking tasks).
+    #[serde(default)]
+    pub sync: SyncOptions,
 }
 
 impl TaskConfig {
@@ -207,6 +211,7 @@ impl TaskConfig {
         if let Some(h) = &self.heartbeat {
             h.validate().map_err(|e| e.at("heartbeat"))?;
         }
+        self.sync.validate().map_err(|e| e.at("sync"))?;
         match (mode, &self.target) {
             (Mode::Sync, None) => Err(InvalidInput::new(
                 "target",

@@ -43,6 +43,40 @@ pub enum Value {
     Geometry(Vec<u8>),
 }
 
+impl Value {
+    /// Appends the value to a key's bytes: equal values give equal bytes, and a tag and a
+    /// length keep different values of a multi-column key apart.
+    pub fn write_key(&self, out: &mut Vec<u8>) {
+        let mut put = |tag: u8, bytes: &[u8]| {
+            out.push(tag);
+            out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+            out.extend_from_slice(bytes);
+        };
+        match self {
+            Self::Null => put(0, &[]),
+            Self::Int(i) => put(1, &i.to_le_bytes()),
+            Self::UInt(u) => put(2, &u.to_le_bytes()),
+            Self::Float(f) => put(3, &f.to_le_bytes()),
+            Self::Double(f) => put(4, &f.to_le_bytes()),
+            Self::Decimal(d) => put(5, d.as_str().as_bytes()),
+            Self::String(s) => put(6, s.as_bytes()),
+            Self::Bytes(b) | Self::Geometry(b) => put(7, b),
+            Self::Json(s) => put(8, s.as_bytes()),
+            Self::Year(y) => put(9, &y.to_le_bytes()),
+            Self::Enum(e) => put(10, e.name.as_bytes()),
+            Self::Set(s) => put(11, &s.mask.to_le_bytes()),
+            Self::Bit(b) => put(12, &b.to_u64().to_le_bytes()),
+            Self::Date(d) => put(13, d.to_string().as_bytes()),
+            Self::Time(t) => put(14, t.to_string().as_bytes()),
+            Self::DateTime(d) => put(15, d.to_string().as_bytes()),
+            Self::Timestamp(t) => put(
+                16,
+                &[t.seconds.to_le_bytes(), i64::from(t.micros).to_le_bytes()].concat(),
+            ),
+        }
+    }
+}
+
 /// An exact decimal number as digits: `-?[0-9]+(\.[0-9]+)?`, scale as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

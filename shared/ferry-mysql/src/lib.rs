@@ -11,6 +11,7 @@ pub mod decode;
 pub mod file;
 mod json_diff;
 mod precheck;
+pub mod snapshot;
 
 pub use connect::{CONNECT_TIMEOUT, ConnectError, ConnectParams, connect};
 pub use precheck::{precheck_conversion, precheck_heartbeat, precheck_source, precheck_target};

@@ -112,10 +112,13 @@ impl Store {
             .collect()
     }
 
-    /// Deletes the task's schema and selection histories (a reset starts new ones).
+    /// Deletes the task's schema and selection histories and its full-sync progress (a reset
+    /// starts new ones).
     pub async fn delete_histories(&self, instance: &InstanceId) -> Result<(), StoreError> {
         self.delete_history(instance, SCHEMA_SK_PREFIX).await?;
-        self.delete_history(instance, SELECTION_SK_PREFIX).await
+        self.delete_history(instance, SELECTION_SK_PREFIX).await?;
+        self.delete_history(instance, crate::copies::COPY_SK_PREFIX)
+            .await
     }
 
     async fn delete_history(&self, instance: &InstanceId, prefix: &str) -> Result<(), StoreError> {

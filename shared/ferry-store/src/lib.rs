@@ -13,6 +13,7 @@
 //! the SDK's full error kept for the logs.
 
 mod cleanup;
+mod copies;
 mod groups;
 mod history;
 mod instances;
@@ -27,6 +28,7 @@ mod tasks;
 use aws_sdk_dynamodb::Client;
 
 pub use cleanup::CleanupRequest;
+pub use copies::{CopyPlan, CopyRecord};
 pub use groups::GroupRecord;
 pub use instances::{CLIENT_TOKEN_TTL, CreateOutcome};
 pub use leases::{Checkpoint, CheckpointOutcome, Lease};

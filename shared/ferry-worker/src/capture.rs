@@ -123,24 +123,24 @@ impl From<StoreError> for CaptureError {
     }
 }
 
-fn transient(e: impl std::fmt::Display) -> CaptureError {
+pub(crate) fn transient(e: impl std::fmt::Display) -> CaptureError {
     CaptureError::Transient(e.to_string())
 }
 
 /// What a checkpoint write is conditioned on: the lease's fencing token and the configuration
 /// version the loop runs.
-struct Fence {
-    instance: InstanceId,
-    token: u64,
-    config_version: u64,
+pub(crate) struct Fence {
+    pub(crate) instance: InstanceId,
+    pub(crate) token: u64,
+    pub(crate) config_version: u64,
 }
 
 /// How often the loop reads its task's desired state.
-const CHECK_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Checkpoints are written at most this often (each is a DynamoDB write, and waits for every
 /// record before it to be acknowledged).
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// At most this many records wait for the broker's acknowledgement.
 const MAX_PENDING: usize = 10_000;
 
@@ -153,7 +153,7 @@ fn replica_server_id(instance: &InstanceId) -> u32 {
     0x4000_0000 | (h & 0x3fff_ffff)
 }
 
-async fn source_params(
+pub(crate) async fn source_params(
     state: &AppState,
     config: &TaskConfig,
 ) -> Result<ConnectParams, CaptureError> {
@@ -172,7 +172,7 @@ async fn source_params(
 }
 
 /// The source's current position, for a task's first start.
-async fn current_position(params: &ConnectParams) -> Result<Position, CaptureError> {
+pub(crate) async fn current_position(params: &ConnectParams) -> Result<Position, CaptureError> {
     let mut conn = ferry_mysql::connect(params)
         .await
         .map_err(|e| CaptureError::Transient(e.message))?;
@@ -193,7 +193,7 @@ async fn current_position(params: &ConnectParams) -> Result<Position, CaptureErr
 }
 
 /// Reads the source's catalog and stores it as the schema history's snapshot at `position`.
-async fn snapshot_schema(
+pub(crate) async fn snapshot_schema(
     state: &AppState,
     instance: &InstanceId,
     params: &ConnectParams,
@@ -218,7 +218,7 @@ async fn snapshot_schema(
 /// was lost, or it started before Ferry kept one) gets a snapshot now: right for every table
 /// whose table maps name their columns (FULL row metadata), and checked against each table
 /// map's column count otherwise.
-async fn schema_at(
+pub(crate) async fn schema_at(
     state: &AppState,
     instance: &InstanceId,
     params: &ConnectParams,
@@ -239,7 +239,7 @@ async fn schema_at(
 const READ_AHEAD: usize = 64;
 
 /// Stops the reading task when the loop ends, however it ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -250,7 +250,7 @@ impl Drop for AbortOnDrop {
 /// Reads and decodes the binlog on a task of its own, so decoding runs beside encoding and
 /// producing instead of taking turns with them; the bounded channel is the backpressure. The
 /// stream's end or an error is passed on and ends the task.
-fn read_ahead(
+pub(crate) fn read_ahead(
     mut reader: BinlogReader,
 ) -> (
     tokio::sync::mpsc::Receiver<Result<Option<ReadEvent>, ReaderError>>,
@@ -273,7 +273,7 @@ fn read_ahead(
 /// Renews the lease every third of its time to live while the loop runs, whatever the loop is
 /// waiting on (a slow broker must not cost the lease of a live worker). Tells `lost` when the
 /// lease went to another worker; a failed renewal is retried at once, then every second.
-async fn renew_lease(
+pub(crate) async fn renew_lease(
     state: AppState,
     instance: InstanceId,
     worker: WorkerId,
@@ -308,7 +308,7 @@ async fn renew_lease(
 }
 
 /// Opens the binlog at `at`, decoding with `catalog` for `objects`.
-async fn open_reader(
+pub(crate) async fn open_reader(
     params: &ConnectParams,
     instance: &InstanceId,
     at: &Position,
@@ -891,7 +891,7 @@ async fn checkpoint_adopting(
 }
 
 /// Writes a checkpoint with the lease's token and the loop's configuration version.
-async fn write_checkpoint(
+pub(crate) async fn write_checkpoint(
     state: &AppState,
     fence: &Fence,
     position: &Position,

@@ -19,6 +19,8 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use ferry_domain::instance::Mode;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -260,7 +262,8 @@ impl Worker {
                 else {
                     continue;
                 };
-                running.insert(id.clone(), self.spawn(id, lease.token));
+                let mode = task.value.task.mode();
+                running.insert(id.clone(), self.spawn(id, lease.token, mode));
             }
             match page.next {
                 Some(t) => token = Some(t),
@@ -269,7 +272,7 @@ impl Worker {
         }
     }
 
-    fn spawn(&self, instance: InstanceId, token: u64) -> Running {
+    fn spawn(&self, instance: InstanceId, token: u64, mode: Mode) -> Running {
         let (stop, stop_rx) = watch::channel(false);
         let state = self.state.clone();
         let settings = CaptureSettings {
@@ -282,7 +285,12 @@ impl Worker {
         let worker = self.settings.id.clone();
         // The loop's task answers whether it ended in a transient failure (for the backoff).
         let handle = tokio::spawn(async move {
-            let result = capture_task(&state, &settings, &instance, token, stop_rx).await;
+            let result = match mode {
+                Mode::Tracking => capture_task(&state, &settings, &instance, token, stop_rx).await,
+                Mode::Sync => {
+                    crate::sync::sync_task(&state, &settings, &instance, token, stop_rx).await
+                }
+            };
             let transient = matches!(result, Err(CaptureError::Transient(_)));
             match result {
                 Ok(()) => tracing::info!(instance = %instance, "capture stopped"),

@@ -159,6 +159,9 @@ impl TestContext {
         let mut conn = mysql_async::Conn::new(self.env.mysql_opts(None)).await?;
         conn.query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.id))
             .await?;
+        // A sync task's MariaDB target database, by convention.
+        conn.query_drop(format!("DROP DATABASE IF EXISTS `{}_copy`", self.id))
+            .await?;
         conn.disconnect().await?;
 
         let pg = self.env.postgres("postgres").await?;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use ferry_api::AppState;
 use ferry_domain::id::{InstanceId, WorkerId};
 use ferry_worker::metrics::WorkerMetrics;
@@ -60,7 +60,95 @@ impl TestContext {
     }
 }
 
+impl TestContext {
+    /// The stack's PostgreSQL, this test's database, as a sync task's target.
+    pub fn postgres_target(&self) -> Result<Value> {
+        let config: tokio_postgres::Config = self
+            .env()
+            .postgres_url
+            .parse()
+            .context("FERRY_POSTGRES_URL is not a PostgreSQL URL")?;
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => anyhow::bail!("FERRY_POSTGRES_URL names no TCP host"),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let password = config
+            .get_password()
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default();
+        Ok(json!({"engine": "postgresql", "host": host, "port": port,
+                  "username": config.get_user().unwrap_or("postgres"),
+                  "password": password, "database": self.postgres_database()}))
+    }
+
+    /// The stack's MariaDB, as the admin user, as a sync task's target (tables go to the
+    /// databases the selection maps them to; `<test id>_copy` is cleaned up).
+    pub fn mariadb_target(&self) -> Value {
+        let env = self.env();
+        json!({"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_admin_user, "password": env.mysql_admin_password})
+    }
+}
+
 impl TestApi {
+    /// Creates an instance of `mode`, configures its task with `config` and starts it: the
+    /// instance id and the started task.
+    pub async fn start_task(&self, mode: &str, config: Value) -> Result<(InstanceId, Value)> {
+        let created = self
+            .call(
+                Method::POST,
+                "/v1/instances",
+                Some(json!({"name": mode, "mode": mode, "billing": {"type": "pay_as_you_go"}})),
+            )
+            .await?;
+        let id = created.body["id"]
+            .as_str()
+            .with_context(|| format!("creating the instance: {}", created.text))?
+            .to_owned();
+        let configured = self
+            .call(
+                Method::PUT,
+                &format!("/v1/instances/{id}/task"),
+                Some(config),
+            )
+            .await?;
+        anyhow::ensure!(
+            configured.status == StatusCode::OK,
+            "configuring the task: {}",
+            configured.text
+        );
+        let started = self
+            .call(
+                Method::POST,
+                &format!("/v1/instances/{id}/task/start"),
+                None,
+            )
+            .await?;
+        anyhow::ensure!(
+            started.status == StatusCode::OK,
+            "starting the task: {}",
+            started.text
+        );
+        Ok((id.parse()?, started.body["task"].clone()))
+    }
+
+    /// The task's state, polled until it is `state` (or failed, which is an error).
+    pub async fn wait_state(
+        &self,
+        id: &InstanceId,
+        state: &str,
+        timeout: Duration,
+    ) -> Result<Value> {
+        eventually(&format!("the task to be {state}"), timeout, || async {
+            let t = self
+                .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
+                .await?;
+            anyhow::ensure!(t.body["state"] != "failed", "the task failed: {}", t.text);
+            Ok((t.body["state"] == state).then_some(t.body))
+        })
+        .await
+    }
+
     /// A change-tracking task configured with `config`, started, and running (`incremental`)
     /// on a worker of its own: its instance id, its topic and the worker.
     pub async fn running_task(

@@ -1,0 +1,163 @@
+//! Synchronization targets: PostgreSQL ([`postgres`]) and MySQL/MariaDB ([`mysql`]).
+//!
+//! A [`Target`] is one connection to the target database. It creates target tables (schema
+//! sync), loads snapshot chunks (PostgreSQL `COPY` through a staging table, MySQL multi-row
+//! inserts; both upsert, so a chunk loaded twice is harmless), applies batches of changes in
+//! one transaction (upserts and deletes by key), runs converted DDL, and reads rows back for
+//! verification. Values are written as `literal` says.
+//!
+//! # Errors
+//!
+//! A [`TargetError::Definite`] is something retrying cannot fix (a refused login or privilege, a
+//! value the target type cannot hold, a missing table): the task fails with its hint. Anything
+//! else (a lost connection, a deadlock, a timeout) is transient.
+
+pub mod literal;
+pub mod mysql;
+pub mod postgres;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use ferry_domain::change::ObjectName;
+use ferry_domain::convert::TargetEngine;
+use ferry_domain::schema::TableDef;
+use ferry_domain::sync::{Batch, TargetTable};
+use ferry_domain::value::Value;
+
+/// Why a target operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("{message}")]
+    Definite { message: String, hint: String },
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl TargetError {
+    pub(crate) fn definite(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::Definite {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+/// Where and as whom to connect. The password never prints.
+#[derive(Clone)]
+pub struct TargetParams {
+    pub engine: TargetEngine,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    /// PostgreSQL: the database (default `postgres`). MySQL: unused (tables are named with
+    /// their database).
+    pub database: Option<String>,
+}
+
+impl fmt::Debug for TargetParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}@{}:{}",
+            self.engine, self.user, self.host, self.port
+        )
+    }
+}
+
+/// A row read back from the target for verification: each column's text in a canonical
+/// form, `None` for NULL.
+pub type TextRow = Vec<Option<String>>;
+
+/// One connection to a target database.
+#[derive(Debug)]
+pub enum Target {
+    Postgres(postgres::PgTarget),
+    Mysql(mysql::MysqlTarget),
+}
+
+impl Target {
+    pub async fn connect(params: &TargetParams) -> Result<Self, TargetError> {
+        Ok(match params.engine {
+            TargetEngine::Postgresql => Self::Postgres(postgres::PgTarget::connect(params).await?),
+            TargetEngine::Mysql | TargetEngine::Mariadb => {
+                Self::Mysql(mysql::MysqlTarget::connect(params).await?)
+            }
+        })
+    }
+
+    /// Creates `table` (and its schema or database) unless it exists.
+    pub async fn create_table(
+        &mut self,
+        table: &TargetTable,
+        def: &TableDef,
+    ) -> Result<(), TargetError> {
+        match self {
+            Self::Postgres(t) => t.create_table(table, def).await,
+            Self::Mysql(t) => t.create_table(table, def).await,
+        }
+    }
+
+    /// Writes snapshot rows (full source rows) in one transaction, replacing rows with the same
+    /// key.
+    pub async fn load_rows(
+        &mut self,
+        table: &TargetTable,
+        rows: &[Vec<Value>],
+    ) -> Result<(), TargetError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Self::Postgres(t) => t.load_rows(table, rows).await,
+            Self::Mysql(t) => t.load_rows(table, rows).await,
+        }
+    }
+
+    /// Applies a batch in one transaction. Tables the batch names but `tables` does not are
+    /// skipped (not selected).
+    pub async fn apply(
+        &mut self,
+        batch: &Batch,
+        tables: &HashMap<ObjectName, TargetTable>,
+    ) -> Result<(), TargetError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Self::Postgres(t) => t.apply(batch, tables).await,
+            Self::Mysql(t) => t.apply(batch, tables).await,
+        }
+    }
+
+    /// Runs statements (converted DDL) one by one.
+    pub async fn execute(&mut self, statements: &[String]) -> Result<(), TargetError> {
+        for s in statements {
+            match self {
+                Self::Postgres(t) => t.execute(s).await?,
+                Self::Mysql(t) => t.execute(s).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Every row of `table`, as canonical text (see [`TextRow`]), keyed by the key columns'
+    /// text.
+    pub async fn read_rows(&mut self, table: &TargetTable) -> Result<Vec<TextRow>, TargetError> {
+        match self {
+            Self::Postgres(t) => t.read_rows(table).await,
+            Self::Mysql(t) => t.read_rows(table).await,
+        }
+    }
+
+    pub async fn close(self) {
+        match self {
+            Self::Postgres(_) => {}
+            Self::Mysql(t) => t.close().await,
+        }
+    }
+}
+
+/// Splits rows into groups whose statement stays under `max_bytes` (estimated by `size`).
+pub(crate) const MAX_STATEMENT_BYTES: usize = 1 << 20;

@@ -1,0 +1,323 @@
+//! MySQL/MariaDB as a target.
+//!
+//! Rows are written as multi-row `INSERT … ON DUPLICATE KEY UPDATE c = VALUES(c)` statements
+//! of up to a megabyte (MariaDB refuses MySQL 8's `AS new` form; `VALUES()` works on both),
+//! deletes as `DELETE … WHERE key IN (…)`. The session Ferry opens writes values back exactly as
+//! the source stored them: UTC, utf8mb4, zero dates allowed, `NO_AUTO_VALUE_ON_ZERO` (a key of 0
+//! stays 0), `NO_BACKSLASH_ESCAPES` (see `literal`), and foreign key checks off (rows of a
+//! transaction may arrive in another order than the source wrote them).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use ferry_domain::change::ObjectName;
+use ferry_domain::convert::{TargetEngine, create_table, quote};
+use ferry_domain::schema::TableDef;
+use ferry_domain::sync::{Batch, RowOp, TargetTable};
+use ferry_domain::value::Value;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder};
+
+use crate::literal::mysql_literal;
+use crate::{MAX_STATEMENT_BYTES, TargetError, TargetParams, TextRow};
+
+/// A connection to a MySQL/MariaDB target.
+#[derive(Debug)]
+pub struct MysqlTarget {
+    conn: Conn,
+}
+
+fn error(e: mysql_async::Error) -> TargetError {
+    match e {
+        mysql_async::Error::Server(s) => {
+            let message = format!(
+                "the target refused a statement (error {}): {}",
+                s.code, s.message
+            );
+            match s.code {
+                1044 | 1045 | 1142 | 1143 | 1227 => TargetError::definite(
+                    message,
+                    "grant the target user CREATE, INSERT, UPDATE, DELETE and SELECT on the target databases",
+                ),
+                1264 | 1265 | 1366 | 1406 | 1292 | 1048 | 1452 => TargetError::definite(
+                    message,
+                    "the target column cannot hold a source value: compare the target table with the source, or let Ferry create it",
+                ),
+                1054 | 1146 | 1049 | 1064 | 1060 | 1091 => TargetError::definite(
+                    message,
+                    "the target table differs from what Ferry expects: it may have been changed by hand (docs/sync.md)",
+                ),
+                // Deadlocks, lock waits, read-only servers in failover, lost connections.
+                _ => TargetError::Transient(message),
+            }
+        }
+        other => TargetError::Transient(format!("the target: {other}")),
+    }
+}
+
+fn q(name: &str) -> String {
+    quote(TargetEngine::Mysql, name)
+}
+
+fn table_ref(t: &TargetTable) -> String {
+    format!("{}.{}", q(&t.schema), q(&t.name))
+}
+
+fn column_list(t: &TargetTable) -> String {
+    t.columns
+        .iter()
+        .map(|c| q(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn on_duplicate(t: &TargetTable) -> String {
+    if t.key.is_empty() {
+        return String::new();
+    }
+    let set: Vec<String> = (0..t.columns.len())
+        .filter(|i| !t.key.contains(i))
+        .map(|i| {
+            let c = q(&t.columns[i].name);
+            format!("{c} = VALUES({c})")
+        })
+        .collect();
+    match set.is_empty() {
+        // Every column is in the key: a duplicate is already the row.
+        true => {
+            let k = q(&t.columns[t.key[0]].name);
+            format!(" ON DUPLICATE KEY UPDATE {k} = {k}")
+        }
+        false => format!(" ON DUPLICATE KEY UPDATE {}", set.join(", ")),
+    }
+}
+
+fn row_literal(t: &TargetTable, row: &[Value], out: &mut String) {
+    out.push('(');
+    for (i, (c, s)) in t.columns.iter().zip(&t.source_index).enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        mysql_literal(row.get(*s).unwrap_or(&Value::Null), c, out);
+    }
+    out.push(')');
+}
+
+fn key_literal(t: &TargetTable, row: &[Value], out: &mut String) {
+    if t.key.len() > 1 {
+        out.push('(');
+    }
+    for (n, k) in t.key.iter().enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        mysql_literal(
+            row.get(t.source_index[*k]).unwrap_or(&Value::Null),
+            &t.columns[*k],
+            out,
+        );
+    }
+    if t.key.len() > 1 {
+        out.push(')');
+    }
+}
+
+/// Multi-row upserts of `rows`, each statement under [`MAX_STATEMENT_BYTES`].
+fn upserts<'r>(t: &TargetTable, rows: impl Iterator<Item = &'r [Value]>, out: &mut Vec<String>) {
+    let head = format!("INSERT INTO {} ({}) VALUES ", table_ref(t), column_list(t));
+    let tail = on_duplicate(t);
+    let mut sql = String::new();
+    for row in rows {
+        if sql.is_empty() {
+            sql.push_str(&head);
+        } else {
+            sql.push_str(", ");
+        }
+        row_literal(t, row, &mut sql);
+        if sql.len() >= MAX_STATEMENT_BYTES {
+            sql.push_str(&tail);
+            out.push(std::mem::take(&mut sql));
+        }
+    }
+    if !sql.is_empty() {
+        sql.push_str(&tail);
+        out.push(sql);
+    }
+}
+
+impl MysqlTarget {
+    pub async fn connect(params: &TargetParams) -> Result<Self, TargetError> {
+        let opts = OptsBuilder::default()
+            .ip_or_hostname(params.host.clone())
+            .tcp_port(params.port)
+            .user(Some(params.user.clone()))
+            .pass(Some(params.password.clone()))
+            .prefer_socket(false);
+        let mut conn =
+            match tokio::time::timeout(std::time::Duration::from_secs(5), Conn::new(opts)).await {
+                Err(_) => {
+                    return Err(TargetError::Transient(format!(
+                        "the target {}:{} did not answer within 5s",
+                        params.host, params.port
+                    )));
+                }
+                Ok(r) => r.map_err(error)?,
+            };
+        conn.query_drop(
+            "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_BACKSLASH_ESCAPES', \
+             time_zone = '+00:00', NAMES utf8mb4, foreign_key_checks = 0",
+        )
+        .await
+        .map_err(error)?;
+        Ok(Self { conn })
+    }
+
+    pub(crate) async fn close(self) {
+        let _ = self.conn.disconnect().await;
+    }
+
+    pub(crate) async fn execute(&mut self, sql: &str) -> Result<(), TargetError> {
+        self.conn.query_drop(sql).await.map_err(error)
+    }
+
+    pub(crate) async fn create_table(
+        &mut self,
+        t: &TargetTable,
+        def: &TableDef,
+    ) -> Result<(), TargetError> {
+        self.execute(&format!("CREATE DATABASE IF NOT EXISTS {}", q(&t.schema)))
+            .await?;
+        let keep = |c: &str| t.columns.iter().any(|k| k.name.eq_ignore_ascii_case(c));
+        let statements = create_table(t.engine, &t.schema, &t.name, def, keep)
+            .map_err(|e| TargetError::definite(e.to_string(), e.hint.clone()))?;
+        for s in statements {
+            self.execute(&s).await?;
+        }
+        Ok(())
+    }
+
+    async fn in_transaction(&mut self, statements: &[String]) -> Result<(), TargetError> {
+        if statements.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .conn
+            .start_transaction(mysql_async::TxOpts::default())
+            .await
+            .map_err(error)?;
+        for s in statements {
+            tx.query_drop(s).await.map_err(error)?;
+        }
+        tx.commit().await.map_err(error)
+    }
+
+    pub(crate) async fn load_rows(
+        &mut self,
+        t: &TargetTable,
+        rows: &[Vec<Value>],
+    ) -> Result<(), TargetError> {
+        let mut statements = Vec::new();
+        upserts(t, rows.iter().map(Vec::as_slice), &mut statements);
+        self.in_transaction(&statements).await
+    }
+
+    pub(crate) async fn apply(
+        &mut self,
+        batch: &Batch,
+        tables: &HashMap<ObjectName, TargetTable>,
+    ) -> Result<(), TargetError> {
+        let mut statements = Vec::new();
+        for (schema, ops) in batch.tables() {
+            let Some(t) = tables.get(schema.name()) else {
+                continue;
+            };
+            if t.key.is_empty() {
+                for op in ops.ops() {
+                    match op {
+                        RowOp::Upsert(row) => {
+                            upserts(t, std::iter::once(row.as_slice()), &mut statements)
+                        }
+                        RowOp::Delete(row) => statements.push(delete_one(t, row)),
+                        RowOp::Replace { before, after } => {
+                            statements.push(delete_one(t, before));
+                            upserts(t, std::iter::once(after.as_slice()), &mut statements);
+                        }
+                    }
+                }
+                continue;
+            }
+            let key_columns: Vec<String> = t.key.iter().map(|k| q(&t.columns[*k].name)).collect();
+            let key_columns = if key_columns.len() > 1 {
+                format!("({})", key_columns.join(", "))
+            } else {
+                key_columns.join("")
+            };
+            let mut sql = String::new();
+            for op in ops.ops() {
+                if let RowOp::Delete(before) = op {
+                    if sql.is_empty() {
+                        let _ =
+                            write!(sql, "DELETE FROM {} WHERE {key_columns} IN (", table_ref(t));
+                    } else {
+                        sql.push_str(", ");
+                    }
+                    key_literal(t, before, &mut sql);
+                    if sql.len() >= MAX_STATEMENT_BYTES {
+                        sql.push(')');
+                        statements.push(std::mem::take(&mut sql));
+                    }
+                }
+            }
+            if !sql.is_empty() {
+                sql.push(')');
+                statements.push(sql);
+            }
+            upserts(
+                t,
+                ops.ops().iter().filter_map(|op| match op {
+                    RowOp::Upsert(row) => Some(row.as_slice()),
+                    _ => None,
+                }),
+                &mut statements,
+            );
+        }
+        self.in_transaction(&statements).await
+    }
+
+    pub(crate) async fn read_rows(&mut self, t: &TargetTable) -> Result<Vec<TextRow>, TargetError> {
+        let rows: Vec<mysql_async::Row> = self
+            .conn
+            .query(format!("SELECT {} FROM {}", column_list(t), table_ref(t)))
+            .await
+            .map_err(error)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                r.unwrap()
+                    .into_iter()
+                    .map(|v| match v {
+                        mysql_async::Value::NULL => None,
+                        mysql_async::Value::Bytes(b) => {
+                            Some(String::from_utf8_lossy(&b).into_owned())
+                        }
+                        other => Some(other.as_sql(true)),
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+/// Removes one row equal to `row` (a keyless table).
+fn delete_one(t: &TargetTable, row: &[Value]) -> String {
+    let mut sql = format!("DELETE FROM {} WHERE ", table_ref(t));
+    for (i, (c, s)) in t.columns.iter().zip(&t.source_index).enumerate() {
+        if i > 0 {
+            sql.push_str(" AND ");
+        }
+        let _ = write!(sql, "{} <=> ", q(&c.name));
+        mysql_literal(row.get(*s).unwrap_or(&Value::Null), c, &mut sql);
+    }
+    sql.push_str(" LIMIT 1");
+    sql
+}

@@ -1,0 +1,421 @@
+//! PostgreSQL as a target.
+//!
+//! Snapshot chunks are loaded with `COPY` into a temporary staging table shaped like the target
+//! table, then moved with `INSERT … SELECT … ON CONFLICT (key) DO UPDATE`, in one transaction:
+//! `COPY` is PostgreSQL's fastest way in, and the upsert makes loading a chunk again (after a
+//! crash, or over rows the binlog already wrote) harmless. Changes are applied as multi-row
+//! `INSERT … ON CONFLICT` and `DELETE … WHERE key IN (…)` statements with literal values.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use ferry_domain::change::ObjectName;
+use ferry_domain::convert::{create_table, quote};
+use ferry_domain::schema::TableDef;
+use ferry_domain::sync::{Batch, RowOp, TargetTable};
+use ferry_domain::value::Value;
+use futures::SinkExt;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+use crate::literal::{pg_copy, pg_literal};
+use crate::{MAX_STATEMENT_BYTES, TargetError, TargetParams, TextRow};
+
+/// A connection to a PostgreSQL target.
+pub struct PgTarget {
+    client: Client,
+    /// Staging tables created in this session, by target table.
+    staging: HashMap<(String, String), String>,
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for PgTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTarget").finish_non_exhaustive()
+    }
+}
+
+impl Drop for PgTarget {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
+}
+
+fn error(e: tokio_postgres::Error) -> TargetError {
+    let Some(db) = e.as_db_error() else {
+        return TargetError::Transient(format!("PostgreSQL: {e}"));
+    };
+    let code = db.code().code();
+    let message = format!("PostgreSQL refused a statement ({code}): {}", db.message());
+    match &code[..2] {
+        // Data exceptions, integrity violations, syntax or access errors, missing objects,
+        // invalid authorization: the same statement fails again.
+        "22" | "23" | "42" | "28" | "0A" => TargetError::definite(
+            message,
+            match &code[..2] {
+                "28" | "42" if code == "42501" => {
+                    "grant the target user CREATE on the database and the rights on its tables"
+                }
+                "28" => "check the target's username and password",
+                "22" => {
+                    "the target column cannot hold a source value: see docs/type-conversion.md, or leave the column out"
+                }
+                "23" => {
+                    "the target table has a constraint the source does not (drop it, or let Ferry create the table)"
+                }
+                _ => {
+                    "check the target table against the source (docs/sync.md): it may have been changed by hand"
+                }
+            },
+        ),
+        _ => TargetError::Transient(message),
+    }
+}
+
+fn q(name: &str) -> String {
+    quote(ferry_domain::convert::TargetEngine::Postgresql, name)
+}
+
+fn table_ref(t: &TargetTable) -> String {
+    format!("{}.{}", q(&t.schema), q(&t.name))
+}
+
+fn column_list(t: &TargetTable) -> String {
+    t.columns
+        .iter()
+        .map(|c| q(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `ON CONFLICT (key) DO UPDATE SET c = EXCLUDED.c, …` (or `DO NOTHING` when every column is
+/// in the key); empty for a keyless table.
+fn on_conflict(t: &TargetTable) -> String {
+    if t.key.is_empty() {
+        return String::new();
+    }
+    let key: Vec<String> = t.key.iter().map(|k| q(&t.columns[*k].name)).collect();
+    let set: Vec<String> = (0..t.columns.len())
+        .filter(|i| !t.key.contains(i))
+        .map(|i| {
+            let c = q(&t.columns[i].name);
+            format!("{c} = EXCLUDED.{c}")
+        })
+        .collect();
+    if set.is_empty() {
+        format!(" ON CONFLICT ({}) DO NOTHING", key.join(", "))
+    } else {
+        format!(
+            " ON CONFLICT ({}) DO UPDATE SET {}",
+            key.join(", "),
+            set.join(", ")
+        )
+    }
+}
+
+fn value_error(t: &TargetTable, column: usize, reason: String) -> TargetError {
+    TargetError::definite(
+        format!(
+            "{}.{} cannot be written to PostgreSQL: {reason}",
+            t.source,
+            t.columns.get(column).map_or("?", |c| c.name.as_str())
+        ),
+        "leave the column out of the task's selection (`columns`), or change the value on the source",
+    )
+}
+
+/// Appends `(v1, v2, …)` of the target columns of a source row.
+fn row_literal(t: &TargetTable, row: &[Value], out: &mut String) -> Result<(), TargetError> {
+    out.push('(');
+    for (i, (c, s)) in t.columns.iter().zip(&t.source_index).enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let v = row.get(*s).unwrap_or(&Value::Null);
+        pg_literal(v, c, out).map_err(|r| value_error(t, i, r))?;
+    }
+    out.push(')');
+    Ok(())
+}
+
+/// Appends `(k1, k2)` (or `k` for a one-column key) of a source row's key.
+fn key_literal(t: &TargetTable, row: &[Value], out: &mut String) -> Result<(), TargetError> {
+    if t.key.len() > 1 {
+        out.push('(');
+    }
+    for (n, k) in t.key.iter().enumerate() {
+        if n > 0 {
+            out.push_str(", ");
+        }
+        let v = row.get(t.source_index[*k]).unwrap_or(&Value::Null);
+        pg_literal(v, &t.columns[*k], out).map_err(|r| value_error(t, *k, r))?;
+    }
+    if t.key.len() > 1 {
+        out.push(')');
+    }
+    Ok(())
+}
+
+impl PgTarget {
+    pub async fn connect(params: &TargetParams) -> Result<Self, TargetError> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&params.host)
+            .port(params.port)
+            .user(&params.user)
+            .password(&params.password)
+            .dbname(params.database.as_deref().unwrap_or("postgres"))
+            .application_name("ferry")
+            .connect_timeout(std::time::Duration::from_secs(5));
+        let (client, connection) =
+            config
+                .connect(NoTls)
+                .await
+                .map_err(|e| match e.as_db_error() {
+                    Some(_) => error(e),
+                    None => TargetError::Transient(format!(
+                        "cannot connect to PostgreSQL at {}:{}: {e}",
+                        params.host, params.port
+                    )),
+                })?;
+        let connection = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "PostgreSQL target connection ended");
+            }
+        });
+        client
+            .batch_execute(
+                "SET TimeZone = 'UTC'; SET standard_conforming_strings = on; \
+                 SET bytea_output = 'hex'; SET extra_float_digits = 3",
+            )
+            .await
+            .map_err(error)?;
+        Ok(Self {
+            client,
+            staging: HashMap::new(),
+            connection,
+        })
+    }
+
+    pub(crate) async fn execute(&mut self, sql: &str) -> Result<(), TargetError> {
+        self.client.batch_execute(sql).await.map_err(error)
+    }
+
+    pub(crate) async fn create_table(
+        &mut self,
+        t: &TargetTable,
+        def: &TableDef,
+    ) -> Result<(), TargetError> {
+        let keep = |c: &str| t.columns.iter().any(|k| k.name.eq_ignore_ascii_case(c));
+        let statements = create_table(t.engine, &t.schema, &t.name, def, keep)
+            .map_err(|e| TargetError::definite(e.to_string(), e.hint.clone()))?;
+        for s in statements {
+            self.execute(&s).await?;
+        }
+        Ok(())
+    }
+
+    /// The session's staging table for `t` (created on first use; emptied at each commit).
+    async fn staging(&mut self, t: &TargetTable) -> Result<String, TargetError> {
+        let id = (t.schema.clone(), t.name.clone());
+        if let Some(s) = self.staging.get(&id) {
+            return Ok(s.clone());
+        }
+        let name = format!("ferry_stage_{}", self.staging.len());
+        self.execute(&format!(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS {name} (LIKE {}) ON COMMIT DELETE ROWS",
+            table_ref(t)
+        ))
+        .await?;
+        self.staging.insert(id, name.clone());
+        Ok(name)
+    }
+
+    pub(crate) async fn load_rows(
+        &mut self,
+        t: &TargetTable,
+        rows: &[Vec<Value>],
+    ) -> Result<(), TargetError> {
+        let direct = t.key.is_empty();
+        let stage = if direct {
+            table_ref(t)
+        } else {
+            self.staging(t).await?
+        };
+        let columns = column_list(t);
+        let tx = self.client.transaction().await.map_err(error)?;
+        let sink = tx
+            .copy_in(&format!("COPY {stage} ({columns}) FROM STDIN"))
+            .await
+            .map_err(error)?;
+        futures::pin_mut!(sink);
+        let mut buf = String::with_capacity(256 * 1024);
+        for row in rows {
+            for (i, (c, s)) in t.columns.iter().zip(&t.source_index).enumerate() {
+                if i > 0 {
+                    buf.push('\t');
+                }
+                let v = row.get(*s).unwrap_or(&Value::Null);
+                pg_copy(v, c, &mut buf).map_err(|r| value_error(t, i, r))?;
+            }
+            buf.push('\n');
+            if buf.len() >= 256 * 1024 {
+                let chunk = std::mem::replace(&mut buf, String::with_capacity(256 * 1024));
+                sink.send(Bytes::from(chunk)).await.map_err(error)?;
+            }
+        }
+        if !buf.is_empty() {
+            sink.send(Bytes::from(buf)).await.map_err(error)?;
+        }
+        sink.finish().await.map_err(error)?;
+        if !direct {
+            tx.batch_execute(&format!(
+                "INSERT INTO {} ({columns}) SELECT {columns} FROM {stage}{}",
+                table_ref(t),
+                on_conflict(t)
+            ))
+            .await
+            .map_err(error)?;
+        }
+        tx.commit().await.map_err(error)
+    }
+
+    pub(crate) async fn apply(
+        &mut self,
+        batch: &Batch,
+        tables: &HashMap<ObjectName, TargetTable>,
+    ) -> Result<(), TargetError> {
+        let mut statements: Vec<String> = Vec::new();
+        for (schema, ops) in batch.tables() {
+            let Some(t) = tables.get(schema.name()) else {
+                continue;
+            };
+            if t.key.is_empty() {
+                keyless_statements(t, ops.ops(), &mut statements)?;
+                continue;
+            }
+            // Deletes first: within a batch each key has one op, so the order between
+            // different keys does not matter.
+            let key_columns: Vec<String> = t.key.iter().map(|k| q(&t.columns[*k].name)).collect();
+            let key_columns = if key_columns.len() > 1 {
+                format!("({})", key_columns.join(", "))
+            } else {
+                key_columns.join("")
+            };
+            let mut sql = String::new();
+            for op in ops.ops() {
+                if let RowOp::Delete(before) = op {
+                    if sql.is_empty() {
+                        let _ =
+                            write!(sql, "DELETE FROM {} WHERE {key_columns} IN (", table_ref(t));
+                    } else {
+                        sql.push_str(", ");
+                    }
+                    key_literal(t, before, &mut sql)?;
+                    if sql.len() >= MAX_STATEMENT_BYTES {
+                        sql.push(')');
+                        statements.push(std::mem::take(&mut sql));
+                    }
+                }
+            }
+            if !sql.is_empty() {
+                sql.push(')');
+                statements.push(std::mem::take(&mut sql));
+            }
+            let head = format!("INSERT INTO {} ({}) VALUES ", table_ref(t), column_list(t));
+            let tail = on_conflict(t);
+            for op in ops.ops() {
+                if let RowOp::Upsert(row) = op {
+                    if sql.is_empty() {
+                        sql.push_str(&head);
+                    } else {
+                        sql.push_str(", ");
+                    }
+                    row_literal(t, row, &mut sql)?;
+                    if sql.len() >= MAX_STATEMENT_BYTES {
+                        sql.push_str(&tail);
+                        statements.push(std::mem::take(&mut sql));
+                    }
+                }
+            }
+            if !sql.is_empty() {
+                sql.push_str(&tail);
+                statements.push(sql);
+            }
+        }
+        if statements.is_empty() {
+            return Ok(());
+        }
+        let tx = self.client.transaction().await.map_err(error)?;
+        for s in &statements {
+            tx.batch_execute(s).await.map_err(error)?;
+        }
+        tx.commit().await.map_err(error)
+    }
+
+    pub(crate) async fn read_rows(&mut self, t: &TargetTable) -> Result<Vec<TextRow>, TargetError> {
+        let select: Vec<String> = t
+            .columns
+            .iter()
+            .map(|c| format!("{}::text", q(&c.name)))
+            .collect();
+        let messages = self
+            .client
+            .simple_query(&format!(
+                "SELECT {} FROM {}",
+                select.join(", "),
+                table_ref(t)
+            ))
+            .await
+            .map_err(error)?;
+        Ok(messages
+            .into_iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+/// A keyless table's changes, one row at a time: a delete removes one equal row.
+fn keyless_statements(
+    t: &TargetTable,
+    ops: &[RowOp],
+    out: &mut Vec<String>,
+) -> Result<(), TargetError> {
+    let delete_one = |row: &[Value], out: &mut Vec<String>| -> Result<(), TargetError> {
+        let mut conditions = Vec::new();
+        for (i, (c, s)) in t.columns.iter().zip(&t.source_index).enumerate() {
+            let mut lit = String::new();
+            pg_literal(row.get(*s).unwrap_or(&Value::Null), c, &mut lit)
+                .map_err(|r| value_error(t, i, r))?;
+            conditions.push(format!("{} IS NOT DISTINCT FROM {lit}", q(&c.name)));
+        }
+        out.push(format!(
+            "DELETE FROM {0} WHERE ctid = (SELECT ctid FROM {0} WHERE {1} LIMIT 1)",
+            table_ref(t),
+            conditions.join(" AND ")
+        ));
+        Ok(())
+    };
+    let insert = |row: &[Value], out: &mut Vec<String>| -> Result<(), TargetError> {
+        let mut sql = format!("INSERT INTO {} ({}) VALUES ", table_ref(t), column_list(t));
+        row_literal(t, row, &mut sql)?;
+        out.push(sql);
+        Ok(())
+    };
+    for op in ops {
+        match op {
+            RowOp::Upsert(row) => insert(row, out)?,
+            RowOp::Delete(row) => delete_one(row, out)?,
+            RowOp::Replace { before, after } => {
+                delete_one(before, out)?;
+                insert(after, out)?;
+            }
+        }
+    }
+    Ok(())
+}
