@@ -79,6 +79,15 @@ pub(crate) enum TaskCmd {
     },
     /// Show the task: state, configuration (no passwords), checkpoint, topic.
     Show { id: String },
+    /// The task's state and a sync task's full sync per table; --watch shows progress bars
+    /// until the full sync is done or the task stops.
+    Status {
+        id: String,
+        #[arg(long)]
+        watch: bool,
+        #[arg(long, default_value_t = 2)]
+        interval: u64,
+    },
     /// Run the prechecks.
     Precheck { id: String },
     /// Start (runs the prechecks first).
@@ -521,6 +530,11 @@ pub(crate) async fn task(api: &Api, json_out: bool, cmd: TaskCmd) -> Result<()> 
                 .await?;
             print(json_out, &v, task_human);
         }
+        TaskCmd::Status {
+            id,
+            watch,
+            interval,
+        } => crate::status::status(api, json_out, &id, watch, interval).await?,
         TaskCmd::Precheck { id } => {
             let v = api
                 .call(

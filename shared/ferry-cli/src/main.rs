@@ -8,6 +8,7 @@ mod api;
 mod commands;
 mod doctor;
 mod serve;
+mod status;
 
 use std::process::ExitCode;
 

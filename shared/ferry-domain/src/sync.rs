@@ -116,6 +116,8 @@ pub struct TargetColumn {
     pub source_type: String,
     /// The type on the target.
     pub target_type: Converted,
+    /// The source's definition of the column (ENUM and SET members, charset).
+    pub def: crate::schema::ColumnDef,
 }
 
 /// A source table as the target holds it: where, which columns, which key.
@@ -158,6 +160,7 @@ impl TargetTable {
                 name: c.name.clone(),
                 source_type: c.column_type.clone(),
                 target_type: convert(&c.column_type, engine)?,
+                def: c.clone(),
             });
             source_index.push(i);
         }

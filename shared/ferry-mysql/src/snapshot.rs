@@ -54,11 +54,10 @@ fn table_ref(name: &ObjectName) -> String {
 
 /// Prepares a connection for snapshot reads: UTC, UTF-8 results, repeatable read.
 pub async fn prepare(conn: &mut Conn) -> Result<(), SnapshotError> {
-    conn.query_drop(
-        "SET time_zone = '+00:00', NAMES utf8mb4, \
-         SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
-    )
-    .await?;
+    conn.query_drop("SET time_zone = '+00:00', NAMES utf8mb4")
+        .await?;
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .await?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@
 pub mod literal;
 pub mod mysql;
 pub mod postgres;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -65,10 +66,6 @@ impl fmt::Debug for TargetParams {
         )
     }
 }
-
-/// A row read back from the target for verification: each column's text in a canonical
-/// form, `None` for NULL.
-pub type TextRow = Vec<Option<String>>;
 
 /// One connection to a target database.
 #[derive(Debug)]
@@ -142,12 +139,14 @@ impl Target {
         Ok(())
     }
 
-    /// Every row of `table`, as canonical text (see [`TextRow`]), keyed by the key columns'
-    /// text.
-    pub async fn read_rows(&mut self, table: &TargetTable) -> Result<Vec<TextRow>, TargetError> {
+    /// Every row of `table` by key, as hashes of canonical text (see [`verify`]).
+    pub async fn target_rows(
+        &mut self,
+        table: &TargetTable,
+    ) -> Result<verify::TargetRows, TargetError> {
         match self {
-            Self::Postgres(t) => t.read_rows(table).await,
-            Self::Mysql(t) => t.read_rows(table).await,
+            Self::Postgres(t) => t.target_rows(table).await,
+            Self::Mysql(t) => t.target_rows(table).await,
         }
     }
 
@@ -159,5 +158,5 @@ impl Target {
     }
 }
 
-/// Splits rows into groups whose statement stays under `max_bytes` (estimated by `size`).
+/// The largest statement Ferry sends (well under MySQL's default `max_allowed_packet`).
 pub(crate) const MAX_STATEMENT_BYTES: usize = 1 << 20;

@@ -195,6 +195,13 @@ mod tests {
             name: "c".into(),
             source_type: source.into(),
             target_type: convert(source, engine).unwrap(),
+            def: ferry_domain::schema::ColumnDef {
+                name: "c".into(),
+                column_type: source.into(),
+                nullable: true,
+                charset: None,
+                members: Vec::new(),
+            },
         }
     }
 

@@ -19,7 +19,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 
 use crate::literal::mysql_literal;
-use crate::{MAX_STATEMENT_BYTES, TargetError, TargetParams, TextRow};
+use crate::verify::{TargetRows, canonical_source, target_row};
+use crate::{MAX_STATEMENT_BYTES, TargetError, TargetParams};
+use ferry_mysql::snapshot::from_result;
 
 /// A connection to a MySQL/MariaDB target.
 #[derive(Debug)]
@@ -284,27 +286,48 @@ impl MysqlTarget {
         self.in_transaction(&statements).await
     }
 
-    pub(crate) async fn read_rows(&mut self, t: &TargetTable) -> Result<Vec<TextRow>, TargetError> {
-        let rows: Vec<mysql_async::Row> = self
+    pub(crate) async fn target_rows(&mut self, t: &TargetTable) -> Result<TargetRows, TargetError> {
+        // The binary protocol: FLOAT and DOUBLE exactly, temporal values by field.
+        let mut result = self
             .conn
-            .query(format!("SELECT {} FROM {}", column_list(t), table_ref(t)))
+            .exec_iter(
+                format!("SELECT {} FROM {}", column_list(t), table_ref(t)),
+                (),
+            )
             .await
             .map_err(error)?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                r.unwrap()
+        let mut out = TargetRows::new();
+        let mut bad: Option<TargetError> = None;
+        result
+            .for_each(|row| {
+                let texts: Vec<Option<String>> = row
+                    .unwrap()
                     .into_iter()
-                    .map(|v| match v {
-                        mysql_async::Value::NULL => None,
-                        mysql_async::Value::Bytes(b) => {
-                            Some(String::from_utf8_lossy(&b).into_owned())
+                    .zip(&t.columns)
+                    .map(|(v, c)| match from_result(v, &c.def) {
+                        Ok(v) => canonical_source(&v, c, false),
+                        Err(reason) => {
+                            bad.get_or_insert_with(|| {
+                                TargetError::Transient(format!(
+                                    "reading {}.{} back: {reason}",
+                                    t.name, c.name
+                                ))
+                            });
+                            None
                         }
-                        other => Some(other.as_sql(true)),
                     })
-                    .collect()
+                    .collect();
+                let (key, hash) = target_row(t, &texts);
+                let e = out.entry(key).or_insert((0, 0));
+                e.0 = e.0.wrapping_add(hash);
+                e.1 += 1;
             })
-            .collect())
+            .await
+            .map_err(error)?;
+        match bad {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 }
 

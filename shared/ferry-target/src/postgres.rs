@@ -19,7 +19,8 @@ use futures::SinkExt;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::literal::{pg_copy, pg_literal};
-use crate::{MAX_STATEMENT_BYTES, TargetError, TargetParams, TextRow};
+use crate::verify::{TargetRows, canonical_pg, target_row};
+use crate::{MAX_STATEMENT_BYTES, TargetError, TargetParams};
 
 /// A connection to a PostgreSQL target.
 pub struct PgTarget {
@@ -353,7 +354,7 @@ impl PgTarget {
         tx.commit().await.map_err(error)
     }
 
-    pub(crate) async fn read_rows(&mut self, t: &TargetTable) -> Result<Vec<TextRow>, TargetError> {
+    pub(crate) async fn target_rows(&mut self, t: &TargetTable) -> Result<TargetRows, TargetError> {
         let select: Vec<String> = t
             .columns
             .iter()
@@ -361,22 +362,25 @@ impl PgTarget {
             .collect();
         let messages = self
             .client
-            .simple_query(&format!(
-                "SELECT {} FROM {}",
-                select.join(", "),
-                table_ref(t)
-            ))
+            .simple_query(&format!("SELECT {} FROM {}", select.join(", "), table_ref(t)))
             .await
             .map_err(error)?;
-        Ok(messages
-            .into_iter()
-            .filter_map(|m| match m {
-                SimpleQueryMessage::Row(r) => {
-                    Some((0..r.len()).map(|i| r.get(i).map(str::to_owned)).collect())
-                }
-                _ => None,
-            })
-            .collect())
+        let mut out = TargetRows::new();
+        for m in messages {
+            if let SimpleQueryMessage::Row(r) = m {
+                let texts: Vec<Option<String>> = t
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| canonical_pg(r.get(i), c))
+                    .collect();
+                let (key, hash) = target_row(t, &texts);
+                let e = out.entry(key).or_insert((0, 0));
+                e.0 = e.0.wrapping_add(hash);
+                e.1 += 1;
+            }
+        }
+        Ok(out)
     }
 }
 

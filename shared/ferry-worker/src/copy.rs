@@ -63,6 +63,8 @@ pub(crate) struct ReadChunk {
     generation: u64,
     pub(crate) index: u32,
     pub(crate) rows: ChunkRows,
+    /// When the read finished (for the logs: how long the chunk waited for the stream).
+    pub(crate) read_at: tokio::time::Instant,
 }
 
 /// One table's copy as the loop tracks it.
@@ -222,6 +224,7 @@ impl Copies {
                         generation: job.generation,
                         index: job.index,
                         rows,
+                        read_at: tokio::time::Instant::now(),
                     },
                     conn,
                 ))

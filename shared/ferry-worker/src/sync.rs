@@ -268,7 +268,9 @@ async fn load_due(
     if due.is_empty() {
         return Ok(());
     }
+    let flushed = tokio::time::Instant::now();
     applier.flush().await?;
+    tracing::debug!(instance = %instance, ms = flushed.elapsed().as_millis(), "applied before chunks");
     for mut chunk in due {
         let Some(table) = applier.tables.get(&chunk.table) else {
             continue;
@@ -281,7 +283,7 @@ async fn load_due(
             .mark_chunk_done(instance, &chunk.table, chunk.index, n)
             .await?;
         copies.loaded(&chunk.table, chunk.index, n);
-        tracing::debug!(instance = %instance, table = %chunk.table, chunk = chunk.index, rows = n, "chunk loaded");
+        tracing::debug!(instance = %instance, table = %chunk.table, chunk = chunk.index, rows = n, high = %chunk.rows.high, waited_ms = chunk.read_at.elapsed().as_millis(), "chunk loaded");
     }
     Ok(())
 }

@@ -66,6 +66,9 @@ async fn write_load(
         );
         db.query_drop(sql).await.unwrap();
         done.store(n, Ordering::Relaxed);
+        // A steady load (a few hundred transactions a second), not one that saturates the
+        // machine's two cores, which the unoptimized test build shares with the server.
+        tokio::time::sleep(Duration::from_millis(3)).await;
     }
 }
 
@@ -85,7 +88,7 @@ async fn postgres_bulk(pg: &tokio_postgres::Client, schema: &str) -> Vec<String>
     pg.query(
         &format!(
             "SELECT id::text, name, amount::text, note, to_char(at, 'YYYY-MM-DD HH24:MI:SS.US'), flag::text \
-             FROM \"{schema}\".bulk ORDER BY id"
+             FROM \"{schema}\".bulk b ORDER BY b.id"
         ),
         &[],
     )
@@ -105,6 +108,35 @@ async fn postgres_bulk(pg: &tokio_postgres::Client, schema: &str) -> Vec<String>
         )
     })
     .collect()
+}
+
+/// The first rows that differ between two sorted row lists, for a failure message.
+fn difference(expected: &[String], got: &[String]) -> String {
+    let id = |r: &String| r.split('|').next().unwrap_or_default().parse::<u64>().unwrap_or(0);
+    let mut out = format!("source {} rows, target {} rows\n", expected.len(), got.len());
+    let (mut i, mut j, mut shown) = (0, 0, 0);
+    while (i < expected.len() || j < got.len()) && shown < 10 {
+        match (expected.get(i), got.get(j)) {
+            (Some(a), Some(b)) if a == b => {
+                i += 1;
+                j += 1;
+            }
+            (Some(a), Some(b)) if id(a) == id(b) => {
+                out.push_str(&format!("  source {a}\n  target {b}\n"));
+                (i, j, shown) = (i + 1, j + 1, shown + 1);
+            }
+            (Some(a), b) if b.is_none_or(|b| id(a) < id(b)) => {
+                out.push_str(&format!("  missing on the target: {a}\n"));
+                (i, shown) = (i + 1, shown + 1);
+            }
+            (_, Some(b)) => {
+                out.push_str(&format!("  extra on the target: {b}\n"));
+                (j, shown) = (j + 1, shown + 1);
+            }
+            _ => break,
+        }
+    }
+    out
 }
 
 fn sync_config(ctx: &TestContext, target: Value, target_db: &str) -> Value {
@@ -142,7 +174,7 @@ where
     ));
     let worker = InProcessWorker::start(&api.state);
     let task = api
-        .wait_state(&id, "incremental", Duration::from_secs(240))
+        .wait_state(&id, "incremental", Duration::from_secs(120))
         .await
         .unwrap();
     assert_eq!(task["full_sync"][0]["state"], "done", "{task}");
@@ -153,18 +185,17 @@ where
     assert!(writes.load(Ordering::Relaxed) > 10, "the load ran");
 
     let expected = source_bulk(&mut db).await;
-    eventually(
-        "the target to match the source",
-        Duration::from_secs(60),
-        || async {
-            let got = read().await;
-            Ok((got == expected).then_some(()))
-        },
-    )
-    .await
-    .unwrap_or_else(|e| {
-        panic!("{e:#}");
-    });
+    let last = std::sync::Mutex::new(Vec::new());
+    let matched = eventually("the target to match the source", Duration::from_secs(60), || async {
+        let got = read().await;
+        let same = got == expected;
+        *last.lock().unwrap() = got;
+        Ok(same.then_some(()))
+    })
+    .await;
+    if let Err(e) = matched {
+        panic!("{e:#}\n{}", difference(&expected, &last.lock().unwrap()));
+    }
     worker.stop().await.unwrap();
 }
 

@@ -50,6 +50,13 @@ pub struct TestContext {
 impl TestContext {
     /// Creates this test's databases and table.
     pub async fn spawn() -> Result<Self> {
+        // `FERRY_TEST_LOG=ferry_worker=debug` shows what in-process workers do.
+        if let Ok(filter) = std::env::var("FERRY_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_test_writer()
+                .try_init();
+        }
         let env = StackEnv::load()?;
         let short = uuid::Uuid::new_v4().simple().to_string();
         let id = format!("t_{}", &short[..12]);

@@ -73,10 +73,10 @@ impl TestContext {
             _ => anyhow::bail!("FERRY_POSTGRES_URL names no TCP host"),
         };
         let port = config.get_ports().first().copied().unwrap_or(5432);
+        // The stack's PostgreSQL trusts loopback connections: any password is accepted.
         let password = config
             .get_password()
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .unwrap_or_default();
+            .map_or_else(|| "trusted".to_owned(), |p| String::from_utf8_lossy(p).into_owned());
         Ok(json!({"engine": "postgresql", "host": host, "port": port,
                   "username": config.get_user().unwrap_or("postgres"),
                   "password": password, "database": self.postgres_database()}))
