@@ -1,5 +1,5 @@
 //! Tasks: `PUT/GET /v1/instances/{id}/task`, `POST …/task/precheck`, `POST …/task/start`,
-//! `POST …/task/stop`, `PUT …/task/objects`, `GET …/task/metrics`.
+//! `POST …/task/stop`, `PUT …/task/objects`, `GET …/task/metrics`, `POST/GET …/task/verify`.
 //!
 //! # Reselecting objects
 //!
@@ -14,6 +14,8 @@
 //! replaced configuration are deleted after the new one is stored; if the store refuses the new
 //! configuration (a concurrent change), its fresh secrets are deleted instead. A password left
 //! out of a reconfiguration keeps the one stored for that endpoint.
+
+mod verify;
 
 use axum::Json;
 use axum::Router;
@@ -54,6 +56,16 @@ pub fn routes() -> Vec<Route> {
             Method::PUT,
             "/v1/instances/{id}/task/objects",
             put(reselect),
+        ),
+        Route::new(
+            Method::POST,
+            "/v1/instances/{id}/task/verify",
+            post(verify::request),
+        ),
+        Route::new(
+            Method::GET,
+            "/v1/instances/{id}/task/verify",
+            get(verify::report),
         ),
     ]
 }

@@ -55,7 +55,13 @@ fn settled(t: &Value) -> bool {
         || (state == "incremental" && !copying)
 }
 
-pub(crate) async fn status(api: &Api, json_out: bool, id: &str, watch: bool, interval: u64) -> Result<()> {
+pub(crate) async fn status(
+    api: &Api,
+    json_out: bool,
+    id: &str,
+    watch: bool,
+    interval: u64,
+) -> Result<()> {
     let path = format!("/v1/instances/{id}/task");
     if json_out || !watch {
         let t = api.call(Method::GET, &path, None).await?;
@@ -126,7 +132,9 @@ mod tests {
     fn a_watch_ends_when_the_copy_is_done_or_the_task_stopped() {
         let copying = json!({"state": "incremental", "full_sync": [{"state": "copying"}]});
         assert!(!settled(&copying));
-        assert!(settled(&json!({"state": "incremental", "full_sync": [{"state": "done"}]})));
+        assert!(settled(
+            &json!({"state": "incremental", "full_sync": [{"state": "done"}]})
+        ));
         assert!(settled(&json!({"state": "failed"})));
         assert!(!settled(&json!({"state": "full_sync"})));
     }

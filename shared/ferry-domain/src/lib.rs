@@ -19,6 +19,7 @@
 //! - [`reselect`]: the selection history: which objects were selected from which position.
 //! - [`evolve`]: source DDL turned into the target statements that follow it.
 //! - [`sync`]: data synchronization's options, target tables, apply batches and progress.
+//! - [`verify`]: verification reports of sync tasks.
 //! - [`change`] and [`value`]: the change event model, with exact typed column values.
 //!
 //! Everything that can be wrong in input is an [`InvalidInput`], which names the field, says
@@ -42,6 +43,7 @@ pub mod sync;
 pub mod task;
 pub mod task_config;
 pub mod value;
+pub mod verify;
 
 mod invalid;
 

@@ -142,6 +142,25 @@ struct ColumnPlan {
     /// How to read the column's text when the table map names no character set (MINIMAL
     /// metadata): from the history's declared type and character set.
     text: Option<TextEncoding>,
+    /// The width of a fixed-width binary column (BINARY(n), MariaDB's UUID and INET6/INET4):
+    /// the binlog leaves out trailing zero bytes, which are part of the value.
+    pad_to: Option<usize>,
+}
+
+/// The width of a fixed-width binary column type, from its declaration.
+fn fixed_binary_width(column_type: &str) -> Option<usize> {
+    let t = column_type.trim().to_ascii_lowercase();
+    let base = t.split(['(', ' ']).next().unwrap_or_default();
+    match base {
+        "binary" => t
+            .split(['(', ')'])
+            .nth(1)
+            .and_then(|n| n.trim().parse().ok())
+            .or(Some(1)),
+        "uuid" | "inet6" => Some(16),
+        "inet4" => Some(4),
+        _ => None,
+    }
 }
 
 /// What the schema history says about a table map's table.
@@ -345,6 +364,7 @@ impl TablePlan {
                 },
                 unsigned: def.is_some_and(|d| d.is_unsigned(i)),
                 text: declared.and_then(|c| declared_text(&c.column_type, c.charset.as_deref())),
+                pad_to: declared.and_then(|c| fixed_binary_width(&c.column_type)),
             };
             schema_columns.push(Column {
                 source_type: declared.map_or_else(
@@ -600,7 +620,13 @@ fn decode_value(
         | T::MYSQL_TYPE_BLOB
         | T::MYSQL_TYPE_TINY_BLOB
         | T::MYSQL_TYPE_MEDIUM_BLOB
-        | T::MYSQL_TYPE_LONG_BLOB => text(bytes(v)?, encoding),
+        | T::MYSQL_TYPE_LONG_BLOB => match (text(bytes(v)?, encoding), plan.pad_to) {
+            (Value::Bytes(mut b), Some(n)) if b.len() < n => {
+                b.resize(n, 0);
+                Value::Bytes(b)
+            }
+            (v, _) => v,
+        },
         // MySQL 9 VECTOR: little-endian 32-bit floats, kept as bytes.
         T::MYSQL_TYPE_VECTOR => Value::Bytes(bytes(v)?),
         other => return Err(format!("column type {other:?} is not supported")),

@@ -230,13 +230,21 @@ impl Store {
         }
     }
 
-    /// Deletes the task's progress (checkpoint and schema history), for reset.
+    /// Deletes the task's progress (checkpoint, histories, full-sync progress, verification),
+    /// for reset.
     pub async fn delete_progress(&self, instance: &InstanceId) -> Result<(), StoreError> {
         self.delete_histories(instance).await?;
         self.client
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(key(instance_pk(instance), CHECKPOINT_SK)))
+            .send()
+            .await
+            .map_err(|e| StoreError::backend("DeleteItem", e))?;
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(instance_pk(instance), "VERIFY")))
             .send()
             .await
             .map_err(|e| StoreError::backend("DeleteItem", e))?;

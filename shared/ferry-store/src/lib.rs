@@ -24,6 +24,7 @@ mod metrics;
 mod page;
 mod table;
 mod tasks;
+mod verifications;
 
 use aws_sdk_dynamodb::Client;
 

@@ -25,7 +25,7 @@ fn hex(bytes: &[u8], out: &mut String) {
 }
 
 /// MariaDB's INET6 and UUID values arrive from the binlog as their 16 stored bytes: their text.
-fn address_or_uuid(source_type: &str, bytes: &[u8]) -> Option<String> {
+pub(crate) fn address_or_uuid(source_type: &str, bytes: &[u8]) -> Option<String> {
     let base = source_type.trim().to_ascii_lowercase();
     match (base.as_str(), <[u8; 16]>::try_from(bytes)) {
         ("inet6", Ok(b)) => Some(std::net::Ipv6Addr::from(b).to_string()),

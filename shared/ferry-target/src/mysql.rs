@@ -318,8 +318,7 @@ impl MysqlTarget {
                     })
                     .collect();
                 let (key, hash) = target_row(t, &texts);
-                let e = out.entry(key).or_insert((0, 0));
-                e.0 = e.0.wrapping_add(hash);
+                let e = out.entry(key).or_insert((hash, 0));
                 e.1 += 1;
             })
             .await

@@ -362,7 +362,11 @@ impl PgTarget {
             .collect();
         let messages = self
             .client
-            .simple_query(&format!("SELECT {} FROM {}", select.join(", "), table_ref(t)))
+            .simple_query(&format!(
+                "SELECT {} FROM {}",
+                select.join(", "),
+                table_ref(t)
+            ))
             .await
             .map_err(error)?;
         let mut out = TargetRows::new();
@@ -375,8 +379,7 @@ impl PgTarget {
                     .map(|(i, c)| canonical_pg(r.get(i), c))
                     .collect();
                 let (key, hash) = target_row(t, &texts);
-                let e = out.entry(key).or_insert((0, 0));
-                e.0 = e.0.wrapping_add(hash);
+                let e = out.entry(key).or_insert((hash, 0));
                 e.1 += 1;
             }
         }

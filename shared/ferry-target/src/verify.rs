@@ -66,7 +66,10 @@ pub fn canonical_source(v: &Value, column: &TargetColumn, postgres: bool) -> Opt
         Value::String(s) | Value::Enum(ferry_domain::value::EnumValue { name: s, .. }) => s.clone(),
         Value::Json(s) => json_canonical(s),
         Value::Set(s) => s.names.join(","),
-        Value::Bytes(b) | Value::Geometry(b) => hex(b),
+        Value::Bytes(b) => {
+            crate::literal::address_or_uuid(&column.source_type, b).unwrap_or_else(|| hex(b))
+        }
+        Value::Geometry(b) => hex(b),
         Value::Bit(b) => b.to_u64().to_string(),
         Value::Date(d) => d.to_string(),
         Value::DateTime(d) => d.to_string(),
@@ -109,6 +112,12 @@ pub fn canonical_pg(text: Option<&str>, column: &TargetColumn) -> Option<String>
             }
         }
         "interval" => text.trim_start_matches('+').to_owned(),
+        // `inet::text` adds the mask of a single address.
+        "inet" => text
+            .strip_suffix("/128")
+            .or_else(|| text.strip_suffix("/32"))
+            .unwrap_or(text)
+            .to_owned(),
         "boolean" => match text {
             "true" | "t" => "t".into(),
             _ => "f".into(),
@@ -126,6 +135,25 @@ pub fn row_hash<'a>(values: impl Iterator<Item = Option<&'a str>>) -> u64 {
     h.finish()
 }
 
+/// A source row's canonical texts, column by column (for logs).
+pub fn source_texts(
+    table: &TargetTable,
+    row: &[Value],
+    postgres: bool,
+) -> Vec<(String, Option<String>)> {
+    table
+        .columns
+        .iter()
+        .zip(&table.source_index)
+        .map(|(c, s)| {
+            (
+                c.name.clone(),
+                canonical_source(row.get(*s).unwrap_or(&Value::Null), c, postgres),
+            )
+        })
+        .collect()
+}
+
 /// One source row's key and hash, as canonical texts of its target columns.
 pub fn source_row(table: &TargetTable, row: &[Value], postgres: bool) -> (String, u64) {
     let texts: Vec<Option<String>> = table
@@ -134,12 +162,18 @@ pub fn source_row(table: &TargetTable, row: &[Value], postgres: bool) -> (String
         .zip(&table.source_index)
         .map(|(c, s)| canonical_source(row.get(*s).unwrap_or(&Value::Null), c, postgres))
         .collect();
-    (key_text(table, &texts), row_hash(texts.iter().map(|t| t.as_deref())))
+    (
+        key_text(table, &texts),
+        row_hash(texts.iter().map(|t| t.as_deref())),
+    )
 }
 
 /// A target row's key and hash from its canonical texts (in target column order).
 pub fn target_row(table: &TargetTable, texts: &[Option<String>]) -> (String, u64) {
-    (key_text(table, texts), row_hash(texts.iter().map(|t| t.as_deref())))
+    (
+        key_text(table, texts),
+        row_hash(texts.iter().map(|t| t.as_deref())),
+    )
 }
 
 /// The key as text: `{"id":"7"}`-like, readable in a report.
@@ -164,7 +198,7 @@ pub fn key_text(table: &TargetTable, texts: &[Option<String>]) -> String {
 }
 
 /// The target's rows by key: (row hash, how many rows have the key — more than one only in a
-/// keyless table).
+/// keyless table, whose key is every column, so its equal rows share the hash).
 pub type TargetRows = HashMap<String, (u64, u32)>;
 
 #[cfg(test)]
@@ -239,8 +273,13 @@ mod tests {
                 "bit(1)",
                 Some("true"),
             ),
-            (Value::Json(r#"{"b": 1, "a": [1, 2]}"#.into()), "json", Some(r#"{"a": [1, 2], "b": 1}"#)),
+            (
+                Value::Json(r#"{"b": 1, "a": [1, 2]}"#.into()),
+                "json",
+                Some(r#"{"a": [1, 2], "b": 1}"#),
+            ),
             (Value::String("ab  ".into()), "char(4)", Some("ab")),
+            (Value::String("::1".into()), "inet6", Some("::1/128")),
             (
                 Value::Date(Date {
                     year: 0,

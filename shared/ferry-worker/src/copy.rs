@@ -176,6 +176,14 @@ impl Copies {
         self.pending.retain(|c| &c.table != table);
     }
 
+    /// A table's chunk bounds (empty for a table without a copy: one chunk).
+    pub(crate) fn bounds(&self, table: &ObjectName) -> Vec<Vec<Value>> {
+        self.tables
+            .get(table)
+            .map(|c| c.plan.bounds.clone())
+            .unwrap_or_default()
+    }
+
     /// Whether every table is copied.
     pub(crate) fn all_done(&self) -> bool {
         self.tables.values().all(TableCopy::is_done)

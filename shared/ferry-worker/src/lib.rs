@@ -8,6 +8,7 @@ mod delivery;
 mod heartbeat;
 pub mod metrics;
 pub mod sync;
+mod verify;
 pub mod worker;
 
 pub use capture::{CaptureError, CaptureSettings, capture_task};

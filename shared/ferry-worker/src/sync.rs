@@ -44,6 +44,7 @@ use ferry_domain::selection::{ObjectSelection, OperationKind};
 use ferry_domain::sync::{ApplyMode, Batch, TargetTable};
 use ferry_domain::task::{Stage, TaskEvent, TaskState};
 use ferry_domain::task_config::TaskConfig;
+use ferry_domain::verify::VerifyState;
 use ferry_mysql::binlog::SourceEvent;
 use ferry_store::{Checkpoint, CheckpointOutcome, CopyRecord};
 use ferry_target::{Target, TargetError, TargetParams};
@@ -56,6 +57,7 @@ use crate::capture::{
 };
 use crate::copy::{Copies, ReadChunk, plan_copy};
 use crate::metrics::TaskMeter;
+use crate::verify::VerifyTable;
 
 /// A batch in `merge` mode is applied at least this often.
 const MERGE_EVERY: Duration = Duration::from_millis(200);
@@ -405,6 +407,7 @@ pub async fn sync_task(
     let mut incremental = copies.all_done();
     let mut checkpointed_at = tokio::time::Instant::now();
     let mut check_at = tokio::time::Instant::now();
+    let mut verifying: Option<AbortOnDrop> = None;
 
     loop {
         if *stop.borrow() {
@@ -420,6 +423,12 @@ pub async fn sync_task(
                 .ok_or_else(|| transient("the task is gone"))?;
             if !current.value.task.state().wants_worker() {
                 break;
+            }
+            if verifying.as_ref().is_none_or(|v| v.0.is_finished()) {
+                verifying = start_verification(
+                    state, instance, &params, &tparams, &applier, &copies, &catalog,
+                )
+                .await?;
             }
             if current.value.config_version != fence.config_version && !in_transaction {
                 applier.flush().await?;
@@ -560,6 +569,57 @@ pub async fn sync_task(
     let mut reporter = reporter;
     let _ = (&mut reporter.0).await;
     Ok(())
+}
+
+/// Starts the task's pending verification, if there is one, on a task of its own.
+async fn start_verification(
+    state: &AppState,
+    instance: &InstanceId,
+    params: &ferry_mysql::ConnectParams,
+    tparams: &TargetParams,
+    applier: &Applier<'_>,
+    copies: &Copies,
+    catalog: &SchemaCatalog,
+) -> Result<Option<AbortOnDrop>, CaptureError> {
+    let Some((mut v, version)) = state.store().get_verification(instance).await? else {
+        return Ok(None);
+    };
+    if v.state != VerifyState::Pending {
+        return Ok(None);
+    }
+    v.state = VerifyState::Running;
+    match state
+        .store()
+        .put_verification(instance, &v, Some(version))
+        .await
+    {
+        Ok(_) => {}
+        // Another request replaced it meanwhile: seen at the next check.
+        Err(ferry_store::StoreError::Conflict { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let mut tables: Vec<VerifyTable> = applier
+        .tables
+        .iter()
+        .filter_map(|(name, target)| {
+            Some(VerifyTable {
+                name: name.clone(),
+                target: target.clone(),
+                def: Arc::new(catalog.get(name)?.clone()),
+                bounds: copies.bounds(name),
+            })
+        })
+        .collect();
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    tracing::info!(instance = %instance, verification = %v.id, tables = tables.len(), "verification starting");
+    Ok(Some(AbortOnDrop(tokio::spawn(crate::verify::run(
+        state.clone(),
+        instance.clone(),
+        v.id,
+        params.clone(),
+        tparams.clone(),
+        tables,
+    )))))
 }
 
 /// What following a DDL statement on the target needs.

@@ -112,8 +112,18 @@ async fn postgres_bulk(pg: &tokio_postgres::Client, schema: &str) -> Vec<String>
 
 /// The first rows that differ between two sorted row lists, for a failure message.
 fn difference(expected: &[String], got: &[String]) -> String {
-    let id = |r: &String| r.split('|').next().unwrap_or_default().parse::<u64>().unwrap_or(0);
-    let mut out = format!("source {} rows, target {} rows\n", expected.len(), got.len());
+    let id = |r: &String| {
+        r.split('|')
+            .next()
+            .unwrap_or_default()
+            .parse::<u64>()
+            .unwrap_or(0)
+    };
+    let mut out = format!(
+        "source {} rows, target {} rows\n",
+        expected.len(),
+        got.len()
+    );
     let (mut i, mut j, mut shown) = (0, 0, 0);
     while (i < expected.len() || j < got.len()) && shown < 10 {
         match (expected.get(i), got.get(j)) {
@@ -186,12 +196,16 @@ where
 
     let expected = source_bulk(&mut db).await;
     let last = std::sync::Mutex::new(Vec::new());
-    let matched = eventually("the target to match the source", Duration::from_secs(60), || async {
-        let got = read().await;
-        let same = got == expected;
-        *last.lock().unwrap() = got;
-        Ok(same.then_some(()))
-    })
+    let matched = eventually(
+        "the target to match the source",
+        Duration::from_secs(60),
+        || async {
+            let got = read().await;
+            let same = got == expected;
+            *last.lock().unwrap() = got;
+            Ok(same.then_some(()))
+        },
+    )
     .await;
     if let Err(e) = matched {
         panic!("{e:#}\n{}", difference(&expected, &last.lock().unwrap()));
@@ -225,4 +239,220 @@ async fn a_table_syncs_to_mariadb_under_a_write_load() -> Result<()> {
     };
     sync_under_load(&ctx, target, &copy, read).await;
     Ok(())
+}
+
+const EVERY_TYPE: &str = "CREATE TABLE every_type (
+    id BIGINT UNSIGNED NOT NULL, k2 VARCHAR(10) NOT NULL,
+    t TINYINT, tu TINYINT UNSIGNED, b TINYINT(1), s SMALLINT, su SMALLINT UNSIGNED,
+    m MEDIUMINT, mu MEDIUMINT UNSIGNED, i INT NOT NULL, iu INT UNSIGNED, z INT(5) UNSIGNED ZEROFILL,
+    bi BIGINT, d DECIMAL(10,2), du DECIMAL(8,3) UNSIGNED, f FLOAT, f30 FLOAT(30), db DOUBLE,
+    bit1 BIT(1), bit12 BIT(12), c CHAR(3), v VARCHAR(255) CHARACTER SET latin1, tt TINYTEXT, tx TEXT,
+    mt MEDIUMTEXT, lt LONGTEXT, bn BINARY(4), vb VARBINARY(200), tb TINYBLOB, bl BLOB, mb MEDIUMBLOB,
+    lb LONGBLOB, dt DATE NOT NULL, dtm DATETIME(6), ts TIMESTAMP(3) NULL, tm TIME(6), y YEAR,
+    e ENUM('small','large'), st SET('a','b','c'), j JSON, g GEOMETRY, p POINT, pg POLYGON,
+    ip INET6, u UUID,
+    PRIMARY KEY (id, k2))";
+
+/// Rows at the edges of every type, and one of NULLs.
+const EVERY_TYPE_ROWS: &str = "INSERT INTO every_type VALUES
+    (18446744073709551615, 'max', -128, 255, 1, -32768, 65535, -8388608, 16777215, -2147483648,
+     4294967295, 42, -9223372036854775808, -12345678.90, 99999.999, 3.14159, 2.718281828459045,
+     1.7976931348623157e308, b'1', b'101010111100', 'abc', 'café', 'tiny', 'text\ttab\\\\n',
+     'medium', 'long \"quoted\" ''s', X'00ff00ff', X'0102', X'03', X'04', X'05', X'06',
+     '0000-00-00', '0000-00-00 00:00:00', '1970-01-01 00:00:01.5', '-838:59:59.000001', 2155,
+     'large', 'a,c', '{\"a\": [1, 2.5, null], \"b\": \"x\"}', ST_GeomFromText('POINT(1 2)'),
+     ST_GeomFromText('POINT(3 4)'), ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))'), '::1',
+     '123e4567-e89b-12d3-a456-426614174000'),
+    (1, 'nulls', NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, NULL, NULL, NULL,
+     NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+     NULL, '2024-02-29', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+    (2, 'plain', 1, 2, 0, 3, 4, -5, 6, 7, 8, 9, 10, 0.01, 0.5, -0.1, 1e-300, -2.5, b'0', b'1',
+     '', '', '', '', '', '', X'61626364', X'', X'', X'', X'', X'', '1000-01-01',
+     '9999-12-31 23:59:59.999999', '2038-01-19 03:14:07.999', '00:00:00', 1901, 'small', '',
+     '[]', ST_GeomFromText('POINT(0 0)'), ST_GeomFromText('POINT(0 0)'),
+     ST_GeomFromText('POLYGON((0 0,2 0,2 2,0 0))'), '2001:db8::8a2e:370:7334',
+     '00000000-0000-0000-0000-000000000001')";
+
+/// Asks for a verification and waits for its report.
+async fn verify(api: &ferry_testkit::TestApi, id: &ferry_domain::id::InstanceId) -> Value {
+    use axum::http::{Method, StatusCode};
+    let asked = api
+        .call(
+            Method::POST,
+            &format!("/v1/instances/{id}/task/verify"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.text);
+    eventually(
+        "the verification to finish",
+        Duration::from_secs(120),
+        || async {
+            let v = api
+                .call(
+                    Method::GET,
+                    &format!("/v1/instances/{id}/task/verify"),
+                    None,
+                )
+                .await?;
+            anyhow::ensure!(
+                v.body["state"] != "failed",
+                "verification failed: {}",
+                v.text
+            );
+            Ok((v.body["state"] == "done").then_some(v.body))
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Syncs `every_type` to `target`, changes it while incremental, and verifies: no
+/// differences. Then changes the target behind the task's back: the verification names them.
+async fn every_type_round_trip(
+    ctx: &TestContext,
+    target: Value,
+    target_db: &str,
+    tamper: &[String],
+    run_on_target: impl AsyncFn(&str),
+) -> Value {
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop(EVERY_TYPE).await.unwrap();
+    db.query_drop(EVERY_TYPE_ROWS).await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let (id, _) = api
+        .start_task("sync", sync_config(ctx, target, target_db))
+        .await
+        .unwrap();
+    let worker = InProcessWorker::start(&api.state);
+    api.wait_state(&id, "incremental", Duration::from_secs(120))
+        .await
+        .unwrap();
+    db.query_drop(
+        "UPDATE every_type SET tx = 'changed', j = JSON_OBJECT('k', 1), ts = '2001-02-03 04:05:06.789' WHERE k2 = 'max'; \
+         DELETE FROM every_type WHERE k2 = 'nulls'; \
+         INSERT INTO every_type (id, k2, i, dt, e, st, bit12) VALUES (3, 'later', 3, '2024-01-01', 'small', 'b', b'111')",
+    )
+    .await
+    .unwrap();
+    let last = std::sync::Mutex::new(Value::Null);
+    let report = eventually(
+        "the changes to be verified equal",
+        Duration::from_secs(60),
+        || async {
+            let v = verify(&api, &id).await;
+            let same = v["report"]["differences"] == 0;
+            *last.lock().unwrap() = v.clone();
+            Ok(same.then_some(v))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}: {}", last.lock().unwrap()));
+    assert_eq!(report["report"]["tables"][0]["source_rows"], 3, "{report}");
+    for sql in tamper {
+        run_on_target(sql).await;
+    }
+    let tampered = verify(&api, &id).await;
+    worker.stop().await.unwrap();
+    tampered
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_type_syncs_to_postgresql_and_verifies() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let pg = ctx.postgres().await.unwrap();
+    let tampered = every_type_round_trip(
+        &ctx,
+        ctx.postgres_target().unwrap(),
+        "copy",
+        &[
+            "UPDATE copy.every_type SET tt = 'tampered' WHERE id = 2".into(),
+            "DELETE FROM copy.every_type WHERE id = 3".into(),
+        ],
+        async |sql: &str| pg.batch_execute(sql).await.unwrap(),
+    )
+    .await;
+    // What PostgreSQL holds, column by column (docs/type-conversion.md).
+    let row = pg
+        .query_one(
+            "SELECT id::text, bit1, bit12::text, dt IS NULL, dtm IS NULL, tm::text, e, st, j->>'k', \
+                    host(ip), u::text, v, f::text, db::text, d::text, ts::text, tu::text, b::text \
+             FROM copy.every_type WHERE k2 = 'max'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "18446744073709551615");
+    assert!(row.get::<_, bool>(1));
+    assert_eq!(row.get::<_, String>(2), "101010111100");
+    assert!(row.get::<_, bool>(3), "a zero date is NULL on PostgreSQL");
+    assert!(
+        row.get::<_, bool>(4),
+        "a zero datetime is NULL on PostgreSQL"
+    );
+    assert_eq!(row.get::<_, String>(5), "-838:59:59.000001");
+    assert_eq!(row.get::<_, String>(6), "large");
+    assert_eq!(row.get::<_, String>(7), "a,c");
+    assert_eq!(row.get::<_, String>(8), "1");
+    assert_eq!(row.get::<_, String>(9), "::1");
+    assert_eq!(
+        row.get::<_, String>(10),
+        "123e4567-e89b-12d3-a456-426614174000"
+    );
+    assert_eq!(row.get::<_, String>(11), "café");
+    assert_eq!(row.get::<_, String>(12), "3.14159");
+    assert_eq!(row.get::<_, String>(13), "1.7976931348623157e+308");
+    assert_eq!(row.get::<_, String>(14), "-12345678.90");
+    assert_eq!(row.get::<_, String>(15), "2001-02-03 04:05:06.789+00");
+    assert_eq!(row.get::<_, String>(16), "255");
+    assert_eq!(row.get::<_, String>(17), "1");
+    // The verification names what was changed behind the task's back.
+    let report = &tampered["report"];
+    assert_eq!(report["differences"], 2, "{tampered}");
+    let chunk = &report["tables"][0]["differing_chunks"][0];
+    assert_eq!(
+        chunk["different_keys"][0], r#"{"id":"2","k2":"plain"}"#,
+        "{tampered}"
+    );
+    assert_eq!(
+        chunk["missing_keys"][0], r#"{"id":"3","k2":"later"}"#,
+        "{tampered}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_type_syncs_to_mariadb_and_verifies() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let copy = format!("{}_copy", ctx.mysql_database());
+    let admin = std::sync::Arc::new(tokio::sync::Mutex::new(ctx.mysql().await.unwrap()));
+    let tampered = every_type_round_trip(
+        &ctx,
+        ctx.mariadb_target(),
+        &copy,
+        &[format!(
+            "INSERT INTO `{copy}`.every_type (id, k2, i, dt) VALUES (99, 'extra', 0, '2024-01-01')"
+        )],
+        async |sql: &str| admin.lock().await.query_drop(sql).await.unwrap(),
+    )
+    .await;
+    // Every value as the source has it: the copy's checksum is the source's.
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop(format!("DELETE FROM `{copy}`.every_type WHERE id = 99"))
+        .await
+        .unwrap();
+    let sums: Vec<(String, Option<u64>)> = db
+        .query(format!(
+            "CHECKSUM TABLE `{0}`.every_type, `{copy}`.every_type",
+            ctx.mysql_database()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(sums[0].1, sums[1].1, "{sums:?}");
+    let report = &tampered["report"];
+    assert_eq!(report["differences"], 1, "{tampered}");
+    assert_eq!(
+        report["tables"][0]["extra_keys"][0],
+        r#"{"id":"99","k2":"extra"}"#
+    );
 }

@@ -74,9 +74,10 @@ impl TestContext {
         };
         let port = config.get_ports().first().copied().unwrap_or(5432);
         // The stack's PostgreSQL trusts loopback connections: any password is accepted.
-        let password = config
-            .get_password()
-            .map_or_else(|| "trusted".to_owned(), |p| String::from_utf8_lossy(p).into_owned());
+        let password = config.get_password().map_or_else(
+            || "trusted".to_owned(),
+            |p| String::from_utf8_lossy(p).into_owned(),
+        );
         Ok(json!({"engine": "postgresql", "host": host, "port": port,
                   "username": config.get_user().unwrap_or("postgres"),
                   "password": password, "database": self.postgres_database()}))
