@@ -43,6 +43,12 @@ pub enum SnapshotError {
     Position(String),
 }
 
+/// Whether `e` says the table does not exist (1146): a table dropped or renamed on the source
+/// after the binlog position the loop is at reads as empty; the binlog's DDL follows.
+fn is_missing_table(e: &mysql_async::Error) -> bool {
+    matches!(e, mysql_async::Error::Server(s) if s.code == 1146)
+}
+
 /// `name` quoted as a MySQL identifier.
 fn q(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
@@ -156,7 +162,10 @@ pub async fn plan_chunks(
             table_ref(name),
             chunk_rows.saturating_sub(1)
         );
-        let row: Option<Row> = conn.exec_first(sql, Params::Positional(params)).await?;
+        let row: Option<Row> = match conn.exec_first(sql, Params::Positional(params)).await {
+            Err(e) if is_missing_table(&e) => return Ok(Vec::new()),
+            other => other?,
+        };
         let Some(row) = row else { break };
         let values = row.unwrap();
         let mut bound = Vec::with_capacity(values.len());
@@ -272,7 +281,11 @@ async fn read_in_snapshot(
         sql.push_str(" WHERE ");
         sql.push_str(&conditions.join(" AND "));
     }
-    let mut result = conn.exec_iter(sql, Params::Positional(params)).await?;
+    let mut result = match conn.exec_iter(sql, Params::Positional(params)).await {
+        // Dropped or renamed since: the stream's DDL says what became of it.
+        Err(e) if is_missing_table(&e) => return Ok(Vec::new()),
+        other => other?,
+    };
     let mut rows = Vec::new();
     let mut failure = None;
     result

@@ -131,10 +131,17 @@ impl Target {
     /// Runs statements (converted DDL) one by one.
     pub async fn execute(&mut self, statements: &[String]) -> Result<(), TargetError> {
         for s in statements {
-            match self {
-                Self::Postgres(t) => t.execute(s).await?,
-                Self::Mysql(t) => t.execute(s).await?,
-            }
+            let result = match self {
+                Self::Postgres(t) => t.execute(s).await,
+                Self::Mysql(t) => t.execute(s).await,
+            };
+            result.map_err(|e| match e {
+                TargetError::Definite { message, hint } => TargetError::Definite {
+                    message: format!("{message} (running `{s}`)"),
+                    hint,
+                },
+                TargetError::Transient(m) => TargetError::Transient(format!("{m} (running `{s}`)")),
+            })?;
         }
         Ok(())
     }

@@ -347,7 +347,30 @@ pub async fn sync_task(
         .iter()
         .map(|(n, (_, d))| (n.clone(), Arc::clone(d)))
         .collect();
-    let records: Vec<CopyRecord> = store.copy_records(instance).await?;
+    let mut records: Vec<CopyRecord> = store.copy_records(instance).await?;
+    // Tables selected since the last start (a reselection) are created and copied; tables no
+    // longer selected are no longer applied and their copies forgotten.
+    for r in &records {
+        if !selected.contains_key(&r.plan.table) {
+            store.delete_copy(instance, &r.plan.table).await?;
+            tracing::info!(instance = %instance, table = %r.plan.table, "table no longer selected");
+        }
+    }
+    records.retain(|r| selected.contains_key(&r.plan.table));
+    for (name, (table, def)) in &selected {
+        if records.iter().any(|r| &r.plan.table == name) {
+            continue;
+        }
+        target.create_table(table, def).await?;
+        let plan = plan_copy(&params, name, table, def, config.sync.chunk_rows).await?;
+        store.put_copy_plan(instance, &plan).await?;
+        tracing::info!(instance = %instance, table = %name, chunks = plan.chunks(), "table added: created on the target, copy planned");
+        records.push(CopyRecord {
+            plan,
+            done: Default::default(),
+            rows_done: 0,
+        });
+    }
     let mut copies = Copies::new(
         records,
         &defs,
@@ -532,6 +555,12 @@ pub async fn sync_task(
                 }
                 applier.batched_commit = Some((event.position.clone(), event.timestamp));
                 applier.flush().await?;
+                // Checkpointed at once: target DDL is not idempotent (a column added twice
+                // fails), so a restart must not apply the statement again.
+                if !schema.is_empty() {
+                    checkpoint_applied(state, &fence, &mut applier).await?;
+                    checkpointed_at = tokio::time::Instant::now();
+                }
             }
             SourceEvent::Commit { .. } => {
                 in_transaction = false;
