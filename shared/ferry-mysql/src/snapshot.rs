@@ -469,11 +469,9 @@ pub fn from_result(v: MyValue, column: &ColumnDef) -> Result<Value, String> {
         "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
             Value::Bytes(bytes(v)?)
         }
-        _ => match bytes(v)? {
-            b => match String::from_utf8(b) {
-                Ok(s) => Value::String(s),
-                Err(e) => Value::Bytes(e.into_bytes()),
-            },
+        _ => match String::from_utf8(bytes(v)?) {
+            Ok(s) => Value::String(s),
+            Err(e) => Value::Bytes(e.into_bytes()),
         },
     })
 }

@@ -70,14 +70,16 @@ impl fmt::Debug for TargetParams {
 /// One connection to a target database.
 #[derive(Debug)]
 pub enum Target {
-    Postgres(postgres::PgTarget),
+    Postgres(Box<postgres::PgTarget>),
     Mysql(mysql::MysqlTarget),
 }
 
 impl Target {
     pub async fn connect(params: &TargetParams) -> Result<Self, TargetError> {
         Ok(match params.engine {
-            TargetEngine::Postgresql => Self::Postgres(postgres::PgTarget::connect(params).await?),
+            TargetEngine::Postgresql => {
+                Self::Postgres(Box::new(postgres::PgTarget::connect(params).await?))
+            }
             TargetEngine::Mysql | TargetEngine::Mariadb => {
                 Self::Mysql(mysql::MysqlTarget::connect(params).await?)
             }
