@@ -7,6 +7,9 @@
 //! - **RPS**: row changes delivered per second (selected rows only; BEGIN/COMMIT, DDL and
 //!   heartbeat records are not rows).
 //! - **BPS**: bytes of record payload delivered per second.
+//! - **Target delay** (sync tasks): how far the target is behind the source: the time since
+//!   the source wrote the newest change applied, 0 once everything read is applied and the
+//!   source is idle.
 //! - **Source delay**: how far the task's reading is behind the source: zero when the source
 //!   said it has nothing newer (its heartbeat), else the time since the source wrote the last
 //!   event read. Binlog timestamps have a resolution of one second.
@@ -31,6 +34,9 @@ pub struct MinuteMetrics {
     pub max_delay_ms: u64,
     /// At the last report: the source delay, and the rates over the report's interval.
     pub delay_ms: u64,
+    /// Sync tasks: at the last report, how far the target is behind the source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_delay_ms: Option<u64>,
     pub rps: f64,
     pub bps: f64,
     pub updated_at: DateTime<Utc>,
@@ -60,6 +66,10 @@ pub struct TaskMetrics {
     pub bps: f64,
     /// `None` until a worker reported.
     pub source_delay_seconds: Option<f64>,
+    /// Sync tasks: how far the target is behind the source (the time since the source wrote
+    /// the newest change applied; 0 once everything is applied and the source is idle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_delay_seconds: Option<f64>,
     /// When a worker last reported; `None` if none did in the last hour.
     pub reported_at: Option<DateTime<Utc>>,
     /// The last hour, oldest first; minutes without a report are absent.
@@ -100,6 +110,15 @@ impl TaskMetrics {
                 };
                 (m.delay_ms as f64 + stale_for as f64) / 1000.0
             }),
+            target_delay_seconds: latest.and_then(|m| {
+                let stale_for = if fresh.is_some() {
+                    0
+                } else {
+                    (now - m.updated_at).num_milliseconds().max(0)
+                };
+                m.target_delay_ms
+                    .map(|d| (d as f64 + stale_for as f64) / 1000.0)
+            }),
             reported_at: latest.map(|m| m.updated_at),
             history,
         }
@@ -121,6 +140,7 @@ mod tests {
             bytes: rows * 100,
             max_delay_ms: 1500,
             delay_ms: 250,
+            target_delay_ms: Some(750),
             rps: 42.0,
             bps: 4200.0,
             updated_at: t(updated),
@@ -148,6 +168,7 @@ mod tests {
         );
         assert_eq!(m.rps, 42.0);
         assert_eq!(m.source_delay_seconds, Some(0.25));
+        assert_eq!(m.target_delay_seconds, Some(0.75));
         assert_eq!(m.reported_at, Some(t("2026-11-22T10:03:25Z")));
         assert_eq!(m.history.len(), 2, "older than an hour is gone");
         assert_eq!(m.history[0].rps, 10.0, "a whole minute: 600 rows / 60 s");

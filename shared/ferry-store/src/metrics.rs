@@ -35,6 +35,8 @@ pub struct MetricsReport {
     /// The highest delay this worker saw in the minute.
     pub max_delay_ms: u64,
     pub delay_ms: u64,
+    /// Sync tasks: how far the target is behind the source.
+    pub target_delay_ms: Option<u64>,
     pub rps: f64,
     pub bps: f64,
     pub at: DateTime<Utc>,
@@ -48,16 +50,22 @@ impl Store {
         report: &MetricsReport,
     ) -> Result<(), StoreError> {
         let expires = (report.minute + KEEP).timestamp();
-        self.client
+        // A tracking task has no target: its minutes have no target delay.
+        let (target_set, target_delay) = match report.target_delay_ms {
+            Some(ms) => (", #td = :td", Some(n(ms))),
+            None => ("", None),
+        };
+        let mut update = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key(PK, s(instance_pk(instance)))
             .key(SK, s(metrics_sk(report.minute)))
-            .update_expression(
+            .update_expression(format!(
                 "ADD #rows :rows, #bytes :bytes \
                  SET #minute = :minute, #maxd = :maxd, #d = :d, #rps = :rps, #bps = :bps, \
-                 #at = :at, #ttl = :ttl",
-            )
+                 #at = :at, #ttl = :ttl{target_set}"
+            ))
             .expression_attribute_names("#rows", "rows")
             .expression_attribute_names("#bytes", "bytes")
             .expression_attribute_names("#minute", "minute")
@@ -75,7 +83,13 @@ impl Store {
             .expression_attribute_values(":rps", n(finite(report.rps)))
             .expression_attribute_values(":bps", n(finite(report.bps)))
             .expression_attribute_values(":at", s(report.at.to_rfc3339()))
-            .expression_attribute_values(":ttl", n(expires))
+            .expression_attribute_values(":ttl", n(expires));
+        if let Some(td) = target_delay {
+            update = update
+                .expression_attribute_names("#td", "target_delay_ms")
+                .expression_attribute_values(":td", td);
+        }
+        update
             .send()
             .await
             .map_err(|e| StoreError::backend("UpdateItem", e))?;
@@ -145,6 +159,10 @@ fn minute_from_item(item: Item) -> Result<MinuteMetrics, StoreError> {
         bytes: whole("bytes")?,
         max_delay_ms: whole("max_delay_ms")?,
         delay_ms: whole("delay_ms")?,
+        target_delay_ms: item
+            .contains_key("target_delay_ms")
+            .then(|| whole("target_delay_ms"))
+            .transpose()?,
         rps: num("rps")?,
         bps: num("bps")?,
         updated_at: time("updated_at")?,

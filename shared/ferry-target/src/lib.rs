@@ -114,15 +114,15 @@ impl Target {
         }
     }
 
-    /// Applies a batch in one transaction. Tables the batch names but `tables` does not are
-    /// skipped (not selected).
+    /// Applies a batch in one transaction, and answers the bytes of statements sent. Tables the
+    /// batch names but `tables` does not are skipped (not selected).
     pub async fn apply(
         &mut self,
         batch: &Batch,
         tables: &HashMap<ObjectName, TargetTable>,
-    ) -> Result<(), TargetError> {
+    ) -> Result<usize, TargetError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         match self {
             Self::Postgres(t) => t.apply(batch, tables).await,

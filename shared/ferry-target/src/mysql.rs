@@ -227,7 +227,7 @@ impl MysqlTarget {
         &mut self,
         batch: &Batch,
         tables: &HashMap<ObjectName, TargetTable>,
-    ) -> Result<(), TargetError> {
+    ) -> Result<usize, TargetError> {
         let mut statements = Vec::new();
         for (schema, ops) in batch.tables() {
             let Some(t) = tables.get(schema.name()) else {
@@ -283,7 +283,8 @@ impl MysqlTarget {
                 &mut statements,
             );
         }
-        self.in_transaction(&statements).await
+        self.in_transaction(&statements).await?;
+        Ok(statements.iter().map(String::len).sum())
     }
 
     pub(crate) async fn target_rows(&mut self, t: &TargetTable) -> Result<TargetRows, TargetError> {

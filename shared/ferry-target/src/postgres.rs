@@ -285,7 +285,7 @@ impl PgTarget {
         &mut self,
         batch: &Batch,
         tables: &HashMap<ObjectName, TargetTable>,
-    ) -> Result<(), TargetError> {
+    ) -> Result<usize, TargetError> {
         let mut statements: Vec<String> = Vec::new();
         for (schema, ops) in batch.tables() {
             let Some(t) = tables.get(schema.name()) else {
@@ -345,13 +345,14 @@ impl PgTarget {
             }
         }
         if statements.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let tx = self.client.transaction().await.map_err(error)?;
         for s in &statements {
             tx.batch_execute(s).await.map_err(error)?;
         }
-        tx.commit().await.map_err(error)
+        tx.commit().await.map_err(error)?;
+        Ok(statements.iter().map(String::len).sum())
     }
 
     pub(crate) async fn target_rows(&mut self, t: &TargetTable) -> Result<TargetRows, TargetError> {

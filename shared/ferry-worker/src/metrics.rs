@@ -51,6 +51,7 @@ pub struct WorkerMetrics {
     checkpoints: Family<TaskLabels, Counter>,
     heartbeat_errors: Family<TaskLabels, Counter>,
     delay: Family<TaskLabels, Gauge<f64, AtomicU64>>,
+    target_delay: Family<TaskLabels, Gauge<f64, AtomicU64>>,
     running: Gauge,
 }
 
@@ -64,6 +65,7 @@ impl Default for WorkerMetrics {
         let checkpoints = Family::default();
         let heartbeat_errors = Family::default();
         let delay = Family::default();
+        let target_delay = Family::default();
         let running = Gauge::default();
         registry.register("rows", "Row changes delivered", rows.clone());
         registry.register(
@@ -89,6 +91,11 @@ impl Default for WorkerMetrics {
             delay.clone(),
         );
         registry.register(
+            "target_delay_seconds",
+            "Sync tasks: how far the target is behind the source (0 when everything read is applied and the source has nothing newer)",
+            target_delay.clone(),
+        );
+        registry.register(
             "tasks_running",
             "Capture loops this worker runs",
             running.clone(),
@@ -102,6 +109,7 @@ impl Default for WorkerMetrics {
             checkpoints,
             heartbeat_errors,
             delay,
+            target_delay,
             running,
         }
     }
@@ -122,6 +130,8 @@ impl WorkerMetrics {
             checkpoints: self.checkpoints.get_or_create(&labels).clone(),
             heartbeat_errors: self.heartbeat_errors.get_or_create(&labels).clone(),
             delay: self.delay.get_or_create(&labels).clone(),
+            target_delay: None,
+            last_applied_ms: Arc::new(AtomicI64::new(0)),
             last_event_ms: Arc::new(AtomicI64::new(0)),
             caught_up: Arc::new(AtomicBool::new(false)),
             owner: Arc::clone(self),
@@ -169,6 +179,10 @@ pub struct TaskMeter {
     checkpoints: Counter,
     heartbeat_errors: Counter,
     delay: Gauge<f64, AtomicU64>,
+    /// Sync tasks only (see [`TaskMeter::for_sync`]).
+    target_delay: Option<Gauge<f64, AtomicU64>>,
+    /// The source time of the newest change applied to the target (sync tasks).
+    last_applied_ms: Arc<AtomicI64>,
     /// The source time of the last event read, in milliseconds since the epoch.
     last_event_ms: Arc<AtomicI64>,
     /// Whether the source said it has nothing newer since that event.
@@ -191,10 +205,45 @@ impl Drop for TaskMeter {
             family.remove(&self.labels);
         }
         self.owner.delay.remove(&self.labels);
+        self.owner.target_delay.remove(&self.labels);
     }
 }
 
 impl TaskMeter {
+    /// The meter of a sync task: it also tracks the target delay.
+    #[must_use]
+    pub fn for_sync(mut self) -> Self {
+        self.target_delay = Some(self.owner.target_delay.get_or_create(&self.labels).clone());
+        self
+    }
+
+    /// Changes written by the source up to `source_ms` are applied to the target.
+    pub fn applied(&self, source_ms: i64) {
+        self.last_applied_ms.fetch_max(source_ms, Ordering::Relaxed);
+    }
+
+    /// How far the target is behind the source, in milliseconds: 0 once everything read is
+    /// applied and the source has nothing newer; `None` for a tracking task.
+    pub fn target_delay_ms(&self) -> Option<u64> {
+        self.target_delay.as_ref()?;
+        let applied = self.last_applied_ms.load(Ordering::Relaxed);
+        let read = self.last_event_ms.load(Ordering::Relaxed);
+        if self.caught_up.load(Ordering::Relaxed) && applied >= read {
+            return Some(0);
+        }
+        if applied == 0 {
+            return Some(0);
+        }
+        Some(u64::try_from(Utc::now().timestamp_millis() - applied).unwrap_or(0))
+    }
+
+    /// `rows` row changes in `bytes` of statements were applied to a sync task's target.
+    pub fn wrote(&self, rows: usize, bytes: usize) {
+        self.records.inc_by(rows as u64);
+        self.rows.inc_by(rows as u64);
+        self.bytes.inc_by(bytes as u64);
+    }
+
     /// A record of `bytes` was queued; `row` when it carries a row change.
     pub fn delivered(&self, bytes: usize, row: bool) {
         self.records.inc();
@@ -269,6 +318,10 @@ impl TaskMeter {
             };
             let delay = self.delay_ms();
             self.delay.set(delay as f64 / 1000.0);
+            let target_delay = self.target_delay_ms();
+            if let (Some(g), Some(d)) = (&self.target_delay, target_delay) {
+                g.set(d as f64 / 1000.0);
+            }
             let now = Utc::now();
             let this_minute = minute_of(now);
             let minute_ended = this_minute != minute;
@@ -284,6 +337,7 @@ impl TaskMeter {
                 bytes: bytes - last.1,
                 max_delay_ms: max_delay,
                 delay_ms: delay,
+                target_delay_ms: target_delay,
                 rps: (rows - last.0) as f64 / elapsed,
                 bps: (bytes - last.1) as f64 / elapsed,
                 at: now,

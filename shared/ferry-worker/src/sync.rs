@@ -229,14 +229,12 @@ struct Applier<'a> {
 impl Applier<'_> {
     async fn flush(&mut self) -> Result<(), CaptureError> {
         if !self.batch.is_empty() {
-            let n = self.batch.changes();
-            self.target.apply(&self.batch, &self.tables).await?;
-            for _ in 0..n {
-                self.meter.delivered(0, true);
-            }
+            let bytes = self.target.apply(&self.batch, &self.tables).await?;
+            self.meter.wrote(self.batch.changes(), bytes);
             self.batch = Batch::new();
         }
         if let Some(c) = self.batched_commit.take() {
+            self.meter.applied(c.1.timestamp_millis());
             self.applied = Some(c);
         }
         self.since = tokio::time::Instant::now();
@@ -396,7 +394,7 @@ pub async fn sync_task(
         )
         .await?,
     );
-    let meter = settings.metrics.task(instance);
+    let meter = settings.metrics.task(instance).for_sync();
     let (reported, report_done) = watch::channel(false);
     let meter = Arc::new(meter);
     let reporter = AbortOnDrop(tokio::spawn(Arc::clone(&meter).report(
