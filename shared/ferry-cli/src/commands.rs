@@ -90,6 +90,13 @@ pub(crate) enum TaskCmd {
     },
     /// Run the prechecks.
     Precheck { id: String },
+    /// Compare a sync task's target with its source (counts and checksums per chunk) and print
+    /// the differences; --no-wait only asks.
+    Verify {
+        id: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Start (runs the prechecks first).
     Start { id: String },
     /// Stop.
@@ -535,6 +542,9 @@ pub(crate) async fn task(api: &Api, json_out: bool, cmd: TaskCmd) -> Result<()> 
             watch,
             interval,
         } => crate::status::status(api, json_out, &id, watch, interval).await?,
+        TaskCmd::Verify { id, no_wait } => {
+            crate::status::verify(api, json_out, &id, !no_wait).await?;
+        }
         TaskCmd::Precheck { id } => {
             let v = api
                 .call(

@@ -1,6 +1,6 @@
 //! `ferry task status`: the task's state and, for a sync task, its full sync per table; with
 //! `--watch`, progress bars (indicatif) refreshed until the full sync is done or the task
-//! stops.
+//! stops. And `ferry task verify`: a sync task's verification report.
 
 use anyhow::Result;
 use axum::http::Method;
@@ -121,6 +121,54 @@ pub(crate) async fn status(
         }
         tokio::time::sleep(std::time::Duration::from_secs(interval.max(1))).await;
     }
+}
+
+/// Asks for a verification and, with `wait`, prints its report once done.
+pub(crate) async fn verify(api: &Api, json_out: bool, id: &str, wait: bool) -> Result<()> {
+    let path = format!("/v1/instances/{id}/task/verify");
+    let mut v = api.call(Method::POST, &path, None).await?;
+    while wait && matches!(v["state"].as_str(), Some("pending" | "running")) {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        v = api.call(Method::GET, &path, None).await?;
+    }
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("verification {} {}", text(&v["id"]), text(&v["state"]));
+    if let Some(e) = v.get("error") {
+        println!("  {}", text(e));
+    }
+    let Some(report) = v.get("report") else {
+        return Ok(());
+    };
+    println!("differences {}", text(&report["differences"]));
+    for t in report["tables"].as_array().into_iter().flatten() {
+        println!(
+            "  {}.{} -> {}: {} source rows, {} target rows, {} chunks{}",
+            text(&t["table"]["database"]),
+            text(&t["table"]["table"]),
+            text(&t["target"]),
+            text(&t["source_rows"]),
+            text(&t["target_rows"]),
+            text(&t["chunks"]),
+            if t["rechecked"] == true { " (checked twice)" } else { "" }
+        );
+        for c in t["differing_chunks"].as_array().into_iter().flatten() {
+            println!(
+                "    chunk {}: {} missing {:?}, {} different {:?}",
+                text(&c["chunk"]),
+                text(&c["missing_rows"]),
+                c["missing_keys"],
+                text(&c["different_rows"]),
+                c["different_keys"]
+            );
+        }
+        if t["extra_rows"].as_u64().unwrap_or(0) > 0 {
+            println!("    extra on the target: {} {:?}", text(&t["extra_rows"]), t["extra_keys"]);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

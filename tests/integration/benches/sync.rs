@@ -1,0 +1,233 @@
+//! Data synchronization throughput beside the targets' own limits, measured in the same run on
+//! the same machine:
+//!
+//! 1. the target's raw bulk load of the same rows (PostgreSQL `COPY` of pre-rendered text;
+//!    MariaDB multi-row inserts of 1,000 rows);
+//! 2. Ferry's full sync of the table (schema, planned chunks, parallel snapshot reads, loads),
+//!    from start to the last chunk;
+//! 3. the target's raw batched upsert (1,000-row `INSERT … ON CONFLICT` / `ON DUPLICATE KEY
+//!    UPDATE` over existing rows);
+//! 4. Ferry's incremental apply of a backlog of updates (1,000-row transactions), from a
+//!    worker's start to its checkpoint passing the backlog's end.
+//!
+//! `cargo bench -p ferry-tests --bench sync` with the stack up; `FERRY_BENCH_ROWS` sets the
+//! table (default 1,000,000 rows of 8 columns), `FERRY_BENCH_UPDATES` the backlog (default
+//! 200,000). Results go to docs/benchmarks.md by hand, with the machine they were measured on.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench may unwrap
+
+use std::time::{Duration, Instant};
+
+use axum::http::Method;
+use ferry_domain::id::InstanceId;
+use ferry_testkit::{InProcessWorker, TestApi, TestContext, eventually};
+use mysql_async::prelude::Queryable;
+use serde_json::{Value, json};
+
+/// CPU seconds used by this process so far (user + system): the worker's, as the servers run in
+/// processes of their own.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn row(rows: u64, wall: Duration, cpu: Option<f64>, name: &str) {
+    let rate = rows as f64 / wall.as_secs_f64();
+    let cpu = cpu.map_or("–".to_owned(), |c| format!("{:.2} µs", c * 1e6 / rows as f64));
+    println!(
+        "| {name:<60} | {rows:>9} | {:>8.2} s | {rate:>10.0} rows/s | {cpu:>9} |",
+        wall.as_secs_f64()
+    );
+}
+
+const TABLE: &str = "(id BIGINT PRIMARY KEY, customer INT NOT NULL, total DECIMAL(10,2) NOT NULL,
+    status VARCHAR(16) NOT NULL, note VARCHAR(64), placed_at DATETIME(6) NOT NULL,
+    updated_at DATETIME(3) NOT NULL, flags INT UNSIGNED NOT NULL)";
+
+const PG_TABLE: &str = "(id BIGINT PRIMARY KEY, customer INTEGER NOT NULL, total NUMERIC(10,2) NOT NULL,
+    status VARCHAR(16) NOT NULL, note VARCHAR(64), placed_at TIMESTAMP(6) NOT NULL,
+    updated_at TIMESTAMP(3) NOT NULL, flags BIGINT NOT NULL)";
+
+fn values(i: u64) -> String {
+    format!(
+        "({i}, {}, {}.{:02}, 'paid', 'note {i}', '2026-11-22 10:00:00.{:06}', '2026-11-22 10:00:01.5', {})",
+        i % 9973,
+        i % 1000,
+        i % 100,
+        i % 1_000_000,
+        i % 7
+    )
+}
+
+fn copy_line(i: u64) -> String {
+    format!(
+        "{i}\t{}\t{}.{:02}\tpaid\tnote {i}\t2026-11-22 10:00:00.{:06}\t2026-11-22 10:00:01.5\t{}\n",
+        i % 9973,
+        i % 1000,
+        i % 100,
+        i % 1_000_000,
+        i % 7
+    )
+}
+
+async fn mariadb_inserts(db: &mut mysql_async::Conn, table: &str, rows: u64, upsert: bool) {
+    let mut next = 0u64;
+    while next < rows {
+        let batch: Vec<String> = (next..(next + 1000).min(rows)).map(values).collect();
+        let tail = if upsert {
+            " ON DUPLICATE KEY UPDATE customer = VALUES(customer), total = VALUES(total) + 1, status = VALUES(status), note = VALUES(note), placed_at = VALUES(placed_at), updated_at = VALUES(updated_at), flags = VALUES(flags)"
+        } else {
+            ""
+        };
+        db.query_drop(format!("INSERT INTO {table} VALUES {}{tail}", batch.join(",")))
+            .await
+            .unwrap();
+        next += 1000;
+    }
+}
+
+async fn task_body(api: &TestApi, id: &InstanceId) -> Value {
+    api.call(Method::GET, &format!("/v1/instances/{id}/task"), None)
+        .await
+        .unwrap()
+        .body
+}
+
+/// Starts a sync task to `target` and measures its full sync.
+async fn full_sync(ctx: &TestContext, api: &TestApi, target: Value, target_db: &str, rows: u64, name: &str) -> (InstanceId, InProcessWorker) {
+    let config = json!({
+        "source": ctx.stack_source(),
+        "target": target,
+        "objects": {"databases": [{"name": ctx.mysql_database(), "target_name": target_db,
+                                    "tables": [{"name": "orders"}]}]},
+        "sync": {"chunk_rows": 20000, "parallel": 4},
+    });
+    let (id, _) = api.start_task("sync", config).await.unwrap();
+    let (wall, cpu) = (Instant::now(), cpu_seconds());
+    let worker = InProcessWorker::start(&api.state);
+    eventually("the full sync", Duration::from_secs(3600), || async {
+        let t = task_body(api, &id).await;
+        anyhow::ensure!(t["state"] != "failed", "{t}");
+        Ok((t["state"] == "incremental").then_some(()))
+    })
+    .await
+    .unwrap();
+    row(rows, wall.elapsed(), Some(cpu_seconds() - cpu), name);
+    (id, worker)
+}
+
+/// Stops `worker`, writes `updates` row updates in 1,000-row transactions, starts a worker and
+/// measures until the task's checkpoint passes them.
+async fn incremental(ctx: &TestContext, api: &TestApi, id: &InstanceId, worker: InProcessWorker, updates: u64, name: &str) {
+    worker.stop().await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    let mut next = 0u64;
+    while next < updates {
+        db.query_drop(format!(
+            "UPDATE orders SET total = total + 1, flags = flags + 1 WHERE id >= {next} AND id < {}",
+            next + 1000
+        ))
+        .await
+        .unwrap();
+        next += 1000;
+    }
+    let (file, offset): (String, u64) = db
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .unwrap()
+        .map(|r: mysql_async::Row| (r.get("File").unwrap(), r.get("Position").unwrap()))
+        .unwrap();
+    let (wall, cpu) = (Instant::now(), cpu_seconds());
+    let worker = InProcessWorker::start(&api.state);
+    eventually("the backlog to be applied", Duration::from_secs(3600), || async {
+        let c = task_body(api, id).await["checkpoint"].clone();
+        let at = (c["file"].as_str().unwrap_or_default().to_owned(), c["offset"].as_u64().unwrap_or(0));
+        Ok((at >= (file.clone(), offset)).then_some(()))
+    })
+    .await
+    .unwrap();
+    row(updates, wall.elapsed(), Some(cpu_seconds() - cpu), name);
+    worker.stop().await.unwrap();
+}
+
+#[tokio::main]
+async fn main() {
+    let rows: u64 = std::env::var("FERRY_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let updates: u64 = std::env::var("FERRY_BENCH_UPDATES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000)
+        .min(rows);
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    let pg = ctx.postgres().await.unwrap();
+    let copy = format!("{}_copy", ctx.mysql_database());
+    db.query_drop(format!("CREATE TABLE orders {TABLE}")).await.unwrap();
+    mariadb_inserts(&mut db, "orders", rows, false).await;
+
+    println!("| measurement | rows | wall | throughput | worker CPU per row |");
+    println!("|---|---:|---:|---:|---:|");
+
+    // PostgreSQL: raw COPY, Ferry's full sync, raw batched upserts, Ferry's incremental apply.
+    pg.batch_execute(&format!("CREATE SCHEMA raw; CREATE TABLE raw.orders {PG_TABLE}"))
+        .await
+        .unwrap();
+    let text: String = (0..rows).map(copy_line).collect();
+    let wall = Instant::now();
+    {
+        use futures::SinkExt;
+        let sink = pg.copy_in("COPY raw.orders FROM STDIN").await.unwrap();
+        futures::pin_mut!(sink);
+        for chunk in text.as_bytes().chunks(256 * 1024) {
+            sink.send(bytes::Bytes::copy_from_slice(chunk)).await.unwrap();
+        }
+        sink.finish().await.unwrap();
+    }
+    row(rows, wall.elapsed(), None, "PostgreSQL COPY (raw limit)");
+    drop(text);
+    let (pg_task, pg_worker) = full_sync(&ctx, &api, ctx.postgres_target().unwrap(), "copy", rows, "Ferry full sync to PostgreSQL").await;
+    let wall = Instant::now();
+    let mut next = 0u64;
+    while next < updates {
+        let batch: Vec<String> = (next..(next + 1000).min(updates)).map(values).collect();
+        pg.batch_execute(&format!(
+            "INSERT INTO raw.orders VALUES {} ON CONFLICT (id) DO UPDATE SET customer = EXCLUDED.customer, total = EXCLUDED.total + 1, status = EXCLUDED.status, note = EXCLUDED.note, placed_at = EXCLUDED.placed_at, updated_at = EXCLUDED.updated_at, flags = EXCLUDED.flags",
+            batch.join(",")
+        ))
+        .await
+        .unwrap();
+        next += 1000;
+    }
+    row(updates, wall.elapsed(), None, "PostgreSQL batched upsert, 1,000 rows (raw limit)");
+    incremental(&ctx, &api, &pg_task, pg_worker, updates, "Ferry incremental apply to PostgreSQL").await;
+    api.call(Method::POST, &format!("/v1/instances/{pg_task}/task/stop"), None).await.unwrap();
+
+    // MariaDB (the same server as the source: both share the two cores).
+    db.query_drop(format!("CREATE DATABASE `{copy}_raw`")).await.unwrap();
+    db.query_drop(format!("CREATE TABLE `{copy}_raw`.orders {TABLE}")).await.unwrap();
+    let wall = Instant::now();
+    mariadb_inserts(&mut db, &format!("`{copy}_raw`.orders"), rows, false).await;
+    row(rows, wall.elapsed(), None, "MariaDB multi-row insert, 1,000 rows (raw limit)");
+    let (my_task, my_worker) = full_sync(&ctx, &api, ctx.mariadb_target(), &copy, rows, "Ferry full sync to MariaDB").await;
+    let wall = Instant::now();
+    mariadb_inserts(&mut db, &format!("`{copy}_raw`.orders"), updates, true).await;
+    row(updates, wall.elapsed(), None, "MariaDB batched upsert, 1,000 rows (raw limit)");
+    incremental(&ctx, &api, &my_task, my_worker, updates, "Ferry incremental apply to MariaDB").await;
+    db.query_drop(format!("DROP DATABASE `{copy}_raw`")).await.unwrap();
+}
