@@ -152,7 +152,11 @@ pub(crate) async fn verify(api: &Api, json_out: bool, id: &str, wait: bool) -> R
             text(&t["source_rows"]),
             text(&t["target_rows"]),
             text(&t["chunks"]),
-            if t["rechecked"] == true { " (checked twice)" } else { "" }
+            if t["rechecked"] == true {
+                " (checked twice)"
+            } else {
+                ""
+            }
         );
         for c in t["differing_chunks"].as_array().into_iter().flatten() {
             println!(
@@ -165,7 +169,11 @@ pub(crate) async fn verify(api: &Api, json_out: bool, id: &str, wait: bool) -> R
             );
         }
         if t["extra_rows"].as_u64().unwrap_or(0) > 0 {
-            println!("    extra on the target: {} {:?}", text(&t["extra_rows"]), t["extra_keys"]);
+            println!(
+                "    extra on the target: {} {:?}",
+                text(&t["extra_rows"]),
+                t["extra_keys"]
+            );
         }
     }
     Ok(())

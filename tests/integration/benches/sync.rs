@@ -45,7 +45,9 @@ fn cpu_seconds() -> f64 {
 
 fn row(rows: u64, wall: Duration, cpu: Option<f64>, name: &str) {
     let rate = rows as f64 / wall.as_secs_f64();
-    let cpu = cpu.map_or("–".to_owned(), |c| format!("{:.2} µs", c * 1e6 / rows as f64));
+    let cpu = cpu.map_or("–".to_owned(), |c| {
+        format!("{:.2} µs", c * 1e6 / rows as f64)
+    });
     println!(
         "| {name:<60} | {rows:>9} | {:>8.2} s | {rate:>10.0} rows/s | {cpu:>9} |",
         wall.as_secs_f64()
@@ -56,7 +58,8 @@ const TABLE: &str = "(id BIGINT PRIMARY KEY, customer INT NOT NULL, total DECIMA
     status VARCHAR(16) NOT NULL, note VARCHAR(64), placed_at DATETIME(6) NOT NULL,
     updated_at DATETIME(3) NOT NULL, flags INT UNSIGNED NOT NULL)";
 
-const PG_TABLE: &str = "(id BIGINT PRIMARY KEY, customer INTEGER NOT NULL, total NUMERIC(10,2) NOT NULL,
+const PG_TABLE: &str =
+    "(id BIGINT PRIMARY KEY, customer INTEGER NOT NULL, total NUMERIC(10,2) NOT NULL,
     status VARCHAR(16) NOT NULL, note VARCHAR(64), placed_at TIMESTAMP(6) NOT NULL,
     updated_at TIMESTAMP(3) NOT NULL, flags BIGINT NOT NULL)";
 
@@ -91,9 +94,12 @@ async fn mariadb_inserts(db: &mut mysql_async::Conn, table: &str, rows: u64, ups
         } else {
             ""
         };
-        db.query_drop(format!("INSERT INTO {table} VALUES {}{tail}", batch.join(",")))
-            .await
-            .unwrap();
+        db.query_drop(format!(
+            "INSERT INTO {table} VALUES {}{tail}",
+            batch.join(",")
+        ))
+        .await
+        .unwrap();
         next += 1000;
     }
 }
@@ -106,7 +112,14 @@ async fn task_body(api: &TestApi, id: &InstanceId) -> Value {
 }
 
 /// Starts a sync task to `target` and measures its full sync.
-async fn full_sync(ctx: &TestContext, api: &TestApi, target: Value, target_db: &str, rows: u64, name: &str) -> (InstanceId, InProcessWorker) {
+async fn full_sync(
+    ctx: &TestContext,
+    api: &TestApi,
+    target: Value,
+    target_db: &str,
+    rows: u64,
+    name: &str,
+) -> (InstanceId, InProcessWorker) {
     let config = json!({
         "source": ctx.stack_source(),
         "target": target,
@@ -130,7 +143,14 @@ async fn full_sync(ctx: &TestContext, api: &TestApi, target: Value, target_db: &
 
 /// Stops `worker`, writes `updates` row updates in 1,000-row transactions, starts a worker and
 /// measures until the task's checkpoint passes them.
-async fn incremental(ctx: &TestContext, api: &TestApi, id: &InstanceId, worker: InProcessWorker, updates: u64, name: &str) {
+async fn incremental(
+    ctx: &TestContext,
+    api: &TestApi,
+    id: &InstanceId,
+    worker: InProcessWorker,
+    updates: u64,
+    name: &str,
+) {
     worker.stop().await.unwrap();
     let mut db = ctx.mysql().await.unwrap();
     let mut next = 0u64;
@@ -151,11 +171,18 @@ async fn incremental(ctx: &TestContext, api: &TestApi, id: &InstanceId, worker: 
         .unwrap();
     let (wall, cpu) = (Instant::now(), cpu_seconds());
     let worker = InProcessWorker::start(&api.state);
-    eventually("the backlog to be applied", Duration::from_secs(3600), || async {
-        let c = task_body(api, id).await["checkpoint"].clone();
-        let at = (c["file"].as_str().unwrap_or_default().to_owned(), c["offset"].as_u64().unwrap_or(0));
-        Ok((at >= (file.clone(), offset)).then_some(()))
-    })
+    eventually(
+        "the backlog to be applied",
+        Duration::from_secs(3600),
+        || async {
+            let c = task_body(api, id).await["checkpoint"].clone();
+            let at = (
+                c["file"].as_str().unwrap_or_default().to_owned(),
+                c["offset"].as_u64().unwrap_or(0),
+            );
+            Ok((at >= (file.clone(), offset)).then_some(()))
+        },
+    )
     .await
     .unwrap();
     row(updates, wall.elapsed(), Some(cpu_seconds() - cpu), name);
@@ -178,16 +205,20 @@ async fn main() {
     let mut db = ctx.mysql().await.unwrap();
     let pg = ctx.postgres().await.unwrap();
     let copy = format!("{}_copy", ctx.mysql_database());
-    db.query_drop(format!("CREATE TABLE orders {TABLE}")).await.unwrap();
+    db.query_drop(format!("CREATE TABLE orders {TABLE}"))
+        .await
+        .unwrap();
     mariadb_inserts(&mut db, "orders", rows, false).await;
 
     println!("| measurement | rows | wall | throughput | worker CPU per row |");
     println!("|---|---:|---:|---:|---:|");
 
     // PostgreSQL: raw COPY, Ferry's full sync, raw batched upserts, Ferry's incremental apply.
-    pg.batch_execute(&format!("CREATE SCHEMA raw; CREATE TABLE raw.orders {PG_TABLE}"))
-        .await
-        .unwrap();
+    pg.batch_execute(&format!(
+        "CREATE SCHEMA raw; CREATE TABLE raw.orders {PG_TABLE}"
+    ))
+    .await
+    .unwrap();
     let text: String = (0..rows).map(copy_line).collect();
     let wall = Instant::now();
     {
@@ -195,13 +226,23 @@ async fn main() {
         let sink = pg.copy_in("COPY raw.orders FROM STDIN").await.unwrap();
         futures::pin_mut!(sink);
         for chunk in text.as_bytes().chunks(256 * 1024) {
-            sink.send(bytes::Bytes::copy_from_slice(chunk)).await.unwrap();
+            sink.send(bytes::Bytes::copy_from_slice(chunk))
+                .await
+                .unwrap();
         }
         sink.finish().await.unwrap();
     }
     row(rows, wall.elapsed(), None, "PostgreSQL COPY (raw limit)");
     drop(text);
-    let (pg_task, pg_worker) = full_sync(&ctx, &api, ctx.postgres_target().unwrap(), "copy", rows, "Ferry full sync to PostgreSQL").await;
+    let (pg_task, pg_worker) = full_sync(
+        &ctx,
+        &api,
+        ctx.postgres_target().unwrap(),
+        "copy",
+        rows,
+        "Ferry full sync to PostgreSQL",
+    )
+    .await;
     let wall = Instant::now();
     let mut next = 0u64;
     while next < updates {
@@ -214,20 +255,71 @@ async fn main() {
         .unwrap();
         next += 1000;
     }
-    row(updates, wall.elapsed(), None, "PostgreSQL batched upsert, 1,000 rows (raw limit)");
-    incremental(&ctx, &api, &pg_task, pg_worker, updates, "Ferry incremental apply to PostgreSQL").await;
-    api.call(Method::POST, &format!("/v1/instances/{pg_task}/task/stop"), None).await.unwrap();
+    row(
+        updates,
+        wall.elapsed(),
+        None,
+        "PostgreSQL batched upsert, 1,000 rows (raw limit)",
+    );
+    incremental(
+        &ctx,
+        &api,
+        &pg_task,
+        pg_worker,
+        updates,
+        "Ferry incremental apply to PostgreSQL",
+    )
+    .await;
+    api.call(
+        Method::POST,
+        &format!("/v1/instances/{pg_task}/task/stop"),
+        None,
+    )
+    .await
+    .unwrap();
 
     // MariaDB (the same server as the source: both share the two cores).
-    db.query_drop(format!("CREATE DATABASE `{copy}_raw`")).await.unwrap();
-    db.query_drop(format!("CREATE TABLE `{copy}_raw`.orders {TABLE}")).await.unwrap();
+    db.query_drop(format!("CREATE DATABASE `{copy}_raw`"))
+        .await
+        .unwrap();
+    db.query_drop(format!("CREATE TABLE `{copy}_raw`.orders {TABLE}"))
+        .await
+        .unwrap();
     let wall = Instant::now();
     mariadb_inserts(&mut db, &format!("`{copy}_raw`.orders"), rows, false).await;
-    row(rows, wall.elapsed(), None, "MariaDB multi-row insert, 1,000 rows (raw limit)");
-    let (my_task, my_worker) = full_sync(&ctx, &api, ctx.mariadb_target(), &copy, rows, "Ferry full sync to MariaDB").await;
+    row(
+        rows,
+        wall.elapsed(),
+        None,
+        "MariaDB multi-row insert, 1,000 rows (raw limit)",
+    );
+    let (my_task, my_worker) = full_sync(
+        &ctx,
+        &api,
+        ctx.mariadb_target(),
+        &copy,
+        rows,
+        "Ferry full sync to MariaDB",
+    )
+    .await;
     let wall = Instant::now();
     mariadb_inserts(&mut db, &format!("`{copy}_raw`.orders"), updates, true).await;
-    row(updates, wall.elapsed(), None, "MariaDB batched upsert, 1,000 rows (raw limit)");
-    incremental(&ctx, &api, &my_task, my_worker, updates, "Ferry incremental apply to MariaDB").await;
-    db.query_drop(format!("DROP DATABASE `{copy}_raw`")).await.unwrap();
+    row(
+        updates,
+        wall.elapsed(),
+        None,
+        "MariaDB batched upsert, 1,000 rows (raw limit)",
+    );
+    incremental(
+        &ctx,
+        &api,
+        &my_task,
+        my_worker,
+        updates,
+        "Ferry incremental apply to MariaDB",
+    )
+    .await;
+    db.query_drop(format!("DROP DATABASE `{copy}_raw`"))
+        .await
+        .unwrap();
 }
