@@ -381,6 +381,9 @@ fn metrics_human(m: &Value) {
     println!("rps           {}", rate(&m["rps"]));
     println!("bps           {}", rate(&m["bps"]));
     println!("source delay  {} s", rate(&m["source_delay_seconds"]));
+    if let Some(d) = m.get("target_delay_seconds") {
+        println!("target delay  {} s", rate(d));
+    }
     println!("reported at   {}", cell(&m["reported_at"]));
     let rows: Vec<Vec<String>> = m["history"]
         .as_array()
