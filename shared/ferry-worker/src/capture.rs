@@ -628,14 +628,7 @@ pub async fn capture_task(
         let Some(event) = next.transpose()?.flatten() else {
             return Err(transient("the source closed the binlog stream"));
         };
-        match &event.event {
-            SourceEvent::Heartbeat => meter.caught_up(),
-            SourceEvent::Rows(changes) => {
-                meter.read_rows(changes.len());
-                meter.event_at(event.timestamp.timestamp_millis());
-            }
-            _ => meter.event_at(event.timestamp.timestamp_millis()),
-        }
+        meter.observe(&event);
         match event.event {
             SourceEvent::Begin { gtid } => {
                 txid = gtid.unwrap_or_else(|| event.position.to_string());

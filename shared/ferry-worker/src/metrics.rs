@@ -253,6 +253,20 @@ impl TaskMeter {
         self.bytes.inc_by(bytes as u64);
     }
 
+    /// An event was read from the binlog: its rows count as read, and its source time (or, for
+    /// a heartbeat, the source having nothing newer) sets the delay.
+    pub fn observe(&self, event: &ferry_mysql::binlog::ReadEvent) {
+        use ferry_mysql::binlog::SourceEvent;
+        match &event.event {
+            SourceEvent::Heartbeat => self.caught_up(),
+            SourceEvent::Rows(changes) => {
+                self.read_rows(changes.len());
+                self.event_at(event.timestamp.timestamp_millis());
+            }
+            _ => self.event_at(event.timestamp.timestamp_millis()),
+        }
+    }
+
     /// `n` row changes were read.
     pub fn read_rows(&self, n: usize) {
         self.events_read.inc_by(n as u64);

@@ -488,14 +488,7 @@ pub async fn sync_task(
             let due = copies.due(&event.position, idle);
             load_due(state, instance, &mut copies, &mut applier, due).await?;
         }
-        match &event.event {
-            SourceEvent::Heartbeat => meter.caught_up(),
-            SourceEvent::Rows(changes) => {
-                meter.read_rows(changes.len());
-                meter.event_at(event.timestamp.timestamp_millis());
-            }
-            _ => meter.event_at(event.timestamp.timestamp_millis()),
-        }
+        meter.observe(&event);
         match event.event {
             SourceEvent::Begin { .. } => in_transaction = true,
             SourceEvent::Rows(changes) => {

@@ -54,46 +54,12 @@ impl TestApi {
     /// Creates a change-tracking instance named `name`, configures its task with `config` and
     /// starts it (no worker runs it yet): the instance id and the task's topic.
     pub async fn start_tracking_task(&self, name: &str, config: Value) -> Result<(String, String)> {
-        let created = self
-            .call(
-                Method::POST,
-                "/v1/instances",
-                Some(serde_json::json!({"name": name, "mode": "tracking", "billing": {"type": "pay_as_you_go"}})),
-            )
-            .await?;
-        let id = created.body["id"]
+        let (id, task) = self.start_task_named(name, "tracking", config).await?;
+        let topic = task["delivery"]["topic"]
             .as_str()
-            .with_context(|| format!("creating the instance: {}", created.text))?
+            .with_context(|| format!("the started task names no topic: {task}"))?
             .to_owned();
-        let configured = self
-            .call(
-                Method::PUT,
-                &format!("/v1/instances/{id}/task"),
-                Some(config),
-            )
-            .await?;
-        anyhow::ensure!(
-            configured.status == StatusCode::OK,
-            "configuring the task: {}",
-            configured.text
-        );
-        let started = self
-            .call(
-                Method::POST,
-                &format!("/v1/instances/{id}/task/start"),
-                None,
-            )
-            .await?;
-        anyhow::ensure!(
-            started.status == StatusCode::OK,
-            "starting the task: {}",
-            started.text
-        );
-        let topic = started.body["task"]["delivery"]["topic"]
-            .as_str()
-            .with_context(|| format!("the started task names no topic: {}", started.text))?
-            .to_owned();
-        Ok((id, topic))
+        Ok((id.to_string(), topic))
     }
 
     /// Sends any request, for bodies that are not JSON on purpose.

@@ -95,11 +95,21 @@ impl TestApi {
     /// Creates an instance of `mode`, configures its task with `config` and starts it: the
     /// instance id and the started task.
     pub async fn start_task(&self, mode: &str, config: Value) -> Result<(InstanceId, Value)> {
+        self.start_task_named(mode, mode, config).await
+    }
+
+    /// [`TestApi::start_task`] with an instance name of its own.
+    pub async fn start_task_named(
+        &self,
+        name: &str,
+        mode: &str,
+        config: Value,
+    ) -> Result<(InstanceId, Value)> {
         let created = self
             .call(
                 Method::POST,
                 "/v1/instances",
-                Some(json!({"name": mode, "mode": mode, "billing": {"type": "pay_as_you_go"}})),
+                Some(json!({"name": name, "mode": mode, "billing": {"type": "pay_as_you_go"}})),
             )
             .await?;
         let id = created.body["id"]
