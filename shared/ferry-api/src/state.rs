@@ -58,6 +58,16 @@ impl AppState {
         }
     }
 
+    /// The variables every deployed binary must be given (`template.yaml`; checked by the
+    /// template test): the two [`AppState::from_env`] requires, and the two whose local
+    /// defaults would point a deployment at the wrong bus and secrets.
+    pub const DEPLOYMENT_ENV: [&'static str; 4] = [
+        "FERRY_TABLE",
+        "FERRY_KAFKA_BOOTSTRAP",
+        "FERRY_EVENT_BUS",
+        "FERRY_SECRET_PREFIX",
+    ];
+
     /// Reads the configuration once, at start-up:
     ///
     /// | variable | meaning | default |

@@ -49,6 +49,14 @@ pub enum Event {
         failed_items: Vec<String>,
         at: DateTime<Utc>,
     },
+    /// The reconciler changed the capture service's desired count.
+    CaptureServiceScaled {
+        service: String,
+        from: i32,
+        to: i32,
+        running_tasks: u64,
+        at: DateTime<Utc>,
+    },
 }
 
 impl Event {
@@ -60,6 +68,7 @@ impl Event {
             Self::InstanceDeleted { .. } => "Instance Deleted",
             Self::TaskStateChanged { .. } => "Task State Changed",
             Self::PrecheckFinished { .. } => "Precheck Finished",
+            Self::CaptureServiceScaled { .. } => "Capture Service Scaled",
         }
     }
 
@@ -92,6 +101,15 @@ impl Event {
                 at,
             } => {
                 json!({"instance_id": instance, "passed": passed, "failed_items": failed_items, "time": at})
+            }
+            Self::CaptureServiceScaled {
+                service,
+                from,
+                to,
+                running_tasks,
+                at,
+            } => {
+                json!({"service": service, "from": from, "to": to, "running_tasks": running_tasks, "time": at})
             }
         }
     }

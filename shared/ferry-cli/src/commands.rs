@@ -385,6 +385,13 @@ fn metrics_human(m: &Value) {
         println!("target delay  {} s", rate(d));
     }
     println!("reported at   {}", cell(&m["reported_at"]));
+    for side in ["source", "target"] {
+        let c = &m["connections"][side];
+        match c["error"].as_str() {
+            Some(e) => println!("{side:<13} {}: {e}", cell(&c["state"])),
+            None => println!("{side:<13} {}", cell(&c["state"])),
+        }
+    }
     let rows: Vec<Vec<String>> = m["history"]
         .as_array()
         .map(|h| {

@@ -3,11 +3,21 @@
 
 use ferry_api::Route;
 
+/// The routes of every HTTP function, by the function crate's directory (the `CodeUri` of its
+/// resource in `template.yaml`, whose test compares the two).
+pub fn routes_by_function() -> Vec<(&'static str, Vec<Route>)> {
+    vec![
+        ("functions/instances", ferry_fn_instances::routes()),
+        ("functions/tasks", ferry_fn_tasks::routes()),
+        ("functions/consumer-groups", ferry_fn_consumer_groups::routes()),
+        ("functions/changes", ferry_fn_changes::routes()),
+    ]
+}
+
 /// The routes of every HTTP function, as `ferry serve` mounts them.
 pub fn all_routes() -> Vec<Route> {
-    let mut routes = ferry_fn_instances::routes();
-    routes.extend(ferry_fn_tasks::routes());
-    routes.extend(ferry_fn_consumer_groups::routes());
-    routes.extend(ferry_fn_changes::routes());
-    routes
+    routes_by_function()
+        .into_iter()
+        .flat_map(|(_, routes)| routes)
+        .collect()
 }

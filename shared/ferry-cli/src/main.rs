@@ -91,13 +91,22 @@ async fn main() -> ExitCode {
         }
         Command::Sweep { time } => sweep(time).await,
         Command::Worker(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into());
+            // On ECS, one JSON object per line: CloudWatch metric filters read fields of it
+            // (template.yaml: the task delay and failed task alarms).
+            if std::env::var("FERRY_LOG_FORMAT").is_ok_and(|f| f == "json") {
+                tracing_subscriber::fmt()
+                    .json()
+                    .with_env_filter(filter)
+                    .with_writer(std::io::stderr)
+                    .init();
+            } else {
+                tracing_subscriber::fmt()
+                    .with_env_filter(filter)
+                    .with_writer(std::io::stderr)
+                    .init();
+            }
             worker(args).await
         }
         Command::Instance(c) => commands::instance(&api, cli.json, c).await,

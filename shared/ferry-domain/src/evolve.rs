@@ -204,6 +204,15 @@ pub fn drop_table(engine: TargetEngine, schema: &str, table: &str) -> String {
     )
 }
 
+/// Empties a target table (the source's `TRUNCATE`).
+pub fn truncate_table(engine: TargetEngine, schema: &str, table: &str) -> String {
+    format!(
+        "TRUNCATE TABLE {}.{}",
+        quote(engine, schema),
+        quote(engine, table)
+    )
+}
+
 /// Renames a target table (PostgreSQL: within its schema, then to another schema if needed).
 pub fn rename_table(engine: TargetEngine, from: (&str, &str), to: (&str, &str)) -> Vec<String> {
     let q = |n: &str| quote(engine, n);

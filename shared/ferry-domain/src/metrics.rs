@@ -40,6 +40,98 @@ pub struct MinuteMetrics {
     pub rps: f64,
     pub bps: f64,
     pub updated_at: DateTime<Utc>,
+    /// Set by a report of a failed connection (the worker retries the task); cleared by the
+    /// next report of a running loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<ConnectionFailure>,
+}
+
+/// Which of a task's connections failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The source database (binlog stream, snapshot reads, catalog).
+    Source,
+    /// Where changes go: the sync target database, or the Kafka topic / Kinesis stream of a
+    /// tracking task.
+    Target,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Source => "source",
+            Self::Target => "target",
+        }
+    }
+}
+
+/// A connection failure a worker reported for a task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionFailure {
+    pub side: Side,
+    pub message: String,
+}
+
+/// The state of one of a task's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    /// A worker runs the task and its last report found the connection working.
+    Connected,
+    /// The connection failed; the worker retries the task (2 s doubling to 60 s).
+    Failing,
+    /// No worker reported in the last minute: nobody knows.
+    Unknown,
+}
+
+/// One connection's status, as `GET …/task/metrics` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionStatus {
+    pub state: ConnectionState,
+    /// What failed, when `failing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the state was last reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_at: Option<DateTime<Utc>>,
+}
+
+/// The status of the task's source and target connections.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connections {
+    pub source: ConnectionStatus,
+    pub target: ConnectionStatus,
+}
+
+impl Connections {
+    /// From the latest report: a failure names its side (the other side was working when the
+    /// loop stopped); a fresh report without one means both work; a stale one, nobody knows.
+    fn from_latest(latest: Option<&MinuteMetrics>, fresh: bool) -> Self {
+        let status = |side: Side| {
+            let Some(m) = latest else {
+                return ConnectionStatus {
+                    state: ConnectionState::Unknown,
+                    error: None,
+                    reported_at: None,
+                };
+            };
+            let (state, error) = match &m.failure {
+                Some(f) if f.side == side => (ConnectionState::Failing, Some(f.message.clone())),
+                _ if fresh => (ConnectionState::Connected, None),
+                _ => (ConnectionState::Unknown, None),
+            };
+            ConnectionStatus {
+                state,
+                error,
+                reported_at: Some(m.updated_at),
+            }
+        };
+        Self {
+            source: status(Side::Source),
+            target: status(Side::Target),
+        }
+    }
 }
 
 /// The start of the minute `t` is in.
@@ -72,6 +164,8 @@ pub struct TaskMetrics {
     pub target_delay_seconds: Option<f64>,
     /// When a worker last reported; `None` if none did in the last hour.
     pub reported_at: Option<DateTime<Utc>>,
+    /// The source's and the target's connection status.
+    pub connections: Connections,
     /// The last hour, oldest first; minutes without a report are absent.
     pub history: Vec<MinutePoint>,
 }
@@ -120,6 +214,7 @@ impl TaskMetrics {
                     .map(|d| (d as f64 + stale_for as f64) / 1000.0)
             }),
             reported_at: latest.map(|m| m.updated_at),
+            connections: Connections::from_latest(latest, fresh.is_some()),
             history,
         }
     }
@@ -144,6 +239,7 @@ mod tests {
             rps: 42.0,
             bps: 4200.0,
             updated_at: t(updated),
+            failure: None,
         }
     }
 
@@ -174,6 +270,33 @@ mod tests {
         assert_eq!(m.history[0].rps, 10.0, "a whole minute: 600 rows / 60 s");
         assert_eq!(m.history[1].rps, 10.0, "the current one: 300 rows / 30 s");
         assert_eq!(m.history[1].max_delay_seconds, 1.5);
+        assert_eq!(m.connections.source.state, ConnectionState::Connected);
+        assert_eq!(m.connections.target.state, ConnectionState::Connected);
+    }
+
+    #[test]
+    fn a_failure_names_its_side_until_the_next_report() {
+        let now = t("2026-11-22T10:10:00Z");
+        let mut failed = minute("2026-11-22T10:09:00Z", 0, "2026-11-22T10:09:50Z");
+        failed.failure = Some(ConnectionFailure {
+            side: Side::Target,
+            message: "connection refused".into(),
+        });
+        let m = TaskMetrics::at(vec![failed.clone()], now);
+        assert_eq!(m.connections.target.state, ConnectionState::Failing);
+        assert_eq!(
+            m.connections.target.error.as_deref(),
+            Some("connection refused")
+        );
+        assert_eq!(m.connections.source.state, ConnectionState::Connected);
+        // Still failing when the retries wait longer than a report's freshness.
+        let later = TaskMetrics::at(vec![failed.clone()], t("2026-11-22T10:20:00Z"));
+        assert_eq!(later.connections.target.state, ConnectionState::Failing);
+        assert_eq!(later.connections.source.state, ConnectionState::Unknown);
+        // A later report of a running loop clears it.
+        let ok = minute("2026-11-22T10:09:00Z", 5, "2026-11-22T10:09:58Z");
+        let m = TaskMetrics::at(vec![failed, ok], now);
+        assert_eq!(m.connections.target.state, ConnectionState::Connected);
     }
 
     #[test]
@@ -187,6 +310,8 @@ mod tests {
         assert_eq!(m.source_delay_seconds, Some(300.25));
         let none = TaskMetrics::at(vec![], now);
         assert_eq!(none.source_delay_seconds, None);
+        assert_eq!(m.connections.source.state, ConnectionState::Unknown);
+        assert_eq!(none.connections.target.state, ConnectionState::Unknown);
         assert!(none.history.is_empty());
     }
 }

@@ -57,11 +57,38 @@ impl SinkError {
     }
 }
 
-/// Client settings for a bootstrap list.
+/// Client settings for a bootstrap list, with the connection security of the environment (see
+/// [`security_settings`]).
 pub fn client_config(bootstrap: &str) -> ClientConfig {
+    static SECURITY: std::sync::OnceLock<Vec<(&'static str, String)>> = std::sync::OnceLock::new();
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap);
+    for (k, v) in SECURITY.get_or_init(|| security_settings(|n| std::env::var(n).ok())) {
+        c.set(*k, v);
+    }
     c
+}
+
+/// How Ferry's own clients (workers, control plane) authenticate to the cluster, from
+/// `FERRY_KAFKA_SECURITY_PROTOCOL` (`plaintext`, `ssl`, `sasl_plaintext`, `sasl_ssl`),
+/// `FERRY_KAFKA_SASL_MECHANISM` (`SCRAM-SHA-512`, `SCRAM-SHA-256`, `PLAIN`),
+/// `FERRY_KAFKA_SASL_USERNAME` and `FERRY_KAFKA_SASL_PASSWORD` (on ECS, injected from a Secrets
+/// Manager secret). Unset: plaintext, as on the local stack. librdkafka checks the values
+/// when a client is created and names the one it refuses.
+pub fn security_settings(get: impl Fn(&str) -> Option<String>) -> Vec<(&'static str, String)> {
+    [
+        ("FERRY_KAFKA_SECURITY_PROTOCOL", "security.protocol"),
+        ("FERRY_KAFKA_SASL_MECHANISM", "sasl.mechanism"),
+        ("FERRY_KAFKA_SASL_USERNAME", "sasl.username"),
+        ("FERRY_KAFKA_SASL_PASSWORD", "sasl.password"),
+    ]
+    .into_iter()
+    .filter_map(|(env, key)| {
+        get(env)
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| (key, v))
+    })
+    .collect()
 }
 
 /// Creates `topic` with `partitions` partitions and `retention_ms`, unless it exists.
@@ -307,6 +334,25 @@ pub use rdkafka::producer::DeliveryFuture as Delivery;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_comes_from_the_environment_when_set() {
+        let env = |n: &str| match n {
+            "FERRY_KAFKA_SECURITY_PROTOCOL" => Some("sasl_ssl".to_owned()),
+            "FERRY_KAFKA_SASL_MECHANISM" => Some("SCRAM-SHA-512".to_owned()),
+            "FERRY_KAFKA_SASL_USERNAME" => Some(" ".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            security_settings(env),
+            [
+                ("security.protocol", "sasl_ssl".to_owned()),
+                ("sasl.mechanism", "SCRAM-SHA-512".to_owned())
+            ]
+        );
+        assert!(security_settings(|_| None).is_empty());
+    }
+
 
     #[test]
     fn partitions_are_stable_and_in_range() {

@@ -72,6 +72,28 @@ pub fn apply_statement(
     Applied::Ddl { entries }
 }
 
+/// The tables a `TRUNCATE [TABLE]` statement (run with default database `default_db`) empties;
+/// empty for any other statement. It changes no schema and logs no rows, so a sync task must
+/// see it here to empty its target tables.
+pub fn truncated_tables(default_db: Option<&str>, sql: &str) -> Vec<ObjectName> {
+    let first = sql.split_whitespace().next().unwrap_or_default();
+    if !first.eq_ignore_ascii_case("TRUNCATE") {
+        return Vec::new();
+    }
+    let Ok(statements) = Parser::parse_sql(&MySqlDialect {}, sql) else {
+        return Vec::new();
+    };
+    statements
+        .iter()
+        .filter_map(|s| match s {
+            Statement::Truncate(t) if t.partitions.is_none() => Some(&t.table_names),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|t| object_name(&t.name, default_db))
+        .collect()
+}
+
 /// Statements about transactions that `sqlparser` does not know (MySQL's XA).
 fn is_bookkeeping_text(sql: &str) -> bool {
     let first = sql.split_whitespace().next().unwrap_or_default();
@@ -788,5 +810,24 @@ mod tests {
         );
         assert_eq!(members_of_column_type("set('x','y')"), ["x", "y"]);
         assert!(members_of_column_type("int(11)").is_empty());
+    }
+
+    #[test]
+    fn truncate_names_its_tables_and_nothing_else_does() {
+        let name = |d: &str, t: &str| ObjectName {
+            database: d.into(),
+            table: t.into(),
+        };
+        assert_eq!(
+            truncated_tables(Some("shop"), "TRUNCATE TABLE orders"),
+            [name("shop", "orders")]
+        );
+        assert_eq!(
+            truncated_tables(None, "truncate `other`.`t 1`"),
+            [name("other", "t 1")]
+        );
+        assert!(truncated_tables(None, "TRUNCATE TABLE orders").is_empty(), "no database");
+        assert!(truncated_tables(Some("shop"), "DROP TABLE orders").is_empty());
+        assert!(truncated_tables(Some("shop"), "TRUNCATE garbage (").is_empty());
     }
 }

@@ -7,13 +7,15 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use ferry_domain::id::InstanceId;
-use ferry_domain::metrics::{HISTORY, MinuteMetrics};
+use ferry_domain::metrics::{ConnectionFailure, HISTORY, MinuteMetrics, Side};
 
 use crate::item::{Item, n, s};
 use crate::keys::{PK, SK, TTL, instance_pk};
 use crate::{Store, StoreError};
 
 const METRICS_SK_PREFIX: &str = "METRICS#";
+const FAILURE_SIDE: &str = "failure_side";
+const FAILURE_MESSAGE: &str = "failure_message";
 
 /// Minutes are kept this long after they end.
 const KEEP: Duration = Duration::hours(2);
@@ -64,8 +66,10 @@ impl Store {
             .update_expression(format!(
                 "ADD #rows :rows, #bytes :bytes \
                  SET #minute = :minute, #maxd = :maxd, #d = :d, #rps = :rps, #bps = :bps, \
-                 #at = :at, #ttl = :ttl{target_set}"
+                 #at = :at, #ttl = :ttl{target_set} REMOVE #fs, #fm"
             ))
+            .expression_attribute_names("#fs", FAILURE_SIDE)
+            .expression_attribute_names("#fm", FAILURE_MESSAGE)
             .expression_attribute_names("#rows", "rows")
             .expression_attribute_names("#bytes", "bytes")
             .expression_attribute_names("#minute", "minute")
@@ -90,6 +94,43 @@ impl Store {
                 .expression_attribute_values(":td", td);
         }
         update
+            .send()
+            .await
+            .map_err(|e| StoreError::backend("UpdateItem", e))?;
+        Ok(())
+    }
+
+    /// Records that the task's `failure.side` connection failed at `at` (its loop stopped and
+    /// is retried): the rates read as zero and the failure shows until the next report.
+    pub async fn report_failure(
+        &self,
+        instance: &InstanceId,
+        failure: &ConnectionFailure,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let minute = ferry_domain::metrics::minute_of(at);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(PK, s(instance_pk(instance)))
+            .key(SK, s(metrics_sk(minute)))
+            .update_expression(
+                "SET #minute = :minute, #rps = :zero, #bps = :zero, #at = :at, #ttl = :ttl, \
+                 #fs = :fs, #fm = :fm",
+            )
+            .expression_attribute_names("#minute", "minute")
+            .expression_attribute_names("#rps", "rps")
+            .expression_attribute_names("#bps", "bps")
+            .expression_attribute_names("#at", "updated_at")
+            .expression_attribute_names("#ttl", TTL)
+            .expression_attribute_names("#fs", FAILURE_SIDE)
+            .expression_attribute_names("#fm", FAILURE_MESSAGE)
+            .expression_attribute_values(":minute", s(minute.to_rfc3339()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":at", s(at.to_rfc3339()))
+            .expression_attribute_values(":ttl", n((minute + KEEP).timestamp()))
+            .expression_attribute_values(":fs", s(failure.side.as_str()))
+            .expression_attribute_values(":fm", s(failure.message.clone()))
             .send()
             .await
             .map_err(|e| StoreError::backend("UpdateItem", e))?;
@@ -166,6 +207,20 @@ fn minute_from_item(item: Item) -> Result<MinuteMetrics, StoreError> {
         rps: num("rps")?,
         bps: num("bps")?,
         updated_at: time("updated_at")?,
+        failure: match (
+            item.get(FAILURE_SIDE).and_then(|v| v.as_s().ok()),
+            item.get(FAILURE_MESSAGE).and_then(|v| v.as_s().ok()),
+        ) {
+            (Some(side), Some(message)) => Some(ConnectionFailure {
+                side: match side.as_str() {
+                    "source" => Side::Source,
+                    "target" => Side::Target,
+                    _ => return Err(corrupt(FAILURE_SIDE)),
+                },
+                message: message.clone(),
+            }),
+            _ => None,
+        },
     })
 }
 

@@ -31,6 +31,29 @@ impl Store {
             .map(|(value, version)| Versioned { value, version }))
     }
 
+    /// The instances whose configured task wants a worker (starting, running or paused): what
+    /// the capture service must have room for. Reads every instance and its task.
+    pub async fn tasks_wanting_worker(&self) -> Result<Vec<InstanceId>, StoreError> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.list_instances(100, token.as_ref(), |_| true).await?;
+            for instance in page.items {
+                let id = instance.value.id();
+                if let Some(task) = self.get_task(id).await?
+                    && task.value.config.is_some()
+                    && task.value.task.state().wants_worker()
+                {
+                    out.push(id.clone());
+                }
+            }
+            match page.next {
+                Some(t) => token = Some(t),
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// Stores a changed task record if nobody changed it since `expected`.
     pub async fn update_task(&self, record: &TaskRecord, expected: u64) -> Result<u64, StoreError> {
         self.update_versioned(

@@ -32,6 +32,7 @@ use ferry_api::AppState;
 use ferry_api::lifecycle::transition;
 use ferry_domain::change::{ChangeEvent, ChangeKind, TransactionRef};
 use ferry_domain::id::{InstanceId, WorkerId};
+use ferry_domain::metrics::Side;
 use ferry_domain::position::{BinlogFile, Position};
 use ferry_domain::reselect::{SelectionChange, SelectionPlan};
 use ferry_domain::schema::{SchemaCatalog, SchemaEntry};
@@ -73,6 +74,10 @@ pub enum CaptureError {
     },
     #[error("{0}")]
     Transient(String),
+    /// The source or target connection failed: retried like [`CaptureError::Transient`], and
+    /// shown as the task's connection status.
+    #[error("{side:?} connection: {message}")]
+    Connection { side: Side, message: String },
     /// Another worker holds the task now.
     #[error("the lease was lost")]
     LeaseLost,
@@ -96,7 +101,7 @@ impl From<ReaderError> for CaptureError {
                 hint: "grant REPLICATION SLAVE, REPLICATION CLIENT and SELECT to the capture user".into(),
             },
             ReaderError::Definite { message, hint } => Self::Definite { code: "source_stream", message, hint },
-            other => Self::Transient(other.to_string()),
+            other => source_failed(other),
         }
     }
 }
@@ -109,7 +114,10 @@ impl From<SinkError> for CaptureError {
                 message,
                 hint,
             },
-            SinkError::Transient(m) => Self::Transient(m),
+            SinkError::Transient(message) => Self::Connection {
+                side: Side::Target,
+                message,
+            },
         }
     }
 }
@@ -125,6 +133,14 @@ impl From<StoreError> for CaptureError {
 
 pub(crate) fn transient(e: impl std::fmt::Display) -> CaptureError {
     CaptureError::Transient(e.to_string())
+}
+
+/// A failure of the source connection (retried).
+pub(crate) fn source_failed(e: impl std::fmt::Display) -> CaptureError {
+    CaptureError::Connection {
+        side: Side::Source,
+        message: e.to_string(),
+    }
 }
 
 /// What a checkpoint write is conditioned on: the lease's fencing token and the configuration
@@ -175,11 +191,11 @@ pub(crate) async fn source_params(
 pub(crate) async fn current_position(params: &ConnectParams) -> Result<Position, CaptureError> {
     let mut conn = ferry_mysql::connect(params)
         .await
-        .map_err(|e| CaptureError::Transient(e.message))?;
+        .map_err(|e| source_failed(e.message))?;
     let row: Option<mysql_async::Row> = conn
         .query_first("SHOW MASTER STATUS")
         .await
-        .map_err(transient)?;
+        .map_err(source_failed)?;
     let (file, offset) = row
         .and_then(|r| Some((r.get::<String, _>("File")?, r.get::<u64, _>("Position")?)))
         .ok_or_else(|| CaptureError::Definite {
@@ -201,10 +217,10 @@ pub(crate) async fn snapshot_schema(
 ) -> Result<SchemaCatalog, CaptureError> {
     let mut conn = ferry_mysql::connect(params)
         .await
-        .map_err(|e| CaptureError::Transient(e.message))?;
+        .map_err(|e| source_failed(e.message))?;
     let catalog = ferry_mysql::ddl::read_catalog(&mut conn)
         .await
-        .map_err(transient)?;
+        .map_err(source_failed)?;
     let _ = conn.disconnect().await;
     state
         .store()
@@ -589,7 +605,10 @@ pub async fn capture_task(
     let mut selected_in_tx: u64 = 0;
 
     loop {
-        if *stop.borrow() {
+        // Told to stop (SIGTERM, a scale-in): at the next transaction boundary, so the last
+        // checkpoint covers everything delivered. A transaction's events follow each other in
+        // the binlog: finishing it takes as long as reading it.
+        if *stop.borrow() && !in_transaction {
             break;
         }
         if *lease_lost.borrow() {
@@ -626,7 +645,7 @@ pub async fn capture_task(
         };
         let Ok(next) = next else { continue };
         let Some(event) = next.transpose()?.flatten() else {
-            return Err(transient("the source closed the binlog stream"));
+            return Err(source_failed("the source closed the binlog stream"));
         };
         meter.observe(&event);
         match event.event {

@@ -43,7 +43,7 @@ use ferry_mysql::snapshot::{self, ChunkRows};
 use ferry_store::{CopyPlan, CopyRecord};
 use tokio::task::JoinSet;
 
-use crate::capture::{CaptureError, transient};
+use crate::capture::{CaptureError, source_failed, transient};
 
 /// A chunk to read.
 #[derive(Debug, Clone)]
@@ -105,8 +105,8 @@ pub(crate) struct Copies {
 async fn reader_connection(params: &ConnectParams) -> Result<mysql_async::Conn, CaptureError> {
     let mut conn = ferry_mysql::connect(params)
         .await
-        .map_err(|e| CaptureError::Transient(e.message))?;
-    snapshot::prepare(&mut conn).await.map_err(transient)?;
+        .map_err(|e| source_failed(e.message))?;
+    snapshot::prepare(&mut conn).await.map_err(source_failed)?;
     Ok(conn)
 }
 
@@ -224,7 +224,7 @@ impl Copies {
                         message: e.to_string(),
                         hint: "leave the column out of the task's selection (`columns`), or report the value".into(),
                     },
-                    other => transient(other),
+                    other => source_failed(other),
                 })?;
                 Ok((
                     ReadChunk {
@@ -345,10 +345,10 @@ pub(crate) async fn plan_copy(
     let mut conn = reader_connection(params).await?;
     let rows_total = snapshot::estimate_rows(&mut conn, table)
         .await
-        .map_err(transient)?;
+        .map_err(source_failed)?;
     let bounds = snapshot::plan_chunks(&mut conn, table, def, chunk_rows)
         .await
-        .map_err(transient)?;
+        .map_err(source_failed)?;
     let _ = conn.disconnect().await;
     Ok(CopyPlan {
         table: table.clone(),

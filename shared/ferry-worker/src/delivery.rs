@@ -21,6 +21,7 @@ use ferry_api::AppState;
 use ferry_aws::streams::{StreamAck, StreamError, StreamSink, partition_key};
 use ferry_domain::change::{ChangeEvent, ChangeKind};
 use ferry_domain::id::InstanceId;
+use ferry_domain::metrics::Side;
 use ferry_domain::position::Position;
 use ferry_domain::task_config::{Destination as Kind, Partitioning, TaskConfig};
 use ferry_kafka::encode::encode;
@@ -30,12 +31,11 @@ use futures::FutureExt;
 use crate::capture::CaptureError;
 use crate::metrics::TaskMeter;
 
-fn transient(e: impl std::fmt::Display) -> CaptureError {
-    CaptureError::Transient(e.to_string())
-}
-
 fn closed() -> CaptureError {
-    transient("the producer was closed before a record was delivered")
+    CaptureError::Connection {
+        side: Side::Target,
+        message: "the producer was closed before a record was delivered".into(),
+    }
 }
 
 impl From<StreamError> for CaptureError {
@@ -46,7 +46,10 @@ impl From<StreamError> for CaptureError {
                 message,
                 hint,
             },
-            StreamError::Transient(m) => Self::Transient(m),
+            StreamError::Transient(message) => Self::Connection {
+                side: Side::Target,
+                message,
+            },
         }
     }
 }

@@ -11,6 +11,7 @@
 //! | `ferry_checkpoints_total{instance}` | counter | checkpoints written |
 //! | `ferry_heartbeat_errors_total{instance}` | counter | failures of the heartbeat writer (it retries) |
 //! | `ferry_tasks_running` | gauge | capture loops this worker runs |
+//! | `ferry_connection_errors_total{side}` | counter | failures of a task's `source` or `target` connection (the task is retried) |
 //!
 //! Counters are per worker process: a task that moves to another worker continues there from
 //! zero, as Prometheus counters do after a restart. The per-minute totals in the store are added
@@ -40,6 +41,11 @@ struct TaskLabels {
     instance: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SideLabels {
+    side: &'static str,
+}
+
 /// The worker's metric families.
 #[derive(Debug)]
 pub struct WorkerMetrics {
@@ -53,6 +59,7 @@ pub struct WorkerMetrics {
     delay: Family<TaskLabels, Gauge<f64, AtomicU64>>,
     target_delay: Family<TaskLabels, Gauge<f64, AtomicU64>>,
     running: Gauge,
+    connection_errors: Family<SideLabels, Counter>,
 }
 
 impl Default for WorkerMetrics {
@@ -67,6 +74,7 @@ impl Default for WorkerMetrics {
         let delay = Family::default();
         let target_delay = Family::default();
         let running = Gauge::default();
+        let connection_errors = Family::default();
         registry.register("rows", "Row changes delivered", rows.clone());
         registry.register(
             "records",
@@ -100,6 +108,11 @@ impl Default for WorkerMetrics {
             "Capture loops this worker runs",
             running.clone(),
         );
+        registry.register(
+            "connection_errors",
+            "Failures of a task's source or target connection (the task is retried)",
+            connection_errors.clone(),
+        );
         Self {
             registry,
             rows,
@@ -111,6 +124,7 @@ impl Default for WorkerMetrics {
             delay,
             target_delay,
             running,
+            connection_errors,
         }
     }
 }
@@ -137,6 +151,15 @@ impl WorkerMetrics {
             owner: Arc::clone(self),
             labels,
         }
+    }
+
+    /// A task's `side` connection failed.
+    pub fn connection_failed(&self, side: ferry_domain::metrics::Side) {
+        self.connection_errors
+            .get_or_create(&SideLabels {
+                side: side.as_str(),
+            })
+            .inc();
     }
 
     /// The text exposition (OpenMetrics).
@@ -361,6 +384,9 @@ impl TaskMeter {
                     last = (rows, bytes, tokio::time::Instant::now());
                     reported_at = tokio::time::Instant::now();
                     if minute_ended {
+                        // One line per task and minute: the deployment's log metric filters
+                        // turn it into the task delay metric its alarm watches.
+                        tracing::info!(instance = %instance, max_delay_ms = max_delay, target_delay_ms = target_delay.unwrap_or(0), "task minute");
                         minute = this_minute;
                         max_delay = delay;
                     }

@@ -36,8 +36,11 @@ use ferry_api::lifecycle::transition;
 use ferry_domain::change::{ObjectName, Operation};
 use ferry_domain::convert::TargetEngine;
 use ferry_domain::endpoint::Engine;
-use ferry_domain::evolve::{TableChange, alter_table, drop_table, rename_table, table_changes};
+use ferry_domain::evolve::{
+    TableChange, alter_table, drop_table, rename_table, table_changes, truncate_table,
+};
 use ferry_domain::id::InstanceId;
+use ferry_domain::metrics::Side;
 use ferry_domain::position::Position;
 use ferry_domain::schema::{SchemaCatalog, TableDef};
 use ferry_domain::selection::{ObjectSelection, OperationKind};
@@ -53,7 +56,7 @@ use tokio::sync::watch;
 use crate::capture::{
     AbortOnDrop, CHECK_EVERY, CHECKPOINT_EVERY, CaptureError, CaptureSettings, Fence,
     current_position, open_reader, read_ahead, renew_lease, schema_at, snapshot_schema,
-    source_params, transient, write_checkpoint,
+    source_failed, source_params, transient, write_checkpoint,
 };
 use crate::copy::{Copies, ReadChunk, plan_copy};
 use crate::metrics::TaskMeter;
@@ -70,7 +73,10 @@ impl From<TargetError> for CaptureError {
                 message,
                 hint,
             },
-            TargetError::Transient(m) => Self::Transient(m),
+            TargetError::Transient(message) => Self::Connection {
+                side: Side::Target,
+                message,
+            },
         }
     }
 }
@@ -431,7 +437,10 @@ pub async fn sync_task(
     let mut verifying: Option<AbortOnDrop> = None;
 
     loop {
-        if *stop.borrow() {
+        // Told to stop (SIGTERM, a scale-in): at the next transaction boundary, so the last
+        // checkpoint covers everything delivered. A transaction's events follow each other in
+        // the binlog: finishing it takes as long as reading it.
+        if *stop.borrow() && !in_transaction {
             break;
         }
         if *lease_lost.borrow() {
@@ -480,7 +489,7 @@ pub async fn sync_task(
             continue;
         };
         let Some(event) = next.transpose()?.flatten() else {
-            return Err(transient("the source closed the binlog stream"));
+            return Err(source_failed("the source closed the binlog stream"));
         };
         // Chunks whose high watermark this event is past are loaded before it.
         let idle = matches!(event.event, SourceEvent::Heartbeat);
@@ -518,7 +527,35 @@ pub async fn sync_task(
                     applier.batch.push(change);
                 }
             }
-            SourceEvent::Ddl { schema, .. } => {
+            SourceEvent::Ddl {
+                schema,
+                database,
+                statement,
+            } => {
+                let truncated: Vec<ObjectName> =
+                    ferry_mysql::ddl::truncated_tables(database.as_deref(), &statement)
+                        .into_iter()
+                        .filter(|t| applier.tables.contains_key(t))
+                        .collect();
+                if !truncated.is_empty() && config.objects.includes(OperationKind::Ddl) {
+                    applier.flush().await?;
+                    for name in &truncated {
+                        truncate(
+                            &mut Evolution {
+                                state,
+                                instance,
+                                config: &config,
+                                params: &params,
+                                engine,
+                                applier: &mut applier,
+                                copies: &mut copies,
+                            },
+                            name,
+                            catalog.get(name),
+                        )
+                        .await?;
+                    }
+                }
                 if !schema.is_empty() {
                     applier.flush().await?;
                     store
@@ -548,7 +585,7 @@ pub async fn sync_task(
                 applier.flush().await?;
                 // Checkpointed at once: target DDL is not idempotent (a column added twice
                 // fails), so a restart must not apply the statement again.
-                if !schema.is_empty() {
+                if !schema.is_empty() || !truncated.is_empty() {
                     checkpoint_applied(state, &fence, &mut applier).await?;
                     checkpointed_at = tokio::time::Instant::now();
                 }
@@ -672,6 +709,29 @@ async fn copy_again(
         },
         Arc::new(def.clone()),
     );
+    Ok(())
+}
+
+/// Empties `name`'s target table, as the source's `TRUNCATE` did. A table still being copied is
+/// copied again from scratch: chunks read before the statement must not bring rows back.
+async fn truncate(
+    e: &mut Evolution<'_, '_>,
+    name: &ObjectName,
+    def: Option<&TableDef>,
+) -> Result<(), CaptureError> {
+    let Some(table) = e.applier.tables.get(name).cloned() else {
+        return Ok(());
+    };
+    e.applier
+        .target
+        .execute(&[truncate_table(e.engine, &table.schema, &table.name)])
+        .await?;
+    if let Some(def) = def
+        && !e.copies.table_done(name)
+    {
+        copy_again(e, name, &table, def).await?;
+    }
+    tracing::info!(instance = %e.instance, table = %name, "table truncated on the target");
     Ok(())
 }
 

@@ -27,6 +27,7 @@ use chrono::Utc;
 use ferry_api::AppState;
 use ferry_api::lifecycle::transition;
 use ferry_domain::id::{InstanceId, WorkerId};
+use ferry_domain::metrics::ConnectionFailure;
 use ferry_domain::task::{TaskError, TaskEvent};
 use ferry_store::PageToken;
 use tokio::sync::watch;
@@ -168,15 +169,21 @@ impl Worker {
                 break;
             }
         }
-        for (instance, r) in running {
+        // Every loop is told at once and they stop side by side (each finishes its batch and
+        // writes its checkpoint): a shutdown takes as long as the slowest loop, not their sum,
+        // which matters under ECS's stop timeout.
+        for r in running.values() {
             let _ = r.stop.send(true);
+        }
+        let stopping = running.into_iter().map(|(instance, r)| async move {
             let _ = r.handle.await;
             let _ = self
                 .state
                 .store()
                 .release_lease(&instance, &self.settings.id, r.token, Utc::now())
                 .await;
-        }
+        });
+        futures::future::join_all(stopping).await;
     }
 
     /// Removes what deleted instances and groups left on the broker (see
@@ -291,7 +298,10 @@ impl Worker {
                     crate::sync::sync_task(&state, &settings, &instance, token, stop_rx).await
                 }
             };
-            let transient = matches!(result, Err(CaptureError::Transient(_)));
+            let transient = matches!(
+                result,
+                Err(CaptureError::Transient(_) | CaptureError::Connection { .. })
+            );
             match result {
                 Ok(()) => tracing::info!(instance = %instance, "capture stopped"),
                 Err(CaptureError::ConfigChanged) => {
@@ -320,6 +330,14 @@ impl Worker {
                 }
                 Err(CaptureError::Transient(e)) => {
                     tracing::warn!(instance = %instance, error = %e, "capture interrupted; the task is retried");
+                }
+                Err(CaptureError::Connection { side, message }) => {
+                    tracing::warn!(instance = %instance, side = side.as_str(), error = %message, "a connection failed; the task is retried");
+                    settings.metrics.connection_failed(side);
+                    let failure = ConnectionFailure { side, message };
+                    if let Err(e) = state.store().report_failure(&instance, &failure, Utc::now()).await {
+                        tracing::warn!(instance = %instance, error = %e, "recording the connection failure failed");
+                    }
                 }
             }
             let _ = state

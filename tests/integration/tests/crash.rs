@@ -133,3 +133,98 @@ async fn a_worker_killed_mid_stream_loses_and_duplicates_nothing() {
     );
     drop(second);
 }
+
+/// What ECS does to a worker it replaces (a deployment, a scale-in): SIGTERM, then a new worker.
+/// The stopped worker finishes its batch, checkpoints behind its last record and releases its
+/// lease, so the next worker takes over at once (long before the 300 s lease would expire) and
+/// the topic holds every change exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_stopped_with_sigterm_hands_over_without_losing_or_duplicating() {
+    const ROWS: u64 = 50_000;
+    const PER_TRANSACTION: u64 = 500;
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE events (id BIGINT PRIMARY KEY, n INT, note VARCHAR(40))")
+        .await
+        .unwrap();
+    let config = json!({
+        "source": ctx.stack_source(),
+        "objects": {"databases": [{"name": ctx.mysql_database(), "tables": [{"name": "events"}]}]},
+    });
+    let (id, topic) = api.start_tracking_task("graceful", config).await.unwrap();
+    let id: InstanceId = id.parse().unwrap();
+    let first = ctx.worker_process(300).unwrap();
+    api.wait_state(&id, "incremental", Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    // A steady writer, running on across the restart.
+    let writer = tokio::spawn(async move {
+        for t in 0..ROWS / PER_TRANSACTION {
+            let values: Vec<String> = (1..=PER_TRANSACTION)
+                .map(|i| {
+                    let id = t * PER_TRANSACTION + i;
+                    format!("({id}, {}, 'change {id}')", id % 97)
+                })
+                .collect();
+            db.query_drop(format!("INSERT INTO events VALUES {}", values.join(",")))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        db
+    });
+    eventually("a fifth of the stream", Duration::from_secs(120), || async {
+        Ok((high_watermark(&ctx, &topic) >= 10_000).then_some(()))
+    })
+    .await
+    .unwrap();
+    let status = first.terminate(Duration::from_secs(60)).unwrap();
+    assert!(status.success(), "the worker exits cleanly: {status}");
+
+    // It checkpointed behind the last record it produced, and released its lease.
+    let produced = usize::try_from(high_watermark(&ctx, &topic)).unwrap();
+    let checkpoint = api
+        .state
+        .store()
+        .get_checkpoint(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    let so_far = ctx.read_records(&topic, produced).await.unwrap();
+    assert_eq!(
+        checkpoint.last_key.as_deref(),
+        so_far.last().map(|(_, _, k)| k.as_str()),
+        "the checkpoint covers every record produced before the exit"
+    );
+    let lease = api.state.store().get_lease(&id).await.unwrap().unwrap();
+    assert!(
+        lease.expires_at <= chrono::Utc::now(),
+        "the lease was released: {lease:?}"
+    );
+
+    let second = ctx.worker_process(300).unwrap();
+    let _db = writer.await.unwrap();
+    let records = ctx
+        .read_records(&topic, usize::try_from(ROWS).unwrap())
+        .await
+        .unwrap();
+    let ids: Vec<u64> = records
+        .iter()
+        .map(|(_, r, _)| r["after"]["id"].as_u64().unwrap())
+        .collect();
+    assert!(
+        ids == (1..=ROWS).collect::<Vec<_>>(),
+        "every change once, in commit order (stopped after {produced} records)"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        high_watermark(&ctx, &topic),
+        i64::try_from(ROWS).unwrap(),
+        "nothing was produced twice"
+    );
+    let lease = api.state.store().get_lease(&id).await.unwrap().unwrap();
+    assert!(lease.token >= 2, "the second worker holds the task now");
+    drop(second);
+}

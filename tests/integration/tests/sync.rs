@@ -287,7 +287,7 @@ async fn verify(api: &ferry_testkit::TestApi, id: &ferry_domain::id::InstanceId)
     assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.text);
     eventually(
         "the verification to finish",
-        Duration::from_secs(120),
+        Duration::from_secs(300),
         || async {
             let v = api
                 .call(
@@ -587,6 +587,8 @@ const DDL: &[&str] = &[
     "INSERT INTO b VALUES (1, 'new'), (2, 'newer')",
     "RENAME TABLE b TO c",
     "INSERT INTO c VALUES (3, 'renamed')",
+    "TRUNCATE TABLE c",
+    "INSERT INTO c VALUES (4, 'after the truncate')",
     "CREATE TABLE d (id INT PRIMARY KEY)",
     "DROP TABLE d",
 ];
@@ -676,6 +678,14 @@ async fn ddl_mid_stream_reaches_postgresql() {
         .unwrap()
         .get(0);
     assert_eq!(x2, 30_000_000_000);
+    let c: Vec<i32> = pg
+        .query("SELECT id FROM copy.c", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(c, [4], "TRUNCATE emptied the table before the last insert");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -792,5 +802,247 @@ async fn a_table_added_to_a_running_task_is_backfilled_under_load() {
     )
     .await
     .unwrap_or_else(|e| panic!("{e:#}: {}", last.lock().unwrap()));
+    worker.stop().await.unwrap();
+}
+
+/// A million rows of a spread of types, written on the server from a sequence.
+const MILLION: &str = "CREATE TABLE million (
+    id INT UNSIGNED NOT NULL PRIMARY KEY, name VARCHAR(40) NOT NULL, amount DECIMAL(14,2),
+    ratio DOUBLE, at DATETIME(6) NOT NULL, day DATE, tag ENUM('a','b','c'), bits BIT(8),
+    payload VARBINARY(16), doc JSON, u UUID)";
+
+const MILLION_ROWS: &str = "INSERT INTO million SELECT seq, CONCAT('row ', seq), seq * 1.25,
+    seq / 7, TIMESTAMP'2024-01-01 00:00:00' + INTERVAL seq SECOND + INTERVAL seq MICROSECOND,
+    DATE'2000-01-01' + INTERVAL (seq % 10000) DAY, ELT(seq % 3 + 1, 'a', 'b', 'c'), seq % 256,
+    UNHEX(MD5(seq)), JSON_OBJECT('n', seq, 's', CONCAT('x', seq)), IF(seq % 5 = 0, NULL, UUID())
+    FROM seq_1_to_1000000";
+
+/// Writes to `million` while `running`: updates, inserts past the end and deletes, in small
+/// transactions.
+async fn million_load(mut db: mysql_async::Conn, running: Arc<AtomicBool>, done: Arc<AtomicU64>) {
+    let mut n: u64 = 0;
+    while running.load(Ordering::Relaxed) {
+        n += 1;
+        let id = (n * 7919) % 1_000_000 + 1;
+        db.query_drop(format!(
+            "START TRANSACTION; \
+             UPDATE million SET amount = amount + 1, doc = JSON_OBJECT('changed', {n}) WHERE id = {id}; \
+             INSERT INTO million (id, name, at, tag) VALUES ({}, 'new', NOW(6), 'b'); \
+             DELETE FROM million WHERE id = {}; COMMIT",
+            1_000_000 + n,
+            (id * 31) % 1_000_000 + 1,
+        ))
+        .await
+        .unwrap();
+        done.store(n, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The issue's acceptance test at full size: every column type and a million rows, synced to
+/// PostgreSQL and to a second MariaDB database by two tasks at once while a write load runs,
+/// then verified with zero differences.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_million_rows_of_every_type_sync_to_both_targets_and_verify() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    let started = std::time::Instant::now();
+    for sql in [EVERY_TYPE, EVERY_TYPE_ROWS, MILLION, MILLION_ROWS] {
+        db.query_drop(sql).await.unwrap();
+    }
+    eprintln!("source filled in {:.1?}", started.elapsed());
+    let copy = format!("{}_copy", ctx.mysql_database());
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut tasks = Vec::new();
+    for (name, target, target_db) in [
+        ("to-postgresql", ctx.postgres_target().unwrap(), "copy"),
+        ("to-mariadb", ctx.mariadb_target(), copy.as_str()),
+    ] {
+        let mut config = sync_config(&ctx, target, target_db);
+        // The defaults (20,000-row chunks, 4 at a time): what a user gets.
+        config.as_object_mut().unwrap().remove("sync");
+        let (id, _) = api.start_task_named(name, "sync", config).await.unwrap();
+        tasks.push(id);
+    }
+    let running = Arc::new(AtomicBool::new(true));
+    let writes = Arc::new(AtomicU64::new(0));
+    let load = tokio::spawn(million_load(
+        ctx.mysql().await.unwrap(),
+        Arc::clone(&running),
+        Arc::clone(&writes),
+    ));
+    let worker = InProcessWorker::start(&api.state);
+    let copying = std::time::Instant::now();
+    for id in &tasks {
+        let task = api
+            .wait_state(id, "incremental", Duration::from_secs(480))
+            .await
+            .unwrap();
+        let million = task["full_sync"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"]["table"] == "million")
+            .unwrap_or_else(|| panic!("no progress for million: {task}"))
+            .clone();
+        assert_eq!(million["state"], "done", "{task}");
+        assert!(million["rows_done"].as_u64().unwrap() >= 1_000_000, "{task}");
+    }
+    eprintln!("both full syncs done in {:.1?}", copying.elapsed());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    running.store(false, Ordering::Relaxed);
+    load.await.unwrap();
+    assert!(writes.load(Ordering::Relaxed) > 10, "the load ran");
+    let rows: u64 = db
+        .query_first("SELECT COUNT(*) FROM million")
+        .await
+        .unwrap()
+        .unwrap();
+
+    for id in &tasks {
+        let last = std::sync::Mutex::new(Value::Null);
+        let verifying = std::time::Instant::now();
+        let v = eventually(
+            "the copy to verify equal",
+            Duration::from_secs(300),
+            || async {
+                let v = verify(&api, id).await;
+                let ok = v["report"]["differences"] == 0;
+                *last.lock().unwrap() = v.clone();
+                Ok(ok.then_some(v))
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}: {}", last.lock().unwrap()));
+        eprintln!("verified in {:.1?}", verifying.elapsed());
+        let tables = v["report"]["tables"].as_array().unwrap();
+        let counted: Vec<(String, u64)> = tables
+            .iter()
+            .map(|t| {
+                (
+                    t["table"]["table"].as_str().unwrap().to_owned(),
+                    t["source_rows"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            counted,
+            [("every_type".to_owned(), 3), ("million".to_owned(), rows)],
+            "{v}"
+        );
+    }
+    worker.stop().await.unwrap();
+}
+
+/// The task's metrics, once `ready` holds for them.
+async fn metrics_when(
+    api: &ferry_testkit::TestApi,
+    id: &ferry_domain::id::InstanceId,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let last = std::sync::Mutex::new(Value::Null);
+    eventually("the metrics", Duration::from_secs(120), || async {
+        let m = api
+            .call(
+                axum::http::Method::GET,
+                &format!("/v1/instances/{id}/task/metrics"),
+                None,
+            )
+            .await?;
+        *last.lock().unwrap() = m.body.clone();
+        Ok(ready(&m.body).then_some(m.body))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}: {}", last.lock().unwrap()))
+}
+
+/// The target refuses connections for a while: the metrics show the target connection failing
+/// with the server's words, the source still connected; once it accepts them again, the task
+/// catches up by itself and both read connected.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_outage_shows_in_the_connection_status_and_heals() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE a (id INT PRIMARY KEY, v TEXT)")
+        .await
+        .unwrap();
+    db.query_drop("INSERT INTO a VALUES (1, 'one')")
+        .await
+        .unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let (id, _) = api
+        .start_task(
+            "sync",
+            sync_config(&ctx, ctx.postgres_target().unwrap(), "copy"),
+        )
+        .await
+        .unwrap();
+    let worker = InProcessWorker::start(&api.state);
+    api.wait_state(&id, "incremental", Duration::from_secs(300))
+        .await
+        .unwrap();
+    let connected = |m: &Value| {
+        m["connections"]["source"]["state"] == "connected"
+            && m["connections"]["target"]["state"] == "connected"
+    };
+    metrics_when(&api, &id, connected).await;
+
+    // From the maintenance database: refuse new connections to the test's, end the open ones.
+    let admin = ctx.env().postgres("postgres").await.unwrap();
+    let name = ctx.postgres_database();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .await
+        .unwrap();
+    db.query_drop("INSERT INTO a VALUES (2, 'two')")
+        .await
+        .unwrap();
+    let failing = metrics_when(&api, &id, |m| {
+        m["connections"]["target"]["state"] == "failing"
+    })
+    .await;
+    let error = failing["connections"]["target"]["error"]
+        .as_str()
+        .unwrap();
+    assert!(
+        error.contains("not currently accepting connections") || error.contains("closed"),
+        "{failing}"
+    );
+    assert_ne!(failing["connections"]["source"]["state"], "failing");
+    // Still running: the worker retries, the task has not failed.
+    let task = api
+        .call(
+            axum::http::Method::GET,
+            &format!("/v1/instances/{id}/task"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(task.body["state"], "incremental", "{}", task.text);
+
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"
+        ))
+        .await
+        .unwrap();
+    metrics_when(&api, &id, connected).await;
+    let pg = ctx.postgres().await.unwrap();
+    eventually(
+        "the change to arrive",
+        Duration::from_secs(120),
+        || async {
+            let n: i64 = pg
+                .query_one("SELECT count(*) FROM copy.a", &[])
+                .await?
+                .get(0);
+            Ok((n == 2).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
     worker.stop().await.unwrap();
 }

@@ -26,6 +26,28 @@ impl WorkerProcess {
         format!("http://{}/metrics", self.metrics_addr)
     }
 
+    /// Sends SIGTERM (what ECS sends a task it stops) and waits up to `timeout` for the process
+    /// to exit: its exit status.
+    pub fn terminate(mut self, timeout: std::time::Duration) -> Result<std::process::ExitStatus> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .context("running kill -TERM")?;
+        if !sent.success() {
+            bail!("kill -TERM {} failed: {sent}", self.child.id());
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().context("waiting for the worker")? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!("the worker did not exit within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Kills the process with SIGKILL and reaps it.
     pub fn kill_hard(mut self) -> Result<()> {
         self.child.kill().context("SIGKILL")?;
