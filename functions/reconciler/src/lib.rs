@@ -194,7 +194,12 @@ impl Reconciler {
             .services(&self.settings.service)
             .send()
             .await
-            .map_err(|e| ecs_error("DescribeServices", &aws_sdk_ecs::error::DisplayErrorContext(e)))?;
+            .map_err(|e| {
+                ecs_error(
+                    "DescribeServices",
+                    &aws_sdk_ecs::error::DisplayErrorContext(e),
+                )
+            })?;
         let current = described
             .services()
             .first()
@@ -220,7 +225,12 @@ impl Reconciler {
             .send()
             .await
             .map_err(|e| ecs_error("UpdateService", &aws_sdk_ecs::error::DisplayErrorContext(e)))?;
-        tracing::info!(from = current, to = desired, running_tasks, "capture service scaled");
+        tracing::info!(
+            from = current,
+            to = desired,
+            running_tasks,
+            "capture service scaled"
+        );
         self.state
             .events()
             .publish_or_log(&[Event::CaptureServiceScaled {

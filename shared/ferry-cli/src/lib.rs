@@ -9,7 +9,10 @@ pub fn routes_by_function() -> Vec<(&'static str, Vec<Route>)> {
     vec![
         ("functions/instances", ferry_fn_instances::routes()),
         ("functions/tasks", ferry_fn_tasks::routes()),
-        ("functions/consumer-groups", ferry_fn_consumer_groups::routes()),
+        (
+            "functions/consumer-groups",
+            ferry_fn_consumer_groups::routes(),
+        ),
         ("functions/changes", ferry_fn_changes::routes()),
     ]
 }

@@ -83,11 +83,7 @@ pub fn security_settings(get: impl Fn(&str) -> Option<String>) -> Vec<(&'static 
         ("FERRY_KAFKA_SASL_PASSWORD", "sasl.password"),
     ]
     .into_iter()
-    .filter_map(|(env, key)| {
-        get(env)
-            .filter(|v| !v.trim().is_empty())
-            .map(|v| (key, v))
-    })
+    .filter_map(|(env, key)| get(env).filter(|v| !v.trim().is_empty()).map(|v| (key, v)))
     .collect()
 }
 
@@ -352,7 +348,6 @@ mod tests {
         );
         assert!(security_settings(|_| None).is_empty());
     }
-
 
     #[test]
     fn partitions_are_stable_and_in_range() {

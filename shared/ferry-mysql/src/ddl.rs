@@ -826,7 +826,10 @@ mod tests {
             truncated_tables(None, "truncate `other`.`t 1`"),
             [name("other", "t 1")]
         );
-        assert!(truncated_tables(None, "TRUNCATE TABLE orders").is_empty(), "no database");
+        assert!(
+            truncated_tables(None, "TRUNCATE TABLE orders").is_empty(),
+            "no database"
+        );
         assert!(truncated_tables(Some("shop"), "DROP TABLE orders").is_empty());
         assert!(truncated_tables(Some("shop"), "TRUNCATE garbage (").is_empty());
     }

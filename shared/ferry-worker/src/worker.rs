@@ -335,7 +335,11 @@ impl Worker {
                     tracing::warn!(instance = %instance, side = side.as_str(), error = %message, "a connection failed; the task is retried");
                     settings.metrics.connection_failed(side);
                     let failure = ConnectionFailure { side, message };
-                    if let Err(e) = state.store().report_failure(&instance, &failure, Utc::now()).await {
+                    if let Err(e) = state
+                        .store()
+                        .report_failure(&instance, &failure, Utc::now())
+                        .await
+                    {
                         tracing::warn!(instance = %instance, error = %e, "recording the connection failure failed");
                     }
                 }

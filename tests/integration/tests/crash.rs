@@ -175,9 +175,11 @@ async fn a_worker_stopped_with_sigterm_hands_over_without_losing_or_duplicating(
         }
         db
     });
-    eventually("a fifth of the stream", Duration::from_secs(120), || async {
-        Ok((high_watermark(&ctx, &topic) >= 10_000).then_some(()))
-    })
+    eventually(
+        "a fifth of the stream",
+        Duration::from_secs(120),
+        || async { Ok((high_watermark(&ctx, &topic) >= 10_000).then_some(())) },
+    )
     .await
     .unwrap();
     let status = first.terminate(Duration::from_secs(60)).unwrap();

@@ -169,7 +169,10 @@ async fn the_reconciler_scales_the_capture_service_up_and_down_with_running_task
         ids.push(id);
     }
     let batch = stream.read().await;
-    assert!(!batch.records.is_empty(), "the stream has the tasks' changes");
+    assert!(
+        !batch.records.is_empty(),
+        "the stream has the tasks' changes"
+    );
     assert_eq!(
         reconciler.handle(&batch).await.unwrap(),
         Outcome::Scaled {
@@ -190,11 +193,7 @@ async fn the_reconciler_scales_the_capture_service_up_and_down_with_running_task
     for (stop, to) in [(&ids[..2], 1), (&ids[2..], 0)] {
         for id in stop {
             let stopped = api
-                .call(
-                    Method::POST,
-                    &format!("/v1/instances/{id}/task/stop"),
-                    None,
-                )
+                .call(Method::POST, &format!("/v1/instances/{id}/task/stop"), None)
                 .await
                 .unwrap();
             assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.text);

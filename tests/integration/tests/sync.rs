@@ -886,7 +886,10 @@ async fn a_million_rows_of_every_type_sync_to_both_targets_and_verify() {
             .unwrap_or_else(|| panic!("no progress for million: {task}"))
             .clone();
         assert_eq!(million["state"], "done", "{task}");
-        assert!(million["rows_done"].as_u64().unwrap() >= 1_000_000, "{task}");
+        assert!(
+            million["rows_done"].as_u64().unwrap() >= 1_000_000,
+            "{task}"
+        );
     }
     eprintln!("both full syncs done in {:.1?}", copying.elapsed());
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1004,9 +1007,7 @@ async fn a_target_outage_shows_in_the_connection_status_and_heals() {
         m["connections"]["target"]["state"] == "failing"
     })
     .await;
-    let error = failing["connections"]["target"]["error"]
-        .as_str()
-        .unwrap();
+    let error = failing["connections"]["target"]["error"].as_str().unwrap();
     assert!(
         error.contains("not currently accepting connections") || error.contains("closed"),
         "{failing}"
@@ -1024,24 +1025,18 @@ async fn a_target_outage_shows_in_the_connection_status_and_heals() {
     assert_eq!(task.body["state"], "incremental", "{}", task.text);
 
     admin
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"
-        ))
+        .batch_execute(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
         .await
         .unwrap();
     metrics_when(&api, &id, connected).await;
     let pg = ctx.postgres().await.unwrap();
-    eventually(
-        "the change to arrive",
-        Duration::from_secs(120),
-        || async {
-            let n: i64 = pg
-                .query_one("SELECT count(*) FROM copy.a", &[])
-                .await?
-                .get(0);
-            Ok((n == 2).then_some(()))
-        },
-    )
+    eventually("the change to arrive", Duration::from_secs(120), || async {
+        let n: i64 = pg
+            .query_one("SELECT count(*) FROM copy.a", &[])
+            .await?
+            .get(0);
+        Ok((n == 2).then_some(()))
+    })
     .await
     .unwrap();
     worker.stop().await.unwrap();

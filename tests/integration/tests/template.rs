@@ -33,7 +33,11 @@ fn str_of(v: &Value) -> Option<&str> {
 /// The names of a map's keys.
 fn keys(v: Option<&Value>) -> BTreeSet<String> {
     v.and_then(|v| untagged(v).as_mapping())
-        .map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect())
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -172,15 +176,12 @@ fn each_binary_gets_the_environment_it_requires() {
         if dir == "functions/reconciler" {
             required.extend(ferry_fn_reconciler::ScaleSettings::REQUIRED_ENV);
         }
-        let missing: Vec<&&str> = required
-            .iter()
-            .filter(|v| !f.env.contains(**v))
-            .collect();
+        let missing: Vec<&&str> = required.iter().filter(|v| !f.env.contains(**v)).collect();
         assert!(missing.is_empty(), "{} lacks {missing:?}", f.name);
     }
     // The capture worker (`ferry worker` in the task definition's container).
-    let container = &t["Resources"]["CaptureTaskDefinition"]["Properties"]["ContainerDefinitions"]
-        [0];
+    let container =
+        &t["Resources"]["CaptureTaskDefinition"]["Properties"]["ContainerDefinitions"][0];
     let env: BTreeSet<&str> = container["Environment"]
         .as_sequence()
         .expect("the worker container has an Environment")
@@ -206,7 +207,7 @@ fn the_capture_image_runs_the_worker_as_a_non_root_user() {
     let user = runtime
         .lines()
         .filter_map(|l| l.trim().strip_prefix("USER "))
-        .last()
+        .next_back()
         .expect("the runtime stage sets a USER");
     assert!(user != "root" && user != "0", "USER {user}");
     assert!(
