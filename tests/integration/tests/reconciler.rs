@@ -129,6 +129,7 @@ async fn the_reconciler_scales_the_capture_service_up_and_down_with_running_task
             aws_sdk_ecs::types::ContainerDefinition::builder()
                 .name("worker")
                 .image("ferry-capture:latest")
+                .memory(2048)
                 .build(),
         )
         .send()
