@@ -1,9 +1,10 @@
 //! PostgreSQL as a target.
 //!
-//! Snapshot chunks are loaded with `COPY` into a temporary staging table shaped like the target
-//! table, then moved with `INSERT … SELECT … ON CONFLICT (key) DO UPDATE`, in one transaction:
-//! `COPY` is PostgreSQL's fastest way in, and the upsert makes loading a chunk again (after a
-//! crash, or over rows the binlog already wrote) harmless. Changes are applied as multi-row
+//! Snapshot chunks are loaded with `COPY` straight into the target table when none of their keys
+//! is there (a table's first copy); otherwise into a temporary staging table shaped like the
+//! target table, then moved with `INSERT … SELECT … ON CONFLICT (key) DO UPDATE`, in one
+//! transaction: `COPY` is PostgreSQL's fastest way in, and the upsert makes loading a chunk again
+//! (after a crash, or over rows the binlog already wrote) harmless. Changes are applied as multi-row
 //! `INSERT … ON CONFLICT` and `DELETE … WHERE key IN (…)` statements with literal values.
 
 use std::collections::HashMap;
@@ -27,6 +28,8 @@ pub struct PgTarget {
     client: Client,
     /// Staging tables created in this session, by target table.
     staging: HashMap<(String, String), String>,
+    /// Tables a direct `COPY` of a chunk hit existing keys in: loaded through staging from then.
+    conflicted: std::collections::HashSet<(String, String)>,
     connection: tokio::task::JoinHandle<()>,
 }
 
@@ -194,6 +197,7 @@ impl PgTarget {
         Ok(Self {
             client,
             staging: HashMap::new(),
+            conflicted: Default::default(),
             connection,
         })
     }
@@ -237,47 +241,43 @@ impl PgTarget {
         t: &TargetTable,
         rows: &[Vec<Value>],
     ) -> Result<(), TargetError> {
-        let direct = t.key.is_empty();
-        let stage = if direct {
-            table_ref(t)
-        } else {
-            self.staging(t).await?
-        };
-        let columns = column_list(t);
-        let tx = self.client.transaction().await.map_err(error)?;
-        let sink = tx
-            .copy_in(&format!("COPY {stage} ({columns}) FROM STDIN"))
-            .await
-            .map_err(error)?;
-        futures::pin_mut!(sink);
-        let mut buf = String::with_capacity(256 * 1024);
-        for row in rows {
-            for (i, (c, s)) in t.columns.iter().zip(&t.source_index).enumerate() {
-                if i > 0 {
-                    buf.push('\t');
+        let id = (t.schema.clone(), t.name.clone());
+        // A keyless table has no conflict to resolve: straight in.
+        if t.key.is_empty() {
+            let tx = self.client.transaction().await.map_err(error)?;
+            copy_rows(&tx, &table_ref(t), t, rows).await?;
+            return tx.commit().await.map_err(error);
+        }
+        // First straight into the table, under a savepoint: on a table's first copy no row of
+        // the chunk is there yet, and this skips the staging table's second write. A chunk whose
+        // keys the binlog or an earlier load already wrote fails on the key (23505): rolled back
+        // to the savepoint and loaded through staging, which this session then keeps doing for
+        // the table.
+        let stage = self.staging(t).await?;
+        let mut tx = self.client.transaction().await.map_err(error)?;
+        if !self.conflicted.contains(&id) {
+            let direct = tx.savepoint("ferry_direct").await.map_err(error)?;
+            match copy_rows(&direct, &table_ref(t), t, rows).await {
+                Ok(()) => {
+                    direct.commit().await.map_err(error)?;
+                    return tx.commit().await.map_err(error);
                 }
-                let v = row.get(*s).unwrap_or(&Value::Null);
-                pg_copy(v, c, &mut buf).map_err(|r| value_error(t, i, r))?;
-            }
-            buf.push('\n');
-            if buf.len() >= 256 * 1024 {
-                let chunk = std::mem::replace(&mut buf, String::with_capacity(256 * 1024));
-                sink.send(Bytes::from(chunk)).await.map_err(error)?;
+                Err(CopyError::Conflict) => {
+                    direct.rollback().await.map_err(error)?;
+                    self.conflicted.insert(id);
+                }
+                Err(CopyError::Target(e)) => return Err(e),
             }
         }
-        if !buf.is_empty() {
-            sink.send(Bytes::from(buf)).await.map_err(error)?;
-        }
-        sink.finish().await.map_err(error)?;
-        if !direct {
-            tx.batch_execute(&format!(
-                "INSERT INTO {} ({columns}) SELECT {columns} FROM {stage}{}",
-                table_ref(t),
-                on_conflict(t)
-            ))
-            .await
-            .map_err(error)?;
-        }
+        copy_rows(&tx, &stage, t, rows).await?;
+        let columns = column_list(t);
+        tx.batch_execute(&format!(
+            "INSERT INTO {} ({columns}) SELECT {columns} FROM {stage}{}",
+            table_ref(t),
+            on_conflict(t)
+        ))
+        .await
+        .map_err(error)?;
         tx.commit().await.map_err(error)
     }
 
@@ -389,6 +389,66 @@ impl PgTarget {
 }
 
 /// A keyless table's changes, one row at a time: a delete removes one equal row.
+/// Why a `COPY` failed: a key already there, or anything else.
+enum CopyError {
+    Conflict,
+    Target(TargetError),
+}
+
+impl From<TargetError> for CopyError {
+    fn from(e: TargetError) -> Self {
+        Self::Target(e)
+    }
+}
+
+impl From<CopyError> for TargetError {
+    fn from(e: CopyError) -> Self {
+        match e {
+            CopyError::Target(e) => e,
+            CopyError::Conflict => TargetError::Transient("a key of the chunk is already on the target".into()),
+        }
+    }
+}
+
+/// `COPY`s `rows` of `t` into `into` (the table or its staging table) in `tx`.
+async fn copy_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    into: &str,
+    t: &TargetTable,
+    rows: &[Vec<Value>],
+) -> Result<(), CopyError> {
+    let conflict_or = |e: tokio_postgres::Error| match e.code() {
+        Some(c) if *c == tokio_postgres::error::SqlState::UNIQUE_VIOLATION => CopyError::Conflict,
+        _ => CopyError::Target(error(e)),
+    };
+    let columns = column_list(t);
+    let sink = tx
+        .copy_in(&format!("COPY {into} ({columns}) FROM STDIN"))
+        .await
+        .map_err(conflict_or)?;
+    futures::pin_mut!(sink);
+    let mut buf = String::with_capacity(256 * 1024);
+    for row in rows {
+        for (i, (c, s)) in t.columns.iter().zip(&t.source_index).enumerate() {
+            if i > 0 {
+                buf.push('\t');
+            }
+            let v = row.get(*s).unwrap_or(&Value::Null);
+            pg_copy(v, c, &mut buf).map_err(|r| value_error(t, i, r))?;
+        }
+        buf.push('\n');
+        if buf.len() >= 256 * 1024 {
+            let chunk = std::mem::replace(&mut buf, String::with_capacity(256 * 1024));
+            sink.send(Bytes::from(chunk)).await.map_err(conflict_or)?;
+        }
+    }
+    if !buf.is_empty() {
+        sink.send(Bytes::from(buf)).await.map_err(conflict_or)?;
+    }
+    sink.finish().await.map_err(conflict_or)?;
+    Ok(())
+}
+
 fn keyless_statements(
     t: &TargetTable,
     ops: &[RowOp],
