@@ -405,7 +405,9 @@ impl From<CopyError> for TargetError {
     fn from(e: CopyError) -> Self {
         match e {
             CopyError::Target(e) => e,
-            CopyError::Conflict => TargetError::Transient("a key of the chunk is already on the target".into()),
+            CopyError::Conflict => {
+                TargetError::Transient("a key of the chunk is already on the target".into())
+            }
         }
     }
 }

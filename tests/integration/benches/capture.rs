@@ -20,29 +20,12 @@ use ferry_mysql::ConnectParams;
 use ferry_mysql::binlog::{BinlogReader, SourceEvent, Start};
 use ferry_store::Checkpoint;
 use ferry_testkit::TestContext;
+use ferry_testkit::cpu_seconds;
 use ferry_worker::{CaptureSettings, capture_task};
 use mysql_async::prelude::Queryable;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
-
-/// CPU seconds used by this process so far (user + system).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 struct Measure {
     name: &'static str,

@@ -20,28 +20,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use ferry_domain::id::InstanceId;
-use ferry_testkit::{InProcessWorker, TestApi, TestContext, eventually};
+use ferry_testkit::{InProcessWorker, TestApi, TestContext, cpu_seconds, eventually};
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
-
-/// CPU seconds used by this process so far (user + system): the worker's, as the servers run in
-/// processes of their own.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 fn row(rows: u64, wall: Duration, cpu: Option<f64>, name: &str) {
     let rate = rows as f64 / wall.as_secs_f64();
