@@ -316,7 +316,8 @@ impl Worker {
                     message,
                     hint,
                 }) => {
-                    tracing::error!(instance = %instance, code, message, "task failed");
+                    // `message` is the log line's own field, matched by the deployment's failed task metric filter.
+                    tracing::error!(instance = %instance, code, error = %message, "task failed");
                     if let Ok(Some(mut task)) = state.store().get_task(&instance).await {
                         let event = TaskEvent::Fail(TaskError {
                             code: code.into(),
