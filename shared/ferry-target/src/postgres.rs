@@ -388,7 +388,6 @@ impl PgTarget {
     }
 }
 
-/// A keyless table's changes, one row at a time: a delete removes one equal row.
 /// Why a `COPY` failed: a key already there, or anything else.
 enum CopyError {
     Conflict,
@@ -451,6 +450,7 @@ async fn copy_rows(
     Ok(())
 }
 
+/// A keyless table's changes, one row at a time: a delete removes one equal row.
 fn keyless_statements(
     t: &TargetTable,
     ops: &[RowOp],
