@@ -532,54 +532,40 @@ pub async fn sync_task(
                 database,
                 statement,
             } => {
-                let truncated: Vec<ObjectName> =
+                let truncated: Vec<ObjectName> = if config.objects.includes(OperationKind::Ddl) {
                     ferry_mysql::ddl::truncated_tables(database.as_deref(), &statement)
                         .into_iter()
                         .filter(|t| applier.tables.contains_key(t))
-                        .collect();
-                if !truncated.is_empty() && config.objects.includes(OperationKind::Ddl) {
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                if !schema.is_empty() || !truncated.is_empty() {
                     applier.flush().await?;
-                    for name in &truncated {
-                        truncate(
-                            &mut Evolution {
-                                state,
-                                instance,
-                                config: &config,
-                                params: &params,
-                                engine,
-                                applier: &mut applier,
-                                copies: &mut copies,
-                            },
-                            name,
-                            catalog.get(name),
-                        )
-                        .await?;
-                    }
                 }
                 if !schema.is_empty() {
-                    applier.flush().await?;
                     store
                         .put_schema_entries(instance, &event.position, &schema)
                         .await?;
-                    let changes = table_changes(&schema, |n| catalog.get(n));
-                    for entry in &schema {
-                        catalog.apply(entry);
-                    }
-                    for change in changes {
-                        follow(
-                            &mut Evolution {
-                                state,
-                                instance,
-                                config: &config,
-                                params: &params,
-                                engine,
-                                applier: &mut applier,
-                                copies: &mut copies,
-                            },
-                            change,
-                        )
-                        .await?;
-                    }
+                }
+                let changes = table_changes(&schema, |n| catalog.get(n));
+                let mut evolution = Evolution {
+                    state,
+                    instance,
+                    config: &config,
+                    params: &params,
+                    engine,
+                    applier: &mut applier,
+                    copies: &mut copies,
+                };
+                for name in &truncated {
+                    truncate(&mut evolution, name, catalog.get(name)).await?;
+                }
+                for entry in &schema {
+                    catalog.apply(entry);
+                }
+                for change in changes {
+                    follow(&mut evolution, change).await?;
                 }
                 applier.batched_commit = Some((event.position.clone(), event.timestamp));
                 applier.flush().await?;
