@@ -4,11 +4,7 @@ use lambda_http::Error;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_target(false)
-        .without_time()
-        .init();
+    ferry_api::init_lambda_logging();
     let state = ferry_api::AppState::from_env().await?;
     lambda_http::run(ferry_fn_tasks::router(state)).await
 }

@@ -26,5 +26,18 @@ pub use extract::{
 pub use routes::{Route, router};
 pub use state::{AppState, Settings};
 
+/// Logging of a function in Lambda: one JSON object per line (CloudWatch adds the time),
+/// filtered by `RUST_LOG` (default `info`). Every function's `main` calls it first.
+pub fn init_lambda_logging() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
 /// The result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;
