@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::Method;
 use ferry_domain::id::InstanceId;
-use ferry_testkit::{InProcessWorker, TestApi, TestContext, cpu_seconds, eventually};
+use ferry_testkit::{
+    InProcessWorker, TestApi, TestContext, cpu_seconds, eventually, source_position,
+};
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
 
@@ -85,13 +87,6 @@ async fn mariadb_inserts(db: &mut mysql_async::Conn, table: &str, rows: u64, ups
     }
 }
 
-async fn task_body(api: &TestApi, id: &InstanceId) -> Value {
-    api.call(Method::GET, &format!("/v1/instances/{id}/task"), None)
-        .await
-        .unwrap()
-        .body
-}
-
 /// Starts a sync task to `target` and measures its full sync.
 async fn full_sync(
     ctx: &TestContext,
@@ -112,7 +107,7 @@ async fn full_sync(
     let (wall, cpu) = (Instant::now(), cpu_seconds());
     let worker = InProcessWorker::start(&api.state);
     eventually("the full sync", Duration::from_secs(3600), || async {
-        let t = task_body(api, &id).await;
+        let t = api.task(&id).await?;
         anyhow::ensure!(t["state"] != "failed", "{t}");
         Ok((t["state"] == "incremental").then_some(()))
     })
@@ -144,28 +139,12 @@ async fn incremental(
         .unwrap();
         next += 1000;
     }
-    let (file, offset): (String, u64) = db
-        .query_first("SHOW MASTER STATUS")
-        .await
-        .unwrap()
-        .map(|r: mysql_async::Row| (r.get("File").unwrap(), r.get("Position").unwrap()))
-        .unwrap();
+    let backlog_end = source_position(&mut db).await.unwrap();
     let (wall, cpu) = (Instant::now(), cpu_seconds());
     let worker = InProcessWorker::start(&api.state);
-    eventually(
-        "the backlog to be applied",
-        Duration::from_secs(3600),
-        || async {
-            let c = task_body(api, id).await["checkpoint"].clone();
-            let at = (
-                c["file"].as_str().unwrap_or_default().to_owned(),
-                c["offset"].as_u64().unwrap_or(0),
-            );
-            Ok((at >= (file.clone(), offset)).then_some(()))
-        },
-    )
-    .await
-    .unwrap();
+    api.wait_checkpoint_past(id, &backlog_end, Duration::from_secs(3600))
+        .await
+        .unwrap();
     row(updates, wall.elapsed(), Some(cpu_seconds() - cpu), name);
     worker.stop().await.unwrap();
 }

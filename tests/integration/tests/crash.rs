@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use axum::http::Method;
 use ferry_domain::id::InstanceId;
 use ferry_testkit::{TestContext, eventually};
 use mysql_async::prelude::Queryable;
@@ -23,6 +22,59 @@ fn high_watermark(ctx: &TestContext, topic: &str) -> i64 {
     c.fetch_watermarks(topic, 0, Duration::from_secs(10))
         .map(|w| w.1)
         .unwrap_or(0)
+}
+
+/// Inserts ids 1..=`rows` into `events` in transactions of `per_transaction` rows, `pause`
+/// between them; hands the connection back when done.
+fn spawn_writer(
+    mut db: mysql_async::Conn,
+    rows: u64,
+    per_transaction: u64,
+    pause: Duration,
+) -> tokio::task::JoinHandle<mysql_async::Conn> {
+    tokio::spawn(async move {
+        for t in 0..rows / per_transaction {
+            let values: Vec<String> = (1..=per_transaction)
+                .map(|i| {
+                    let id = t * per_transaction + i;
+                    format!("({id}, {}, 'change {id}')", id % 97)
+                })
+                .collect();
+            db.query_drop(format!("INSERT INTO events VALUES {}", values.join(",")))
+                .await
+                .unwrap();
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+        }
+        db
+    })
+}
+
+/// The topic holds ids 1..=`rows` once each, in commit order, with unique idempotency keys, and
+/// nothing shows up after them (`what` says what happened to the worker, for the message).
+async fn assert_every_change_once(ctx: &TestContext, topic: &str, rows: u64, what: &str) {
+    let records = ctx
+        .read_records(topic, usize::try_from(rows).unwrap())
+        .await
+        .unwrap();
+    let ids: Vec<u64> = records
+        .iter()
+        .map(|(_, r, _)| r["after"]["id"].as_u64().unwrap())
+        .collect();
+    assert!(
+        ids == (1..=rows).collect::<Vec<_>>(),
+        "every change once, in commit order ({what})"
+    );
+    let keys: std::collections::HashSet<&String> = records.iter().map(|(_, _, k)| k).collect();
+    assert_eq!(keys.len(), records.len(), "idempotency keys are unique");
+    // Whatever the second worker might still produce would show past the last change.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        high_watermark(ctx, topic),
+        i64::try_from(rows).unwrap(),
+        "nothing was produced twice"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -43,30 +95,12 @@ async fn a_worker_killed_mid_stream_loses_and_duplicates_nothing() {
     let id: InstanceId = id.parse().unwrap();
 
     let first = ctx.worker_process(3).unwrap();
-    eventually("the task to run", Duration::from_secs(60), || async {
-        let t = api
-            .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
-            .await?;
-        Ok((t.body["state"] == "incremental").then_some(()))
-    })
-    .await
-    .unwrap();
+    api.wait_state(&id, "incremental", Duration::from_secs(60))
+        .await
+        .unwrap();
 
     // The writer runs on while the worker is killed and replaced.
-    let writer = tokio::spawn(async move {
-        for t in 0..ROWS / PER_TRANSACTION {
-            let values: Vec<String> = (1..=PER_TRANSACTION)
-                .map(|i| {
-                    let id = t * PER_TRANSACTION + i;
-                    format!("({id}, {}, 'change {id}')", id % 97)
-                })
-                .collect();
-            db.query_drop(format!("INSERT INTO events VALUES {}", values.join(",")))
-                .await
-                .unwrap();
-        }
-        db
-    });
+    let writer = spawn_writer(db, ROWS, PER_TRANSACTION, Duration::ZERO);
     let killed_at = eventually(
         "a third of the stream",
         Duration::from_secs(120),
@@ -103,29 +137,16 @@ async fn a_worker_killed_mid_stream_loses_and_duplicates_nothing() {
     let second = ctx.worker_process(3).unwrap();
     let _db = writer.await.unwrap();
 
-    let records = ctx
-        .read_records(&topic, usize::try_from(ROWS).unwrap())
-        .await
-        .unwrap();
-    let ids: Vec<u64> = records
-        .iter()
-        .map(|(_, r, _)| r["after"]["id"].as_u64().unwrap())
-        .collect();
-    let expected: Vec<u64> = (1..=ROWS).collect();
-    assert!(
-        ids == expected,
-        "every change once, in commit order (killed at {killed_at} records, checkpoint {})",
-        checkpoint.position
-    );
-    let keys: std::collections::HashSet<&String> = records.iter().map(|(_, _, k)| k).collect();
-    assert_eq!(keys.len(), records.len(), "idempotency keys are unique");
-    // Whatever the second worker might still produce would show past the last change.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        high_watermark(&ctx, &topic),
-        i64::try_from(ROWS).unwrap(),
-        "nothing was produced twice"
-    );
+    assert_every_change_once(
+        &ctx,
+        &topic,
+        ROWS,
+        &format!(
+            "killed at {killed_at} records, checkpoint {}",
+            checkpoint.position
+        ),
+    )
+    .await;
     let lease = api.state.store().get_lease(&id).await.unwrap().unwrap();
     assert!(
         lease.token >= 2,
@@ -160,21 +181,7 @@ async fn a_worker_stopped_with_sigterm_hands_over_without_losing_or_duplicating(
         .unwrap();
 
     // A steady writer, running on across the restart.
-    let writer = tokio::spawn(async move {
-        for t in 0..ROWS / PER_TRANSACTION {
-            let values: Vec<String> = (1..=PER_TRANSACTION)
-                .map(|i| {
-                    let id = t * PER_TRANSACTION + i;
-                    format!("({id}, {}, 'change {id}')", id % 97)
-                })
-                .collect();
-            db.query_drop(format!("INSERT INTO events VALUES {}", values.join(",")))
-                .await
-                .unwrap();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        db
-    });
+    let writer = spawn_writer(db, ROWS, PER_TRANSACTION, Duration::from_millis(20));
     eventually(
         "a fifth of the stream",
         Duration::from_secs(120),
@@ -208,24 +215,13 @@ async fn a_worker_stopped_with_sigterm_hands_over_without_losing_or_duplicating(
 
     let second = ctx.worker_process(300).unwrap();
     let _db = writer.await.unwrap();
-    let records = ctx
-        .read_records(&topic, usize::try_from(ROWS).unwrap())
-        .await
-        .unwrap();
-    let ids: Vec<u64> = records
-        .iter()
-        .map(|(_, r, _)| r["after"]["id"].as_u64().unwrap())
-        .collect();
-    assert!(
-        ids == (1..=ROWS).collect::<Vec<_>>(),
-        "every change once, in commit order (stopped after {produced} records)"
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        high_watermark(&ctx, &topic),
-        i64::try_from(ROWS).unwrap(),
-        "nothing was produced twice"
-    );
+    assert_every_change_once(
+        &ctx,
+        &topic,
+        ROWS,
+        &format!("stopped after {produced} records"),
+    )
+    .await;
     let lease = api.state.store().get_lease(&id).await.unwrap().unwrap();
     assert!(lease.token >= 2, "the second worker holds the task now");
     drop(second);

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
-use ferry_testkit::{InProcessWorker, TestContext, eventually};
+use ferry_testkit::{InProcessWorker, TestContext, eventually, source_position};
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
 
@@ -477,17 +477,7 @@ async fn a_worker_killed_mid_snapshot_resumes_without_redoing_finished_chunks() 
     let mut config = sync_config(&ctx, ctx.postgres_target().unwrap(), "copy");
     config["sync"] = json!({"chunk_rows": CHUNK, "parallel": PARALLEL});
     let (id, _) = api.start_task("sync", config).await.unwrap();
-    let progress = || async {
-        let t = api
-            .call(
-                axum::http::Method::GET,
-                &format!("/v1/instances/{id}/task"),
-                None,
-            )
-            .await
-            .unwrap();
-        t.body["full_sync"][0].clone()
-    };
+    let progress = || async { api.task(&id).await.unwrap()["full_sync"][0].clone() };
 
     let first = ctx.worker_process(3).unwrap();
     eventually(
@@ -546,33 +536,10 @@ async fn caught_up(
     id: &ferry_domain::id::InstanceId,
     db: &mut mysql_async::Conn,
 ) {
-    let (file, offset): (String, u64) = db
-        .query_first("SHOW MASTER STATUS")
+    let position = source_position(db).await.unwrap();
+    api.wait_checkpoint_past(id, &position, Duration::from_secs(300))
         .await
-        .unwrap()
-        .map(|r: mysql_async::Row| (r.get("File").unwrap(), r.get("Position").unwrap()))
         .unwrap();
-    eventually(
-        "the task to apply everything written",
-        Duration::from_secs(300),
-        || async {
-            let t = api
-                .call(
-                    axum::http::Method::GET,
-                    &format!("/v1/instances/{id}/task"),
-                    None,
-                )
-                .await?;
-            let c = &t.body["checkpoint"];
-            let at = (
-                c["file"].as_str().unwrap_or_default().to_owned(),
-                c["offset"].as_u64().unwrap_or(0),
-            );
-            Ok((at >= (file.clone(), offset)).then_some(()))
-        },
-    )
-    .await
-    .unwrap();
 }
 
 /// DDL on the source while the task runs, and what the target must look like after it.
@@ -771,14 +738,7 @@ async fn a_table_added_to_a_running_task_is_backfilled_under_load() {
         "the added table to be copied",
         Duration::from_secs(300),
         || async {
-            let t = api
-                .call(
-                    axum::http::Method::GET,
-                    &format!("/v1/instances/{id}/task"),
-                    None,
-                )
-                .await?;
-            let copied = t.body["full_sync"]
+            let copied = api.task(&id).await?["full_sync"]
                 .as_array()
                 .is_some_and(|a| a.len() == 2 && a.iter().all(|p| p["state"] == "done"));
             Ok(copied.then_some(()))
@@ -943,20 +903,9 @@ async fn metrics_when(
     id: &ferry_domain::id::InstanceId,
     ready: impl Fn(&Value) -> bool,
 ) -> Value {
-    let last = std::sync::Mutex::new(Value::Null);
-    eventually("the metrics", Duration::from_secs(120), || async {
-        let m = api
-            .call(
-                axum::http::Method::GET,
-                &format!("/v1/instances/{id}/task/metrics"),
-                None,
-            )
-            .await?;
-        *last.lock().unwrap() = m.body.clone();
-        Ok(ready(&m.body).then_some(m.body))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}: {}", last.lock().unwrap()))
+    api.metrics_when(id, Duration::from_secs(120), ready)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// The target refuses connections for a while: the metrics show the target connection failing
@@ -1014,15 +963,8 @@ async fn a_target_outage_shows_in_the_connection_status_and_heals() {
     );
     assert_ne!(failing["connections"]["source"]["state"], "failing");
     // Still running: the worker retries, the task has not failed.
-    let task = api
-        .call(
-            axum::http::Method::GET,
-            &format!("/v1/instances/{id}/task"),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(task.body["state"], "incremental", "{}", task.text);
+    let task = api.task(&id).await.unwrap();
+    assert_eq!(task["state"], "incremental", "{task}");
 
     admin
         .batch_execute(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))

@@ -68,19 +68,14 @@ fn committed_offset(ctx: &TestContext, group: &str, topic: &str) -> Offset {
 }
 
 /// The task's metrics, once `ready` accepts them (30 s at most).
-async fn metrics_when(api: &TestApi, id: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    eventually("the task's metrics", Duration::from_secs(30), || async {
-        let m = api
-            .call(
-                Method::GET,
-                &format!("/v1/instances/{id}/task/metrics"),
-                None,
-            )
-            .await?;
-        Ok(ready(&m.body).then_some(m.body))
-    })
-    .await
-    .unwrap()
+async fn metrics_when(
+    api: &TestApi,
+    id: &ferry_domain::id::InstanceId,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    api.metrics_when(id, Duration::from_secs(30), ready)
+        .await
+        .unwrap()
 }
 
 /// Nothing more arrives within `wait`.
@@ -237,7 +232,7 @@ async fn two_consumer_groups_read_the_stream_independently_and_the_api_shows_the
     );
 
     // Task metrics: the rows, per minute, and a small delay.
-    let metrics = metrics_when(&api, id.as_str(), |m| {
+    let metrics = metrics_when(&api, &id, |m| {
         let rows: u64 = m["history"]
             .as_array()
             .map(|h| h.iter().filter_map(|p| p["rows"].as_u64()).sum())
@@ -660,7 +655,7 @@ async fn the_heartbeat_writer_measures_the_delay_and_stays_out_of_the_topic() {
     .await
     .unwrap();
     assert!((Utc::now().timestamp_millis() - beat).abs() < 5_000);
-    let metrics = metrics_when(&api, id.as_str(), |m| {
+    let metrics = metrics_when(&api, &id, |m| {
         m["source_delay_seconds"].as_f64().is_some_and(|d| d < 1.0)
     })
     .await;

@@ -36,7 +36,7 @@ pub use app::{Answer, TestApi};
 pub use env::StackEnv;
 pub use mariadb::ThrowawayMariaDb;
 pub use process::{WorkerProcess, ferry_binary};
-pub use worker::InProcessWorker;
+pub use worker::{InProcessWorker, source_position};
 
 /// One test's slice of the stack.
 #[derive(Debug)]

@@ -52,6 +52,20 @@ impl InProcessWorker {
     }
 }
 
+/// The source's current binlog position (`SHOW MASTER STATUS`), for
+/// [`TestApi::wait_checkpoint_past`].
+pub async fn source_position(db: &mut mysql_async::Conn) -> Result<(String, u64)> {
+    use mysql_async::prelude::Queryable;
+    let row: mysql_async::Row = db
+        .query_first("SHOW MASTER STATUS")
+        .await?
+        .context("the source shows no binlog position")?;
+    Ok((
+        row.get("File").context("no File")?,
+        row.get("Position").context("no Position")?,
+    ))
+}
+
 impl TestContext {
     /// The stack's MariaDB as a task's source, as the capture user.
     pub fn stack_source(&self) -> Value {
@@ -143,6 +157,15 @@ impl TestApi {
         Ok((id.parse()?, started.body["task"].clone()))
     }
 
+    /// `GET …/task`: the task as the API shows it.
+    pub async fn task(&self, id: &InstanceId) -> Result<Value> {
+        let t = self
+            .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
+            .await?;
+        anyhow::ensure!(t.status == StatusCode::OK, "reading the task: {}", t.text);
+        Ok(t.body)
+    }
+
     /// The task's state, polled until it is `state` (or failed, which is an error).
     pub async fn wait_state(
         &self,
@@ -151,13 +174,66 @@ impl TestApi {
         timeout: Duration,
     ) -> Result<Value> {
         eventually(&format!("the task to be {state}"), timeout, || async {
-            let t = self
-                .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
-                .await?;
-            anyhow::ensure!(t.body["state"] != "failed", "the task failed: {}", t.text);
-            Ok((t.body["state"] == state).then_some(t.body))
+            let t = self.task(id).await?;
+            anyhow::ensure!(t["state"] != "failed", "the task failed: {t}");
+            Ok((t["state"] == state).then_some(t))
         })
         .await
+    }
+
+    /// Waits until the task's checkpoint reaches `position` (a `(file, offset)` of
+    /// [`source_position`]): everything the source wrote before it is delivered or applied.
+    pub async fn wait_checkpoint_past(
+        &self,
+        id: &InstanceId,
+        position: &(String, u64),
+        timeout: Duration,
+    ) -> Result<()> {
+        eventually(
+            "the task's checkpoint to pass the position",
+            timeout,
+            || async {
+                let c = &self.task(id).await?["checkpoint"];
+                let at = (
+                    c["file"].as_str().unwrap_or_default().to_owned(),
+                    c["offset"].as_u64().unwrap_or(0),
+                );
+                Ok((at >= *position).then_some(()))
+            },
+        )
+        .await
+    }
+
+    /// `GET …/task/metrics`, polled until `ready` accepts it; the error shows the last answer.
+    pub async fn metrics_when(
+        &self,
+        id: &InstanceId,
+        timeout: Duration,
+        ready: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        let last = std::sync::Mutex::new(Value::Null);
+        eventually("the task's metrics", timeout, || async {
+            let m = self
+                .call(
+                    Method::GET,
+                    &format!("/v1/instances/{id}/task/metrics"),
+                    None,
+                )
+                .await?;
+            let ok = ready(&m.body);
+            *last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = m.body.clone();
+            Ok(ok.then_some(m.body))
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "last metrics: {}",
+                last.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            )
+        })
     }
 
     /// A change-tracking task configured with `config`, started, and running (`incremental`)
@@ -169,13 +245,8 @@ impl TestApi {
         let (id, topic) = self.start_tracking_task("cdc", config).await?;
         let id: InstanceId = id.parse()?;
         let worker = InProcessWorker::start(&self.state);
-        eventually("the task to run", Duration::from_secs(30), || async {
-            let t = self
-                .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
-                .await?;
-            Ok((t.body["state"] == "incremental").then_some(()))
-        })
-        .await?;
+        self.wait_state(&id, "incremental", Duration::from_secs(30))
+            .await?;
         Ok((id, topic, worker))
     }
 }
