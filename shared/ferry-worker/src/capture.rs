@@ -599,6 +599,7 @@ pub async fn capture_task(
     let mut checkpointed_at = tokio::time::Instant::now();
     let mut check_at = tokio::time::Instant::now() + CHECK_EVERY;
     let mut in_transaction = false;
+    let mut task_stopped = false;
     let mut config_changed = false;
     let mut pending_begin: Option<ChangeEvent> = None;
     let mut begin_written = false;
@@ -608,7 +609,7 @@ pub async fn capture_task(
         // Told to stop (SIGTERM, a scale-in): at the next transaction boundary, so the last
         // checkpoint covers everything delivered. A transaction's events follow each other in
         // the binlog: finishing it takes as long as reading it.
-        if *stop.borrow() && !in_transaction {
+        if (*stop.borrow() || task_stopped) && !in_transaction {
             break;
         }
         if *lease_lost.borrow() {
@@ -622,7 +623,11 @@ pub async fn capture_task(
                 .await?
                 .ok_or_else(|| transient("the task is gone"))?;
             if !current.value.task.state().wants_worker() {
-                break;
+                // Stopped through the API: at the same boundary as a worker's stop.
+                task_stopped = true;
+                if !in_transaction {
+                    break;
+                }
             }
             if current.value.config_version != fence.config_version
                 && !objects.adopt(&current.value, &config, &mut fence)

@@ -431,6 +431,7 @@ pub async fn sync_task(
     };
     let mut stream_at = checkpoint.position.clone();
     let mut in_transaction = false;
+    let mut task_stopped = false;
     let mut incremental = copies.all_done();
     let mut checkpointed_at = tokio::time::Instant::now();
     let mut check_at = tokio::time::Instant::now();
@@ -440,7 +441,7 @@ pub async fn sync_task(
         // Told to stop (SIGTERM, a scale-in): at the next transaction boundary, so the last
         // checkpoint covers everything delivered. A transaction's events follow each other in
         // the binlog: finishing it takes as long as reading it.
-        if *stop.borrow() && !in_transaction {
+        if (*stop.borrow() || task_stopped) && !in_transaction {
             break;
         }
         if *lease_lost.borrow() {
@@ -452,7 +453,11 @@ pub async fn sync_task(
                 .await?
                 .ok_or_else(|| transient("the task is gone"))?;
             if !current.value.task.state().wants_worker() {
-                break;
+                // Stopped through the API: at the same boundary as a worker's stop.
+                task_stopped = true;
+                if !in_transaction {
+                    break;
+                }
             }
             if verifying.as_ref().is_none_or(|v| v.0.is_finished()) {
                 verifying = start_verification(
