@@ -236,7 +236,7 @@ async fn list(
     let filter = Filter::parse(&q)?;
     let cursor = q.page_token.as_deref().map(decode_token).transpose()?;
     let request = BrowseRequest {
-        topic: state.topic_for(&id),
+        topic: state.topic_of(&task.value),
         format: config.delivery.format,
         from_ms: from.timestamp_millis(),
         to_ms: to.timestamp_millis(),

@@ -151,7 +151,10 @@ async fn list(
 ) -> ApiResult<Json<GroupList>> {
     load_instance(&state, &id).await?;
     let groups = state.store().list_groups(&id).await?;
-    let topic = state.topic_for(&id);
+    let topic = match state.store().get_task(&id).await? {
+        Some(task) => state.topic_of(&task.value),
+        None => state.topic_for(&id, 0),
+    };
     let bootstrap = &state.settings().kafka_bootstrap;
     // Each group's progress is read from the broker, all groups at once.
     let progress = futures::future::join_all(

@@ -6,6 +6,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, extract::State};
+use chrono::Duration;
 use ferry_api::lifecycle::{
     delete_secrets, load_instance as load, load_task, remove_instance, transition,
 };
@@ -18,7 +19,7 @@ use ferry_domain::instance::{
     BillingRequest, Instance, InstanceClass, InstanceName, InstanceStatus, Mode, Term,
 };
 use ferry_domain::task::{Task, TaskEvent, TaskState};
-use ferry_store::{CreateOutcome, PageToken, TaskRecord};
+use ferry_store::{CleanupRequest, CreateOutcome, PageToken, TaskRecord};
 use serde::Deserialize;
 
 /// The routes of this function.
@@ -95,6 +96,7 @@ async fn create(
         config: None,
         config_version: 0,
         updated_at: now,
+        topic_generation: 0,
     };
     // The same token with the same request returns the first instance; with another, 409.
     let fingerprint =
@@ -249,11 +251,37 @@ async fn reset(
     next.config = None;
     next.config_version += 1;
     next.updated_at = state.now();
+    // A tracking task that ran starts a new topic generation: the old topic's tail names
+    // positions of a binlog that may since have been reset, purged or replaced by another
+    // server's, and the next start must not skip a change because of it.
+    let old_topic = (before.task.mode() == Mode::Tracking
+        && state.store().get_checkpoint(&id).await?.is_some())
+    .then(|| state.topic_of(&before));
+    if old_topic.is_some() {
+        next.topic_generation += 1;
+    }
     task.version = state.store().update_task(&next, task.version).await?;
     task.value = next;
     // The configuration no longer refers to them: the secrets and the progress can go.
     delete_secrets(&state, &before).await?;
     state.store().delete_progress(&id).await?;
+    if let Some(old) = old_topic {
+        // Consumers may finish reading the old topic for its retention; then it goes.
+        let retention_hours = before
+            .config
+            .as_ref()
+            .map_or(168, |c| c.delivery.retention_hours);
+        state
+            .store()
+            .request_cleanup(&CleanupRequest {
+                instance_id: id.clone(),
+                topics: vec![old],
+                groups: Vec::new(),
+                requested_at: state.now(),
+                not_before: Some(state.now() + Duration::hours(i64::from(retention_hours))),
+            })
+            .await?;
+    }
     let event = Event::TaskStateChanged {
         instance: id,
         from: before.task.state().clone(),

@@ -57,7 +57,9 @@ pub async fn transition(
 pub async fn remove_instance(state: &AppState, instance: &Instance) -> ApiResult<Vec<Event>> {
     let id = instance.id();
     let mut events = Vec::new();
+    let mut generations = 0;
     if let Some(mut task) = state.store().get_task(id).await? {
+        generations = task.value.topic_generation;
         if task.value.task.state().wants_worker()
             || matches!(task.value.task.state(), TaskState::Prechecking)
         {
@@ -70,9 +72,11 @@ pub async fn remove_instance(state: &AppState, instance: &Instance) -> ApiResult
         .store()
         .request_cleanup(&CleanupRequest {
             instance_id: id.clone(),
-            topic: Some(state.topic_for(id)),
+            // Every generation: earlier ones may still wait for their retention.
+            topics: (0..=generations).map(|g| state.topic_for(id, g)).collect(),
             groups: groups.iter().map(|g| g.value.id().to_string()).collect(),
             requested_at: state.now(),
+            not_before: None,
         })
         .await?;
     match state.store().delete_instance(id).await {

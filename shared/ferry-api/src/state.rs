@@ -151,7 +151,17 @@ impl AppState {
     }
 
     /// The Kafka topic of an instance's task.
-    pub fn topic_for(&self, instance: &InstanceId) -> String {
-        format!("{}{}", self.inner.settings.topic_prefix, instance)
+    /// The topic of `instance`'s task in topic `generation`: `<prefix><instance id>` for the
+    /// first, `<prefix><instance id>.g<n>` after the n-th reset.
+    pub fn topic_for(&self, instance: &InstanceId, generation: u32) -> String {
+        match generation {
+            0 => format!("{}{}", self.inner.settings.topic_prefix, instance),
+            n => format!("{}{}.g{n}", self.inner.settings.topic_prefix, instance),
+        }
+    }
+
+    /// The topic a task writes to and its consumers read now.
+    pub fn topic_of(&self, task: &ferry_store::TaskRecord) -> String {
+        self.topic_for(task.task.instance_id(), task.topic_generation)
     }
 }

@@ -89,7 +89,7 @@ impl TaskView {
     pub fn new(state: &AppState, t: &Versioned<TaskRecord>) -> Self {
         let r = &t.value;
         let delivery = (r.task.mode() == Mode::Tracking).then(|| DeliveryView {
-            topic: state.topic_for(r.task.instance_id()),
+            topic: state.topic_of(r),
             bootstrap_servers: state.settings().kafka_bootstrap.clone(),
         });
         Self {

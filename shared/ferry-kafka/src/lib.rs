@@ -14,3 +14,8 @@ pub mod view;
 pub const KEY_HEADER: &str = "ferry.key";
 /// Header holding the source position after the record's event.
 pub const POSITION_HEADER: &str = "ferry.position";
+/// Header naming the source server whose binlog the record's position is in: its
+/// `server_uuid` (MySQL) or `server_id:<n>` (MariaDB, whose servers in one replication topology
+/// have distinct ids). A restarted loop trusts the topic's tail only when it came from the
+/// server it reads now.
+pub const SOURCE_HEADER: &str = "ferry.source";

@@ -3,9 +3,13 @@
 //! # Delivery
 //!
 //! The producer is idempotent (`enable.idempotence=true`, `acks=all`), so librdkafka's own
-//! retries never duplicate or reorder a record. [`Sink::send`] queues a record and returns its
-//! delivery future; the capture loop awaits every future of a transaction before it checkpoints.
-//! When librdkafka's queue is full, `send` waits for room instead of failing (backpressure).
+//! retries never duplicate or reorder a record, and gapless (`enable.gapless.guarantee=true`):
+//! once a record fails, every later one fails too, so a later record can never be acknowledged
+//! after an earlier one was lost (the restarted loop would take it as the tail and skip the
+//! lost one). [`Sink::send`] queues a record and returns its delivery future; the capture loop
+//! awaits every future of a transaction before it checkpoints. When librdkafka's queue is full,
+//! `send` waits for room instead of failing (backpressure). A record is held at most the
+//! sink's message timeout, which the worker keeps below its lease's margin.
 //!
 //! # Final errors
 //!
@@ -21,11 +25,11 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::encode::Record;
-use crate::{KEY_HEADER, POSITION_HEADER};
+use crate::{KEY_HEADER, POSITION_HEADER, SOURCE_HEADER};
 
 /// Why a record could not be delivered.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +170,8 @@ pub struct Sink {
     producer: FutureProducer,
     topic: String,
     partitions: i32,
+    /// The source server the records' positions belong to (`SOURCE_HEADER`).
+    source: String,
 }
 
 impl std::fmt::Debug for Sink {
@@ -175,11 +181,22 @@ impl std::fmt::Debug for Sink {
 }
 
 impl Sink {
-    pub fn new(bootstrap: &str, topic: &str, partitions: i32) -> Result<Self, SinkError> {
+    /// A producer for `topic`, whose records name `source` and are delivered or failed within
+    /// `message_timeout`.
+    pub fn new(
+        bootstrap: &str,
+        topic: &str,
+        partitions: i32,
+        source: &str,
+        message_timeout: Duration,
+    ) -> Result<Self, SinkError> {
+        let timeout_ms = message_timeout.as_millis().max(1000).to_string();
         let producer = client_config(bootstrap)
             .set("enable.idempotence", "true")
+            .set("enable.gapless.guarantee", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
+            .set("message.timeout.ms", &timeout_ms)
             .set("compression.type", "lz4")
             .set("queue.buffering.max.messages", "100000")
             .set("queue.buffering.max.kbytes", "65536")
@@ -189,6 +206,7 @@ impl Sink {
             producer,
             topic: topic.to_owned(),
             partitions,
+            source: source.to_owned(),
         })
     }
 
@@ -201,16 +219,22 @@ impl Sink {
         partition_for(record.key.as_deref(), self.partitions)
     }
 
-    /// Queues a record to its partition, waiting while the queue is full. The record's Kafka
-    /// timestamp is `timestamp_ms`, the change's source time (so a consumer starting from a
-    /// time, and offsets for times, mean the source's clock).
-    pub async fn send(
+    /// Queues a record to its partition, waiting while the queue is full; `may_send` is asked
+    /// before every attempt (the lease: a loop that may no longer write gets its error back and
+    /// nothing is queued). The record's Kafka timestamp is `timestamp_ms`, the change's source
+    /// time (so a consumer starting from a time, and offsets for times, mean the source's clock).
+    pub async fn send<E>(
         &self,
         record: &Record,
         timestamp_ms: i64,
-    ) -> Result<DeliveryFuture, SinkError> {
+        may_send: impl Fn() -> Result<(), E>,
+    ) -> Result<DeliveryFuture, E>
+    where
+        E: From<SinkError>,
+    {
         let partition = self.partition_of(record);
         loop {
+            may_send()?;
             let headers = OwnedHeaders::new()
                 .insert(Header {
                     key: KEY_HEADER,
@@ -219,6 +243,10 @@ impl Sink {
                 .insert(Header {
                     key: POSITION_HEADER,
                     value: Some(record.position.as_bytes()),
+                })
+                .insert(Header {
+                    key: SOURCE_HEADER,
+                    value: Some(self.source.as_bytes()),
                 });
             let mut r = FutureRecord::to(&self.topic)
                 .payload(&record.payload)
@@ -234,16 +262,26 @@ impl Sink {
                     // Backpressure: librdkafka's queue is full until the broker acknowledges.
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err((e, _)) => return Err(SinkError::from_kafka(&e)),
+                Err((e, _)) => return Err(SinkError::from_kafka(&e).into()),
             }
         }
     }
 
-    /// Waits for every queued record (at shutdown).
-    pub fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
-        self.producer
-            .flush(timeout)
+    /// Waits for every queued record (at shutdown), on a blocking thread: librdkafka's flush
+    /// blocks.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || producer.flush(timeout))
+            .await
+            .map_err(|e| SinkError::Transient(e.to_string()))?
             .map_err(|e| SinkError::from_kafka(&e))
+    }
+
+    /// Drops every record not yet sent and stops waiting for those in flight: a loop whose
+    /// lease is ending must not write after it (records already on the wire still land).
+    pub fn purge(&self) {
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
     }
 }
 
@@ -258,13 +296,24 @@ pub async fn delivered(d: DeliveryFuture) -> Result<i64, SinkError> {
     }
 }
 
-/// The idempotency key and position of the last record of each partition of `topic` (`None`
-/// for an empty partition): what a restarted worker already produced.
+/// The Ferry headers of a topic's last record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TailHeaders {
+    /// `KEY_HEADER`: the idempotency key.
+    pub key: String,
+    /// `POSITION_HEADER`: the source position after the record's event.
+    pub position: String,
+    /// `SOURCE_HEADER`: the source server; absent on records written before Ferry named it.
+    pub source: Option<String>,
+}
+
+/// The headers of the last record of each partition of `topic` (`None` for an empty
+/// partition): what a restarted worker already produced.
 pub async fn last_records(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
-) -> Result<Vec<Option<(String, String)>>, SinkError> {
+) -> Result<Vec<Option<TailHeaders>>, SinkError> {
     let bootstrap = bootstrap.to_owned();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -280,7 +329,7 @@ fn last_in_partition(
     bootstrap: &str,
     topic: &str,
     partition: i32,
-) -> Result<Option<(String, String)>, SinkError> {
+) -> Result<Option<TailHeaders>, SinkError> {
     let c: BaseConsumer = client_config(bootstrap)
         .set("group.id", "ferry-tail-reader")
         .set("enable.auto.commit", "false")
@@ -309,7 +358,11 @@ fn last_in_partition(
                     })
                 };
                 return match (header(KEY_HEADER), header(POSITION_HEADER)) {
-                    (Some(k), Some(p)) => Ok(Some((k, p))),
+                    (Some(key), Some(position)) => Ok(Some(TailHeaders {
+                        key,
+                        position,
+                        source: header(SOURCE_HEADER),
+                    })),
                     _ => Err(SinkError::Definite {
                         message: format!("the last record of {topic} has no Ferry headers: something else writes to the topic"),
                         hint: "only Ferry may write to a task's topic; reset the task to start a new one".into(),

@@ -86,12 +86,15 @@ pub enum SourceEvent {
     Begin { gtid: Option<String> },
     /// Row changes of one rows event.
     Rows(Vec<RowChange>),
-    /// A statement that is not a transaction boundary (DDL), with its default database and
-    /// what it changed in the schema history (to persist at its position).
+    /// A statement that is not a transaction boundary (DDL), with its default database, what
+    /// it changed in the schema history (to persist at its position), and the objects it is
+    /// about (only a statement about selected objects may be delivered: accounts and grants
+    /// are statements too).
     Ddl {
         database: Option<String>,
         statement: String,
         schema: Vec<SchemaEntry>,
+        subject: crate::statement::Subject,
     },
     /// The transaction committed.
     Commit { xid: Option<u64> },
@@ -557,12 +560,14 @@ impl EventDecoder {
                 if self.standalone {
                     self.commit();
                 }
+                let subject = crate::statement::subject(database.as_deref(), &statement);
                 made(
                     self,
                     SourceEvent::Ddl {
                         database,
                         statement,
                         schema,
+                        subject,
                     },
                 )
             }

@@ -471,14 +471,14 @@ fn expr_column(expr: &Expr) -> Option<String> {
     }
 }
 
-fn last_part(name: &ast::ObjectName) -> Option<String> {
+pub(crate) fn last_part(name: &ast::ObjectName) -> Option<String> {
     name.0
         .last()
         .and_then(|p| p.as_ident())
         .map(|i| i.value.clone())
 }
 
-fn object_name(name: &ast::ObjectName, default_db: Option<&str>) -> Option<ObjectName> {
+pub(crate) fn object_name(name: &ast::ObjectName, default_db: Option<&str>) -> Option<ObjectName> {
     let parts: Vec<&str> = name
         .0
         .iter()

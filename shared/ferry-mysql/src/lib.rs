@@ -12,6 +12,7 @@ pub mod file;
 mod json_diff;
 mod precheck;
 pub mod snapshot;
+pub mod statement;
 
 pub use connect::{CONNECT_TIMEOUT, ConnectError, ConnectParams, connect};
 pub use precheck::{precheck_conversion, precheck_heartbeat, precheck_source, precheck_target};

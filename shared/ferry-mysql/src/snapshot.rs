@@ -204,6 +204,30 @@ pub async fn master_position(conn: &mut Conn) -> Result<Position, SnapshotError>
     Ok(Position::new(file, offset, None))
 }
 
+/// The identity of the server `conn` is on, as the records of a topic name it (the
+/// `ferry.source` header): its `server_uuid` on MySQL, `server_id:<n>` on MariaDB, which has no
+/// UUID (servers of one replication topology must have distinct ids). Binlog positions are
+/// positions in one server's binlog: a checkpoint or a topic tail written with another server's
+/// is not comparable.
+pub async fn server_identity(conn: &mut Conn) -> Result<String, SnapshotError> {
+    let rows: Vec<(String, String)> = conn
+        .query("SHOW VARIABLES WHERE Variable_name IN ('server_uuid', 'server_id')")
+        .await?;
+    let get = |n: &str| {
+        rows.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    match (get("server_uuid"), get("server_id")) {
+        (Some(uuid), _) => Ok(uuid),
+        (None, Some(id)) => Ok(format!("server_id:{id}")),
+        (None, None) => Err(SnapshotError::Position(
+            "the source shows neither server_uuid nor server_id".into(),
+        )),
+    }
+}
+
 /// MariaDB's position of the open consistent snapshot; `None` on MySQL.
 async fn snapshot_position(conn: &mut Conn) -> Result<Option<Position>, SnapshotError> {
     let rows: Vec<(String, String)> = conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await?;

@@ -62,6 +62,11 @@ pub struct Checkpoint {
     pub last_key: Option<String>,
     pub token: u64,
     pub written_at: DateTime<Utc>,
+    /// The source server whose binlog `position` is in (see
+    /// `ferry_mysql::snapshot::server_identity`); absent in checkpoints written before Ferry
+    /// recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl Store {

@@ -18,6 +18,15 @@ pub struct TaskRecord {
     pub config: Option<TaskConfig>,
     pub config_version: u64,
     pub updated_at: DateTime<Utc>,
+    /// A tracking task's topic generation: every reset starts a new topic (see
+    /// `ferry_api::AppState::topic_of`), so nothing of the old one (its tail, positions of a
+    /// binlog since reset or of another server) can make the next start skip a change.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub topic_generation: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Store {

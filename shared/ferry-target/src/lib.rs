@@ -11,6 +11,16 @@
 //! A [`TargetError::Definite`] is something retrying cannot fix (a refused login or privilege, a
 //! value the target type cannot hold, a missing table): the task fails with its hint. Anything
 //! else (a lost connection, a deadlock, a timeout) is transient.
+//!
+//! # Fencing
+//!
+//! A target write is one transaction, and a worker whose lease is ending must not commit one
+//! (another worker may already have written newer rows). A [`WriteGuard`] set on the target is
+//! asked before every statement of a transaction and before its `COMMIT`; when it says no, the
+//! transaction is rolled back and [`TargetError::Fenced`] returned. The session also asks the
+//! server to end a transaction left idle for longer than [`TargetParams::idle_transaction`]
+//! (PostgreSQL `idle_in_transaction_session_timeout`, MariaDB `idle_transaction_timeout`), so
+//! a worker frozen in the middle of one holds no row locks past its lease.
 
 pub mod literal;
 pub mod mysql;
@@ -33,6 +43,9 @@ pub enum TargetError {
     Definite { message: String, hint: String },
     #[error("{0}")]
     Transient(String),
+    /// The write guard refused (the worker's lease is ending): nothing was committed.
+    #[error("the worker may no longer write to the target")]
+    Fenced,
 }
 
 impl TargetError {
@@ -55,6 +68,27 @@ pub struct TargetParams {
     /// PostgreSQL: the database (default `postgres`). MySQL: unused (tables are named with
     /// their database).
     pub database: Option<String>,
+    /// How long the server may leave a transaction of this session idle before ending it
+    /// (see `# Fencing`); `None` leaves the server's default.
+    pub idle_transaction: Option<std::time::Duration>,
+}
+
+/// Asked before every statement and commit of a target transaction: `true` while the worker
+/// may write.
+pub type WriteGuard = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// A guard that always allows (verification, tools).
+pub(crate) fn always() -> WriteGuard {
+    std::sync::Arc::new(|| true)
+}
+
+/// `Ok` while `guard` allows writing.
+pub(crate) fn allowed(guard: &WriteGuard) -> Result<(), TargetError> {
+    if guard() {
+        Ok(())
+    } else {
+        Err(TargetError::Fenced)
+    }
 }
 
 impl fmt::Debug for TargetParams {
@@ -84,6 +118,14 @@ impl Target {
                 Self::Mysql(mysql::MysqlTarget::connect(params).await?)
             }
         })
+    }
+
+    /// Sets the guard asked before every statement and commit of a transaction.
+    pub fn guard(&mut self, guard: WriteGuard) {
+        match self {
+            Self::Postgres(t) => t.guard = guard,
+            Self::Mysql(t) => t.guard = guard,
+        }
     }
 
     /// Creates `table` (and its schema or database) unless it exists.
@@ -143,6 +185,7 @@ impl Target {
                     hint,
                 },
                 TargetError::Transient(m) => TargetError::Transient(format!("{m} (running `{s}`)")),
+                TargetError::Fenced => TargetError::Fenced,
             })?;
         }
         Ok(())

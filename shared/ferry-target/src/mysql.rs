@@ -20,13 +20,19 @@ use mysql_async::{Conn, OptsBuilder};
 
 use crate::literal::mysql_literal;
 use crate::verify::{TargetRows, canonical_source, target_row};
-use crate::{MAX_STATEMENT_BYTES, TargetError, TargetParams};
+use crate::{MAX_STATEMENT_BYTES, TargetError, TargetParams, WriteGuard, allowed, always};
 use ferry_mysql::snapshot::from_result;
 
 /// A connection to a MySQL/MariaDB target.
-#[derive(Debug)]
 pub struct MysqlTarget {
     conn: Conn,
+    pub(crate) guard: WriteGuard,
+}
+
+impl std::fmt::Debug for MysqlTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlTarget").finish_non_exhaustive()
+    }
 }
 
 fn error(e: mysql_async::Error) -> TargetError {
@@ -171,7 +177,20 @@ impl MysqlTarget {
         )
         .await
         .map_err(error)?;
-        Ok(Self { conn })
+        if let Some(idle) = params.idle_transaction {
+            // MariaDB ends a transaction idle this long (MySQL has no such setting: there the
+            // guard alone keeps a late commit out).
+            let _ = conn
+                .query_drop(format!(
+                    "SET SESSION idle_transaction_timeout = {}",
+                    idle.as_secs().max(1)
+                ))
+                .await;
+        }
+        Ok(Self {
+            conn,
+            guard: always(),
+        })
     }
 
     pub(crate) async fn close(self) {
@@ -208,8 +227,10 @@ impl MysqlTarget {
             .await
             .map_err(error)?;
         for s in statements {
+            allowed(&self.guard)?;
             tx.query_drop(s).await.map_err(error)?;
         }
+        allowed(&self.guard)?;
         tx.commit().await.map_err(error)
     }
 

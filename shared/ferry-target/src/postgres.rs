@@ -21,7 +21,7 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::literal::{pg_copy, pg_literal};
 use crate::verify::{TargetRows, canonical_pg, target_row};
-use crate::{MAX_STATEMENT_BYTES, TargetError, TargetParams};
+use crate::{MAX_STATEMENT_BYTES, TargetError, TargetParams, WriteGuard, allowed, always};
 
 /// A connection to a PostgreSQL target.
 pub struct PgTarget {
@@ -31,6 +31,7 @@ pub struct PgTarget {
     /// Tables a direct `COPY` of a chunk hit existing keys in: loaded through staging from then.
     conflicted: std::collections::HashSet<(String, String)>,
     connection: tokio::task::JoinHandle<()>,
+    pub(crate) guard: WriteGuard,
 }
 
 impl std::fmt::Debug for PgTarget {
@@ -187,18 +188,24 @@ impl PgTarget {
                 tracing::debug!(error = %e, "PostgreSQL target connection ended");
             }
         });
-        client
-            .batch_execute(
-                "SET TimeZone = 'UTC'; SET standard_conforming_strings = on; \
-                 SET bytea_output = 'hex'; SET extra_float_digits = 3",
-            )
-            .await
-            .map_err(error)?;
+        let mut settings = String::from(
+            "SET TimeZone = 'UTC'; SET standard_conforming_strings = on; \
+             SET bytea_output = 'hex'; SET extra_float_digits = 3",
+        );
+        if let Some(idle) = params.idle_transaction {
+            let _ = write!(
+                settings,
+                "; SET idle_in_transaction_session_timeout = {}",
+                idle.as_millis().max(1)
+            );
+        }
+        client.batch_execute(&settings).await.map_err(error)?;
         Ok(Self {
             client,
             staging: HashMap::new(),
             conflicted: Default::default(),
             connection,
+            guard: always(),
         })
     }
 
@@ -246,6 +253,7 @@ impl PgTarget {
         if t.key.is_empty() {
             let tx = self.client.transaction().await.map_err(error)?;
             copy_rows(&tx, &table_ref(t), t, rows).await?;
+            allowed(&self.guard)?;
             return tx.commit().await.map_err(error);
         }
         // First straight into the table, under a savepoint: on a table's first copy no row of
@@ -260,6 +268,7 @@ impl PgTarget {
             match copy_rows(&direct, &table_ref(t), t, rows).await {
                 Ok(()) => {
                     direct.commit().await.map_err(error)?;
+                    allowed(&self.guard)?;
                     return tx.commit().await.map_err(error);
                 }
                 Err(CopyError::Conflict) => {
@@ -278,6 +287,7 @@ impl PgTarget {
         ))
         .await
         .map_err(error)?;
+        allowed(&self.guard)?;
         tx.commit().await.map_err(error)
     }
 
@@ -349,8 +359,10 @@ impl PgTarget {
         }
         let tx = self.client.transaction().await.map_err(error)?;
         for s in &statements {
+            allowed(&self.guard)?;
             tx.batch_execute(s).await.map_err(error)?;
         }
+        allowed(&self.guard)?;
         tx.commit().await.map_err(error)?;
         Ok(statements.iter().map(String::len).sum())
     }

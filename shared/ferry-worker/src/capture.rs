@@ -13,8 +13,10 @@
 //! # Fencing
 //!
 //! Every checkpoint carries the lease's fencing token; the store refuses a checkpoint older than
-//! the newest one. A loop whose lease was taken over learns it at its next renewal or checkpoint
-//! and stops without writing.
+//! the newest one. Records are fenced by the lease's local deadline (`crate::lease`): once less
+//! than half the lease is left unrenewed, the loop queues nothing more, purges the producer and
+//! stops, and every record queued before then is delivered or failed before another worker can
+//! claim the task.
 //!
 //! # Error handling
 //!
@@ -45,6 +47,8 @@ use ferry_mysql::binlog::{BinlogReader, ReadEvent, ReaderError, SourceEvent, Sta
 use ferry_store::{Checkpoint, CheckpointOutcome, StoreError, TaskRecord};
 use mysql_async::prelude::Queryable;
 use tokio::sync::watch;
+
+use crate::lease::{Claim, LeaseClock, LeaseTimes, renew_lease};
 
 use crate::delivery::{Destination, Out, Window};
 use crate::heartbeat;
@@ -81,6 +85,11 @@ pub enum CaptureError {
     /// Another worker holds the task now.
     #[error("the lease was lost")]
     LeaseLost,
+    /// The lease was not renewed in time (DynamoDB unreachable, or the process was paused):
+    /// the loop stopped sending before another worker could claim it; retried like
+    /// [`CaptureError::Transient`].
+    #[error("the lease was not renewed in time; stopped sending before it could expire")]
+    LeaseExpiring,
     /// The task was reset or its objects reselected: the loop stops at a transaction boundary
     /// and the worker starts it again with the new configuration.
     #[error("the task's configuration changed")]
@@ -149,6 +158,8 @@ pub(crate) struct Fence {
     pub(crate) instance: InstanceId,
     pub(crate) token: u64,
     pub(crate) config_version: u64,
+    /// The source server the loop reads (written with every checkpoint).
+    pub(crate) source: Option<String>,
 }
 
 /// How often the loop reads its task's desired state.
@@ -206,6 +217,34 @@ pub(crate) async fn current_position(params: &ConnectParams) -> Result<Position,
     let _ = conn.disconnect().await;
     let file: BinlogFile = file.parse().map_err(transient)?;
     Ok(Position::new(file, offset, None))
+}
+
+/// The identity of the source server (see `ferry_mysql::snapshot::server_identity`).
+pub(crate) async fn source_identity(params: &ConnectParams) -> Result<String, CaptureError> {
+    let mut conn = ferry_mysql::connect(params)
+        .await
+        .map_err(|e| source_failed(e.message))?;
+    let id = ferry_mysql::snapshot::server_identity(&mut conn)
+        .await
+        .map_err(source_failed)?;
+    let _ = conn.disconnect().await;
+    Ok(id)
+}
+
+/// Refuses to resume from a checkpoint in another server's binlog: its position means nothing
+/// there (a failover, or the endpoint pointed at another server without a reset).
+pub(crate) fn same_source(checkpoint: &Checkpoint, source: &str) -> Result<(), CaptureError> {
+    match &checkpoint.source {
+        Some(was) if was != source => Err(CaptureError::Definite {
+            code: "source_changed",
+            message: format!(
+                "the task's checkpoint ({}) is a position in the binlog of server {was}, but the source is now server {source}",
+                checkpoint.position
+            ),
+            hint: "reset the task to start from the new server's current position (a tracking task then writes a new topic generation); changes between the two are not captured".into(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Reads the source's catalog and stores it as the schema history's snapshot at `position`.
@@ -284,43 +323,6 @@ pub(crate) fn read_ahead(
         let _ = reader.close().await;
     });
     (rx, AbortOnDrop(task))
-}
-
-/// Renews the lease every third of its time to live while the loop runs, whatever the loop is
-/// waiting on (a slow broker must not cost the lease of a live worker). Tells `lost` when the
-/// lease went to another worker; a failed renewal is retried at once, then every second.
-pub(crate) async fn renew_lease(
-    state: AppState,
-    instance: InstanceId,
-    worker: WorkerId,
-    token: u64,
-    ttl: Duration,
-    lost: watch::Sender<bool>,
-) {
-    let mut wait = ttl / 3;
-    loop {
-        tokio::time::sleep(wait).await;
-        let claimed = state
-            .store()
-            .claim_lease(
-                &instance,
-                &worker,
-                Utc::now(),
-                chrono::Duration::from_std(ttl).unwrap_or_default(),
-            )
-            .await;
-        match claimed {
-            Ok(Some(l)) if l.token == token => wait = ttl / 3,
-            Ok(_) => {
-                let _ = lost.send(true);
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(instance = %instance, error = %e, "renewing the lease failed; retrying");
-                wait = Duration::from_secs(1).min(ttl / 3);
-            }
-        }
-    }
 }
 
 /// Opens the binlog at `at`, decoding with `catalog` for `objects`.
@@ -469,8 +471,36 @@ pub async fn capture_task(
     state: &AppState,
     settings: &CaptureSettings,
     instance: &InstanceId,
-    token: u64,
+    claim: Claim,
     mut stop: watch::Receiver<bool>,
+) -> Result<(), CaptureError> {
+    // The lease is renewed on a task of its own from the start, so a loop waiting on a slow
+    // broker or source keeps it; the loop sends nothing once it is ending.
+    let lease = LeaseClock::new(LeaseTimes::new(settings.lease_ttl), claim.started);
+    let _renewer = AbortOnDrop(tokio::spawn(renew_lease(
+        state.clone(),
+        instance.clone(),
+        settings.worker.clone(),
+        claim.token,
+        lease.clone(),
+    )));
+    let result = capture_leased(state, settings, instance, claim.token, &lease, &mut stop).await;
+    if matches!(
+        result,
+        Err(CaptureError::LeaseLost | CaptureError::LeaseExpiring)
+    ) {
+        tracing::warn!(instance = %instance, lost = lease.is_lost(), "the lease is ending: stopped sending");
+    }
+    result
+}
+
+async fn capture_leased(
+    state: &AppState,
+    settings: &CaptureSettings,
+    instance: &InstanceId,
+    token: u64,
+    lease: &LeaseClock,
+    stop: &mut watch::Receiver<bool>,
 ) -> Result<(), CaptureError> {
     let store = state.store();
     let mut task = store
@@ -483,17 +513,20 @@ pub async fn capture_task(
         .clone()
         .ok_or_else(|| transient("the task has no configuration"))?;
     let config_version = task.value.config_version;
+    let topic = state.topic_of(&task.value);
+    let params = source_params(state, &config).await?;
+    let source = source_identity(&params).await?;
     let mut fence = Fence {
         instance: instance.clone(),
         token,
         config_version,
+        source: Some(source.clone()),
     };
-    let topic = state.topic_for(instance);
-    let (dest, skip_until) = Destination::open(state, instance, &config).await?;
-    let params = source_params(state, &config).await?;
+    let (dest, skip_until) = Destination::open(state, &topic, &config, &source, lease).await?;
 
     let (checkpoint, catalog) = match store.get_checkpoint(instance).await? {
         Some(c) => {
+            same_source(&c, &source)?;
             let catalog = schema_at(state, instance, &params, &c.position).await?;
             (c, catalog)
         }
@@ -504,6 +537,7 @@ pub async fn capture_task(
                 last_key: None,
                 token,
                 written_at: Utc::now(),
+                source: Some(source.clone()),
             };
             // The schema history starts here: read a moment after the position, so the first
             // statements replayed may already show in it (applying them again is harmless).
@@ -582,17 +616,8 @@ pub async fn capture_task(
         skip_until,
         window: Window::new(),
         last_key: checkpoint.last_key.clone(),
+        lease,
     };
-    // The lease is renewed on a task of its own, so a loop waiting on a slow broker keeps it.
-    let (lost_tx, lease_lost) = watch::channel(false);
-    let _renewer = AbortOnDrop(tokio::spawn(renew_lease(
-        state.clone(),
-        instance.clone(),
-        settings.worker.clone(),
-        token,
-        settings.lease_ttl,
-        lost_tx,
-    )));
     // The last commit not yet checkpointed, and when the last checkpoint was written.
     let mut uncheckpointed: Option<(Position, DateTime<Utc>)> = None;
     let mut idle = false;
@@ -612,8 +637,9 @@ pub async fn capture_task(
         if (*stop.borrow() || task_stopped) && !in_transaction {
             break;
         }
-        if *lease_lost.borrow() {
-            return Err(CaptureError::LeaseLost);
+        if let Err(e) = lease.check() {
+            dest.purge();
+            return Err(e.into());
         }
         // Converge to the desired state: stopped, reset or reselected tasks are noticed within
         // CHECK_EVERY, and acted on at the next transaction boundary.
@@ -722,6 +748,7 @@ pub async fn capture_task(
                 database,
                 statement,
                 schema,
+                subject,
             } => {
                 // Stored before the loop goes past the statement: a checkpoint after it
                 // implies the history has it.
@@ -730,9 +757,15 @@ pub async fn capture_task(
                         .put_schema_entries(instance, &event.position, &schema)
                         .await?;
                 }
-                let selected = database
-                    .as_deref()
-                    .is_some_and(|d| config.objects.includes_database(d));
+                // Only a statement the parser attributes to a selected table or database is
+                // delivered: accounts, grants (and their passwords), routines never are.
+                let selected = subject.selected(
+                    |d, t| config.objects.table(d, t).is_some(),
+                    |d| config.objects.includes_database(d),
+                );
+                if !selected {
+                    meter.statement_skipped();
+                }
                 // The heartbeat writer creating its table is bookkeeping, not the user's DDL.
                 let own = config.heartbeat.as_ref().is_some_and(|w| {
                     !schema.is_empty()
@@ -867,7 +900,7 @@ pub async fn capture_task(
         )
         .await?;
     }
-    dest.flush()?;
+    dest.flush().await?;
     // The counts since the last report go to the store before the loop ends.
     let _ = reported.send(true);
     let mut reporter = reporter;
@@ -921,6 +954,7 @@ pub(crate) async fn write_checkpoint(
         last_key: last_key.clone(),
         token: fence.token,
         written_at: Utc::now(),
+        source: fence.source.clone(),
     };
     match state
         .store()

@@ -6,6 +6,9 @@
 //!
 //! The topic is the task's own; after a restart the loop reads the last record of each
 //! partition ([`Tail`]) and skips re-read records up to it: the topic holds every change once.
+//! Whatever kind of record is last (a row, BEGIN, COMMIT, DDL or a heartbeat), it names the
+//! position it was read at; a tail written from another source server's binlog is refused
+//! (positions of two servers are not comparable).
 //!
 //! # Kinesis
 //!
@@ -20,21 +23,32 @@ use chrono::{DateTime, Utc};
 use ferry_api::AppState;
 use ferry_aws::streams::{StreamAck, StreamError, StreamSink, partition_key};
 use ferry_domain::change::{ChangeEvent, ChangeKind};
-use ferry_domain::id::InstanceId;
 use ferry_domain::metrics::Side;
 use ferry_domain::position::Position;
 use ferry_domain::task_config::{Destination as Kind, Partitioning, TaskConfig};
 use ferry_kafka::encode::encode;
-use ferry_kafka::sink::{Delivery, Sink, SinkError, delivered, ensure_topic, last_records};
+use ferry_kafka::sink::{
+    Delivery, Sink, SinkError, TailHeaders, delivered, ensure_topic, last_records,
+};
 use futures::FutureExt;
 
 use crate::capture::CaptureError;
+use crate::lease::{Expiry, LeaseClock};
 use crate::metrics::TaskMeter;
 
 fn closed() -> CaptureError {
     CaptureError::Connection {
         side: Side::Target,
         message: "the producer was closed before a record was delivered".into(),
+    }
+}
+
+impl From<Expiry> for CaptureError {
+    fn from(e: Expiry) -> Self {
+        match e {
+            Expiry::Lost => Self::LeaseLost,
+            Expiry::Expiring => Self::LeaseExpiring,
+        }
     }
 }
 
@@ -78,8 +92,10 @@ impl Destination {
     /// tail of each partition of a topic, nothing for a stream.
     pub(crate) async fn open(
         state: &AppState,
-        instance: &InstanceId,
+        topic: &str,
         config: &TaskConfig,
+        source: &str,
+        lease: &LeaseClock,
     ) -> Result<(Self, Vec<Option<Tail>>), CaptureError> {
         if let (Kind::Kinesis, Some(stream)) = (
             config.delivery.destination,
@@ -95,23 +111,25 @@ impl Destination {
                 Vec::new(),
             ));
         }
-        let topic = state.topic_for(instance);
         let bootstrap = state.settings().kafka_bootstrap.clone();
         let retention_ms = i64::from(config.delivery.retention_hours) * 3_600_000;
         let partitions = match config.delivery.partitioning {
             Partitioning::Single => 1,
             Partitioning::KeyHash { partitions } => i32::from(partitions),
         };
-        ensure_topic(&bootstrap, &topic, partitions, retention_ms).await?;
-        let sink = Sink::new(&bootstrap, &topic, partitions)?;
+        ensure_topic(&bootstrap, topic, partitions, retention_ms).await?;
+        let sink = Sink::new(
+            &bootstrap,
+            topic,
+            partitions,
+            source,
+            lease.times().message_timeout(),
+        )?;
         // The last record of each partition: re-read records at or before it are already there.
-        let tails = last_records(&bootstrap, &topic, partitions)
+        let tails = last_records(&bootstrap, topic, partitions)
             .await?
             .into_iter()
-            .map(|last| {
-                last.map(|(key, position)| Tail::parse(&key, &position))
-                    .transpose()
-            })
+            .map(|last| last.map(|h| Tail::parse(&h, source)).transpose())
             .collect::<Result<_, _>>()?;
         Ok((Self::Kafka { sink, retention_ms }, tails))
     }
@@ -125,11 +143,20 @@ impl Destination {
     }
 
     /// Waits for every queued record (at the loop's end).
-    pub(crate) fn flush(&self) -> Result<(), CaptureError> {
+    pub(crate) async fn flush(&self) -> Result<(), CaptureError> {
         match self {
-            Self::Kafka { sink, .. } => Ok(sink.flush(std::time::Duration::from_secs(30))?),
+            Self::Kafka { sink, .. } => Ok(sink.flush(std::time::Duration::from_secs(30)).await?),
             // The window already waited for every acknowledgement.
             Self::Kinesis { .. } => Ok(()),
+        }
+    }
+
+    /// Drops what is queued and not yet sent (the lease is ending).
+    pub(crate) fn purge(&self) {
+        match self {
+            Self::Kafka { sink, .. } => sink.purge(),
+            // Each record is one PutRecords call awaited in order: nothing is queued.
+            Self::Kinesis { .. } => {}
         }
     }
 }
@@ -169,25 +196,49 @@ fn kinesis_key(event: &ChangeEvent, key: Option<&[u8]>) -> String {
 #[derive(Debug)]
 pub(crate) struct Tail {
     pub(crate) position: Position,
+    /// The record's event index in its transaction; `u32::MAX` for a heartbeat, which covers
+    /// every event at its position.
     index: u32,
 }
 
 impl Tail {
-    pub(crate) fn parse(key: &str, position: &str) -> Result<Self, CaptureError> {
-        let bad = || CaptureError::Definite {
+    /// The tail from a record's headers, for a loop reading `source`'s binlog.
+    pub(crate) fn parse(h: &TailHeaders, source: &str) -> Result<Self, CaptureError> {
+        let foreign = |written: &str| {
+            CaptureError::Definite {
+            code: "topic_tail_source",
+            message: format!(
+                "the topic's last record was read from another source server ({written}) than the one the task reads now ({source}): binlog positions of two servers cannot be compared"
+            ),
+            hint: "reset the task: the next start writes a new topic generation from the new source (consumers follow GET …/task's delivery.topic)".into(),
+        }
+        };
+        if let Some(written) = &h.source
+            && written != source
+        {
+            return Err(foreign(written));
+        }
+        let bad = || {
+            CaptureError::Definite {
             code: "topic_tail",
             message: format!(
-                "the last record of the topic has headers Ferry did not write ({key}, {position})"
+                "the last record of the topic has headers Ferry did not write ({}, {})",
+                h.key, h.position
             ),
-            hint: "only Ferry may write to a task's topic; reset the task to start a new one"
-                .into(),
+            hint: "only Ferry may write to a task's topic; reset the task to start a new topic generation".into(),
+        }
         };
-        let index = key
-            .rsplit_once('/')
-            .and_then(|(_, i)| i.parse().ok())
-            .ok_or_else(bad)?;
+        // A heartbeat's key is `hb/<position>`: every event up to its position was before it.
+        let index = if h.key.starts_with("hb/") {
+            u32::MAX
+        } else {
+            h.key
+                .rsplit_once('/')
+                .and_then(|(_, i)| i.parse().ok())
+                .ok_or_else(bad)?
+        };
         Ok(Self {
-            position: position.parse().map_err(|_| bad())?,
+            position: h.position.parse().map_err(|_| bad())?,
             index,
         })
     }
@@ -213,6 +264,8 @@ pub(crate) struct Out<'a> {
     pub(crate) skip_until: Vec<Option<Tail>>,
     pub(crate) window: Window,
     pub(crate) last_key: Option<String>,
+    /// Nothing is sent once the lease is ending (see `crate::lease`).
+    pub(crate) lease: &'a LeaseClock,
 }
 
 impl Out<'_> {
@@ -248,6 +301,14 @@ impl Out<'_> {
             *slot = None;
         }
         let bytes = record.payload.len();
+        let lease = self.lease;
+        let dest = self.dest;
+        let may_send = || {
+            lease.check().map_err(|e| {
+                dest.purge();
+                CaptureError::from(e)
+            })
+        };
         let ack = match self.dest {
             Destination::Kafka { sink, retention_ms } => {
                 let at = kafka_timestamp(
@@ -255,9 +316,10 @@ impl Out<'_> {
                     Utc::now().timestamp_millis(),
                     *retention_ms,
                 );
-                Ack::Kafka(sink.send(&record, at).await?)
+                Ack::Kafka(sink.send(&record, at, may_send).await?)
             }
             Destination::Kinesis { sink, .. } => {
+                may_send()?;
                 let key = kinesis_key(event, record.key.as_deref());
                 Ack::Stream(sink.send(key, record.payload).await?)
             }
@@ -369,9 +431,21 @@ mod tests {
         );
     }
 
+    fn headers(key: &str, position: &str, source: Option<&str>) -> TailHeaders {
+        TailHeaders {
+            key: key.into(),
+            position: position.into(),
+            source: source.map(Into::into),
+        }
+    }
+
+    fn parse(key: &str, position: &str) -> Result<Tail, CaptureError> {
+        Tail::parse(&headers(key, position, Some("server_id:1")), "server_id:1")
+    }
+
     #[test]
     fn the_tail_covers_what_was_produced() {
-        let tail = Tail::parse("0-1-9/2", "binlog.000002:500@0-1-9").unwrap();
+        let tail = parse("0-1-9/2", "binlog.000002:500@0-1-9").unwrap();
         let at = |p: &str| p.parse::<Position>().unwrap();
         assert!(tail.covers(&at("binlog.000001:900"), 7), "an earlier file");
         assert!(tail.covers(&at("binlog.000002:400"), 9), "an earlier event");
@@ -381,7 +455,35 @@ mod tests {
             "a later row of the same event"
         );
         assert!(!tail.covers(&at("binlog.000002:501"), 1));
-        assert!(Tail::parse("no-index", "binlog.000002:500").is_err());
-        assert!(Tail::parse("x/1", "not a position").is_err());
+        assert!(parse("no-index", "binlog.000002:500").is_err());
+        assert!(parse("x/1", "not a position").is_err());
+    }
+
+    #[test]
+    fn a_heartbeat_tail_covers_everything_up_to_its_position() {
+        let tail = parse("hb/binlog.000002:500@0-1-9", "binlog.000002:500@0-1-9").unwrap();
+        let at = |p: &str| p.parse::<Position>().unwrap();
+        assert!(
+            tail.covers(&at("binlog.000002:500"), 0),
+            "a heartbeat again"
+        );
+        assert!(
+            tail.covers(&at("binlog.000002:500"), 7),
+            "the commit before it"
+        );
+        assert!(tail.covers(&at("binlog.000001:900"), 3));
+        assert!(!tail.covers(&at("binlog.000002:501"), 0), "the next event");
+    }
+
+    #[test]
+    fn a_tail_from_another_server_is_refused() {
+        let h = headers("0-1-9/2", "binlog.000002:500", Some("server_id:1"));
+        let Err(CaptureError::Definite { code, .. }) = Tail::parse(&h, "server_id:2") else {
+            panic!("a tail of server 1 read by a loop on server 2")
+        };
+        assert_eq!(code, "topic_tail_source");
+        // Records written before Ferry named their source are trusted.
+        let old = headers("0-1-9/2", "binlog.000002:500", None);
+        assert!(Tail::parse(&old, "server_id:2").is_ok());
     }
 }

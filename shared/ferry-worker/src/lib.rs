@@ -6,11 +6,13 @@ pub mod capture;
 mod copy;
 mod delivery;
 mod heartbeat;
+pub mod lease;
 pub mod metrics;
 pub mod sync;
 mod verify;
 pub mod worker;
 
 pub use capture::{CaptureError, CaptureSettings, capture_task};
+pub use lease::{Claim, LeaseTimes};
 pub use sync::sync_task;
 pub use worker::{Worker, WorkerSettings};

@@ -56,6 +56,7 @@ pub struct WorkerMetrics {
     events_read: Family<TaskLabels, Counter>,
     checkpoints: Family<TaskLabels, Counter>,
     heartbeat_errors: Family<TaskLabels, Counter>,
+    statements_skipped: Family<TaskLabels, Counter>,
     delay: Family<TaskLabels, Gauge<f64, AtomicU64>>,
     target_delay: Family<TaskLabels, Gauge<f64, AtomicU64>>,
     running: Gauge,
@@ -71,6 +72,7 @@ impl Default for WorkerMetrics {
         let events_read = Family::default();
         let checkpoints = Family::default();
         let heartbeat_errors = Family::default();
+        let statements_skipped = Family::default();
         let delay = Family::default();
         let target_delay = Family::default();
         let running = Gauge::default();
@@ -92,6 +94,11 @@ impl Default for WorkerMetrics {
             "heartbeat_errors",
             "Failures of the heartbeat writer (it retries)",
             heartbeat_errors.clone(),
+        );
+        registry.register(
+            "statements_skipped",
+            "Statements of the binlog that are not DDL of a selected table or database (accounts, grants, routines, …): never delivered",
+            statements_skipped.clone(),
         );
         registry.register(
             "source_delay_seconds",
@@ -121,6 +128,7 @@ impl Default for WorkerMetrics {
             events_read,
             checkpoints,
             heartbeat_errors,
+            statements_skipped,
             delay,
             target_delay,
             running,
@@ -143,6 +151,7 @@ impl WorkerMetrics {
             events_read: self.events_read.get_or_create(&labels).clone(),
             checkpoints: self.checkpoints.get_or_create(&labels).clone(),
             heartbeat_errors: self.heartbeat_errors.get_or_create(&labels).clone(),
+            statements_skipped: self.statements_skipped.get_or_create(&labels).clone(),
             delay: self.delay.get_or_create(&labels).clone(),
             target_delay: None,
             last_applied_ms: Arc::new(AtomicI64::new(0)),
@@ -201,6 +210,7 @@ pub struct TaskMeter {
     events_read: Counter,
     checkpoints: Counter,
     heartbeat_errors: Counter,
+    statements_skipped: Counter,
     delay: Gauge<f64, AtomicU64>,
     /// Sync tasks only (see [`TaskMeter::for_sync`]).
     target_delay: Option<Gauge<f64, AtomicU64>>,
@@ -224,6 +234,7 @@ impl Drop for TaskMeter {
             &self.owner.events_read,
             &self.owner.checkpoints,
             &self.owner.heartbeat_errors,
+            &self.owner.statements_skipped,
         ] {
             family.remove(&self.labels);
         }
@@ -309,6 +320,11 @@ impl TaskMeter {
 
     pub fn checkpointed(&self) {
         self.checkpoints.inc();
+    }
+
+    /// A statement that is not DDL of a selected object was left out.
+    pub fn statement_skipped(&self) {
+        self.statements_skipped.inc();
     }
 
     /// The heartbeat writer failed once.

@@ -55,10 +55,11 @@ use tokio::sync::watch;
 
 use crate::capture::{
     AbortOnDrop, CHECK_EVERY, CHECKPOINT_EVERY, CaptureError, CaptureSettings, Fence,
-    current_position, open_reader, read_ahead, renew_lease, schema_at, snapshot_schema,
-    source_failed, source_params, transient, write_checkpoint,
+    current_position, open_reader, read_ahead, same_source, schema_at, snapshot_schema,
+    source_failed, source_identity, source_params, transient, write_checkpoint,
 };
 use crate::copy::{Copies, ReadChunk, plan_copy};
+use crate::lease::{Claim, LeaseClock, LeaseTimes, renew_lease};
 use crate::metrics::TaskMeter;
 use crate::verify::VerifyTable;
 
@@ -77,6 +78,7 @@ impl From<TargetError> for CaptureError {
                 side: Side::Target,
                 message,
             },
+            TargetError::Fenced => Self::LeaseExpiring,
         }
     }
 }
@@ -92,6 +94,7 @@ fn target_engine(engine: Engine) -> TargetEngine {
 async fn target_params(
     state: &AppState,
     config: &TaskConfig,
+    lease: LeaseTimes,
 ) -> Result<TargetParams, CaptureError> {
     let target = config
         .target
@@ -109,6 +112,7 @@ async fn target_params(
         user: target.username().to_owned(),
         password: password.expose().to_owned(),
         database: target.database().map(str::to_owned),
+        idle_transaction: Some(lease.apply_timeout()),
     })
 }
 
@@ -205,6 +209,7 @@ async fn first_start(
         last_key: None,
         token: fence.token,
         written_at: Utc::now(),
+        source: fence.source.clone(),
     };
     match state
         .store()
@@ -230,12 +235,25 @@ struct Applier<'a> {
     applied: Option<(Position, DateTime<Utc>)>,
     since: tokio::time::Instant,
     meter: &'a TaskMeter,
+    /// One apply ends within this, well before the lease could expire (see `crate::lease`).
+    apply_timeout: Duration,
 }
 
 impl Applier<'_> {
     async fn flush(&mut self) -> Result<(), CaptureError> {
         if !self.batch.is_empty() {
-            let bytes = self.target.apply(&self.batch, &self.tables).await?;
+            let bytes = tokio::time::timeout(
+                self.apply_timeout,
+                self.target.apply(&self.batch, &self.tables),
+            )
+            .await
+            .map_err(|_| CaptureError::Connection {
+                side: Side::Target,
+                message: format!(
+                    "applying a batch took longer than {:?}: given up before the lease could expire",
+                    self.apply_timeout
+                ),
+            })??;
             self.meter.wrote(self.batch.changes(), bytes);
             self.batch = Batch::new();
         }
@@ -300,8 +318,27 @@ pub async fn sync_task(
     state: &AppState,
     settings: &CaptureSettings,
     instance: &InstanceId,
-    token: u64,
+    claim: Claim,
     mut stop: watch::Receiver<bool>,
+) -> Result<(), CaptureError> {
+    let lease = LeaseClock::new(LeaseTimes::new(settings.lease_ttl), claim.started);
+    let _renewer = AbortOnDrop(tokio::spawn(renew_lease(
+        state.clone(),
+        instance.clone(),
+        settings.worker.clone(),
+        claim.token,
+        lease.clone(),
+    )));
+    sync_leased(state, settings, instance, claim.token, &lease, &mut stop).await
+}
+
+async fn sync_leased(
+    state: &AppState,
+    settings: &CaptureSettings,
+    instance: &InstanceId,
+    token: u64,
+    lease: &LeaseClock,
+    stop: &mut watch::Receiver<bool>,
 ) -> Result<(), CaptureError> {
     let store = state.store();
     let task = store
@@ -313,18 +350,22 @@ pub async fn sync_task(
         .config
         .clone()
         .ok_or_else(|| transient("the task has no configuration"))?;
+    let params = source_params(state, &config).await?;
     let fence = Fence {
         instance: instance.clone(),
         token,
         config_version: task.value.config_version,
+        source: Some(source_identity(&params).await?),
     };
-    let params = source_params(state, &config).await?;
-    let tparams = target_params(state, &config).await?;
+    let tparams = target_params(state, &config, lease.times()).await?;
     let engine = tparams.engine;
     let mut target = Target::connect(&tparams).await?;
+    let guard = lease.clone();
+    target.guard(Arc::new(move || guard.check().is_ok()));
 
     let (checkpoint, catalog) = match store.get_checkpoint(instance).await? {
         Some(c) => {
+            same_source(&c, fence.source.as_deref().unwrap_or_default())?;
             let catalog = schema_at(state, instance, &params, &c.position).await?;
             (c, catalog)
         }
@@ -409,15 +450,6 @@ pub async fn sync_task(
         settings.metrics_every,
         report_done,
     )));
-    let (lost_tx, lease_lost) = watch::channel(false);
-    let _renewer = AbortOnDrop(tokio::spawn(renew_lease(
-        state.clone(),
-        instance.clone(),
-        settings.worker.clone(),
-        token,
-        settings.lease_ttl,
-        lost_tx,
-    )));
     let mut applier = Applier {
         target,
         tables: selected.into_iter().map(|(n, (t, _))| (n, t)).collect(),
@@ -428,6 +460,7 @@ pub async fn sync_task(
         applied: None,
         since: tokio::time::Instant::now(),
         meter: &meter,
+        apply_timeout: lease.times().apply_timeout(),
     };
     let mut stream_at = checkpoint.position.clone();
     let mut in_transaction = false;
@@ -444,9 +477,7 @@ pub async fn sync_task(
         if (*stop.borrow() || task_stopped) && !in_transaction {
             break;
         }
-        if *lease_lost.borrow() {
-            return Err(CaptureError::LeaseLost);
-        }
+        lease.check()?;
         if tokio::time::Instant::now() >= check_at {
             let current = store
                 .get_task(instance)
@@ -536,6 +567,7 @@ pub async fn sync_task(
                 schema,
                 database,
                 statement,
+                ..
             } => {
                 let truncated: Vec<ObjectName> = if config.objects.includes(OperationKind::Ddl) {
                     ferry_mysql::ddl::truncated_tables(database.as_deref(), &statement)

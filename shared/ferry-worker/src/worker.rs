@@ -34,6 +34,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::capture::{CaptureError, CaptureSettings, capture_task};
+use crate::lease::Claim;
 use crate::metrics::WorkerMetrics;
 
 /// How a worker behaves.
@@ -65,7 +66,7 @@ impl WorkerSettings {
     /// | variable | meaning | default |
     /// |---|---|---|
     /// | `FERRY_WORKER_POLL_MS` | how often the worker looks for tasks to claim | 2000 |
-    /// | `FERRY_LEASE_TTL_SECS` | how long a dead worker's tasks wait before another takes them over | 30 |
+    /// | `FERRY_LEASE_TTL_SECS` | how long a dead worker's tasks wait before another takes them over (12 or more: a loop stops sending when half of it is left unrenewed, see `crate::lease`) | 30 |
     /// | `FERRY_HEARTBEAT_MS` | how often an idle source sends a heartbeat | 1000 |
     /// | `FERRY_METRICS_REPORT_MS` | how often a task's counts go to the store (the API's metrics) | 10000 |
     pub fn from_env(id: WorkerId) -> Result<Self, String> {
@@ -83,7 +84,12 @@ impl WorkerSettings {
         Ok(Self {
             id,
             poll: Duration::from_millis(read("FERRY_WORKER_POLL_MS", 2000, 50, 600_000)?),
-            lease_ttl: Duration::from_secs(read("FERRY_LEASE_TTL_SECS", 30, 2, 3600)?),
+            lease_ttl: Duration::from_secs(read(
+                "FERRY_LEASE_TTL_SECS",
+                30,
+                crate::lease::MIN_TTL.as_secs(),
+                3600,
+            )?),
             heartbeat: Duration::from_millis(read("FERRY_HEARTBEAT_MS", 1000, 100, 60_000)?),
             metrics_every: Duration::from_millis(read(
                 "FERRY_METRICS_REPORT_MS",
@@ -196,15 +202,15 @@ impl Worker {
         let settled =
             Utc::now() - chrono::Duration::from_std(self.settings.lease_ttl).unwrap_or_default();
         for req in self.state.store().pending_cleanups().await? {
-            if req.requested_at > settled {
+            if req.requested_at > settled || req.not_before.is_some_and(|t| t > Utc::now()) {
                 continue;
             }
             let mut done = true;
-            if let Some(topic) = &req.topic
-                && let Err(e) = ferry_kafka::sink::delete_topic(bootstrap, topic).await
-            {
-                tracing::warn!(instance = %req.instance_id, topic, error = %e, "deleting a topic failed; retrying later");
-                done = false;
+            for topic in &req.topics {
+                if let Err(e) = ferry_kafka::sink::delete_topic(bootstrap, topic).await {
+                    tracing::warn!(instance = %req.instance_id, topic, error = %e, "deleting a topic failed; retrying later");
+                    done = false;
+                }
             }
             for group in &req.groups {
                 if let Err(e) = ferry_kafka::groups::delete_group(bootstrap, group).await {
@@ -214,7 +220,7 @@ impl Worker {
             }
             if done {
                 self.state.store().complete_cleanup(&req).await?;
-                tracing::info!(instance = %req.instance_id, topic = ?req.topic, groups = ?req.groups, "cleaned up after a deleted instance");
+                tracing::info!(instance = %req.instance_id, topics = ?req.topics, groups = ?req.groups, "cleaned up after a deleted instance or a reset");
             }
         }
         Ok(())
@@ -261,6 +267,7 @@ impl Worker {
                     continue;
                 }
                 let ttl = chrono::Duration::from_std(self.settings.lease_ttl).unwrap_or_default();
+                let started = tokio::time::Instant::now();
                 let Some(lease) = self
                     .state
                     .store()
@@ -270,7 +277,11 @@ impl Worker {
                     continue;
                 };
                 let mode = task.value.task.mode();
-                running.insert(id.clone(), self.spawn(id, lease.token, mode));
+                let claim = Claim {
+                    token: lease.token,
+                    started,
+                };
+                running.insert(id.clone(), self.spawn(id, claim, mode));
             }
             match page.next {
                 Some(t) => token = Some(t),
@@ -279,7 +290,8 @@ impl Worker {
         }
     }
 
-    fn spawn(&self, instance: InstanceId, token: u64, mode: Mode) -> Running {
+    fn spawn(&self, instance: InstanceId, claim: Claim, mode: Mode) -> Running {
+        let token = claim.token;
         let (stop, stop_rx) = watch::channel(false);
         let state = self.state.clone();
         let settings = CaptureSettings {
@@ -293,14 +305,16 @@ impl Worker {
         // The loop's task answers whether it ended in a transient failure (for the backoff).
         let handle = tokio::spawn(async move {
             let result = match mode {
-                Mode::Tracking => capture_task(&state, &settings, &instance, token, stop_rx).await,
+                Mode::Tracking => capture_task(&state, &settings, &instance, claim, stop_rx).await,
                 Mode::Sync => {
-                    crate::sync::sync_task(&state, &settings, &instance, token, stop_rx).await
+                    crate::sync::sync_task(&state, &settings, &instance, claim, stop_rx).await
                 }
             };
             let transient = matches!(
                 result,
-                Err(CaptureError::Transient(_) | CaptureError::Connection { .. })
+                Err(CaptureError::Transient(_)
+                    | CaptureError::Connection { .. }
+                    | CaptureError::LeaseExpiring)
             );
             match result {
                 Ok(()) => tracing::info!(instance = %instance, "capture stopped"),
@@ -328,6 +342,9 @@ impl Worker {
                             state.events().publish_or_log(&[e]).await;
                         }
                     }
+                }
+                Err(CaptureError::LeaseExpiring) => {
+                    tracing::warn!(instance = %instance, "the lease could not be renewed in time; stopped sending, the task is retried");
                 }
                 Err(CaptureError::Transient(e)) => {
                     tracing::warn!(instance = %instance, error = %e, "capture interrupted; the task is retried");

@@ -21,7 +21,7 @@ use ferry_mysql::binlog::{BinlogReader, SourceEvent, Start};
 use ferry_store::Checkpoint;
 use ferry_testkit::TestContext;
 use ferry_testkit::cpu_seconds;
-use ferry_worker::{CaptureSettings, capture_task};
+use ferry_worker::{CaptureSettings, Claim, capture_task};
 use mysql_async::prelude::Queryable;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -193,6 +193,7 @@ async fn main() {
     // 4. Ferry end to end: the worker catches up the backlog into the task's topic.
     let store = api.state.store();
     let worker = WorkerId::generate();
+    let started = tokio::time::Instant::now();
     let lease = store
         .claim_lease(&id, &worker, Utc::now(), chrono::Duration::seconds(60))
         .await
@@ -204,9 +205,10 @@ async fn main() {
         last_key: None,
         token: lease.token,
         written_at: Utc::now(),
+        source: None,
     };
     store.write_checkpoint(&id, &checkpoint, 1).await.unwrap();
-    let topic = api.state.topic_for(&id);
+    let topic = api.state.topic_for(&id, 0);
     let settings = CaptureSettings {
         worker: worker.clone(),
         lease_ttl: Duration::from_secs(60),
@@ -214,13 +216,15 @@ async fn main() {
         metrics: std::sync::Arc::default(),
         metrics_every: Duration::from_secs(10),
     };
+    let claim = Claim {
+        token: lease.token,
+        started,
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (wall0, cpu0) = (Instant::now(), cpu_seconds());
     let state = api.state.clone();
     let capture =
-        tokio::spawn(
-            async move { capture_task(&state, &settings, &id, lease.token, stop_rx).await },
-        );
+        tokio::spawn(async move { capture_task(&state, &settings, &id, claim, stop_rx).await });
     let consumer: BaseConsumer = ctx.kafka_config().create().unwrap();
     loop {
         let high = consumer

@@ -15,7 +15,7 @@ use chrono::Utc;
 use ferry_domain::id::{InstanceId, WorkerId};
 use ferry_store::Checkpoint;
 use ferry_testkit::TestContext;
-use ferry_worker::{CaptureSettings, capture_task};
+use ferry_worker::{CaptureSettings, Claim, capture_task};
 use mysql_async::prelude::Queryable;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::json;
@@ -152,6 +152,7 @@ async fn run_capture(
 ) -> Run {
     let store = api.state.store();
     let worker = WorkerId::generate();
+    let started = tokio::time::Instant::now();
     let lease = store
         .claim_lease(id, &worker, Utc::now(), chrono::Duration::seconds(600))
         .await
@@ -163,9 +164,10 @@ async fn run_capture(
         last_key: None,
         token: lease.token,
         written_at: Utc::now(),
+        source: None,
     };
     store.write_checkpoint(id, &checkpoint, 1).await.unwrap();
-    let topic = api.state.topic_for(id);
+    let topic = api.state.topic_for(id, 0);
     let settings = CaptureSettings {
         worker,
         lease_ttl: Duration::from_secs(600),
@@ -173,15 +175,17 @@ async fn run_capture(
         metrics: std::sync::Arc::default(),
         metrics_every: Duration::from_secs(10),
     };
+    let claim = Claim {
+        token: lease.token,
+        started,
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let before = rss_mib();
     let t0 = Instant::now();
     let state = api.state.clone();
     let task = id.clone();
     let mut capture =
-        tokio::spawn(
-            async move { capture_task(&state, &settings, &task, lease.token, stop_rx).await },
-        );
+        tokio::spawn(async move { capture_task(&state, &settings, &task, claim, stop_rx).await });
     let consumer: Option<BaseConsumer> = until.map(|(ctx, _)| ctx.kafka_config().create().unwrap());
     let mut peak = before;
     let mut samples = Vec::new();

@@ -34,6 +34,7 @@ fn task_of(i: &Instance) -> TaskRecord {
         config: None,
         config_version: 0,
         updated_at: i.created_at(),
+        topic_generation: 0,
     }
 }
 
@@ -340,6 +341,7 @@ async fn leases_fence_checkpoints() {
         last_key: None,
         token,
         written_at: t0(),
+        source: None,
     };
     assert_eq!(
         store

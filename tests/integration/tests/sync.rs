@@ -479,7 +479,7 @@ async fn a_worker_killed_mid_snapshot_resumes_without_redoing_finished_chunks() 
     let (id, _) = api.start_task("sync", config).await.unwrap();
     let progress = || async { api.task(&id).await.unwrap()["full_sync"][0].clone() };
 
-    let first = ctx.worker_process(3).unwrap();
+    let first = ctx.worker_process(12).unwrap();
     eventually(
         "ten chunks to be copied",
         Duration::from_secs(180),
@@ -498,7 +498,7 @@ async fn a_worker_killed_mid_snapshot_resumes_without_redoing_finished_chunks() 
         "killed mid-snapshot: {before}"
     );
 
-    let second = ctx.worker_process(3).unwrap();
+    let second = ctx.worker_process(12).unwrap();
     api.wait_state(&id, "incremental", Duration::from_secs(300))
         .await
         .unwrap();

@@ -28,7 +28,7 @@ impl InProcessWorker {
         let settings = WorkerSettings {
             id: WorkerId::generate(),
             poll: Duration::from_millis(200),
-            lease_ttl: Duration::from_secs(10),
+            lease_ttl: Duration::from_secs(15),
             heartbeat: Duration::from_millis(300),
             metrics_every: Duration::from_secs(1),
             metrics: Arc::clone(&metrics),

@@ -119,10 +119,7 @@ async fn pay_as_you_go_lifecycle_through_every_instance_route() {
     assert!(ctx.secret_names().await.unwrap().is_empty());
     let cleanups = api.state.store().pending_cleanups().await.unwrap();
     assert_eq!(cleanups.len(), 1);
-    assert_eq!(
-        cleanups[0].topic.as_deref(),
-        Some(format!("{}.{id}", ctx.id()).as_str())
-    );
+    assert_eq!(cleanups[0].topics, [format!("{}.{id}", ctx.id())]);
 
     let events = event_types(&ctx).await;
     for expected in [
