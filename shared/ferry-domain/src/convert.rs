@@ -199,9 +199,24 @@ fn to_postgres(p: &ParsedType<'_>) -> Option<Converted> {
     })
 }
 
+/// `column_type` in lower case, except inside quotes: ENUM and SET members keep their case
+/// (`enum('Active')` is not `enum('active')`: the target would store and answer the other).
+fn lower_outside_quotes(column_type: &str) -> String {
+    let mut out = String::with_capacity(column_type.len());
+    let mut quoted = false;
+    for c in column_type.trim().chars() {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        out.push(if quoted { c } else { c.to_ascii_lowercase() });
+    }
+    out
+}
+
 fn to_mysql(column_type: &str, p: &ParsedType<'_>, target: TargetEngine) -> Option<Converted> {
+    let same = || exact(lower_outside_quotes(column_type));
     let mariadb_only = |to: &str| match target {
-        TargetEngine::Mariadb => exact(column_type.trim().to_ascii_lowercase()),
+        TargetEngine::Mariadb => same(),
         _ => exact(to),
     };
     Some(match p.base.as_str() {
@@ -217,7 +232,7 @@ fn to_mysql(column_type: &str, p: &ParsedType<'_>, target: TargetEngine) -> Opti
         | "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "date"
         | "datetime" | "timestamp" | "time" | "year" | "enum" | "set" | "geometry" | "point"
         | "linestring" | "polygon" | "multipoint" | "multilinestring" | "multipolygon"
-        | "geometrycollection" | "geomcollection" => exact(column_type.trim().to_ascii_lowercase()),
+        | "geometrycollection" | "geomcollection" => same(),
         _ => return None,
     })
 }
@@ -261,12 +276,7 @@ pub fn create_table(
         }
         let t = convert(&c.column_type, target)?;
         let mut line = format!("{} {}", q(&c.name), t.sql_type);
-        if target != TargetEngine::Postgresql
-            && let Some(cs) = &c.charset
-            && is_text(&c.column_type)
-        {
-            line.push_str(&format!(" CHARACTER SET {cs}"));
-        }
+        line.push_str(&text_options(target, c, def.collation.as_deref()));
         let nullable = c.nullable
             || (target == TargetEngine::Postgresql && !key && zero_as_null(&c.column_type));
         if !nullable {
@@ -289,6 +299,56 @@ pub fn create_table(
         }
         TargetEngine::Mysql | TargetEngine::Mariadb => vec![create],
     })
+}
+
+/// ` CHARACTER SET cs COLLATE co` for a text column on a MySQL/MariaDB target (empty
+/// otherwise): the column's charset, and its own collation or else the table's
+/// (`table_collation`) when that is of the column's charset.
+pub(crate) fn text_options(
+    target: TargetEngine,
+    c: &crate::schema::ColumnDef,
+    table_collation: Option<&str>,
+) -> String {
+    let mut out = String::new();
+    if target == TargetEngine::Postgresql || !is_text(&c.column_type) {
+        return out;
+    }
+    let charset = c.charset.as_deref().filter(|n| plain_word(n));
+    if let Some(cs) = charset {
+        out.push_str(&format!(" CHARACTER SET {cs}"));
+    }
+    let collation = c
+        .collation
+        .as_deref()
+        .filter(|n| plain_word(n))
+        .or(table_collation.filter(|n| plain_word(n)))
+        .map(|n| collation_on(target, n))
+        .filter(|n| charset.is_none_or(|cs| n.starts_with(&format!("{cs}_"))));
+    if let Some(co) = collation {
+        out.push_str(&format!(" COLLATE {co}"));
+    }
+    out
+}
+
+/// Whether a charset or collation name is one word (`utf8mb4_bin`), safe to write unquoted.
+fn plain_word(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A source collation as `target` knows it: MariaDB (before 11.4) has none of MySQL 8's
+/// `…_0900_…` collations, so they become the nearest it has — `utf8mb4_0900_bin` and the
+/// accent- and case-sensitive `…_0900_as_cs` compare by code point like `utf8mb4_bin`, the
+/// case-insensitive `…_0900_ai_ci` like `utf8mb4_unicode_520_ci` (docs/type-conversion.md).
+fn collation_on(target: TargetEngine, collation: &str) -> String {
+    let c = collation.to_ascii_lowercase();
+    if target != TargetEngine::Mariadb || !c.contains("_0900_") {
+        return c;
+    }
+    if c.ends_with("_ci") {
+        "utf8mb4_unicode_520_ci".into()
+    } else {
+        "utf8mb4_bin".into()
+    }
 }
 
 fn is_text(column_type: &str) -> bool {
@@ -316,6 +376,75 @@ mod tests {
     }
 
     #[test]
+    fn enum_and_set_members_keep_their_case_on_mysql_targets() {
+        for t in [TargetEngine::Mysql, TargetEngine::Mariadb] {
+            assert_eq!(
+                convert("ENUM('Active','Inactive')", t).unwrap().sql_type,
+                "enum('Active','Inactive')"
+            );
+            assert_eq!(
+                convert("set('A','b','It''s')", t).unwrap().sql_type,
+                "set('A','b','It''s')"
+            );
+            assert_eq!(convert("VARCHAR(20)", t).unwrap().sql_type, "varchar(20)");
+        }
+    }
+
+    #[test]
+    fn collations_are_kept_on_mysql_targets() {
+        use crate::schema::{ColumnDef, TableDef};
+        let col = |name: &str, t: &str, charset: Option<&str>, collation: Option<&str>| ColumnDef {
+            name: name.into(),
+            column_type: t.into(),
+            nullable: false,
+            charset: charset.map(Into::into),
+            members: Vec::new(),
+            collation: collation.map(Into::into),
+        };
+        let def = TableDef {
+            columns: vec![
+                col("k", "varchar(10)", Some("utf8mb4"), Some("utf8mb4_bin")),
+                col("l", "varchar(10)", Some("latin1"), None),
+                col("t", "text", None, None),
+                col("n", "int", None, None),
+                col("m", "varchar(10)", None, Some("utf8mb4_0900_as_cs")),
+                col("x", "varchar(10)", None, Some("bad name; drop table t")),
+            ],
+            primary_key: vec!["k".into()],
+            collation: Some("utf8mb4_unicode_ci".into()),
+        };
+        let sql = create_table(TargetEngine::Mariadb, "d", "t", &def, |_| true).unwrap();
+        let sql = &sql[0];
+        assert!(
+            sql.contains("`k` varchar(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL"),
+            "{sql}"
+        );
+        // The table's collation is of another charset than latin1: not applied.
+        assert!(
+            sql.contains("`l` varchar(10) CHARACTER SET latin1 NOT NULL"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("`t` text COLLATE utf8mb4_unicode_ci NOT NULL"),
+            "{sql}"
+        );
+        assert!(sql.contains("`n` int NOT NULL"), "{sql}");
+        assert!(
+            sql.contains("`m` varchar(10) COLLATE utf8mb4_bin NOT NULL"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("`x` varchar(10) COLLATE utf8mb4_unicode_ci NOT NULL"),
+            "{sql}"
+        );
+        let mysql = create_table(TargetEngine::Mysql, "d", "t", &def, |_| true).unwrap();
+        assert!(mysql[0].contains("COLLATE utf8mb4_0900_as_cs"), "{mysql:?}");
+        // PostgreSQL's collations are deterministic ('a' and 'A' stay two keys): no clause.
+        let pg = create_table(TargetEngine::Postgresql, "d", "t", &def, |_| true).unwrap();
+        assert!(!pg[1].contains("COLLATE"), "{pg:?}");
+    }
+
+    #[test]
     fn unknown_types_are_refused_with_a_hint() {
         let e = convert("vector(3)", TargetEngine::Postgresql).unwrap_err();
         assert!(e.to_string().contains("vector(3)"), "{e}");
@@ -331,6 +460,7 @@ mod tests {
             nullable,
             charset: charset.map(Into::into),
             members: Vec::new(),
+            collation: None,
         };
         let def = TableDef {
             columns: vec![
@@ -340,6 +470,7 @@ mod tests {
                 col("secret", "blob", true, None),
             ],
             primary_key: vec!["id".into()],
+            collation: None,
         };
         let pg = create_table(TargetEngine::Postgresql, "shop", "orders", &def, |c| {
             c != "secret"
@@ -362,6 +493,7 @@ mod tests {
         let bad = TableDef {
             columns: vec![col("v", "vector(3)", true, None)],
             primary_key: Vec::new(),
+            collation: None,
         };
         assert!(create_table(TargetEngine::Postgresql, "s", "t", &bad, |_| true).is_err());
     }

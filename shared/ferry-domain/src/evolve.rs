@@ -12,12 +12,13 @@
 //! | a column renamed (one dropped and one added at the same place, same type) | `RENAME COLUMN` |
 //! | a column's type or nullability changed | `ALTER COLUMN … TYPE … USING` / `MODIFY COLUMN` |
 //!
-//! Not followed: primary key changes (the target keeps the key it was created with; a changed
-//! key is reported in the logs), index changes (Ferry creates no secondary indexes), column
-//! order.
+//! | the primary key changed | PostgreSQL: the key constraint dropped (whatever its name) and `ADD PRIMARY KEY`; MySQL/MariaDB: `DROP PRIMARY KEY, ADD PRIMARY KEY` |
+//! | a text column's charset or collation changed (MySQL/MariaDB) | `MODIFY COLUMN` |
+//!
+//! Not followed: index changes (Ferry creates no secondary indexes), column order.
 
 use crate::change::ObjectName;
-use crate::convert::{Converted, TargetEngine, Unconvertible, convert, quote};
+use crate::convert::{Converted, TargetEngine, Unconvertible, convert, quote, text_options};
 use crate::schema::{ColumnDef, SchemaEntry, TableDef};
 
 /// What one statement did to one table.
@@ -88,17 +89,15 @@ pub fn table_changes<'a>(
     out
 }
 
-fn column_sql(engine: TargetEngine, c: &ColumnDef, t: &Converted, keep_not_null: bool) -> String {
+fn column_sql(
+    engine: TargetEngine,
+    c: &ColumnDef,
+    t: &Converted,
+    keep_not_null: bool,
+    table_collation: Option<&str>,
+) -> String {
     let mut s = format!("{} {}", quote(engine, &c.name), t.sql_type);
-    if engine != TargetEngine::Postgresql
-        && let Some(cs) = &c.charset
-        && matches!(
-            c.column_type.split('(').next().unwrap_or_default(),
-            "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "enum" | "set"
-        )
-    {
-        s.push_str(&format!(" CHARACTER SET {cs}"));
-    }
+    s.push_str(&text_options(engine, c, table_collation));
     if keep_not_null && !c.nullable {
         s.push_str(" NOT NULL");
     }
@@ -123,6 +122,12 @@ pub fn alter_table(
             .position(|c| c.name.eq_ignore_ascii_case(n))
     };
     let mut out = Vec::new();
+    // A changed key: the old one goes first (before columns of it are dropped or changed), the
+    // new one is added last (after its columns exist).
+    let key_changed = !same_key(&old.primary_key, &new.primary_key);
+    if key_changed && !old.primary_key.is_empty() {
+        out.push(drop_primary_key(engine, schema, table));
+    }
     let dropped: Vec<usize> = (0..old.columns.len())
         .filter(|i| find(new, &old.columns[*i].name).is_none())
         .collect();
@@ -143,6 +148,9 @@ pub fn alter_table(
                 q(to)
             ));
         }
+        if key_changed && !new.primary_key.is_empty() {
+            out.push(add_primary_key(engine, &name, &new.primary_key));
+        }
         return Ok(out);
     }
     for i in dropped {
@@ -158,14 +166,24 @@ pub fn alter_table(
         }
         let t = convert(&c.column_type, engine)?;
         // PostgreSQL cannot add a NOT NULL column without a default to a table with rows.
-        let sql = column_sql(engine, c, &t, engine != TargetEngine::Postgresql);
+        let sql = column_sql(
+            engine,
+            c,
+            &t,
+            engine != TargetEngine::Postgresql,
+            new.collation.as_deref(),
+        );
         out.push(format!("ALTER TABLE {name} ADD COLUMN {sql}"));
     }
     for c in &new.columns {
         let Some(o) = find(old, &c.name).map(|i| &old.columns[i]) else {
             continue;
         };
-        if !keep(&c.name) || (o.column_type == c.column_type && o.nullable == c.nullable) {
+        let text_changed = engine != TargetEngine::Postgresql
+            && (o.charset != c.charset || o.collation != c.collation);
+        if !keep(&c.name)
+            || (o.column_type == c.column_type && o.nullable == c.nullable && !text_changed)
+        {
             continue;
         }
         let t = convert(&c.column_type, engine)?;
@@ -188,11 +206,46 @@ pub fn alter_table(
             }
             TargetEngine::Mysql | TargetEngine::Mariadb => out.push(format!(
                 "ALTER TABLE {name} MODIFY COLUMN {}",
-                column_sql(engine, c, &t, true)
+                column_sql(engine, c, &t, true, new.collation.as_deref())
             )),
         }
     }
+    if key_changed && !new.primary_key.is_empty() {
+        out.push(add_primary_key(engine, &name, &new.primary_key));
+    }
     Ok(out)
+}
+
+fn same_key(a: &[String], b: &[String]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.eq_ignore_ascii_case(y))
+}
+
+/// Drops `schema.table`'s primary key. PostgreSQL names the constraint after the table at
+/// creation (`…_pkey`), but a renamed table keeps the old name: it is looked up.
+fn drop_primary_key(engine: TargetEngine, schema: &str, table: &str) -> String {
+    let name = format!("{}.{}", quote(engine, schema), quote(engine, table));
+    match engine {
+        TargetEngine::Postgresql => {
+            let regclass = name.replace('\'', "''");
+            format!(
+                "DO $ferry$ DECLARE c text; BEGIN \
+                 SELECT conname INTO c FROM pg_constraint WHERE conrelid = '{regclass}'::regclass AND contype = 'p'; \
+                 IF c IS NOT NULL THEN EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', '{regclass}'::regclass, c); END IF; \
+                 END $ferry$"
+            )
+        }
+        TargetEngine::Mysql | TargetEngine::Mariadb => {
+            format!("ALTER TABLE {name} DROP PRIMARY KEY")
+        }
+    }
+}
+
+fn add_primary_key(engine: TargetEngine, name: &str, key: &[String]) -> String {
+    let columns: Vec<String> = key.iter().map(|k| quote(engine, k)).collect();
+    format!(
+        "ALTER TABLE {name} ADD PRIMARY KEY ({})",
+        columns.join(", ")
+    )
 }
 
 /// `DROP TABLE IF EXISTS schema.table`.
@@ -256,6 +309,7 @@ mod tests {
             nullable,
             charset: None,
             members: Vec::new(),
+            collation: None,
         }
     }
 
@@ -263,6 +317,7 @@ mod tests {
         TableDef {
             columns,
             primary_key: vec!["id".into()],
+            collation: None,
         }
     }
 
@@ -302,6 +357,61 @@ mod tests {
                 "ALTER TABLE `s`.`t` ADD COLUMN `c` varchar(10) NOT NULL",
                 "ALTER TABLE `s`.`t` MODIFY COLUMN `b` bigint NOT NULL",
             ]
+        );
+    }
+
+    #[test]
+    fn a_changed_primary_key_is_followed() {
+        let old = def(vec![col("id", "int", false), col("tenant", "int", false)]);
+        let mut new = old.clone();
+        new.primary_key = vec!["id".into(), "tenant".into()];
+        let pg = alter_table(TargetEngine::Postgresql, "s", "t", &old, &new, |_| true).unwrap();
+        assert_eq!(pg.len(), 2, "{pg:?}");
+        assert!(
+            pg[0].starts_with("DO $ferry$") && pg[0].contains("'\"s\".\"t\"'::regclass"),
+            "{pg:?}"
+        );
+        assert_eq!(
+            pg[1],
+            "ALTER TABLE \"s\".\"t\" ADD PRIMARY KEY (\"id\", \"tenant\")"
+        );
+        let my = alter_table(TargetEngine::Mysql, "s", "t", &old, &new, |_| true).unwrap();
+        assert_eq!(
+            my,
+            [
+                "ALTER TABLE `s`.`t` DROP PRIMARY KEY",
+                "ALTER TABLE `s`.`t` ADD PRIMARY KEY (`id`, `tenant`)"
+            ]
+        );
+        // A key dropped and none added; the same key in other case is no change.
+        let mut keyless = old.clone();
+        keyless.primary_key.clear();
+        assert_eq!(
+            alter_table(TargetEngine::Mariadb, "s", "t", &old, &keyless, |_| true).unwrap(),
+            ["ALTER TABLE `s`.`t` DROP PRIMARY KEY"]
+        );
+        let mut upper = old.clone();
+        upper.primary_key = vec!["ID".into()];
+        assert!(
+            alter_table(TargetEngine::Mariadb, "s", "t", &old, &upper, |_| true)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_changed_collation_is_followed_on_mysql_targets() {
+        let old = def(vec![col("id", "int", false), col("k", "varchar(5)", false)]);
+        let mut new = old.clone();
+        new.columns[1].collation = Some("utf8mb4_bin".into());
+        assert_eq!(
+            alter_table(TargetEngine::Mariadb, "s", "t", &old, &new, |_| true).unwrap(),
+            ["ALTER TABLE `s`.`t` MODIFY COLUMN `k` varchar(5) COLLATE utf8mb4_bin NOT NULL"]
+        );
+        assert!(
+            alter_table(TargetEngine::Postgresql, "s", "t", &old, &new, |_| true)
+                .unwrap()
+                .is_empty()
         );
     }
 

@@ -32,6 +32,11 @@ pub struct ColumnDef {
     /// The members of an ENUM or SET column, in declaration order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<String>,
+    /// The collation of a text column, when the catalog or the statement names it
+    /// (`utf8mb4_bin`): a MySQL/MariaDB target keeps it, so keys that differ only in case stay
+    /// two keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collation: Option<String>,
 }
 
 /// A table's columns, in order, and its primary key.
@@ -41,6 +46,9 @@ pub struct TableDef {
     /// The primary key's column names, in key order; empty without one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub primary_key: Vec<String>,
+    /// The table's default collation (for its text columns that name none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collation: Option<String>,
 }
 
 impl TableDef {
@@ -210,9 +218,11 @@ mod tests {
                     nullable: true,
                     charset: None,
                     members: Vec::new(),
+                    collation: None,
                 })
                 .collect(),
             primary_key: vec![cols[0].into()],
+            collation: None,
         }
     }
 

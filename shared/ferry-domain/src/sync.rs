@@ -428,10 +428,12 @@ mod tests {
             nullable: true,
             charset: None,
             members: Vec::new(),
+            collation: None,
         };
         let def = TableDef {
             columns: vec![c("a", "int"), c("id", "bigint unsigned"), c("b", "text")],
             primary_key: vec!["ID".into()],
+            collation: None,
         };
         let name = ObjectName {
             database: "d".into(),

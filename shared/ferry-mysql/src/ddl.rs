@@ -146,7 +146,10 @@ fn apply_one(
                 // CREATE TABLE … SELECT adds the query's columns, which only the server knows:
                 // the table's own table maps (FULL metadata) name them.
                 None if create.query.is_some() => None,
-                None => Some(table_def(&create.columns, &create.constraints)),
+                None => Some(TableDef {
+                    collation: table_collation(&create.table_options),
+                    ..table_def(&create.columns, &create.constraints)
+                }),
             };
             set(catalog, name, def);
         }
@@ -347,6 +350,24 @@ fn place(
     def.columns.insert(at.min(def.columns.len()), column);
 }
 
+/// The default collation a `CREATE TABLE`'s options name (`COLLATE=…`, `DEFAULT COLLATE …`).
+fn table_collation(options: &ast::CreateTableOptions) -> Option<String> {
+    let (ast::CreateTableOptions::Plain(list)
+    | ast::CreateTableOptions::With(list)
+    | ast::CreateTableOptions::Options(list)) = options
+    else {
+        return None;
+    };
+    list.iter().find_map(|o| match o {
+        ast::SqlOption::KeyValue { key, value }
+            if key.value.to_ascii_uppercase().contains("COLLATE") =>
+        {
+            Some(value.to_string().trim_matches(['\'', '"', '`']).to_owned())
+        }
+        _ => None,
+    })
+}
+
 fn table_def(columns: &[ast::ColumnDef], constraints: &[TableConstraint]) -> TableDef {
     let mut primary_key = Vec::new();
     let columns = columns
@@ -362,6 +383,7 @@ fn table_def(columns: &[ast::ColumnDef], constraints: &[TableConstraint]) -> Tab
     let mut def = TableDef {
         columns,
         primary_key,
+        collation: None,
     };
     for c in constraints {
         if let TableConstraint::PrimaryKey(pk) = c {
@@ -397,9 +419,11 @@ fn column_of<'a>(
     let mut nullable = true;
     let mut key = false;
     let mut charset = None;
+    let mut collation = None;
     for o in options {
         match o {
             ColumnOption::CharacterSet(c) => charset = last_part(c),
+            ColumnOption::Collation(c) => collation = last_part(c),
             ColumnOption::NotNull => nullable = false,
             ColumnOption::PrimaryKey(_) => {
                 key = true;
@@ -415,6 +439,7 @@ fn column_of<'a>(
             nullable,
             charset,
             members: members(data_type),
+            collation,
         },
         key,
     )
@@ -524,10 +549,13 @@ pub async fn read_catalog(
             Option<String>,
             Option<String>,
             Option<String>,
+            Option<String>,
+            Option<String>,
         );
         let columns: Vec<ColumnRow> = conn
             .exec(
-                "SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE, c.CHARACTER_SET_NAME \
+                "SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE, c.CHARACTER_SET_NAME, \
+                        c.COLLATION_NAME, t.TABLE_COLLATION \
                  FROM information_schema.COLUMNS c JOIN information_schema.TABLES t \
                    ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
                  WHERE c.TABLE_SCHEMA = ? AND t.TABLE_TYPE = 'BASE TABLE' \
@@ -535,7 +563,7 @@ pub async fn read_catalog(
                 (&schema,),
             )
             .await?;
-        for (table, column, column_type, nullable, charset) in columns {
+        for (table, column, column_type, nullable, charset, collation, table_collation) in columns {
             let (Some(table), Some(column), Some(column_type)) = (table, column, column_type)
             else {
                 continue;
@@ -547,6 +575,7 @@ pub async fn read_catalog(
             let mut def = catalog.remove(&name).unwrap_or(TableDef {
                 columns: Vec::new(),
                 primary_key: Vec::new(),
+                collation: table_collation,
             });
             def.columns.push(ColumnDef {
                 name: column,
@@ -554,6 +583,7 @@ pub async fn read_catalog(
                 column_type,
                 nullable: nullable.as_deref() != Some("NO"),
                 charset,
+                collation,
             });
             catalog.insert(name, def);
         }

@@ -524,6 +524,7 @@ mod tests {
             nullable: true,
             charset: None,
             members: members.iter().map(|m| (*m).to_owned()).collect(),
+            collation: None,
         };
         assert_eq!(
             from_result(MyValue::Int(200), &col("tinyint(3) unsigned", &[])).unwrap(),

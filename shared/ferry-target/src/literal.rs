@@ -201,6 +201,7 @@ mod tests {
                 nullable: true,
                 charset: None,
                 members: Vec::new(),
+                collation: None,
             },
         }
     }

@@ -219,6 +219,7 @@ mod tests {
                 nullable: true,
                 charset: None,
                 members: Vec::new(),
+                collation: None,
             },
         }
     }

@@ -830,9 +830,6 @@ async fn follow(e: &mut Evolution<'_, '_>, change: TableChange) -> Result<(), Ca
                 })
                 .map_err(|u| unconvertible(&name, u))?;
             e.applier.target.execute(&statements).await?;
-            if old.primary_key != new.primary_key {
-                tracing::warn!(instance = %e.instance, table = %name, "the source's primary key changed; the target keeps its key");
-            }
             let Some(table) = target_table(&name, &new, &e.config.objects, e.engine)? else {
                 return Ok(());
             };

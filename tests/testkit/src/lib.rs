@@ -24,6 +24,7 @@ mod app;
 mod env;
 mod mariadb;
 mod process;
+mod topic;
 mod worker;
 
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub use app::{Answer, TestApi};
 pub use env::StackEnv;
 pub use mariadb::ThrowawayMariaDb;
 pub use process::{WorkerProcess, ferry_binary};
+pub use topic::{TopicRecord, exactly_once};
 pub use worker::{InProcessWorker, source_position};
 
 /// One test's slice of the stack.
@@ -263,6 +265,43 @@ where
             anyhow::bail!("timed out after {timeout:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Where a long wait stands: done, or the progress seen so far (any text that changes while
+/// the awaited thing advances: rows copied, a position, a count).
+#[derive(Debug)]
+pub enum Step<T> {
+    Done(T),
+    At(String),
+}
+
+/// Polls `f` until it is [`Step::Done`], failing only when what it reports has not changed for
+/// `stall`: a slow machine waits longer, a stuck one fails with what was last seen. For the
+/// waits whose length depends on the machine (copies, catch-up, takeovers).
+pub async fn progressing<T, F, Fut>(what: &str, stall: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Step<T>>>,
+{
+    let mut last: Option<String> = None;
+    let mut since = tokio::time::Instant::now();
+    loop {
+        match f().await? {
+            Step::Done(v) => return Ok(v),
+            Step::At(at) => {
+                if last.as_deref() != Some(at.as_str()) {
+                    last = Some(at);
+                    since = tokio::time::Instant::now();
+                } else if since.elapsed() >= stall {
+                    anyhow::bail!(
+                        "waiting for {what}: nothing advanced for {stall:?}; last seen: {}",
+                        last.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -14,6 +14,7 @@ use crate::TestContext;
 pub struct WorkerProcess {
     child: Child,
     metrics_addr: std::net::SocketAddr,
+    log: PathBuf,
 }
 
 impl WorkerProcess {
@@ -24,6 +25,24 @@ impl WorkerProcess {
     /// Where the process serves Prometheus metrics (`/metrics`).
     pub fn metrics_url(&self) -> String {
         format!("http://{}/metrics", self.metrics_addr)
+    }
+
+    /// What the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to the process.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .with_context(|| format!("running kill -{signal}"))?;
+        if !sent.success() {
+            bail!("kill -{signal} {} failed: {sent}", self.child.id());
+        }
+        Ok(())
     }
 
     /// Sends SIGTERM (what ECS sends a task it stops) and waits up to `timeout` for the process
@@ -122,6 +141,7 @@ impl TestContext {
         Ok(WorkerProcess {
             child,
             metrics_addr,
+            log: log_path,
         })
     }
 }

@@ -1,0 +1,145 @@
+//! Reading a whole topic back, record by record with Ferry's headers, for checks that every
+//! change is there exactly once and in order, whatever the record format.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::TestContext;
+
+/// One record of a topic.
+#[derive(Debug, Clone)]
+pub struct TopicRecord {
+    pub partition: i32,
+    pub offset: i64,
+    /// `ferry.key`: the idempotency key (`hb/…` for heartbeats).
+    pub key: String,
+    /// `ferry.position`: where the event is in the source's binlog.
+    pub position: String,
+    /// `ferry.source`: the source server.
+    pub source: Option<String>,
+    /// The Kafka message key: a row's primary key; none for transaction, DDL and heartbeat
+    /// records.
+    pub row_key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+impl TopicRecord {
+    pub fn is_heartbeat(&self) -> bool {
+        self.key.starts_with("hb/")
+    }
+
+    /// The position as (file number, offset), comparable.
+    pub fn file_offset(&self) -> (u64, u64) {
+        let at = self.position.split('@').next().unwrap_or_default();
+        let (file, offset) = at.rsplit_once(':').unwrap_or_default();
+        let n = file
+            .rsplit_once('.')
+            .and_then(|(_, n)| n.parse().ok())
+            .unwrap_or(0);
+        (n, offset.parse().unwrap_or(0))
+    }
+}
+
+fn header(m: &rdkafka::message::BorrowedMessage<'_>, name: &str) -> Option<String> {
+    m.headers().and_then(|h| {
+        h.iter()
+            .find(|x| x.key == name)
+            .and_then(|x| x.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    })
+}
+
+impl TestContext {
+    /// The high watermark of every partition of `topic` (empty when it does not exist).
+    pub fn high_watermarks(&self, topic: &str) -> Result<Vec<i64>> {
+        let c: BaseConsumer = self.kafka_config().create()?;
+        let meta = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let Some(t) = meta.topics().iter().find(|t| t.name() == topic) else {
+            return Ok(Vec::new());
+        };
+        if t.error().is_some() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for p in 0..i32::try_from(t.partitions().len())? {
+            out.push(c.fetch_watermarks(topic, p, Duration::from_secs(10))?.1);
+        }
+        Ok(out)
+    }
+
+    /// Every record of `topic` up to the high watermark of each partition when called, in
+    /// partition and offset order.
+    pub fn topic_records(&self, topic: &str) -> Result<Vec<TopicRecord>> {
+        let highs = self.high_watermarks(topic)?;
+        let mut out = Vec::new();
+        for (p, high) in highs.iter().enumerate() {
+            let partition = i32::try_from(p)?;
+            if *high == 0 {
+                continue;
+            }
+            let c: BaseConsumer = self
+                .kafka_config()
+                .set("group.id", self.group("topic-reader"))
+                .set("enable.auto.commit", "false")
+                .create()?;
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, partition, Offset::Beginning)?;
+            c.assign(&tpl)?;
+            let mut last = -1;
+            while last + 1 < *high {
+                let m = c.poll(Duration::from_secs(30)).with_context(|| {
+                    format!("{topic}[{partition}]: no record after offset {last} in 30 s")
+                })??;
+                last = m.offset();
+                out.push(TopicRecord {
+                    partition,
+                    offset: m.offset(),
+                    key: header(&m, "ferry.key")
+                        .with_context(|| format!("{topic}[{partition}]@{last} has no key"))?,
+                    position: header(&m, "ferry.position").unwrap_or_default(),
+                    source: header(&m, "ferry.source"),
+                    row_key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Checks that `records` (a whole topic) hold every change once: `rows` row records, every
+/// idempotency key but heartbeats' once, and within each partition in binlog order. Returns
+/// what is wrong, for the assertion's message.
+pub fn exactly_once(records: &[TopicRecord], rows: usize) -> Result<(), String> {
+    let data: Vec<&TopicRecord> = records.iter().filter(|r| !r.is_heartbeat()).collect();
+    let mut seen = std::collections::HashMap::new();
+    for r in &data {
+        if let Some(first) = seen.insert(r.key.as_str(), (r.partition, r.offset)) {
+            return Err(format!(
+                "{} is in the topic twice: at {first:?} and at ({}, {})",
+                r.key, r.partition, r.offset
+            ));
+        }
+    }
+    let row_records = data.iter().filter(|r| r.row_key.is_some()).count();
+    if row_records != rows {
+        return Err(format!("{row_records} row records, {rows} expected"));
+    }
+    let mut partitions: std::collections::BTreeMap<i32, (u64, u64)> = Default::default();
+    for r in records {
+        let at = r.file_offset();
+        let prev = partitions.entry(r.partition).or_insert(at);
+        if at < *prev {
+            return Err(format!(
+                "out of binlog order in partition {}: {} at offset {} after {prev:?}",
+                r.partition, r.position, r.offset
+            ));
+        }
+        *prev = at;
+    }
+    Ok(())
+}
