@@ -197,6 +197,8 @@ impl Sink {
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("message.timeout.ms", &timeout_ms)
+            // A request in flight resolves within the message timeout too.
+            .set("request.timeout.ms", &timeout_ms)
             .set("compression.type", "lz4")
             .set("queue.buffering.max.messages", "100000")
             .set("queue.buffering.max.kbytes", "65536")
@@ -277,11 +279,11 @@ impl Sink {
             .map_err(|e| SinkError::from_kafka(&e))
     }
 
-    /// Drops every record not yet sent and stops waiting for those in flight: a loop whose
-    /// lease is ending must not write after it (records already on the wire still land).
-    pub fn purge(&self) {
-        self.producer
-            .purge(PurgeConfig::default().queue().inflight());
+    /// Drops every record not yet sent (they fail with `PurgeQueue`): a loop whose lease is
+    /// ending must not write after it. Records in flight are left to resolve: waiting for them
+    /// ([`Sink::flush`]) is how a loop knows none of its records can still land.
+    pub fn purge_queued(&self) {
+        self.producer.purge(PurgeConfig::default().queue());
     }
 }
 

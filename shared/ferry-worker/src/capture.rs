@@ -522,346 +522,377 @@ async fn capture_leased(
         config_version,
         source: Some(source.clone()),
     };
-    let (dest, skip_until) = Destination::open(state, &topic, &config, &source, lease).await?;
-
-    let (checkpoint, catalog) = match store.get_checkpoint(instance).await? {
-        Some(c) => {
-            same_source(&c, &source)?;
-            let catalog = schema_at(state, instance, &params, &c.position).await?;
-            (c, catalog)
-        }
-        None => {
-            let c = Checkpoint {
-                position: current_position(&params).await?,
-                source_time: Utc::now(),
-                last_key: None,
-                token,
-                written_at: Utc::now(),
-                source: Some(source.clone()),
-            };
-            // The schema history starts here: read a moment after the position, so the first
-            // statements replayed may already show in it (applying them again is harmless).
-            let catalog = snapshot_schema(state, instance, &params, &c.position).await?;
-            match store
-                .write_checkpoint(instance, &c, fence.config_version)
-                .await?
-            {
-                CheckpointOutcome::Written => {}
-                CheckpointOutcome::Fenced => return Err(CaptureError::LeaseLost),
-                CheckpointOutcome::ConfigChanged => return Ok(()),
-            }
-            (c, catalog)
-        }
-    };
-    if matches!(task.value.task.state(), TaskState::Starting) {
-        let event = transition(state, &mut task, &TaskEvent::Enter(Stage::Incremental))
-            .await
-            .map_err(|e| transient(format!("{e:?}")))?;
-        state
-            .events()
-            .publish_or_log(&event.into_iter().collect::<Vec<_>>())
-            .await;
+    // A checkpoint in another server's binlog is refused before anything reads the topic.
+    let existing = store.get_checkpoint(instance).await?;
+    if let Some(c) = &existing {
+        same_source(c, &source)?;
     }
-    tracing::info!(instance = %instance, position = %checkpoint.position, skip = ?skip_until, "capture starting");
+    let (dest, skip_until) = Destination::open(state, &topic, &config, &source, lease).await?;
+    let result = async {
 
-    // The selection in effect at the checkpoint, and the switches recorded after it.
-    let mut config = config;
-    let mut objects = Objects::resume(
-        state,
-        instance,
-        &checkpoint.position,
-        config_version,
-        &config.objects,
-        skip_until.iter().flatten().map(|t| &t.position),
-    )
-    .await?;
-    config.objects = objects.current.clone();
+        let (checkpoint, catalog) = match existing {
+            Some(c) => {
+                let catalog = schema_at(state, instance, &params, &c.position).await?;
+                (c, catalog)
+            }
+            None => {
+                let c = Checkpoint {
+                    position: current_position(&params).await?,
+                    source_time: Utc::now(),
+                    last_key: None,
+                    token,
+                    written_at: Utc::now(),
+                    source: Some(source.clone()),
+                };
+                // The schema history starts here: read a moment after the position, so the first
+                // statements replayed may already show in it (applying them again is harmless).
+                let catalog = snapshot_schema(state, instance, &params, &c.position).await?;
+                match store
+                    .write_checkpoint(instance, &c, fence.config_version)
+                    .await?
+                {
+                    CheckpointOutcome::Written => {}
+                    CheckpointOutcome::Fenced => return Err(CaptureError::LeaseLost),
+                    CheckpointOutcome::ConfigChanged => return Ok(()),
+                }
+                (c, catalog)
+            }
+        };
+        if matches!(task.value.task.state(), TaskState::Starting) {
+            let event = transition(state, &mut task, &TaskEvent::Enter(Stage::Incremental))
+                .await
+                .map_err(|e| transient(format!("{e:?}")))?;
+            state
+                .events()
+                .publish_or_log(&event.into_iter().collect::<Vec<_>>())
+                .await;
+        }
+        tracing::info!(instance = %instance, position = %checkpoint.position, skip = ?skip_until, "capture starting");
 
-    let (mut events, mut reading) = read_ahead(
-        open_reader(
-            &params,
+        // The selection in effect at the checkpoint, and the switches recorded after it.
+        let mut config = config;
+        let mut objects = Objects::resume(
+            state,
             instance,
             &checkpoint.position,
-            catalog,
+            config_version,
             &config.objects,
-            settings.heartbeat,
+            skip_until.iter().flatten().map(|t| &t.position),
         )
-        .await?,
-    );
-    let meter = Arc::new(settings.metrics.task(instance));
-    let _heartbeats = config.heartbeat.clone().map(|writer| {
-        AbortOnDrop(tokio::spawn(heartbeat::write_heartbeats(
-            params.clone(),
-            instance.clone(),
-            writer,
-            Arc::clone(&meter),
-        )))
-    });
-    let (reported, report_done) = watch::channel(false);
-    let reporter = AbortOnDrop(tokio::spawn(Arc::clone(&meter).report(
-        state.clone(),
-        instance.clone(),
-        settings.metrics_every,
-        report_done,
-    )));
-    let format = config.delivery.format;
-    let mut txid = String::new();
-    let mut index: u32 = 0;
-    let mut total_order: u64 = 0;
-    let mut out = Out {
-        meter: &meter,
-        dest: &dest,
-        format,
-        topic: dest.name(&topic),
-        skip_until,
-        window: Window::new(),
-        last_key: checkpoint.last_key.clone(),
-        lease,
-    };
-    // The last commit not yet checkpointed, and when the last checkpoint was written.
-    let mut uncheckpointed: Option<(Position, DateTime<Utc>)> = None;
-    let mut idle = false;
-    let mut checkpointed_at = tokio::time::Instant::now();
-    let mut check_at = tokio::time::Instant::now() + CHECK_EVERY;
-    let mut in_transaction = false;
-    let mut task_stopped = false;
-    let mut config_changed = false;
-    let mut pending_begin: Option<ChangeEvent> = None;
-    let mut begin_written = false;
-    let mut selected_in_tx: u64 = 0;
+        .await?;
+        config.objects = objects.current.clone();
 
-    loop {
-        // Told to stop (SIGTERM, a scale-in): at the next transaction boundary, so the last
-        // checkpoint covers everything delivered. A transaction's events follow each other in
-        // the binlog: finishing it takes as long as reading it.
-        if (*stop.borrow() || task_stopped) && !in_transaction {
-            break;
-        }
-        if let Err(e) = lease.check() {
-            dest.purge();
-            return Err(e.into());
-        }
-        // Converge to the desired state: stopped, reset or reselected tasks are noticed within
-        // CHECK_EVERY, and acted on at the next transaction boundary.
-        if tokio::time::Instant::now() >= check_at {
-            let current = store
-                .get_task(instance)
-                .await?
-                .ok_or_else(|| transient("the task is gone"))?;
-            if !current.value.task.state().wants_worker() {
-                // Stopped through the API: at the same boundary as a worker's stop.
-                task_stopped = true;
-                if !in_transaction {
-                    break;
-                }
-            }
-            if current.value.config_version != fence.config_version
-                && !objects.adopt(&current.value, &config, &mut fence)
-                && !in_transaction
-            {
-                config_changed = true;
+        let (mut events, mut reading) = read_ahead(
+            open_reader(
+                &params,
+                instance,
+                &checkpoint.position,
+                catalog,
+                &config.objects,
+                settings.heartbeat,
+            )
+            .await?,
+        );
+        let meter = Arc::new(settings.metrics.task(instance));
+        let _heartbeats = config.heartbeat.clone().map(|writer| {
+            AbortOnDrop(tokio::spawn(heartbeat::write_heartbeats(
+                params.clone(),
+                instance.clone(),
+                writer,
+                Arc::clone(&meter),
+            )))
+        });
+        let (reported, report_done) = watch::channel(false);
+        let reporter = AbortOnDrop(tokio::spawn(Arc::clone(&meter).report(
+            state.clone(),
+            instance.clone(),
+            settings.metrics_every,
+            report_done,
+        )));
+        let format = config.delivery.format;
+        let mut txid = String::new();
+        let mut index: u32 = 0;
+        let mut total_order: u64 = 0;
+        let mut out = Out {
+            meter: &meter,
+            dest: &dest,
+            format,
+            topic: dest.name(&topic),
+            skip_until,
+            window: Window::new(),
+            last_key: checkpoint.last_key.clone(),
+            lease,
+        };
+        // The last commit not yet checkpointed, and when the last checkpoint was written.
+        let mut uncheckpointed: Option<(Position, DateTime<Utc>)> = None;
+        let mut idle = false;
+        let mut checkpointed_at = tokio::time::Instant::now();
+        let mut check_at = tokio::time::Instant::now() + CHECK_EVERY;
+        let mut in_transaction = false;
+        let mut task_stopped = false;
+        let mut config_changed = false;
+        let mut pending_begin: Option<ChangeEvent> = None;
+        let mut begin_written = false;
+        let mut selected_in_tx: u64 = 0;
+
+        loop {
+            // Told to stop (SIGTERM, a scale-in): at the next transaction boundary, so the last
+            // checkpoint covers everything delivered. A transaction's events follow each other in
+            // the binlog: finishing it takes as long as reading it.
+            if (*stop.borrow() || task_stopped) && !in_transaction {
                 break;
             }
-            check_at = tokio::time::Instant::now() + CHECK_EVERY;
-        }
-        let next = tokio::select! {
-            // A dropped sender means the worker is gone: stop as if told to.
-            changed = stop.changed() => {
-                if changed.is_err() {
+            if let Err(e) = lease.check() {
+                dest.purge();
+                return Err(e.into());
+            }
+            // Converge to the desired state: stopped, reset or reselected tasks are noticed within
+            // CHECK_EVERY, and acted on at the next transaction boundary.
+            if tokio::time::Instant::now() >= check_at {
+                let current = store
+                    .get_task(instance)
+                    .await?
+                    .ok_or_else(|| transient("the task is gone"))?;
+                if !current.value.task.state().wants_worker() {
+                    // Stopped through the API: at the same boundary as a worker's stop.
+                    task_stopped = true;
+                    if !in_transaction {
+                        break;
+                    }
+                }
+                if current.value.config_version != fence.config_version
+                    && !objects.adopt(&current.value, &config, &mut fence)
+                    && !in_transaction
+                {
+                    config_changed = true;
                     break;
                 }
-                continue;
+                check_at = tokio::time::Instant::now() + CHECK_EVERY;
             }
-            next = tokio::time::timeout(settings.heartbeat * 2, events.recv()) => next,
-        };
-        let Ok(next) = next else { continue };
-        let Some(event) = next.transpose()?.flatten() else {
-            return Err(source_failed("the source closed the binlog stream"));
-        };
-        meter.observe(&event);
-        match event.event {
-            SourceEvent::Begin { gtid } => {
-                txid = gtid.unwrap_or_else(|| event.position.to_string());
-                index = 0;
-                in_transaction = true;
-                // Written only if the transaction has a selected change (just before it).
-                pending_begin = config.delivery.transaction_records.then(|| ChangeEvent {
-                    position: event.position.clone(),
-                    server_id: event.server_id,
-                    timestamp: event.timestamp,
-                    transaction: Some(TransactionRef {
-                        id: txid.clone(),
-                        event_index: 0,
-                    }),
-                    kind: ChangeKind::Begin,
-                });
-                begin_written = false;
-                selected_in_tx = 0;
-            }
-            SourceEvent::Rows(changes) => {
-                for change in changes {
-                    // Every row change of the transaction counts, selected or not, so a
-                    // record's index (and idempotency key) does not depend on the selection.
-                    index += 1;
-                    let table = change.table().clone();
-                    let name = table.name();
-                    // The heartbeat writer's rows: the delay's clock, never delivered.
-                    if let Some(writer) = &config.heartbeat
-                        && heartbeat::is_heartbeat_table(writer, &name.database, &name.table)
-                    {
-                        if let Some(ms) = heartbeat::beat_ms(&change, instance) {
-                            meter.event_at(ms);
-                        }
-                        continue;
+            let next = tokio::select! {
+                // A dropped sender means the worker is gone: stop as if told to.
+                changed = stop.changed() => {
+                    if changed.is_err() {
+                        break;
                     }
-                    let Some(selected) = config.objects.table(&name.database, &name.table) else {
-                        continue;
-                    };
-                    let kind = match change.operation() {
-                        ferry_domain::change::Operation::Insert => OperationKind::Insert,
-                        ferry_domain::change::Operation::Update => OperationKind::Update,
-                        ferry_domain::change::Operation::Delete => OperationKind::Delete,
-                    };
-                    if !config.objects.includes(kind) {
-                        continue;
-                    }
-                    selected_in_tx += 1;
-                    if let Some(begin) = pending_begin.take() {
-                        out.produce(&begin, total_order, None).await?;
-                        begin_written = true;
-                    }
-                    total_order += 1;
-                    let e = ChangeEvent {
+                    continue;
+                }
+                next = tokio::time::timeout(settings.heartbeat * 2, events.recv()) => next,
+            };
+            let Ok(next) = next else { continue };
+            let Some(event) = next.transpose()?.flatten() else {
+                return Err(source_failed("the source closed the binlog stream"));
+            };
+            meter.observe(&event);
+            match event.event {
+                SourceEvent::Begin { gtid } => {
+                    txid = gtid.unwrap_or_else(|| event.position.to_string());
+                    index = 0;
+                    in_transaction = true;
+                    // Written only if the transaction has a selected change (just before it).
+                    pending_begin = config.delivery.transaction_records.then(|| ChangeEvent {
                         position: event.position.clone(),
                         server_id: event.server_id,
                         timestamp: event.timestamp,
                         transaction: Some(TransactionRef {
                             id: txid.clone(),
-                            event_index: index,
-                        }),
-                        kind: ChangeKind::Row(change),
-                    };
-                    out.produce(&e, total_order, selected.columns()).await?;
-                }
-            }
-            SourceEvent::Ddl {
-                database,
-                statement,
-                schema,
-                subject,
-            } => {
-                // Stored before the loop goes past the statement: a checkpoint after it
-                // implies the history has it.
-                if !schema.is_empty() {
-                    store
-                        .put_schema_entries(instance, &event.position, &schema)
-                        .await?;
-                }
-                // Only a statement the parser attributes to a selected table or database is
-                // delivered: accounts, grants (and their passwords), routines never are.
-                let selected = subject.selected(
-                    |d, t| config.objects.table(d, t).is_some(),
-                    |d| config.objects.includes_database(d),
-                );
-                if !selected {
-                    meter.statement_skipped();
-                }
-                // The heartbeat writer creating its table is bookkeeping, not the user's DDL.
-                let own = config.heartbeat.as_ref().is_some_and(|w| {
-                    !schema.is_empty()
-                        && schema.iter().all(|e| {
-                            matches!(e, SchemaEntry::Table { name, .. }
-                                if heartbeat::is_heartbeat_table(w, &name.database, &name.table))
-                        })
-                });
-                if selected && !own && config.objects.includes(OperationKind::Ddl) {
-                    total_order += 1;
-                    let e = ChangeEvent {
-                        position: event.position.clone(),
-                        server_id: event.server_id,
-                        timestamp: event.timestamp,
-                        transaction: Some(TransactionRef {
-                            id: event.position.to_string(),
                             event_index: 0,
                         }),
-                        kind: ChangeKind::Ddl {
-                            database,
-                            statement,
-                        },
-                    };
-                    out.produce(&e, total_order, None).await?;
-                }
-                // A DDL statement is a transaction of its own: a boundary to checkpoint at.
-                out.window.commit(event.position.clone(), event.timestamp);
-            }
-            SourceEvent::Commit { xid } => {
-                in_transaction = false;
-                pending_begin = None;
-                if begin_written {
+                        kind: ChangeKind::Begin,
+                    });
                     begin_written = false;
-                    let commit = ChangeEvent {
-                        position: event.position.clone(),
-                        server_id: event.server_id,
-                        timestamp: event.timestamp,
-                        transaction: Some(TransactionRef {
-                            id: txid.clone(),
-                            event_index: index + 1,
-                        }),
-                        kind: ChangeKind::Commit { xid },
-                    };
-                    out.produce(&commit, selected_in_tx, None).await?;
+                    selected_in_tx = 0;
                 }
-                out.window.commit(event.position.clone(), event.timestamp);
-            }
-            SourceEvent::Heartbeat => {
-                if config.delivery.heartbeat_records && !in_transaction {
-                    let hb = ChangeEvent {
-                        position: event.position.clone(),
-                        server_id: event.server_id,
-                        timestamp: event.timestamp,
-                        transaction: None,
-                        kind: ChangeKind::Heartbeat,
-                    };
-                    out.produce(&hb, total_order, None).await?;
+                SourceEvent::Rows(changes) => {
+                    for change in changes {
+                        // Every row change of the transaction counts, selected or not, so a
+                        // record's index (and idempotency key) does not depend on the selection.
+                        index += 1;
+                        let table = change.table().clone();
+                        let name = table.name();
+                        // The heartbeat writer's rows: the delay's clock, never delivered.
+                        if let Some(writer) = &config.heartbeat
+                            && heartbeat::is_heartbeat_table(writer, &name.database, &name.table)
+                        {
+                            if let Some(ms) = heartbeat::beat_ms(&change, instance) {
+                                meter.event_at(ms);
+                            }
+                            continue;
+                        }
+                        let Some(selected) = config.objects.table(&name.database, &name.table) else {
+                            continue;
+                        };
+                        let kind = match change.operation() {
+                            ferry_domain::change::Operation::Insert => OperationKind::Insert,
+                            ferry_domain::change::Operation::Update => OperationKind::Update,
+                            ferry_domain::change::Operation::Delete => OperationKind::Delete,
+                        };
+                        if !config.objects.includes(kind) {
+                            continue;
+                        }
+                        selected_in_tx += 1;
+                        if let Some(begin) = pending_begin.take() {
+                            out.produce(&begin, total_order, None).await?;
+                            begin_written = true;
+                        }
+                        total_order += 1;
+                        let e = ChangeEvent {
+                            position: event.position.clone(),
+                            server_id: event.server_id,
+                            timestamp: event.timestamp,
+                            transaction: Some(TransactionRef {
+                                id: txid.clone(),
+                                event_index: index,
+                            }),
+                            kind: ChangeKind::Row(change),
+                        };
+                        out.produce(&e, total_order, selected.columns()).await?;
+                    }
                 }
-                // An idle source: whatever is settled is checkpointed now.
-                idle = true;
+                SourceEvent::Ddl {
+                    database,
+                    statement,
+                    schema,
+                    subject,
+                } => {
+                    // Stored before the loop goes past the statement: a checkpoint after it
+                    // implies the history has it.
+                    if !schema.is_empty() {
+                        store
+                            .put_schema_entries(instance, &event.position, &schema)
+                            .await?;
+                    }
+                    // Only a statement the parser attributes to a selected table or database is
+                    // delivered: accounts, grants (and their passwords), routines never are.
+                    let selected = subject.selected(
+                        |d, t| config.objects.table(d, t).is_some(),
+                        |d| config.objects.includes_database(d),
+                    );
+                    if !selected {
+                        meter.statement_skipped();
+                    }
+                    // The heartbeat writer creating its table is bookkeeping, not the user's DDL.
+                    let own = config.heartbeat.as_ref().is_some_and(|w| {
+                        !schema.is_empty()
+                            && schema.iter().all(|e| {
+                                matches!(e, SchemaEntry::Table { name, .. }
+                                    if heartbeat::is_heartbeat_table(w, &name.database, &name.table))
+                            })
+                    });
+                    if selected && !own && config.objects.includes(OperationKind::Ddl) {
+                        total_order += 1;
+                        let e = ChangeEvent {
+                            position: event.position.clone(),
+                            server_id: event.server_id,
+                            timestamp: event.timestamp,
+                            transaction: Some(TransactionRef {
+                                id: event.position.to_string(),
+                                event_index: 0,
+                            }),
+                            kind: ChangeKind::Ddl {
+                                database,
+                                statement,
+                            },
+                        };
+                        out.produce(&e, total_order, None).await?;
+                    }
+                    // A DDL statement is a transaction of its own: a boundary to checkpoint at.
+                    out.window.commit(event.position.clone(), event.timestamp);
+                }
+                SourceEvent::Commit { xid } => {
+                    in_transaction = false;
+                    pending_begin = None;
+                    if begin_written {
+                        begin_written = false;
+                        let commit = ChangeEvent {
+                            position: event.position.clone(),
+                            server_id: event.server_id,
+                            timestamp: event.timestamp,
+                            transaction: Some(TransactionRef {
+                                id: txid.clone(),
+                                event_index: index + 1,
+                            }),
+                            kind: ChangeKind::Commit { xid },
+                        };
+                        out.produce(&commit, selected_in_tx, None).await?;
+                    }
+                    out.window.commit(event.position.clone(), event.timestamp);
+                }
+                SourceEvent::Heartbeat => {
+                    if config.delivery.heartbeat_records && !in_transaction {
+                        let hb = ChangeEvent {
+                            position: event.position.clone(),
+                            server_id: event.server_id,
+                            timestamp: event.timestamp,
+                            transaction: None,
+                            kind: ChangeKind::Heartbeat,
+                        };
+                        out.produce(&hb, total_order, None).await?;
+                    }
+                    // An idle source: whatever is settled is checkpointed now.
+                    idle = true;
+                }
             }
-        }
-        // At a transaction boundary: switch the objects if a switch is due here.
-        if !in_transaction
-            && let Some(change) = objects.due(state, instance, &event.position).await?
-        {
-            tracing::info!(instance = %instance, position = %change.position, version = change.config_version, "objects switched");
-            let history = store.schema_history(instance).await?;
-            let catalog = SchemaCatalog::at(&history, &change.position)
-                .ok_or_else(|| transient("the schema history has no snapshot before the switch"))?;
-            config.objects = change.objects;
-            // Events read ahead were decoded for the old selection: read again from here.
-            drop(reading);
-            (events, reading) = read_ahead(
-                open_reader(
-                    &params,
-                    instance,
-                    &change.position,
-                    catalog,
-                    &config.objects,
-                    settings.heartbeat,
+            // At a transaction boundary: switch the objects if a switch is due here.
+            if !in_transaction
+                && let Some(change) = objects.due(state, instance, &event.position).await?
+            {
+                tracing::info!(instance = %instance, position = %change.position, version = change.config_version, "objects switched");
+                let history = store.schema_history(instance).await?;
+                let catalog = SchemaCatalog::at(&history, &change.position)
+                    .ok_or_else(|| transient("the schema history has no snapshot before the switch"))?;
+                config.objects = change.objects;
+                // Events read ahead were decoded for the old selection: read again from here.
+                drop(reading);
+                (events, reading) = read_ahead(
+                    open_reader(
+                        &params,
+                        instance,
+                        &change.position,
+                        catalog,
+                        &config.objects,
+                        settings.heartbeat,
+                    )
+                    .await?,
+                );
+            }
+            // Bounded memory: never more than MAX_PENDING records awaiting acknowledgement; past
+            // that, wait for the oldest half while the broker keeps receiving the rest.
+            out.window.reap()?;
+            if out.window.pending.len() >= MAX_PENDING {
+                out.window.wait_oldest(MAX_PENDING / 2).await?;
+            }
+            if let Some(s) = out.window.settled() {
+                uncheckpointed = Some(s);
+            }
+            if (idle || checkpointed_at.elapsed() >= CHECKPOINT_EVERY)
+                && let Some((position, time)) = uncheckpointed.take()
+            {
+                checkpoint_adopting(
+                    state,
+                    &mut fence,
+                    &mut objects,
+                    &config,
+                    &position,
+                    time,
+                    &out.last_key,
                 )
-                .await?,
-            );
+                .await?;
+                meter.checkpointed();
+                checkpointed_at = tokio::time::Instant::now();
+            }
+            idle = false;
         }
-        // Bounded memory: never more than MAX_PENDING records awaiting acknowledgement; past
-        // that, wait for the oldest half while the broker keeps receiving the rest.
-        out.window.reap()?;
-        if out.window.pending.len() >= MAX_PENDING {
-            out.window.wait_oldest(MAX_PENDING / 2).await?;
-        }
+        // The last commit's checkpoint, once everything is acknowledged; refused (and not needed)
+        // when the configuration changed: the next loop resumes from the previous one and skips what
+        // is in the topic.
+        let outstanding = out.window.pending.len();
+        out.window.wait_oldest(outstanding).await?;
         if let Some(s) = out.window.settled() {
             uncheckpointed = Some(s);
         }
-        if (idle || checkpointed_at.elapsed() >= CHECKPOINT_EVERY)
-            && let Some((position, time)) = uncheckpointed.take()
+        if let Some((position, time)) = uncheckpointed.take()
+            && !config_changed
         {
             checkpoint_adopting(
                 state,
@@ -873,43 +904,25 @@ async fn capture_leased(
                 &out.last_key,
             )
             .await?;
-            meter.checkpointed();
-            checkpointed_at = tokio::time::Instant::now();
         }
-        idle = false;
+        dest.flush().await?;
+        // The counts since the last report go to the store before the loop ends.
+        let _ = reported.send(true);
+        let mut reporter = reporter;
+        let _ = (&mut reporter.0).await;
+        if config_changed {
+            Err(CaptureError::ConfigChanged)
+        } else {
+            Ok(())
+        }
     }
-    // The last commit's checkpoint, once everything is acknowledged; refused (and not needed)
-    // when the configuration changed: the next loop resumes from the previous one and skips what
-    // is in the topic.
-    let outstanding = out.window.pending.len();
-    out.window.wait_oldest(outstanding).await?;
-    if let Some(s) = out.window.settled() {
-        uncheckpointed = Some(s);
+    .await;
+    if result.is_err() {
+        // Nothing of this loop may land once it returned: the worker releases the lease and
+        // the next loop reads the topic's tail.
+        dest.abandon(lease.times().message_timeout()).await;
     }
-    if let Some((position, time)) = uncheckpointed.take()
-        && !config_changed
-    {
-        checkpoint_adopting(
-            state,
-            &mut fence,
-            &mut objects,
-            &config,
-            &position,
-            time,
-            &out.last_key,
-        )
-        .await?;
-    }
-    dest.flush().await?;
-    // The counts since the last report go to the store before the loop ends.
-    let _ = reported.send(true);
-    let mut reporter = reporter;
-    let _ = (&mut reporter.0).await;
-    if config_changed {
-        Err(CaptureError::ConfigChanged)
-    } else {
-        Ok(())
-    }
+    result
 }
 
 /// Writes a checkpoint. A reselection that landed since the loop last looked makes the store

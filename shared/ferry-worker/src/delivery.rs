@@ -154,9 +154,21 @@ impl Destination {
     /// Drops what is queued and not yet sent (the lease is ending).
     pub(crate) fn purge(&self) {
         match self {
-            Self::Kafka { sink, .. } => sink.purge(),
+            Self::Kafka { sink, .. } => sink.purge_queued(),
             // Each record is one PutRecords call awaited in order: nothing is queued.
             Self::Kinesis { .. } => {}
+        }
+    }
+
+    /// After the loop failed: drops what is queued and waits, at most `within`, until every
+    /// record in flight is acknowledged or failed, so that none of this loop's records can
+    /// land after the next loop (this worker's or another's) has read the topic's tail.
+    pub(crate) async fn abandon(&self, within: std::time::Duration) {
+        if let Self::Kafka { sink, .. } = self {
+            sink.purge_queued();
+            if let Err(e) = sink.flush(within).await {
+                tracing::warn!(topic = sink.topic(), error = %e, "records still in flight after the loop failed");
+            }
         }
     }
 }
