@@ -27,7 +27,7 @@ use chrono::{DateTime, Duration, Utc};
 use ferry_api::lifecycle::{load_instance, load_task};
 use ferry_api::{ApiError, ApiResult, AppState, InstancePath, Params, Route};
 use ferry_domain::instance::Mode;
-use ferry_kafka::browse::{BrowseCursor, BrowseRequest, browse};
+use ferry_kafka::browse::{BrowseCursor, BrowseError, BrowseRequest, browse};
 use ferry_kafka::view::ChangeView;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -248,14 +248,21 @@ async fn list(
         filter.keeps(c)
     })
     .await
-    .map_err(|e| {
-        tracing::warn!(instance = %id, error = %e, "reading the task's topic failed");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "broker_unavailable",
-            format!("the task's topic could not be read: {e}"),
-        )
-        .hint("retry; if it persists, check the broker")
+    .map_err(|e| match e {
+        BrowseError::InvalidCursor(why) => invalid(
+            "page_token",
+            why,
+            "pass the next_page_token of the previous page unchanged",
+        ),
+        BrowseError::Broker(e) => {
+            tracing::warn!(instance = %id, error = %e, "reading the task's topic failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker_unavailable",
+                format!("the task's topic could not be read: {e}"),
+            )
+            .hint("retry; if it persists, check the broker")
+        }
     })?;
     Ok(Json(json!({
         "changes": page.changes,

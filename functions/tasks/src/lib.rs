@@ -238,6 +238,24 @@ async fn configure(
         sync: req.sync,
     };
     config.validate(mode)?;
+    for (field, e) in [
+        ("source", Some(&config.source)),
+        ("target", config.target.as_ref()),
+    ] {
+        let Some(e) = e else { continue };
+        state
+            .check_endpoint(e.host(), e.port())
+            .await
+            .map_err(|refused| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "endpoint_address_forbidden",
+                    format!("{field}.host `{}` points at {refused}", e.host()),
+                )
+                .hint("give the database's own address; to allow this range anyway, the deployment sets FERRY_ENDPOINT_ALLOW")
+                .details(serde_json::json!({"field": format!("{field}.host"), "address": refused.address.to_string()}))
+            })?;
+    }
 
     let fresh: Vec<&PasswordPlan> = [Some(&source_plan), target_plan.as_ref()]
         .into_iter()

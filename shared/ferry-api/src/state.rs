@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use ferry_aws::{Events, Secrets, Streams};
+use ferry_domain::address::{AddressPolicy, Refused};
 use ferry_domain::id::InstanceId;
 use ferry_store::Store;
 
@@ -14,6 +15,8 @@ pub struct Settings {
     pub kafka_bootstrap: String,
     /// Topic names are `{topic_prefix}{instance id}`.
     pub topic_prefix: String,
+    /// The addresses endpoints may point at (see `ferry_domain::address`).
+    pub endpoint_policy: AddressPolicy,
 }
 
 /// The shared state of every router: cheap to clone.
@@ -77,6 +80,7 @@ impl AppState {
     /// | `FERRY_SECRET_PREFIX` | prefix of Secrets Manager names | `ferry` |
     /// | `FERRY_KAFKA_BOOTSTRAP` | bootstrap servers answered to consumers | required |
     /// | `FERRY_TOPIC_PREFIX` | prefix of task topic names | `ferry.` |
+    /// | `FERRY_ENDPOINT_ALLOW` | CIDR ranges endpoints may point at although refused by default (link-local, metadata services), comma-separated | none |
     ///
     /// The AWS SDK reads its own variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, …).
     pub async fn from_env() -> Result<Self, ConfigError> {
@@ -104,6 +108,11 @@ impl AppState {
                     .into(),
             });
         }
+        let endpoint_policy = AddressPolicy::allowing(&optional("FERRY_ENDPOINT_ALLOW", ""))
+            .map_err(|problem| ConfigError {
+                name: "FERRY_ENDPOINT_ALLOW",
+                problem,
+            })?;
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         Ok(Self::new(
             Store::new(aws_sdk_dynamodb::Client::new(&aws), table),
@@ -119,6 +128,7 @@ impl AppState {
             Settings {
                 kafka_bootstrap,
                 topic_prefix,
+                endpoint_policy,
             },
         ))
     }
@@ -142,6 +152,28 @@ impl AppState {
 
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// Whether an endpoint at `host`:`port` may be connected to: its address (an IP literal,
+    /// or every address the name resolves to) is not one the deployment refuses. A name that
+    /// does not resolve passes: connecting to it fails with its own error.
+    pub async fn check_endpoint(&self, host: &str, port: u16) -> Result<(), Refused> {
+        let policy = &self.inner.settings.endpoint_policy;
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
+            return policy.check(ip);
+        }
+        let resolved = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            tokio::net::lookup_host((bare, port)),
+        )
+        .await;
+        if let Ok(Ok(addrs)) = resolved {
+            for a in addrs {
+                policy.check(a.ip())?;
+            }
+        }
+        Ok(())
     }
 
     /// The time of a request. Lifecycle rules that depend on time run in the sweeper, which

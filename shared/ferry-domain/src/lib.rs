@@ -22,9 +22,12 @@
 //! - [`verify`]: verification reports of sync tasks.
 //! - [`change`] and [`value`]: the change event model, with exact typed column values.
 //!
+//! - [`address`]: which network addresses endpoints may point at (no metadata services).
+//!
 //! Everything that can be wrong in input is an [`InvalidInput`], which names the field, says
 //! what is wrong and how to fix it.
 
+pub mod address;
 pub mod change;
 pub mod consumer_group;
 pub mod convert;

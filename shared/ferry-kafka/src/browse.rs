@@ -53,16 +53,55 @@ pub struct BrowsePage {
     pub scanned: usize,
 }
 
+/// Why a page could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BrowseError {
+    #[error(transparent)]
+    Broker(#[from] SinkError),
+    /// The cursor names partitions or offsets the topic does not have (a forged or stale page
+    /// token): reading it would wait for records that never come.
+    #[error("{0}")]
+    InvalidCursor(String),
+}
+
 /// Reads one page of `req` from the broker at `bootstrap`, keeping the changes `keep` accepts.
 pub async fn browse(
     bootstrap: &str,
     req: BrowseRequest,
     keep: impl Fn(&ChangeView) -> bool + Send + 'static,
-) -> Result<BrowsePage, SinkError> {
+) -> Result<BrowsePage, BrowseError> {
     let bootstrap = bootstrap.to_owned();
     tokio::task::spawn_blocking(move || browse_blocking(&bootstrap, &req, &keep))
         .await
         .map_err(|e| SinkError::Transient(e.to_string()))?
+}
+
+/// Refuses a cursor whose spans the topic does not have: an unknown or repeated partition, or
+/// an end past the partition's high watermark (records that do not exist yet: a page would
+/// wait for them until its time is up, every time).
+fn check_cursor(c: &BaseConsumer, topic: &str, cursor: &BrowseCursor) -> Result<(), BrowseError> {
+    let metadata = c.fetch_metadata(Some(topic), TIMEOUT).map_err(kafka)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for (p, _, end) in &cursor.partitions {
+        if !partitions.contains(p) || !seen.insert(*p) {
+            return Err(BrowseError::InvalidCursor(format!(
+                "the page token names partition {p}, which the topic does not have (or names twice)"
+            )));
+        }
+        let (_, high) = c.fetch_watermarks(topic, *p, TIMEOUT).map_err(kafka)?;
+        if *end > high {
+            return Err(BrowseError::InvalidCursor(format!(
+                "the page token reads partition {p} up to offset {end}, past its end ({high})"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn kafka(e: rdkafka::error::KafkaError) -> SinkError {
@@ -111,7 +150,7 @@ fn browse_blocking(
     bootstrap: &str,
     req: &BrowseRequest,
     keep: &dyn Fn(&ChangeView) -> bool,
-) -> Result<BrowsePage, SinkError> {
+) -> Result<BrowsePage, BrowseError> {
     let c: BaseConsumer = client_config(bootstrap)
         .set("group.id", "ferry-changes-reader")
         .set("enable.auto.commit", "false")
@@ -121,7 +160,10 @@ fn browse_blocking(
         .create()
         .map_err(kafka)?;
     let mut spans = match &req.cursor {
-        Some(cursor) => cursor.partitions.clone(),
+        Some(cursor) => {
+            check_cursor(&c, &req.topic, cursor)?;
+            cursor.partitions.clone()
+        }
         None => {
             let metadata = c.fetch_metadata(Some(&req.topic), TIMEOUT).map_err(kafka)?;
             let partitions: Vec<i32> = metadata

@@ -294,10 +294,28 @@ async fn read_in_snapshot(
             params.extend(p);
         }
     }
+    // The definition is the schema history's at the stream's position; the table may have
+    // changed since (a column dropped before the stream reached the `DROP`). Its columns
+    // that are gone read as NULL: such a chunk's high watermark is after the DDL, and the loop
+    // copies the table again when it reaches it, so these rows are never loaded.
+    let present = current_columns(conn, name).await?;
+    if present.is_empty() {
+        return Ok(Vec::new()); // dropped or renamed since: the stream's DDL says what became of it
+    }
+    let exists = |c: &str| present.iter().any(|p| p.eq_ignore_ascii_case(c));
+    if !def.primary_key.iter().all(|k| exists(k)) {
+        return Ok(Vec::new()); // its key changed since: likewise copied again at the DDL
+    }
     let list = def
         .columns
         .iter()
-        .map(|c| q(&c.name))
+        .map(|c| {
+            if exists(&c.name) {
+                q(&c.name)
+            } else {
+                format!("NULL AS {}", q(&c.name))
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let mut sql = format!("SELECT {list} FROM {}", table_ref(name));
@@ -339,6 +357,17 @@ async fn read_in_snapshot(
         Some(e) => Err(e),
         None => Ok(rows),
     }
+}
+
+/// The columns `name` has now (none when it does not exist).
+async fn current_columns(conn: &mut Conn, name: &ObjectName) -> Result<Vec<String>, SnapshotError> {
+    let columns: Vec<Option<String>> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (&name.database, &name.table),
+        )
+        .await?;
+    Ok(columns.into_iter().flatten().collect())
 }
 
 /// The base type of a declared column type (`int(10) unsigned` → `int`).

@@ -141,13 +141,15 @@ impl Target {
     }
 
     /// Writes snapshot rows (full source rows) in one transaction, replacing rows with the same
-    /// key.
+    /// key. A table without a key is one chunk, its whole content: its rows replace every row
+    /// the target table has, in the same transaction, so loading it again (after a crash
+    /// between the load and its chunk mark) never doubles a row.
     pub async fn load_rows(
         &mut self,
         table: &TargetTable,
         rows: &[Vec<Value>],
     ) -> Result<(), TargetError> {
-        if rows.is_empty() {
+        if rows.is_empty() && !table.key.is_empty() {
             return Ok(());
         }
         match self {

@@ -240,6 +240,10 @@ impl MysqlTarget {
         rows: &[Vec<Value>],
     ) -> Result<(), TargetError> {
         let mut statements = Vec::new();
+        // A keyless table's chunk is its whole content, in place of an earlier load's.
+        if t.key.is_empty() {
+            statements.push(format!("DELETE FROM {}", table_ref(t)));
+        }
         upserts(t, rows.iter().map(Vec::as_slice), &mut statements);
         self.in_transaction(&statements).await
     }

@@ -26,8 +26,11 @@ use crate::{MAX_STATEMENT_BYTES, TargetError, TargetParams, WriteGuard, allowed,
 /// A connection to a PostgreSQL target.
 pub struct PgTarget {
     client: Client,
-    /// Staging tables created in this session, by target table.
-    staging: HashMap<(String, String), String>,
+    /// Staging tables created in this session, by target table: the staging table's name and
+    /// the target table's shape it was created for.
+    staging: HashMap<(String, String), (String, String)>,
+    /// Staging tables created so far (their names are numbered).
+    staged: usize,
     /// Tables a direct `COPY` of a chunk hit existing keys in: loaded through staging from then.
     conflicted: std::collections::HashSet<(String, String)>,
     connection: tokio::task::JoinHandle<()>,
@@ -91,6 +94,16 @@ fn column_list(t: &TargetTable) -> String {
         .map(|c| q(&c.name))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// What a staging table created `LIKE` the target table depends on: its columns, their types
+/// and nullability.
+fn shape_of(t: &TargetTable) -> String {
+    t.columns
+        .iter()
+        .map(|c| format!("{}:{}:{}", c.name, c.target_type.sql_type, c.def.nullable))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `ON CONFLICT (key) DO UPDATE SET c = EXCLUDED.c, …` (or `DO NOTHING` when every column is
@@ -203,6 +216,7 @@ impl PgTarget {
         Ok(Self {
             client,
             staging: HashMap::new(),
+            staged: 0,
             conflicted: Default::default(),
             connection,
             guard: always(),
@@ -227,19 +241,27 @@ impl PgTarget {
         Ok(())
     }
 
-    /// The session's staging table for `t` (created on first use; emptied at each commit).
+    /// The session's staging table for `t` as it is now (created on first use; emptied at each
+    /// commit). A table whose columns changed since (DDL while it is copied, a table dropped and
+    /// created again) gets a new one: a `COPY` into the old shape would fail.
     async fn staging(&mut self, t: &TargetTable) -> Result<String, TargetError> {
         let id = (t.schema.clone(), t.name.clone());
-        if let Some(s) = self.staging.get(&id) {
-            return Ok(s.clone());
+        let shape = shape_of(t);
+        if let Some((name, was)) = self.staging.get(&id) {
+            if *was == shape {
+                return Ok(name.clone());
+            }
+            let old = name.clone();
+            self.execute(&format!("DROP TABLE IF EXISTS {old}")).await?;
         }
-        let name = format!("ferry_stage_{}", self.staging.len());
+        self.staged += 1;
+        let name = format!("ferry_stage_{}", self.staged);
         self.execute(&format!(
             "CREATE TEMPORARY TABLE IF NOT EXISTS {name} (LIKE {}) ON COMMIT DELETE ROWS",
             table_ref(t)
         ))
         .await?;
-        self.staging.insert(id, name.clone());
+        self.staging.insert(id, (name.clone(), shape));
         Ok(name)
     }
 
@@ -249,9 +271,13 @@ impl PgTarget {
         rows: &[Vec<Value>],
     ) -> Result<(), TargetError> {
         let id = (t.schema.clone(), t.name.clone());
-        // A keyless table has no conflict to resolve: straight in.
+        // A keyless table has no conflict to resolve: its whole content, straight in, in place
+        // of whatever an earlier load left.
         if t.key.is_empty() {
             let tx = self.client.transaction().await.map_err(error)?;
+            tx.batch_execute(&format!("DELETE FROM {}", table_ref(t)))
+                .await
+                .map_err(error)?;
             copy_rows(&tx, &table_ref(t), t, rows).await?;
             allowed(&self.guard)?;
             return tx.commit().await.map_err(error);

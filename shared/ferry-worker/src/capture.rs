@@ -180,10 +180,28 @@ fn replica_server_id(instance: &InstanceId) -> u32 {
     0x4000_0000 | (h & 0x3fff_ffff)
 }
 
+/// Refuses an endpoint whose address the deployment does not allow (the metadata services'
+/// link-local range): configuring refuses it too, but the deployment's setting or the name's
+/// address may have changed since.
+pub(crate) async fn check_endpoint(
+    state: &AppState,
+    endpoint: &ferry_domain::endpoint::Endpoint,
+) -> Result<(), CaptureError> {
+    state
+        .check_endpoint(endpoint.host(), endpoint.port())
+        .await
+        .map_err(|refused| CaptureError::Definite {
+            code: "endpoint_address_forbidden",
+            message: format!("the endpoint `{}` points at {refused}", endpoint.host()),
+            hint: "configure the database's own address; to allow this range anyway, the deployment sets FERRY_ENDPOINT_ALLOW".into(),
+        })
+}
+
 pub(crate) async fn source_params(
     state: &AppState,
     config: &TaskConfig,
 ) -> Result<ConnectParams, CaptureError> {
+    check_endpoint(state, &config.source).await?;
     let password = state
         .secrets()
         .get(config.source.password_secret())

@@ -100,6 +100,7 @@ async fn target_params(
         .target
         .as_ref()
         .ok_or_else(|| transient("a sync task without a target"))?;
+    crate::capture::check_endpoint(state, target).await?;
     let password = state
         .secrets()
         .get(target.password_secret())

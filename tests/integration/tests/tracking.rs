@@ -587,6 +587,12 @@ async fn the_changes_api_returns_exactly_one_keys_changes_in_a_time_window() {
     }
     assert_eq!(&paged, changes);
 
+    let forged = |spans: &[(i32, i64, i64)]| {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&json!({"partitions": spans})).unwrap());
+        format!("{window}&page_token={token}")
+    };
     for (query, field) in [
         (
             format!("from={}&to={}", to.to_rfc3339(), from.to_rfc3339()).replace('+', "%2B"),
@@ -594,6 +600,11 @@ async fn the_changes_api_returns_exactly_one_keys_changes_in_a_time_window() {
         ),
         ("operation=truncate".to_owned(), "operation"),
         ("page_token=not-a-token".to_owned(), "page_token"),
+        // Forged tokens: spans past the partition's end (a page would wait for records that
+        // never come), a partition the topic does not have, one partition twice.
+        (forged(&[(0, 0, 1_000_000)]), "page_token"),
+        (forged(&[(7, 0, 1)]), "page_token"),
+        (forged(&[(0, 0, 1), (0, 0, 1)]), "page_token"),
         ("limit=0".to_owned(), "limit"),
         ("from=yesterday".to_owned(), "from"),
     ] {

@@ -146,6 +146,7 @@ impl TestContext {
             Settings {
                 kafka_bootstrap: self.env.kafka_bootstrap.clone(),
                 topic_prefix: format!("{}.", self.id),
+                endpoint_policy: Default::default(),
             },
         ))
     }

@@ -157,6 +157,59 @@ impl TestApi {
         Ok((id.parse()?, started.body["task"].clone()))
     }
 
+    /// Asks for a verification of a sync task and waits for it to end (done or failed); fails
+    /// only when the verification stops advancing.
+    pub async fn verify(&self, id: &InstanceId) -> Result<Value> {
+        let asked = self
+            .call(
+                Method::POST,
+                &format!("/v1/instances/{id}/task/verify"),
+                None,
+            )
+            .await?;
+        anyhow::ensure!(
+            asked.status == StatusCode::ACCEPTED,
+            "asking for a verification: {}",
+            asked.text
+        );
+        crate::progressing(
+            "the verification to finish",
+            Duration::from_secs(180),
+            || async {
+                let v = self
+                    .call(
+                        Method::GET,
+                        &format!("/v1/instances/{id}/task/verify"),
+                        None,
+                    )
+                    .await?;
+                Ok(
+                    if v.body["state"] == "done" || v.body["state"] == "failed" {
+                        crate::Step::Done(v.body)
+                    } else {
+                        crate::Step::At(v.text)
+                    },
+                )
+            },
+        )
+        .await
+    }
+
+    /// Waits until a sync task is `incremental`, failing when its full sync stops advancing
+    /// (a slow machine copies longer; a stuck copy fails with its last progress).
+    pub async fn wait_copied(&self, id: &InstanceId, stall: Duration) -> Result<Value> {
+        crate::progressing("the full sync to finish", stall, || async {
+            let t = self.task(id).await?;
+            anyhow::ensure!(t["state"] != "failed", "the task failed: {t}");
+            Ok(if t["state"] == "incremental" {
+                crate::Step::Done(t)
+            } else {
+                crate::Step::At(format!("{} {}", t["state"], t["full_sync"]))
+            })
+        })
+        .await
+    }
+
     /// `GET …/task`: the task as the API shows it.
     pub async fn task(&self, id: &InstanceId) -> Result<Value> {
         let t = self

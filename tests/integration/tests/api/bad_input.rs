@@ -100,6 +100,27 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
             "invalid_input",
         ),
         (
+            task(with_source(&|c| {
+                c["source"]["host"] = json!("169.254.169.254")
+            })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "endpoint_address_forbidden",
+        ),
+        (
+            task(with_source(&|c| {
+                c["source"]["host"] = json!("[fd00:ec2::254]")
+            })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "endpoint_address_forbidden",
+        ),
+        (
+            task(with_source(&|c| {
+                c["source"]["host"] = json!("169.254.170.2")
+            })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "endpoint_address_forbidden",
+        ),
+        (
             task(with_source(&|c| c["source"]["port"] = json!(0))),
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_input",
