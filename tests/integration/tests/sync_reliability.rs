@@ -476,13 +476,108 @@ async fn a_sync_worker_paused_past_its_lease_leaves_no_difference() {
     })
     .await
     .unwrap();
-    first.signal("CONT").unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The load stops and the second worker applies everything: from here on nothing would
+    // heal a stale batch the first one committed when it wakes.
     running.store(false, Ordering::Relaxed);
     load.await.unwrap();
     caught_up(&api, &id, &mut db).await;
-    // Whatever the woken worker might still commit would show now.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    first.signal("CONT").unwrap();
+    // Whatever the woken worker might still commit shows now.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     verifies_clean(&api, &id).await;
     drop((first, second));
+}
+
+/// The fence of a target write, against the real targets: a guard that refuses (a lease that
+/// is ending) rolls the transaction back before its `COMMIT`, so nothing of it lands; one that
+/// allows commits. A worker woken after its lease expired is stopped exactly there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_write_guard_commits_nothing_on_either_target() {
+    use ferry_domain::change::ObjectName;
+    use ferry_domain::convert::TargetEngine;
+    use ferry_domain::schema::{ColumnDef, TableDef};
+    use ferry_domain::sync::TargetTable;
+    use ferry_domain::value::Value as V;
+    use ferry_target::{Target, TargetError, TargetParams};
+
+    let ctx = TestContext::spawn().await.unwrap();
+    let env = ctx.env();
+    let pg: tokio_postgres::Config = env.postgres_url.parse().unwrap();
+    let pg_host = match pg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => panic!("no TCP host in {}", env.postgres_url),
+    };
+    let col = |name: &str, t: &str| ColumnDef {
+        name: name.into(),
+        column_type: t.into(),
+        nullable: false,
+        charset: None,
+        members: Vec::new(),
+        collation: None,
+    };
+    let copy = format!("{}_copy", ctx.mysql_database());
+    for (engine, params, schema) in [
+        (
+            TargetEngine::Postgresql,
+            TargetParams {
+                engine: TargetEngine::Postgresql,
+                host: pg_host,
+                port: pg.get_ports().first().copied().unwrap_or(5432),
+                user: pg.get_user().unwrap_or("postgres").into(),
+                password: "trusted".into(),
+                database: Some(ctx.postgres_database().into()),
+                idle_transaction: Some(Duration::from_secs(5)),
+            },
+            "fenced".to_owned(),
+        ),
+        (
+            TargetEngine::Mariadb,
+            TargetParams {
+                engine: TargetEngine::Mariadb,
+                host: env.mysql_host.clone(),
+                port: env.mysql_port,
+                user: env.mysql_admin_user.clone(),
+                password: env.mysql_admin_password.clone(),
+                database: None,
+                idle_transaction: Some(Duration::from_secs(5)),
+            },
+            copy.clone(),
+        ),
+    ] {
+        for keyed in [true, false] {
+            let def = TableDef {
+                columns: vec![col("id", "int"), col("v", "varchar(10)")],
+                primary_key: if keyed { vec!["id".into()] } else { Vec::new() },
+                collation: None,
+            };
+            let name = if keyed { "keyed" } else { "keyless" };
+            let table = TargetTable::new(
+                engine,
+                ObjectName {
+                    database: ctx.mysql_database().into(),
+                    table: name.into(),
+                },
+                &schema,
+                name,
+                &def,
+                |_| true,
+            )
+            .unwrap();
+            let mut target = Target::connect(&params).await.unwrap();
+            target.create_table(&table, &def).await.unwrap();
+            let rows = vec![vec![V::Int(1), V::String("a".into())]];
+            target.guard(Arc::new(|| false));
+            let refused = target.load_rows(&table, &rows).await;
+            assert!(
+                matches!(refused, Err(TargetError::Fenced)),
+                "{engine} {name}: {refused:?}"
+            );
+            target.guard(Arc::new(|| true));
+            let rows_now = target.target_rows(&table).await.unwrap();
+            assert!(rows_now.is_empty(), "{engine} {name}: a fenced load landed");
+            target.load_rows(&table, &rows).await.unwrap();
+            assert_eq!(target.target_rows(&table).await.unwrap().len(), 1);
+            target.close().await;
+        }
+    }
 }
