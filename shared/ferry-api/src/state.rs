@@ -113,7 +113,18 @@ impl AppState {
                 name: "FERRY_ENDPOINT_ALLOW",
                 problem,
             })?;
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        // Every AWS call ends: a request lost to a network partition fails after the attempt
+        // timeout and is retried, instead of hanging a worker's loop (whose lease then runs
+        // out) or a function until Lambda kills it.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(3))
+            .operation_attempt_timeout(std::time::Duration::from_secs(10))
+            .operation_timeout(std::time::Duration::from_secs(30))
+            .build();
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .load()
+            .await;
         Ok(Self::new(
             Store::new(aws_sdk_dynamodb::Client::new(&aws), table),
             Secrets::new(

@@ -296,14 +296,41 @@ impl BinlogReader {
     }
 
     /// The next event of interest, `None` when the server closed the stream.
+    ///
+    /// An event the parser cannot read (a panic inside `mysql_common`, which some damaged
+    /// events cause) ends the stream with a definite error naming the position, instead of
+    /// taking the worker down.
     pub async fn next(&mut self) -> Result<Option<ReadEvent>, ReaderError> {
+        use futures::FutureExt;
+        use std::panic::AssertUnwindSafe;
+        let gave_up = |panic: Box<dyn std::any::Any + Send>, at: String| {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            ReaderError::definite(
+                format!("the binlog event after {at} could not be parsed ({what})"),
+                "the source sent an event Ferry cannot read; report it with the server version and the binlog file",
+            )
+        };
         loop {
-            let Some(event) = self.stream.next().await else {
+            let at = self.decoder.last_position();
+            let next = AssertUnwindSafe(self.stream.next())
+                .catch_unwind()
+                .await
+                .map_err(|p| gave_up(p, at.clone()))?;
+            let Some(event) = next else {
                 return Ok(None);
             };
             let event = event?;
             let stream = &self.stream;
-            if let Some(read) = self.decoder.handle(&event, |id| stream.get_tme(id))? {
+            let decoder = &mut self.decoder;
+            let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                decoder.handle(&event, |id| stream.get_tme(id))
+            }))
+            .map_err(|p| gave_up(p, at))?;
+            if let Some(read) = handled? {
                 return Ok(Some(read));
             }
         }
@@ -362,6 +389,14 @@ impl EventDecoder {
     /// The schema history as it stands after the events handled so far.
     pub fn catalog(&self) -> &SchemaCatalog {
         &self.catalog
+    }
+
+    /// Where the stream is, for messages: the file and offset of the last event handled.
+    pub fn last_position(&self) -> String {
+        match &self.file {
+            Some(f) => format!("{}:{}", f.name(), self.last_log_pos),
+            None => "the start of the stream".into(),
+        }
     }
 
     fn position(&self, log_pos: u32) -> Result<Position, ReaderError> {

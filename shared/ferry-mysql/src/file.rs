@@ -28,7 +28,7 @@ pub fn read_file(path: &Path) -> Result<Vec<ReadEvent>, ReaderError> {
     std::fs::File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
         .map_err(|e| ReaderError::Io(format!("{}: {e}", path.display())))?;
-    let result = catch_unwind(AssertUnwindSafe(|| decode_all(&bytes, file)));
+    let result = catch_unwind(AssertUnwindSafe(|| decode_bytes(&bytes, file)));
     result.unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<String>()
@@ -45,7 +45,10 @@ pub fn read_file(path: &Path) -> Result<Vec<ReadEvent>, ReaderError> {
     })
 }
 
-fn decode_all(bytes: &[u8], file: Option<BinlogFile>) -> Result<Vec<ReadEvent>, ReaderError> {
+/// Every event of interest in the bytes of a binlog file, named `file`. Unguarded: a panic of
+/// the event parser is not caught here ([`read_file`] catches it); the fuzzer calls this to
+/// find them.
+pub fn decode_bytes(bytes: &[u8], file: Option<BinlogFile>) -> Result<Vec<ReadEvent>, ReaderError> {
     let damaged = |e: std::io::Error| ReaderError::Definite {
         message: format!("the binlog file is damaged: {e}"),
         hint: "the file is truncated or corrupt; read from a complete copy".into(),

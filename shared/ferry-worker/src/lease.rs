@@ -63,9 +63,10 @@ impl LeaseTimes {
         }
     }
 
-    /// How often the lease is renewed.
+    /// How often the lease is renewed: a sixth of its time to live, so that a slow store
+    /// (two renewals that each take a sixth) does not stop a live loop.
     pub fn renew_every(&self) -> Duration {
-        self.ttl / 4
+        self.ttl / 6
     }
 
     /// When this much of the lease is left, the loop stops sending.
@@ -160,9 +161,10 @@ impl LeaseClock {
     }
 }
 
-/// Renews the lease every quarter of its time to live while the loop runs, whatever the loop
-/// is waiting on (a slow broker must not cost a live worker its lease). A failed renewal is
-/// retried every second; a lease taken by another worker is marked lost and ends the renewer.
+/// Renews the lease every sixth of its time to live (counted from the start of the previous
+/// renewal) while the loop runs, whatever the loop is waiting on (a slow broker must not cost a
+/// live worker its lease). A failed renewal is retried every second; a lease taken by another
+/// worker is marked lost and ends the renewer.
 pub(crate) async fn renew_lease(
     state: AppState,
     instance: InstanceId,
@@ -171,9 +173,9 @@ pub(crate) async fn renew_lease(
     clock: LeaseClock,
 ) {
     let times = clock.times();
-    let mut wait = times.renew_every();
+    let mut next = Instant::now() + times.renew_every();
     loop {
-        tokio::time::sleep(wait).await;
+        tokio::time::sleep_until(next).await;
         let started = Instant::now();
         let claimed = state
             .store()
@@ -187,7 +189,7 @@ pub(crate) async fn renew_lease(
         match claimed {
             Ok(Some(l)) if l.token == token => {
                 clock.renewed(started);
-                wait = times.renew_every();
+                next = started + times.renew_every();
             }
             Ok(_) => {
                 clock.lose();
@@ -195,7 +197,7 @@ pub(crate) async fn renew_lease(
             }
             Err(e) => {
                 tracing::warn!(instance = %instance, error = %e, "renewing the lease failed; retrying");
-                wait = Duration::from_secs(1).min(times.renew_every());
+                next = Instant::now() + Duration::from_secs(1).min(times.renew_every());
             }
         }
     }

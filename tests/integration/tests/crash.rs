@@ -94,7 +94,7 @@ async fn a_worker_killed_mid_stream_loses_and_duplicates_nothing() {
     let (id, topic) = api.start_tracking_task("crash", config).await.unwrap();
     let id: InstanceId = id.parse().unwrap();
 
-    let first = ctx.worker_process(12).unwrap();
+    let first = ctx.worker_process(15).unwrap();
     api.wait_state(&id, "incremental", Duration::from_secs(60))
         .await
         .unwrap();
@@ -134,7 +134,7 @@ async fn a_worker_killed_mid_stream_loses_and_duplicates_nothing() {
         .await
         .unwrap()
         .unwrap();
-    let second = ctx.worker_process(12).unwrap();
+    let second = ctx.worker_process(15).unwrap();
     let _db = writer.await.unwrap();
 
     assert_every_change_once(

@@ -88,7 +88,7 @@ async fn whatever_record_is_last_every_kind_of_restart_resumes_exactly_once() {
             tasks.push((id.parse().unwrap(), topic, format));
         }
     }
-    let mut worker = ctx.worker_process(12).unwrap();
+    let mut worker = ctx.worker_process(15).unwrap();
     for (id, ..) in &tasks {
         api.wait_state(id, "incremental", STALL).await.unwrap();
     }
@@ -128,12 +128,12 @@ async fn whatever_record_is_last_every_kind_of_restart_resumes_exactly_once() {
                 let status = worker.terminate(Duration::from_secs(60)).unwrap();
                 assert!(status.success(), "the worker exits cleanly: {status}");
                 write(&mut db, &mut written, 3).await;
-                worker = ctx.worker_process(12).unwrap();
+                worker = ctx.worker_process(15).unwrap();
             }
             "takeover" => {
                 worker.kill_hard().unwrap();
                 write(&mut db, &mut written, 3).await;
-                worker = ctx.worker_process(12).unwrap();
+                worker = ctx.worker_process(15).unwrap();
             }
             _ => {
                 // The worker produced and crashed before checkpointing: its checkpoint is
@@ -155,7 +155,7 @@ async fn whatever_record_is_last_every_kind_of_restart_resumes_exactly_once() {
                     store.write_checkpoint(id, &c, v).await.unwrap();
                 }
                 write(&mut db, &mut written, 3).await;
-                worker = ctx.worker_process(12).unwrap();
+                worker = ctx.worker_process(15).unwrap();
             }
         }
     }
@@ -350,7 +350,7 @@ async fn account_statements_and_their_passwords_reach_nothing() {
     });
     let (id, topic) = api.start_tracking_task("accounts", config).await.unwrap();
     let id: InstanceId = id.parse().unwrap();
-    let worker = ctx.worker_process(12).unwrap();
+    let worker = ctx.worker_process(15).unwrap();
     api.wait_state(&id, "incremental", STALL).await.unwrap();
 
     let secret = format!("Pw-{}", uuid_like(&ctx));
@@ -479,7 +479,7 @@ async fn a_worker_paused_past_its_lease_writes_nothing_when_it_wakes() {
     });
     let (id, topic) = api.start_tracking_task("paused", config).await.unwrap();
     let id: InstanceId = id.parse().unwrap();
-    let first = ctx.worker_process(12).unwrap();
+    let first = ctx.worker_process(15).unwrap();
     api.wait_state(&id, "incremental", STALL).await.unwrap();
 
     // A steady writer: the first worker always has records in flight when it is paused.
@@ -502,7 +502,7 @@ async fn a_worker_paused_past_its_lease_writes_nothing_when_it_wakes() {
     .unwrap();
     first.signal("STOP").unwrap();
     let paused_at = ctx.high_watermarks(&topic).unwrap();
-    let second = ctx.worker_process(12).unwrap();
+    let second = ctx.worker_process(15).unwrap();
     // The second worker takes over once the lease expired, and delivers.
     progressing("the takeover", STALL, || async {
         let lease = api.state.store().get_lease(&id).await?.unwrap();

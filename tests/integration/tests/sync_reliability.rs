@@ -428,7 +428,7 @@ async fn a_sync_worker_paused_past_its_lease_leaves_no_difference() {
         )
         .await
         .unwrap();
-    let first = ctx.worker_process(12).unwrap();
+    let first = ctx.worker_process(15).unwrap();
     api.wait_copied(&id, STALL).await.unwrap();
     // The same few rows, over and over: a stale batch would overwrite newer values.
     let running = Arc::new(AtomicBool::new(true));
@@ -464,7 +464,7 @@ async fn a_sync_worker_paused_past_its_lease_leaves_no_difference() {
     .unwrap();
     first.signal("STOP").unwrap();
     let paused_at = checkpoint(&api, &id).await;
-    let second = ctx.worker_process(12).unwrap();
+    let second = ctx.worker_process(15).unwrap();
     progressing("the takeover", STALL, || async {
         let lease = api.state.store().get_lease(&id).await?.unwrap();
         let now = checkpoint(&api, &id).await;

@@ -23,9 +23,11 @@ pub struct StackEnv {
     pub state_dir: PathBuf,
     /// The stack's Python, with the clients of other ecosystems (confluent-kafka).
     pub python: PathBuf,
+    /// The Kafka-protocol broker's binary (for private brokers a test may kill).
+    pub nisshi: PathBuf,
 }
 
-const VARS: [&str; 12] = [
+const VARS: [&str; 13] = [
     "FERRY_STACK_DIR",
     "FERRY_MYSQL_HOST",
     "FERRY_MYSQL_PORT",
@@ -37,6 +39,7 @@ const VARS: [&str; 12] = [
     "FERRY_KAFKA_BOOTSTRAP",
     "FERRY_AWS_ENDPOINT",
     "FERRY_PYTHON",
+    "FERRY_NISSHI",
     "AWS_REGION",
 ];
 
@@ -85,6 +88,7 @@ impl StackEnv {
             kafka_bootstrap,
             aws_endpoint: get("FERRY_AWS_ENDPOINT")?,
             python: PathBuf::from(get("FERRY_PYTHON")?),
+            nisshi: PathBuf::from(get("FERRY_NISSHI")?),
             state_dir: vars
                 .get("FERRY_STACK_DIR")
                 .map(PathBuf::from)

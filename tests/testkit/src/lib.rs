@@ -22,6 +22,7 @@
 
 mod app;
 mod env;
+pub mod faults;
 mod mariadb;
 mod process;
 mod topic;
@@ -81,6 +82,12 @@ impl TestContext {
 
     pub fn env(&self) -> &StackEnv {
         &self.env
+    }
+
+    /// Points everything this context makes from now on (APIs, Kafka clients, worker
+    /// processes) at another broker: a private one a fault test may kill.
+    pub fn use_kafka(&mut self, bootstrap: String) {
+        self.env.kafka_bootstrap = bootstrap;
     }
 
     /// The MariaDB database of this test.
@@ -266,6 +273,12 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Whether the larger sizes run (`FERRY_TEST_SCALE=large`: `infra/local/test --large` and
+/// `infra/local/faults`): CI runs every test at a size that proves the same properties.
+pub fn large_scale() -> bool {
+    std::env::var("FERRY_TEST_SCALE").is_ok_and(|s| s == "large")
 }
 
 /// Where a long wait stands: done, or the progress seen so far (any text that changes while

@@ -12,12 +12,36 @@ use anyhow::{Context, Result, bail};
 
 use crate::StackEnv;
 
+fn spawn_server(dir: &std::path::Path, port: u16, args: &[String]) -> Result<Child> {
+    let mut cmd = Command::new("mariadbd");
+    cmd.arg("--no-defaults")
+        .arg(format!("--datadir={}", dir.join("data").display()))
+        .arg(format!("--socket={}", dir.join("sock").display()))
+        .arg(format!("--tmpdir={}", dir.join("tmp").display()))
+        .arg(format!("--port={port}"))
+        .args([
+            "--bind-address=127.0.0.1",
+            "--skip-name-resolve",
+            "--server-id=7",
+            "--innodb-buffer-pool-size=32M",
+        ])
+        .arg(format!("--log-error={}", dir.join("error.log").display()))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if is_root() {
+        cmd.arg("--user=root");
+    }
+    cmd.spawn().context("starting mariadbd")
+}
+
 /// A private MariaDB server.
 #[derive(Debug)]
 pub struct ThrowawayMariaDb {
     child: Child,
     dir: PathBuf,
     port: u16,
+    args: Vec<String>,
 }
 
 impl ThrowawayMariaDb {
@@ -53,28 +77,15 @@ impl ThrowawayMariaDb {
             );
         }
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let sock = dir.join("sock");
-        let mut cmd = Command::new("mariadbd");
-        cmd.arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .arg(format!("--socket={}", sock.display()))
-            .arg(format!("--tmpdir={}", tmp.display()))
-            .arg(format!("--port={port}"))
-            .args([
-                "--bind-address=127.0.0.1",
-                "--skip-name-resolve",
-                "--server-id=7",
-                "--innodb-buffer-pool-size=32M",
-            ])
-            .arg(format!("--log-error={}", dir.join("error.log").display()))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if root {
-            cmd.arg("--user=root");
-        }
-        let child = cmd.spawn().context("starting mariadbd")?;
-        let server = Self { child, dir, port };
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let child = spawn_server(&dir, port, &args)?;
+        let server = Self {
+            child,
+            dir,
+            port,
+            args,
+        };
+        let sock = server.dir.join("sock");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = Command::new("mariadb")
@@ -97,6 +108,23 @@ impl ThrowawayMariaDb {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Kills the server (SIGKILL: a crash) and starts it again on the same data and port;
+    /// returns once it accepts connections.
+    pub fn restart(&mut self) -> Result<()> {
+        self.child.kill().context("killing mariadbd")?;
+        self.child.wait()?;
+        self.child = spawn_server(&self.dir, self.port, &self.args)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.sql("SELECT 1").is_err() {
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default();
+                bail!("the restarted MariaDB is not ready in 60 s:\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
     }
 
     /// The binlog files the server lists (`SHOW BINARY LOGS`).

@@ -105,6 +105,16 @@ impl TestContext {
     /// ones [`TestContext::app_state`] uses), with a short lease so a killed worker's tasks are
     /// taken over quickly. Its log goes to `<state dir>/<test id>-worker-<pid>.log`.
     pub fn worker_process(&self, lease_ttl_secs: u32) -> Result<WorkerProcess> {
+        self.worker_process_with(lease_ttl_secs, &[])
+    }
+
+    /// [`TestContext::worker_process`] with environment variables set or replaced (a private
+    /// broker's bootstrap, an AWS endpoint behind a fault proxy).
+    pub fn worker_process_with(
+        &self,
+        lease_ttl_secs: u32,
+        env_overrides: &[(&str, String)],
+    ) -> Result<WorkerProcess> {
         let env = self.env();
         let log_dir = env.state_dir.join("test-logs");
         std::fs::create_dir_all(&log_dir)?;
@@ -133,6 +143,7 @@ impl TestContext {
             .env("AWS_ACCESS_KEY_ID", "ferry-local")
             .env("AWS_SECRET_ACCESS_KEY", "ferry-local")
             .env("RUST_LOG", "info")
+            .envs(env_overrides.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -28,7 +28,7 @@ impl InProcessWorker {
         let settings = WorkerSettings {
             id: WorkerId::generate(),
             poll: Duration::from_millis(200),
-            lease_ttl: Duration::from_secs(15),
+            lease_ttl: Duration::from_secs(20),
             heartbeat: Duration::from_millis(300),
             metrics_every: Duration::from_secs(1),
             metrics: Arc::clone(&metrics),
@@ -219,39 +219,50 @@ impl TestApi {
         Ok(t.body)
     }
 
-    /// The task's state, polled until it is `state` (or failed, which is an error).
-    pub async fn wait_state(
-        &self,
-        id: &InstanceId,
-        state: &str,
-        timeout: Duration,
-    ) -> Result<Value> {
-        eventually(&format!("the task to be {state}"), timeout, || async {
+    /// The task's state, polled until it is `state` (or failed, which is an error). Fails when
+    /// nothing about the task (state, checkpoint, full sync progress) changed for `stall`: a
+    /// slow machine waits longer, a stuck task fails with what was last seen.
+    pub async fn wait_state(&self, id: &InstanceId, state: &str, stall: Duration) -> Result<Value> {
+        crate::progressing(&format!("the task to be {state}"), stall, || async {
             let t = self.task(id).await?;
             anyhow::ensure!(t["state"] != "failed", "the task failed: {t}");
-            Ok((t["state"] == state).then_some(t))
+            Ok(if t["state"] == state {
+                crate::Step::Done(t)
+            } else {
+                crate::Step::At(format!(
+                    "{} at {} {}",
+                    t["state"], t["checkpoint"]["position"], t["full_sync"]
+                ))
+            })
         })
         .await
     }
 
     /// Waits until the task's checkpoint reaches `position` (a `(file, offset)` of
     /// [`source_position`]): everything the source wrote before it is delivered or applied.
+    /// Fails when the checkpoint stops advancing for `stall`.
     pub async fn wait_checkpoint_past(
         &self,
         id: &InstanceId,
         position: &(String, u64),
-        timeout: Duration,
+        stall: Duration,
     ) -> Result<()> {
-        eventually(
+        crate::progressing(
             "the task's checkpoint to pass the position",
-            timeout,
+            stall,
             || async {
-                let c = &self.task(id).await?["checkpoint"];
+                let t = self.task(id).await?;
+                anyhow::ensure!(t["state"] != "failed", "the task failed: {t}");
+                let c = &t["checkpoint"];
                 let at = (
                     c["file"].as_str().unwrap_or_default().to_owned(),
                     c["offset"].as_u64().unwrap_or(0),
                 );
-                Ok((at >= *position).then_some(()))
+                Ok(if at >= *position {
+                    crate::Step::Done(())
+                } else {
+                    crate::Step::At(format!("{at:?} (waiting for {position:?})"))
+                })
             },
         )
         .await
