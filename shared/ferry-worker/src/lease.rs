@@ -191,7 +191,8 @@ pub(crate) async fn renew_lease(
                 clock.renewed(started);
                 next = started + times.renew_every();
             }
-            Ok(_) => {
+            Ok(other) => {
+                tracing::warn!(instance = %instance, token, now = ?other, "the lease is held by another worker now");
                 clock.lose();
                 return;
             }

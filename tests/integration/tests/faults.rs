@@ -467,9 +467,15 @@ async fn sync_survives_source_and_target_restarts() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     running.store(false, Ordering::Relaxed);
     load.await.unwrap();
-    let mut db = mysql_async::Conn::new(load_opts(source.port()))
-        .await
-        .unwrap();
+    // The capture user may read the binlog position; the load's may not.
+    let capture: mysql_async::Opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(source.port())
+        .user(Some("ferry_capture"))
+        .pass(Some("capture-Secret1"))
+        .prefer_socket(false)
+        .into();
+    let mut db = mysql_async::Conn::new(capture).await.unwrap();
     let position = ferry_testkit::source_position(&mut db).await.unwrap();
     api.wait_checkpoint_past(&id, &position, STALL * 2)
         .await

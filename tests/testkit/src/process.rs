@@ -142,7 +142,10 @@ impl TestContext {
             .env("AWS_REGION", &env.aws_region)
             .env("AWS_ACCESS_KEY_ID", "ferry-local")
             .env("AWS_SECRET_ACCESS_KEY", "ferry-local")
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("FERRY_TEST_WORKER_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .envs(env_overrides.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
