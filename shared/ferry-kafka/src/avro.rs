@@ -31,6 +31,149 @@ pub fn schema() -> Result<&'static Schema, String> {
     SCHEMA.as_ref().map_err(Clone::clone)
 }
 
+/// Checks that a datum of the shipped schema is plausible before `apache-avro` decodes it:
+/// every length and block count fits in the bytes that are left. `apache-avro` reserves room
+/// for whatever count a block claims before it reads a single item, so a few hostile bytes
+/// could ask for gigabytes (`fuzz/regressions/record_views`); a well-formed datum of this schema
+/// never holds more items than bytes (no item of it is empty). Written here because the library
+/// has no such bound.
+pub(crate) fn check_datum(payload: &[u8]) -> Result<(), String> {
+    let schema = schema()?;
+    let resolved =
+        apache_avro::schema::ResolvedSchema::try_from(schema).map_err(|e| e.to_string())?;
+    let mut rest = payload;
+    skip(schema, resolved.get_names(), &mut rest, 0)
+}
+
+fn varint(rest: &mut &[u8]) -> Result<i64, String> {
+    let mut value: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let (&b, after) = rest.split_first().ok_or("the datum ends inside a number")?;
+        *rest = after;
+        value |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            // Zig-zag: the sign is the lowest bit.
+            let v = i64::try_from(value >> 1).unwrap_or(i64::MAX);
+            return Ok(if value & 1 == 0 { v } else { -v - 1 });
+        }
+    }
+    Err("a number longer than 10 bytes".into())
+}
+
+fn take(rest: &mut &[u8], n: usize) -> Result<(), String> {
+    if n > rest.len() {
+        return Err(format!("{n} bytes claimed, {} left", rest.len()));
+    }
+    *rest = &rest[n..];
+    Ok(())
+}
+
+/// A length or count that must fit in what is left.
+fn length(rest: &mut &[u8]) -> Result<usize, String> {
+    let n = varint(rest)?;
+    let n = usize::try_from(n).map_err(|_| format!("a negative length {n}"))?;
+    if n > rest.len() {
+        return Err(format!("a length of {n} with {} bytes left", rest.len()));
+    }
+    Ok(n)
+}
+
+fn skip(
+    schema: &Schema,
+    names: &apache_avro::schema::NamesRef<'_>,
+    rest: &mut &[u8],
+    depth: usize,
+) -> Result<(), String> {
+    if depth > 32 {
+        return Err("the datum nests too deep".into());
+    }
+    match schema {
+        Schema::Null => Ok(()),
+        Schema::Boolean => take(rest, 1),
+        Schema::Int
+        | Schema::Long
+        | Schema::Date
+        | Schema::TimeMillis
+        | Schema::TimeMicros
+        | Schema::TimestampMillis
+        | Schema::TimestampMicros => varint(rest).map(|_| ()),
+        Schema::Float => take(rest, 4),
+        Schema::Double => take(rest, 8),
+        Schema::Bytes | Schema::String | Schema::Uuid => {
+            let n = length(rest)?;
+            take(rest, n)
+        }
+        Schema::Fixed(f) => take(rest, f.size),
+        Schema::Enum(e) => {
+            let i = varint(rest)?;
+            if usize::try_from(i).is_ok_and(|i| i < e.symbols.len()) {
+                Ok(())
+            } else {
+                Err(format!("enum index {i} out of range"))
+            }
+        }
+        Schema::Union(u) => {
+            let i = varint(rest)?;
+            let variant = usize::try_from(i)
+                .ok()
+                .and_then(|i| u.variants().get(i))
+                .ok_or_else(|| format!("union branch {i} out of range"))?;
+            skip(variant, names, rest, depth + 1)
+        }
+        Schema::Array(a) => blocks(rest, |rest| skip(&a.items, names, rest, depth + 1)),
+        Schema::Map(m) => blocks(rest, |rest| {
+            let n = length(rest)?;
+            take(rest, n)?;
+            skip(&m.types, names, rest, depth + 1)
+        }),
+        Schema::Record(r) => r
+            .fields
+            .iter()
+            .try_for_each(|f| skip(&f.schema, names, rest, depth + 1)),
+        Schema::Ref { name } => {
+            let named = names
+                .get(name)
+                .or_else(|| {
+                    names
+                        .iter()
+                        .find(|(n, _)| n.name == name.name)
+                        .map(|(_, s)| s)
+                })
+                .ok_or_else(|| format!("unknown type {}", name.name))?;
+            skip(named, names, rest, depth + 1)
+        }
+        other => Err(format!(
+            "the schema has a type the check does not know: {other:?}"
+        )),
+    }
+}
+
+/// Array or map blocks: counts (negative with a byte size), each fitting in what is left.
+fn blocks(
+    rest: &mut &[u8],
+    mut item: impl FnMut(&mut &[u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    loop {
+        let count = varint(rest)?;
+        if count == 0 {
+            return Ok(());
+        }
+        if count < 0 {
+            let _size = varint(rest)?;
+        }
+        let count = usize::try_from(count.unsigned_abs()).unwrap_or(usize::MAX);
+        if count > rest.len() {
+            return Err(format!(
+                "a block of {count} items with {} bytes left",
+                rest.len()
+            ));
+        }
+        for _ in 0..count {
+            item(rest)?;
+        }
+    }
+}
+
 /// Encodes one event; `None` for events the format does not carry.
 pub(crate) fn dts_avro(
     e: &ChangeEvent,
@@ -358,6 +501,16 @@ fn type_number(source_type: &str) -> i32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_datum_claiming_more_than_it_holds_is_refused_before_decoding() {
+        // version 1, id 2, then a string of 2^40 bytes in a 12-byte payload.
+        let hostile = [2u8, 4, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40, b'x'];
+        let e = check_datum(&hostile).unwrap_err();
+        assert!(e.contains("length"), "{e}");
+        assert!(check_datum(&[]).is_err());
+        assert!(check_datum(&[0xff; 12]).is_err());
+    }
+
     use std::sync::Arc;
 
     use super::*;

@@ -172,6 +172,14 @@ fn browse_blocking(
                 .filter(|t| t.name() == req.topic && t.error().is_none())
                 .flat_map(|t| t.partitions().iter().map(|p| p.id()))
                 .collect();
+            // No topic yet (a task configured but never started): nothing to read.
+            if partitions.is_empty() {
+                return Ok(BrowsePage {
+                    changes: Vec::new(),
+                    next: None,
+                    scanned: 0,
+                });
+            }
             let starts = offsets_at(&c, &req.topic, &partitions, req.from_ms)?;
             let ends = offsets_at(&c, &req.topic, &partitions, req.to_ms.saturating_add(1))?;
             partitions

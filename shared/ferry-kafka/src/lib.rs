@@ -4,9 +4,12 @@
 //! the topic back as changes of one shape ([`browse`], [`view`]).
 
 pub mod avro;
+#[cfg(feature = "broker")]
 pub mod browse;
 pub mod encode;
+#[cfg(feature = "broker")]
 pub mod groups;
+#[cfg(feature = "broker")]
 pub mod sink;
 pub mod view;
 

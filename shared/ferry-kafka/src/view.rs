@@ -327,6 +327,7 @@ fn avro_value(v: &Avro) -> Json {
 
 fn dts_avro(payload: &[u8]) -> Result<Parts, String> {
     let schema = crate::avro::schema()?;
+    crate::avro::check_datum(payload)?;
     let datum = apache_avro::from_avro_datum(schema, &mut Cursor::new(payload), None)
         .map_err(|e| e.to_string())?;
     let operation = match avro_string(field(&datum, "operation")).as_deref() {

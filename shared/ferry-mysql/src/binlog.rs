@@ -163,6 +163,16 @@ const MARIADB_GTID_LIST: u8 = 0xa3;
 const MARIADB_START_ENCRYPTION: u8 = 0xa4;
 /// MariaDB's compressed QUERY and rows events (`log_bin_compress=ON`): 0xa5..=0xab.
 const MARIADB_COMPRESSED: std::ops::RangeInclusive<u8> = 0xa5..=0xab;
+/// Events of MySQL's that carry nothing row-based capture needs: never parsed (parsing is
+/// where a damaged or hostile event costs most: `mysql_common` allocates the counts a
+/// PREVIOUS_GTIDS event claims before reading them). START_V3, STOP, INTVAR, RAND, USER_VAR,
+/// FORMAT_DESCRIPTION (the stream reader keeps it), IGNORABLE, ROWS_QUERY, PREVIOUS_GTIDS,
+/// TRANSACTION_CONTEXT, VIEW_CHANGE.
+const SKIPPED: [u8; 11] = [
+    0x01, 0x03, 0x05, 0x0d, 0x0e, 0x0f, 0x1c, 0x1d, 0x23, 0x24, 0x25,
+];
+/// MySQL's INCIDENT event: the source lost events it could not log.
+const INCIDENT: u8 = 0x1a;
 /// GTID flag: a standalone statement (DDL), no BEGIN/COMMIT around it.
 const FL_STANDALONE: u8 = 1;
 
@@ -466,6 +476,15 @@ impl EventDecoder {
             MARIADB_ANNOTATE_ROWS | MARIADB_BINLOG_CHECKPOINT | MARIADB_START_ENCRYPTION => {
                 return Ok(None);
             }
+            t if SKIPPED.contains(&t) => return Ok(None),
+            INCIDENT => {
+                return Err(ReaderError::definite(
+                    format!(
+                        "the source logged an incident at offset {log_pos}: changes around it may be missing from its binlog"
+                    ),
+                    "check the source's error log; then reset the task to start from the current position (and re-synchronize what the incident lost), as a replica would have to",
+                ));
+            }
             t if MARIADB_COMPRESSED.contains(&t) => {
                 return Err(ReaderError::definite(
                     format!(
@@ -476,7 +495,7 @@ impl EventDecoder {
             }
             _ => {}
         }
-        let data = event.read_data().map_err(|e| {
+        let data = guarded(log_pos, || event.read_data())?.map_err(|e| {
             ReaderError::definite(
                 format!("binlog event type {raw_type} at {log_pos} does not parse: {e}"),
                 "report this with the binlog file",
@@ -551,8 +570,9 @@ impl EventDecoder {
                         "restart the task from its last checkpoint",
                     )
                 })?;
-                let changes =
-                    decode_rows(&rows, tme, &plan, &self.charsets, self.require_full_images)?;
+                let changes = guarded(log_pos, || {
+                    decode_rows(&rows, tme, &plan, &self.charsets, self.require_full_images)
+                })??;
                 made(self, SourceEvent::Rows(changes))
             }
             EventData::QueryEvent(q) => {
@@ -647,6 +667,23 @@ impl EventDecoder {
     }
 }
 
+/// Runs a `mysql_common` parser on an event: some damaged events make it panic (an
+/// `unwrap` on a field it does not know, a short read), which becomes a definite error at the
+/// event's offset instead of taking the worker down. The fuzzer (`fuzz/`) found these.
+pub(crate) fn guarded<T>(log_pos: u32, parse: impl FnOnce() -> T) -> Result<T, ReaderError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse)).map_err(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        ReaderError::definite(
+            format!("the binlog event at offset {log_pos} could not be parsed ({what})"),
+            "the event is damaged, or of a form Ferry cannot read: report it with the server version and the binlog file",
+        )
+    })
+}
+
 fn decode_rows(
     rows: &RowsEventData<'_>,
     tme: &mysql_async::binlog::events::TableMapEvent<'static>,
@@ -683,8 +720,23 @@ fn decode_rows(
             "SET GLOBAL binlog_row_image = 'FULL' on the source (and in its configuration), then reset the task: partial images lose column values",
         ));
     }
+    // Every row takes at least one byte of the event (its null bitmap), unless the event claims
+    // no columns: then the parser would yield empty rows forever.
+    if rows.num_columns() == 0 || width == 0 {
+        return Err(bad(format!(
+            "a rows event for {} with no columns",
+            plan.schema().name()
+        )));
+    }
+    let most = rows.rows_data().len();
     let mut out = Vec::new();
-    for row in rows.rows(tme) {
+    for (n, row) in rows.rows(tme).enumerate() {
+        if n > most {
+            return Err(bad(format!(
+                "a rows event for {} yields more rows than it has bytes",
+                plan.schema().name()
+            )));
+        }
         let (before, after) = row.map_err(|e| bad(format!("{}: {e}", plan.schema().name())))?;
         let before = before
             .map(|r| {

@@ -5,16 +5,17 @@
 //! A damaged file is an error, never a panic: `mysql_common` panics on some truncated events,
 //! so reading runs under `catch_unwind` and a panic becomes [`ReaderError::Definite`].
 
-use std::io::{BufReader, Cursor, Read};
+use std::io::Read;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use ferry_domain::position::BinlogFile;
+use mysql_common::binlog::EventStreamReader;
 use mysql_common::binlog::consts::BinlogVersion;
 use mysql_common::binlog::consts::EventType;
 use mysql_common::binlog::events::TransactionPayloadEvent;
 
-use crate::binlog::{EventDecoder, ReadEvent, ReaderError};
+use crate::binlog::{EventDecoder, ReadEvent, ReaderError, guarded};
 use crate::decode::Charsets;
 
 /// Every event of interest in the binlog file at `path`, in order.
@@ -48,41 +49,80 @@ pub fn read_file(path: &Path) -> Result<Vec<ReadEvent>, ReaderError> {
 /// Every event of interest in the bytes of a binlog file, named `file`. Unguarded: a panic of
 /// the event parser is not caught here ([`read_file`] catches it); the fuzzer calls this to
 /// find them.
+///
+/// Events are framed here, not by `mysql_common`'s file reader: an event's declared size is
+/// checked against the bytes there are before the parser sees it (the parser unwraps a short
+/// read, and allocates whatever size the header claims), so each event reaches the parser whole,
+/// exactly as one replication packet does.
 pub fn decode_bytes(bytes: &[u8], file: Option<BinlogFile>) -> Result<Vec<ReadEvent>, ReaderError> {
+    const MAGIC: &[u8] = b"\xfebin";
     let damaged = |e: std::io::Error| ReaderError::Definite {
         message: format!("the binlog file is damaged: {e}"),
         hint: "the file is truncated or corrupt; read from a complete copy".into(),
     };
-    let mut binlog =
-        mysql_common::binlog::BinlogFile::new(BinlogVersion::Version4, BufReader::new(bytes))
-            .map_err(damaged)?;
+    let Some(mut rest) = bytes.strip_prefix(MAGIC) else {
+        return Err(damaged(std::io::Error::other(
+            "it does not start with the binlog magic number",
+        )));
+    };
+    let mut reader = EventStreamReader::new(BinlogVersion::Version4);
     // A file is shown as it is: partial row images pass, with absent columns as `Null`.
     let mut decoder = EventDecoder::new(Charsets::builtin(), file, None).allow_partial_images();
     let mut out = Vec::new();
-    while let Some(event) = binlog.next() {
-        let event = event.map_err(damaged)?;
+    let mut offset = MAGIC.len();
+    while !rest.is_empty() {
+        let event = next_event(&mut rest, &mut offset).map_err(damaged)?;
+        let event = reader
+            .read(event)
+            .map_err(damaged)?
+            .ok_or_else(|| damaged(std::io::Error::other("an empty event")))?;
         if event.header().event_type_raw() == EventType::TRANSACTION_PAYLOAD_EVENT as u8 {
-            // A compressed transaction: its events are inside.
-            let payload = event
-                .read_event::<TransactionPayloadEvent<'_>>()
+            // A compressed transaction: its events are inside, framed the same way.
+            let at = u32::try_from(offset).unwrap_or(u32::MAX);
+            let payload = guarded(at, || event.read_event::<TransactionPayloadEvent<'_>>())?
                 .map_err(damaged)?;
-            let mut inner = Cursor::new(payload.danger_decompress());
-            while let Some(e) = binlog
-                .reader_mut()
-                .read_decompressed(&mut inner)
-                .map_err(damaged)?
-            {
-                let reader = binlog.reader();
+            let inner_bytes = guarded(at, || payload.danger_decompress())?;
+            let mut inner = inner_bytes.as_slice();
+            let mut inner_offset = 0;
+            while !inner.is_empty() {
+                let framed = next_event(&mut inner, &mut inner_offset).map_err(damaged)?;
+                let Some(e) = reader.read_decompressed(framed).map_err(damaged)? else {
+                    break;
+                };
                 if let Some(r) = decoder.handle(&e, |id| reader.get_tme(id))? {
                     out.push(r);
                 }
             }
             continue;
         }
-        let reader = binlog.reader();
         if let Some(r) = decoder.handle(&event, |id| reader.get_tme(id))? {
             out.push(r);
         }
     }
     Ok(out)
+}
+
+/// The next whole event of `rest` (its header's size checked against what is left), which is
+/// then advanced past it; `offset` counts the bytes taken, for messages.
+fn next_event<'a>(rest: &mut &'a [u8], offset: &mut usize) -> std::io::Result<&'a [u8]> {
+    const HEADER: usize = 19;
+    let truncated = |what: String| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, what);
+    if rest.len() < HEADER {
+        return Err(truncated(format!(
+            "{} bytes at offset {offset} are not a whole event header",
+            rest.len()
+        )));
+    }
+    let size = usize::try_from(u32::from_le_bytes([rest[9], rest[10], rest[11], rest[12]]))
+        .unwrap_or(usize::MAX);
+    if size < HEADER || size > rest.len() {
+        return Err(truncated(format!(
+            "the event at offset {offset} says it has {size} bytes; {} are there",
+            rest.len()
+        )));
+    }
+    let (event, after) = rest.split_at(size);
+    *rest = after;
+    *offset += size;
+    Ok(event)
 }

@@ -67,6 +67,14 @@ const REFUSED: &[(&str, &str)] = &[
     ("binlog_savepoint.000001", "statement-based"),
     // MySQL 5.1's XID layout (sources older than 5.7 are refused by the precheck).
     ("ver_5_1-wl2325_r.001", "does not parse"),
+    // An INCIDENT event: the source says events are missing.
+    ("bug40482-bin.000001", "incident"),
+    // Ten bytes of an event header after the magic number; nine after a format description.
+    ("binlog_truncated_event.000001", "not a whole event header"),
+    (
+        "binlog_truncated_prev_gtid_event.000001",
+        "not a whole event header",
+    ),
 ];
 
 /// Every fixture is read to the end or refused with a clear error; none panics, including the

@@ -253,3 +253,25 @@ async fn sync_tasks_need_a_target_and_check_it() {
         refused.text
     );
 }
+
+/// A task configured and never started has no topic yet: its tracked changes are an empty
+/// page, not a broker error (schemathesis found the 503).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_never_started_has_no_changes_yet() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = api(&ctx).await;
+    orders_table(&ctx).await;
+    let id = tracking_instance(&api).await;
+    let configured = configure(&api, &id, tracking_config(&ctx)).await;
+    assert_eq!(configured.status, StatusCode::OK, "{}", configured.text);
+    let page = call(
+        &api,
+        Method::GET,
+        &format!("/v1/instances/{id}/changes?operation=update,delete"),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(page.body["changes"], json!([]));
+    assert!(page.body["next_page_token"].is_null(), "{}", page.text);
+}

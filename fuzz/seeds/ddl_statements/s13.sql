@@ -1,0 +1,1 @@
+GRANT SELECT ON shop.* TO 'app'@'%' IDENTIFIED BY 's3cret'

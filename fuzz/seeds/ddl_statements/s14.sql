@@ -1,0 +1,1 @@
+SET PASSWORD FOR 'app'@'%' = PASSWORD('s3cret')

@@ -1,0 +1,1 @@
+CREATE TABLE e (id INT PRIMARY KEY, s ENUM('Active','Inactive'), t SET('a','b'))

@@ -1,0 +1,1 @@
+ALTER TABLE `we``ird`.`t` ENGINE=InnoDB

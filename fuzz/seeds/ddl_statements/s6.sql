@@ -1,0 +1,1 @@
+RENAME TABLE orders TO old_orders, crm.a TO crm.b
