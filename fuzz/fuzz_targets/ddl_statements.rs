@@ -24,7 +24,11 @@ fn catalog() -> SchemaCatalog {
             table: "orders".into(),
         },
         def: Some(TableDef {
-            columns: vec![col("id", "int"), col("note", "varchar(20)"), col("e", "enum('a','B')")],
+            columns: vec![
+                col("id", "int"),
+                col("note", "varchar(20)"),
+                col("e", "enum('a','B')"),
+            ],
             primary_key: vec!["id".into()],
             collation: None,
         }),
