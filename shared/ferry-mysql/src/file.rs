@@ -11,8 +11,8 @@ use std::path::Path;
 
 use ferry_domain::position::BinlogFile;
 use mysql_common::binlog::EventStreamReader;
-use mysql_common::binlog::consts::BinlogVersion;
 use mysql_common::binlog::consts::EventType;
+use mysql_common::binlog::consts::{BinlogChecksumAlg, BinlogVersion};
 use mysql_common::binlog::events::TransactionPayloadEvent;
 
 use crate::binlog::{EventDecoder, ReadEvent, ReaderError, guarded};
@@ -71,7 +71,7 @@ pub fn decode_bytes(bytes: &[u8], file: Option<BinlogFile>) -> Result<Vec<ReadEv
     let mut out = Vec::new();
     let mut offset = MAGIC.len();
     while !rest.is_empty() {
-        let event = next_event(&mut rest, &mut offset).map_err(damaged)?;
+        let event = next_event(&mut rest, &mut offset, checksum_len(&reader)).map_err(damaged)?;
         let event = reader
             .read(event)
             .map_err(damaged)?
@@ -85,7 +85,8 @@ pub fn decode_bytes(bytes: &[u8], file: Option<BinlogFile>) -> Result<Vec<ReadEv
             let mut inner = inner_bytes.as_slice();
             let mut inner_offset = 0;
             while !inner.is_empty() {
-                let framed = next_event(&mut inner, &mut inner_offset).map_err(damaged)?;
+                // Events inside a compressed payload carry no checksum.
+                let framed = next_event(&mut inner, &mut inner_offset, 0).map_err(damaged)?;
                 let Some(e) = reader.read_decompressed(framed).map_err(damaged)? else {
                     break;
                 };
@@ -102,10 +103,30 @@ pub fn decode_bytes(bytes: &[u8], file: Option<BinlogFile>) -> Result<Vec<ReadEv
     Ok(out)
 }
 
-/// The next whole event of `rest` (its header's size checked against what is left), which is
-/// then advanced past it; `offset` counts the bytes taken, for messages.
-fn next_event<'a>(rest: &mut &'a [u8], offset: &mut usize) -> std::io::Result<&'a [u8]> {
+/// How many checksum bytes end each event after the format description `reader` holds: the
+/// parser cuts them off its data without checking there are that many.
+fn checksum_len(reader: &EventStreamReader) -> usize {
+    let footer = reader.get_fde().footer();
+    match footer.get_checksum_alg() {
+        _ if !footer.get_checksum_enabled() => 0,
+        Ok(None | Some(BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_OFF)) => 0,
+        // CRC32, or an algorithm the parser does not know but still cuts four bytes for.
+        Ok(Some(_)) | Err(_) => 4,
+    }
+}
+
+/// The next whole event of `rest` (its header's size checked against what is left, and against
+/// the least the parser reads of an event of its type), which is then advanced past it;
+/// `offset` counts the bytes taken, for messages.
+fn next_event<'a>(
+    rest: &mut &'a [u8],
+    offset: &mut usize,
+    checksum: usize,
+) -> std::io::Result<&'a [u8]> {
     const HEADER: usize = 19;
+    // A format description's fixed part (binlog version, server version, creation time, header
+    // length: 57 bytes), then its checksum algorithm and checksum (5).
+    const FORMAT_DESCRIPTION: usize = 57 + 5;
     let truncated = |what: String| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, what);
     if rest.len() < HEADER {
         return Err(truncated(format!(
@@ -115,9 +136,14 @@ fn next_event<'a>(rest: &mut &'a [u8], offset: &mut usize) -> std::io::Result<&'
     }
     let size = usize::try_from(u32::from_le_bytes([rest[9], rest[10], rest[11], rest[12]]))
         .unwrap_or(usize::MAX);
-    if size < HEADER || size > rest.len() {
+    let least = HEADER
+        + match rest[4] {
+            0x0f => FORMAT_DESCRIPTION,
+            _ => checksum,
+        };
+    if size < least || size > rest.len() {
         return Err(truncated(format!(
-            "the event at offset {offset} says it has {size} bytes; {} are there",
+            "the event at offset {offset} says it has {size} bytes: {} are there, at least {least} are needed",
             rest.len()
         )));
     }
