@@ -313,34 +313,30 @@ impl BinlogReader {
     pub async fn next(&mut self) -> Result<Option<ReadEvent>, ReaderError> {
         use futures::FutureExt;
         use std::panic::AssertUnwindSafe;
-        let gave_up = |panic: Box<dyn std::any::Any + Send>, at: String| {
-            let what = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_default();
-            ReaderError::definite(
-                format!("the binlog event after {at} could not be parsed ({what})"),
-                "the source sent an event Ferry cannot read; report it with the server version and the binlog file",
-            )
-        };
         loop {
-            let at = self.decoder.last_position();
             let next = AssertUnwindSafe(self.stream.next())
                 .catch_unwind()
                 .await
-                .map_err(|p| gave_up(p, at.clone()))?;
+                .map_err(|panic| {
+                    ReaderError::definite(
+                        format!(
+                            "the binlog event after {} could not be parsed ({})",
+                            self.decoder.last_position(),
+                            panic_text(&*panic)
+                        ),
+                        "the source sent an event Ferry cannot read; report it with the server version and the binlog file",
+                    )
+                })?;
             let Some(event) = next else {
                 return Ok(None);
             };
             let event = event?;
             let stream = &self.stream;
+            let log_pos = event.header().log_pos();
             let decoder = &mut self.decoder;
-            let handled = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                decoder.handle(&event, |id| stream.get_tme(id))
-            }))
-            .map_err(|p| gave_up(p, at))?;
-            if let Some(read) = handled? {
+            if let Some(read) =
+                guarded(log_pos, || decoder.handle(&event, |id| stream.get_tme(id)))??
+            {
                 return Ok(Some(read));
             }
         }
@@ -667,18 +663,25 @@ impl EventDecoder {
     }
 }
 
+/// What a caught panic said.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default()
+}
+
 /// Runs a `mysql_common` parser on an event: some damaged events make it panic (an
 /// `unwrap` on a field it does not know, a short read), which becomes a definite error at the
 /// event's offset instead of taking the worker down. The fuzzer (`fuzz/`) found these.
 pub(crate) fn guarded<T>(log_pos: u32, parse: impl FnOnce() -> T) -> Result<T, ReaderError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse)).map_err(|panic| {
-        let what = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default();
         ReaderError::definite(
-            format!("the binlog event at offset {log_pos} could not be parsed ({what})"),
+            format!(
+                "the binlog event at offset {log_pos} could not be parsed ({})",
+                panic_text(&*panic)
+            ),
             "the event is damaged, or of a form Ferry cannot read: report it with the server version and the binlog file",
         )
     })

@@ -15,7 +15,7 @@ use mysql_common::binlog::consts::EventType;
 use mysql_common::binlog::consts::{BinlogChecksumAlg, BinlogVersion};
 use mysql_common::binlog::events::TransactionPayloadEvent;
 
-use crate::binlog::{EventDecoder, ReadEvent, ReaderError, guarded};
+use crate::binlog::{EventDecoder, ReadEvent, ReaderError, guarded, panic_text};
 use crate::decode::Charsets;
 
 /// Every event of interest in the binlog file at `path`, in order.
@@ -31,15 +31,11 @@ pub fn read_file(path: &Path) -> Result<Vec<ReadEvent>, ReaderError> {
         .map_err(|e| ReaderError::Io(format!("{}: {e}", path.display())))?;
     let result = catch_unwind(AssertUnwindSafe(|| decode_bytes(&bytes, file)));
     result.unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default();
         Err(ReaderError::Definite {
             message: format!(
-                "{} is damaged: the event parser gave up ({what})",
-                path.display()
+                "{} is damaged: the event parser gave up ({})",
+                path.display(),
+                panic_text(&*panic)
             ),
             hint: "the file is truncated or corrupt; read from a complete copy".into(),
         })

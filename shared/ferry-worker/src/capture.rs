@@ -48,7 +48,7 @@ use ferry_store::{Checkpoint, CheckpointOutcome, StoreError, TaskRecord};
 use mysql_async::prelude::Queryable;
 use tokio::sync::watch;
 
-use crate::lease::{Claim, LeaseClock, LeaseTimes, renew_lease};
+use crate::lease::{Claim, LeaseClock, hold};
 
 use crate::delivery::{Destination, Out, Window};
 use crate::heartbeat;
@@ -492,17 +492,10 @@ pub async fn capture_task(
     claim: Claim,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), CaptureError> {
-    // The lease is renewed on a task of its own from the start, so a loop waiting on a slow
-    // broker or source keeps it; the loop sends nothing once it is ending.
-    let lease = LeaseClock::new(LeaseTimes::new(settings.lease_ttl), claim.started);
-    let _renewer = AbortOnDrop(tokio::spawn(renew_lease(
-        state.clone(),
-        instance.clone(),
-        settings.worker.clone(),
-        claim.token,
-        lease.clone(),
-    )));
-    let result = capture_leased(state, settings, instance, claim.token, &lease, &mut stop).await;
+    // The loop sends nothing once its lease is ending.
+    let held = hold(state, &settings.worker, instance, settings.lease_ttl, claim);
+    let lease = &held.clock;
+    let result = capture_leased(state, settings, instance, claim.token, lease, &mut stop).await;
     if matches!(
         result,
         Err(CaptureError::LeaseLost | CaptureError::LeaseExpiring)

@@ -161,6 +161,35 @@ impl LeaseClock {
     }
 }
 
+/// A lease a running loop holds: its clock, and the renewer keeping it, stopped with the loop.
+pub(crate) struct Held {
+    pub(crate) clock: LeaseClock,
+    _renewer: crate::capture::AbortOnDrop,
+}
+
+/// Starts holding `claim` for `instance`: the clock from the claim's start, the renewer on a
+/// task of its own from now (so a loop waiting on a slow broker or source keeps its lease).
+pub(crate) fn hold(
+    state: &AppState,
+    worker: &WorkerId,
+    instance: &InstanceId,
+    ttl: Duration,
+    claim: Claim,
+) -> Held {
+    let clock = LeaseClock::new(LeaseTimes::new(ttl), claim.started);
+    let renewer = tokio::spawn(renew_lease(
+        state.clone(),
+        instance.clone(),
+        worker.clone(),
+        claim.token,
+        clock.clone(),
+    ));
+    Held {
+        clock,
+        _renewer: crate::capture::AbortOnDrop(renewer),
+    }
+}
+
 /// Renews the lease every sixth of its time to live (counted from the start of the previous
 /// renewal) while the loop runs, whatever the loop is waiting on (a slow broker must not cost a
 /// live worker its lease). A failed renewal is retried every second; a lease taken by another

@@ -59,7 +59,7 @@ use crate::capture::{
     source_failed, source_identity, source_params, transient, write_checkpoint,
 };
 use crate::copy::{Copies, ReadChunk, plan_copy};
-use crate::lease::{Claim, LeaseClock, LeaseTimes, renew_lease};
+use crate::lease::{Claim, LeaseClock, LeaseTimes, hold};
 use crate::metrics::TaskMeter;
 use crate::verify::VerifyTable;
 
@@ -322,15 +322,16 @@ pub async fn sync_task(
     claim: Claim,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), CaptureError> {
-    let lease = LeaseClock::new(LeaseTimes::new(settings.lease_ttl), claim.started);
-    let _renewer = AbortOnDrop(tokio::spawn(renew_lease(
-        state.clone(),
-        instance.clone(),
-        settings.worker.clone(),
+    let held = hold(state, &settings.worker, instance, settings.lease_ttl, claim);
+    sync_leased(
+        state,
+        settings,
+        instance,
         claim.token,
-        lease.clone(),
-    )));
-    sync_leased(state, settings, instance, claim.token, &lease, &mut stop).await
+        &held.clock,
+        &mut stop,
+    )
+    .await
 }
 
 async fn sync_leased(

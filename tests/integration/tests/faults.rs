@@ -370,21 +370,6 @@ async fn workers_killed_at_random_points() {
     drop(worker);
 }
 
-/// Waits until the task's copy has `chunks` chunks done.
-async fn copy_reaches(api: &TestApi, id: &InstanceId, chunks: u64) {
-    progressing("the copy to advance", STALL, || async {
-        let t = api.task(id).await?;
-        let done = t["full_sync"][0]["chunks_done"].as_u64().unwrap_or(0);
-        Ok(if done >= chunks {
-            Step::Done(())
-        } else {
-            Step::At(format!("{} {}", t["state"], t["full_sync"]))
-        })
-    })
-    .await
-    .unwrap();
-}
-
 /// A sync task from a throwaway source to a throwaway PostgreSQL: the source restarts in the
 /// middle of the full sync, the target restarts in the middle of the full sync and again in
 /// the middle of the apply, all under a write load; the target verifies clean and the task
@@ -457,9 +442,9 @@ async fn sync_survives_source_and_target_restarts() {
             }
         })
     };
-    copy_reaches(&api, &id, 5).await;
+    api.wait_chunks(&id, 5, STALL).await.unwrap();
     source.restart().unwrap();
-    copy_reaches(&api, &id, 15).await;
+    api.wait_chunks(&id, 15, STALL).await.unwrap();
     target.restart().unwrap();
     api.wait_copied(&id, STALL).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;

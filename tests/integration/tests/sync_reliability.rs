@@ -46,6 +46,16 @@ fn config(ctx: &TestContext, target: Value, target_db: &str, sync: Value) -> Val
     })
 }
 
+/// Fills `table` with rows 1..=`rows`, `row(i)` giving each row's values, in statements of 2000.
+async fn fill(db: &mut mysql_async::Conn, table: &str, rows: u32, row: impl Fn(u32) -> String) {
+    for start in (0..rows).step_by(2000) {
+        let values: Vec<String> = (start + 1..=(start + 2000).min(rows)).map(&row).collect();
+        db.query_drop(format!("INSERT INTO {table} VALUES {}", values.join(",")))
+            .await
+            .unwrap();
+    }
+}
+
 /// Waits until the task applied everything the source wrote so far.
 async fn caught_up(api: &TestApi, id: &InstanceId, db: &mut mysql_async::Conn) {
     let position = source_position(db).await.unwrap();
@@ -174,14 +184,7 @@ async fn a_column_added_in_the_middle_of_a_copy_through_staging_reaches_postgres
     db.query_drop("CREATE TABLE wide (id INT PRIMARY KEY, v INT NOT NULL, note VARCHAR(20))")
         .await
         .unwrap();
-    for start in (0..20_000).step_by(2000) {
-        let values: Vec<String> = (start + 1..=start + 2000)
-            .map(|i| format!("({i}, {i}, 'n{i}')"))
-            .collect();
-        db.query_drop(format!("INSERT INTO wide VALUES {}", values.join(",")))
-            .await
-            .unwrap();
-    }
+    fill(&mut db, "wide", 20_000, |i| format!("({i}, {i}, 'n{i}')")).await;
     let (target, target_db) = Target::Postgresql.of(&ctx);
     let (id, _) = api
         .start_task(
@@ -213,17 +216,7 @@ async fn a_column_added_in_the_middle_of_a_copy_through_staging_reaches_postgres
         })
     };
     let worker = InProcessWorker::start(&api.state);
-    progressing("a few chunks to be copied", STALL, || async {
-        let t = api.task(&id).await?;
-        let done = t["full_sync"][0]["chunks_done"].as_u64().unwrap_or(0);
-        Ok(if done >= 4 {
-            Step::Done(())
-        } else {
-            Step::At(format!("{}", t["full_sync"]))
-        })
-    })
-    .await
-    .unwrap();
+    api.wait_chunks(&id, 4, STALL).await.unwrap();
     db.query_drop("ALTER TABLE wide ADD COLUMN extra INT NOT NULL DEFAULT 7")
         .await
         .unwrap();
@@ -300,14 +293,10 @@ async fn a_column_dropped_while_a_copy_is_stopped_does_not_stall_it() {
     db.query_drop("CREATE TABLE big (id INT PRIMARY KEY, keep_me INT, drop_me VARCHAR(20))")
         .await
         .unwrap();
-    for start in (0..30_000).step_by(3000) {
-        let values: Vec<String> = (start + 1..=start + 3000)
-            .map(|i| format!("({i}, {i}, 'gone {i}')"))
-            .collect();
-        db.query_drop(format!("INSERT INTO big VALUES {}", values.join(",")))
-            .await
-            .unwrap();
-    }
+    fill(&mut db, "big", 30_000, |i| {
+        format!("({i}, {i}, 'gone {i}')")
+    })
+    .await;
     let (id, _) = api
         .start_task(
             "sync",
@@ -321,17 +310,7 @@ async fn a_column_dropped_while_a_copy_is_stopped_does_not_stall_it() {
         .await
         .unwrap();
     let worker = InProcessWorker::start(&api.state);
-    progressing("the copy to be under way", STALL, || async {
-        let t = api.task(&id).await?;
-        let done = t["full_sync"][0]["chunks_done"].as_u64().unwrap_or(0);
-        Ok(if done >= 3 {
-            Step::Done(())
-        } else {
-            Step::At(format!("{}", t["full_sync"]))
-        })
-    })
-    .await
-    .unwrap();
+    api.wait_chunks(&id, 3, STALL).await.unwrap();
     worker.stop().await.unwrap();
     let t = api.task(&id).await.unwrap();
     assert_eq!(

@@ -210,6 +210,22 @@ impl TestApi {
         .await
     }
 
+    /// Waits until a sync task's first table has `chunks` chunks copied; fails when its copy
+    /// stops advancing for `stall`.
+    pub async fn wait_chunks(&self, id: &InstanceId, chunks: u64, stall: Duration) -> Result<()> {
+        crate::progressing(&format!("{chunks} chunks to be copied"), stall, || async {
+            let t = self.task(id).await?;
+            anyhow::ensure!(t["state"] != "failed", "the task failed: {t}");
+            let done = t["full_sync"][0]["chunks_done"].as_u64().unwrap_or(0);
+            Ok(if done >= chunks {
+                crate::Step::Done(())
+            } else {
+                crate::Step::At(format!("{} {}", t["state"], t["full_sync"]))
+            })
+        })
+        .await
+    }
+
     /// `GET …/task`: the task as the API shows it.
     pub async fn task(&self, id: &InstanceId) -> Result<Value> {
         let t = self
