@@ -653,7 +653,8 @@ async fn sync_leased(
     Ok(())
 }
 
-/// Starts the task's pending verification, if there is one, on a task of its own.
+/// Starts the task's pending verification, if there is one, on a task of its own. Called only
+/// when no verification of this loop runs.
 async fn start_verification(
     state: &AppState,
     instance: &InstanceId,
@@ -666,8 +667,13 @@ async fn start_verification(
     let Some((mut v, version)) = state.store().get_verification(instance).await? else {
         return Ok(None);
     };
-    if v.state != VerifyState::Pending {
+    // Pending, or running without a task: this loop runs none, so a running one was left by a
+    // loop that ended (a restart, a takeover) before finishing it. It starts again.
+    if !matches!(v.state, VerifyState::Pending | VerifyState::Running) {
         return Ok(None);
+    }
+    if v.state == VerifyState::Running {
+        tracing::info!(instance = %instance, verification = %v.id, "a verification left running by an earlier loop starts again");
     }
     v.state = VerifyState::Running;
     match state

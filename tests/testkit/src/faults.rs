@@ -402,8 +402,24 @@ impl ThrowawayPostgres {
         self.start_process()
     }
 
-    /// A connection to database `db` (created by the first caller that names it).
+    /// A connection to database `db` (created by the first caller that names it); waits while
+    /// the server is still starting (it listens before it accepts sessions).
     pub async fn client(&self, db: &str) -> Result<tokio_postgres::Client> {
+        let mut tries = 0;
+        loop {
+            match self.try_client(db).await {
+                Ok(c) => return Ok(c),
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    tracing_log(&e);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn try_client(&self, db: &str) -> Result<tokio_postgres::Client> {
         let connect = |db: String| async move {
             let (client, conn) = tokio_postgres::connect(
                 &format!(
@@ -427,6 +443,12 @@ impl ThrowawayPostgres {
                 .await?;
         }
         connect(db.into()).await
+    }
+}
+
+fn tracing_log(e: &anyhow::Error) {
+    if std::env::var("FERRY_TEST_LOG").is_ok() {
+        eprintln!("throwaway PostgreSQL not ready yet: {e:#}");
     }
 }
 

@@ -137,7 +137,9 @@ impl TestContext {
             .env("FERRY_WORKER_POLL_MS", "200")
             .env("FERRY_HEARTBEAT_MS", "300")
             .env("FERRY_METRICS_ADDR", metrics_addr.to_string())
-            .env("FERRY_METRICS_REPORT_MS", "1000")
+            // Each report is a DynamoDB write per task: every 5 s keeps the local endpoint (one
+            // request at a time) free for leases and checkpoints on a loaded machine.
+            .env("FERRY_METRICS_REPORT_MS", "5000")
             .env("AWS_ENDPOINT_URL", &env.aws_endpoint)
             .env("AWS_REGION", &env.aws_region)
             .env("AWS_ACCESS_KEY_ID", "ferry-local")

@@ -54,10 +54,24 @@ fn header(m: &rdkafka::message::BorrowedMessage<'_>, name: &str) -> Option<Strin
 }
 
 impl TestContext {
-    /// The high watermark of every partition of `topic` (empty when it does not exist).
+    /// The high watermark of every partition of `topic` (empty when it does not exist); a
+    /// broker slow to answer (a loaded machine) is asked again, up to five times.
     pub fn high_watermarks(&self, topic: &str) -> Result<Vec<i64>> {
+        let mut tries = 0;
+        loop {
+            match self.high_watermarks_once(topic) {
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    eprintln!("reading the watermarks of {topic} again: {e:#}");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn high_watermarks_once(&self, topic: &str) -> Result<Vec<i64>> {
         let c: BaseConsumer = self.kafka_config().create()?;
-        let meta = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let meta = c.fetch_metadata(Some(topic), Duration::from_secs(30))?;
         let Some(t) = meta.topics().iter().find(|t| t.name() == topic) else {
             return Ok(Vec::new());
         };
@@ -66,7 +80,7 @@ impl TestContext {
         }
         let mut out = Vec::new();
         for p in 0..i32::try_from(t.partitions().len())? {
-            out.push(c.fetch_watermarks(topic, p, Duration::from_secs(10))?.1);
+            out.push(c.fetch_watermarks(topic, p, Duration::from_secs(30))?.1);
         }
         Ok(out)
     }

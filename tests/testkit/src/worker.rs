@@ -28,7 +28,7 @@ impl InProcessWorker {
         let settings = WorkerSettings {
             id: WorkerId::generate(),
             poll: Duration::from_millis(200),
-            lease_ttl: Duration::from_secs(20),
+            lease_ttl: Duration::from_secs(30),
             heartbeat: Duration::from_millis(300),
             metrics_every: Duration::from_secs(1),
             metrics: Arc::clone(&metrics),
