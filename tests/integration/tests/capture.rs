@@ -12,6 +12,9 @@ use mysql_async::prelude::Queryable;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{Value, json};
 
+/// How long a wait may see no progress of the task's checkpoint.
+const STALL: Duration = Duration::from_secs(120);
+
 /// Every record of the topic, as (payload JSON, idempotency key).
 async fn read_all(ctx: &TestContext, topic: &str, expected: usize) -> Vec<(Value, String)> {
     ctx.read_records(topic, expected)
@@ -206,7 +209,7 @@ async fn fails_after(setting: &str, change: &str) -> Value {
     server.sql(setting).unwrap();
     server.sql(change).unwrap();
 
-    let failed = eventually("the task to fail", Duration::from_secs(30), || async {
+    let failed = eventually("the task to fail", Duration::from_secs(120), || async {
         let t = api
             .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
             .await?;
@@ -333,11 +336,9 @@ async fn key_hash_partitions_keep_per_row_order_and_exactly_once() {
             })
             .collect()
     };
-    eventually(
-        "every change in the topic",
-        Duration::from_secs(30),
-        || async { Ok((watermarks(&ctx).iter().sum::<i64>() == total).then_some(())) },
-    )
+    api.wait_for(&id, "every change in the topic", STALL, || async {
+        Ok((watermarks(&ctx).iter().sum::<i64>() == total).then_some(()))
+    })
     .await
     .unwrap();
     w.stop().await.unwrap();
@@ -418,7 +419,7 @@ async fn an_oversized_record_fails_the_task_instead_of_being_dropped() {
     db.query_drop("INSERT INTO docs VALUES (1, REPEAT('x', 2000000))")
         .await
         .unwrap();
-    let failed = eventually("the task to fail", Duration::from_secs(30), || async {
+    let failed = eventually("the task to fail", Duration::from_secs(120), || async {
         let t = api
             .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
             .await?;
@@ -475,7 +476,7 @@ async fn fails_on_restart_after(break_it: &[&str]) -> Value {
         }
     }
     let w = InProcessWorker::start(&api.state);
-    let failed = eventually("the task to fail", Duration::from_secs(30), || async {
+    let failed = eventually("the task to fail", Duration::from_secs(120), || async {
         let t = api
             .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
             .await?;

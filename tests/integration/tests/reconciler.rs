@@ -211,7 +211,7 @@ async fn the_reconciler_scales_the_capture_service_up_and_down_with_running_task
     // Each change was announced on the event bus.
     // (Reading the queue consumes what it read: keep it between polls.)
     let seen = std::sync::Mutex::new(Vec::new());
-    let scaled: Vec<Value> = eventually("the scaling events", Duration::from_secs(30), || async {
+    let scaled: Vec<Value> = eventually("the scaling events", Duration::from_secs(120), || async {
         let fresh = ctx.events().await?;
         let mut seen = seen.lock().unwrap();
         seen.extend(

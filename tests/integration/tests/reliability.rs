@@ -43,20 +43,24 @@ async fn write(db: &mut mysql_async::Conn, written: &mut u64, n: u64) {
 }
 
 /// Waits until `topic` holds `rows` row records and, when `heartbeat_last`, partition 0 ends
-/// with a heartbeat; fails when the topic stops growing.
-async fn wait_topic(ctx: &TestContext, topic: &str, rows: u64, heartbeat_last: bool) {
-    progressing(&format!("{rows} rows in {topic}"), STALL, || async {
+/// with a heartbeat; fails when neither the topic nor the task's checkpoint advances (a worker
+/// catching up with the busy shared binlog is progress).
+async fn wait_topic(
+    ctx: &TestContext,
+    api: &TestApi,
+    id: &InstanceId,
+    topic: &str,
+    rows: u64,
+    heartbeat_last: bool,
+) {
+    api.wait_for(id, &format!("{rows} rows in {topic}"), STALL, || async {
         let records = ctx.topic_records(topic)?;
         let have = records.iter().filter(|r| r.row_key.is_some()).count() as u64;
         let last_is_heartbeat = records
             .iter()
             .rfind(|r| r.partition == 0)
             .is_some_and(ferry_testkit::TopicRecord::is_heartbeat);
-        if have >= rows && (last_is_heartbeat || !heartbeat_last) {
-            Ok(Step::Done(()))
-        } else {
-            Ok(Step::At(format!("{have} rows, {} records", records.len())))
-        }
+        Ok((have >= rows && (last_is_heartbeat || !heartbeat_last)).then_some(()))
     })
     .await
     .unwrap();
@@ -98,10 +102,10 @@ async fn whatever_record_is_last_every_kind_of_restart_resumes_exactly_once() {
     let mut written = 0;
     for phase in ["api restart", "sigterm", "takeover", "crash"] {
         write(&mut db, &mut written, 7).await;
-        for (_, topic, format) in &tasks {
+        for (id, topic, format) in &tasks {
             // Canal's and Maxwell's formats carry rows only: their last record is a row.
             let heartbeats = matches!(*format, "debezium-json" | "dts-avro");
-            wait_topic(&ctx, topic, written, heartbeats).await;
+            wait_topic(&ctx, &api, id, topic, written, heartbeats).await;
         }
         match phase {
             "api restart" => {
@@ -164,7 +168,7 @@ async fn whatever_record_is_last_every_kind_of_restart_resumes_exactly_once() {
     }
     write(&mut db, &mut written, 5).await;
     for (id, topic, _) in &tasks {
-        wait_topic(&ctx, topic, written, false).await;
+        wait_topic(&ctx, &api, id, topic, written, false).await;
         let t = api.task(id).await.unwrap();
         assert_ne!(t["state"], "failed", "{t}");
         // Whatever the second worker might still produce would show now.
@@ -520,7 +524,7 @@ async fn a_worker_paused_past_its_lease_writes_nothing_when_it_wakes() {
     .unwrap();
     first.signal("CONT").unwrap();
     let written = writer.await.unwrap();
-    wait_topic(&ctx, &topic, written, false).await;
+    wait_topic(&ctx, &api, &id, &topic, written, false).await;
     // Whatever the woken worker might still send would show now.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let records = ctx.topic_records(&topic).unwrap();

@@ -320,8 +320,9 @@ where
 
 impl TestContext {
     /// The first `expected` records of `topic`, from every partition, as (partition, payload
-    /// JSON, idempotency key), read by a consumer group of their own; fails when a record
-    /// takes longer than 30 s to arrive, has no idempotency key or is not JSON.
+    /// JSON, idempotency key), read by a consumer group of their own; fails when no record
+    /// arrives for 180 s (a worker catching up with the busy shared binlog of a loaded machine
+    /// may take a while), or one has no idempotency key or is not JSON.
     pub async fn read_records(
         &self,
         topic: &str,
@@ -359,11 +360,11 @@ impl TestContext {
         c.subscribe(&[topic])?;
         let mut out = Vec::with_capacity(expected);
         while out.len() < expected {
-            let m = tokio::time::timeout(Duration::from_secs(30), c.recv())
+            let m = tokio::time::timeout(Duration::from_secs(180), c.recv())
                 .await
                 .with_context(|| {
                     format!(
-                        "record {} of {expected} did not arrive in 30 s",
+                        "record {} of {expected} did not arrive in 180 s",
                         out.len() + 1
                     )
                 })??;

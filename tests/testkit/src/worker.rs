@@ -12,7 +12,7 @@ use ferry_worker::{Worker, WorkerSettings};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::{TestApi, TestContext, eventually};
+use crate::{TestApi, TestContext};
 
 /// A worker running on the test's runtime, with quick polls, heartbeats and metrics reports.
 #[derive(Debug)]
@@ -284,15 +284,47 @@ impl TestApi {
         .await
     }
 
-    /// `GET …/task/metrics`, polled until `ready` accepts it; the error shows the last answer.
+    /// Polls `f` until it gives a value, failing only when the task's checkpoint (its progress
+    /// through the source's binlog) has not moved for `stall`: on a loaded machine a worker
+    /// behind a busy shared binlog takes longer, a stuck one fails with what it was waiting for.
+    pub async fn wait_for<T, F, Fut>(
+        &self,
+        id: &InstanceId,
+        what: &str,
+        stall: Duration,
+        mut f: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>>>,
+    {
+        crate::progressing(what, stall, || {
+            let next = f();
+            async move {
+                if let Some(v) = next.await? {
+                    return Ok(crate::Step::Done(v));
+                }
+                let t = self.task(id).await?;
+                anyhow::ensure!(t["state"] != "failed", "the task failed: {t}");
+                Ok(crate::Step::At(format!(
+                    "{} at {}",
+                    t["state"], t["checkpoint"]["position"]
+                )))
+            }
+        })
+        .await
+    }
+
+    /// `GET …/task/metrics`, polled until `ready` accepts it; fails when the task's checkpoint
+    /// stops moving for `stall`, with the last answer.
     pub async fn metrics_when(
         &self,
         id: &InstanceId,
-        timeout: Duration,
+        stall: Duration,
         ready: impl Fn(&Value) -> bool,
     ) -> Result<Value> {
         let last = std::sync::Mutex::new(Value::Null);
-        eventually("the task's metrics", timeout, || async {
+        self.wait_for(id, "the task's metrics", stall, || async {
             let m = self
                 .call(
                     Method::GET,
