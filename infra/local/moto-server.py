@@ -6,6 +6,15 @@ conditional writes and transactions are not atomic under concurrent requests (me
 them. This wrapper keeps moto's threaded connection handling and runs the application itself
 under one lock, which restores the atomicity Ferry's tests rely on.
 
+It also bounds what moto keeps of a DynamoDB stream. Real DynamoDB keeps a stream's records
+for 24 hours; moto keeps every record for ever, and each TransactWriteItems deep-copies the
+whole table, stream included, as its rollback copy. Over a test run that made every
+transaction slower than the last and grew the server past 20 GB (measured: ~1 GB every 30 s
+once the sync tests ran), until the machine killed it. Here a shard keeps its last
+STREAM_RECORDS_KEPT records (a reader behind them continues at the oldest kept one, the way
+TRIM_HORIZON moves), and the rollback copy shares the records (they never change) instead of
+copying each.
+
 Usage: moto-server.py HOST PORT
 """
 
@@ -14,8 +23,37 @@ import signal
 import sys
 import threading
 
+from moto.dynamodb.models.table import StreamShard
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
+
+STREAM_RECORDS_KEPT = 1000
+
+
+def bound_streams():
+    add, get = StreamShard.add, StreamShard.get
+
+    def bounded_add(self, old, new):
+        add(self, old, new)
+        extra = len(self.items) - STREAM_RECORDS_KEPT
+        if extra > 0:
+            # Sequence numbers stay those moto gave: the first kept one moves up.
+            del self.items[:extra]
+            self.starting_sequence_number += extra
+
+    def clamped_get(self, start, quantity):
+        return get(self, max(start, self.starting_sequence_number), quantity)
+
+    def shared_copy(self, memo):
+        copy = StreamShard.__new__(StreamShard)
+        copy.__dict__.update(self.__dict__)
+        copy.table = memo.get(id(self.table), self.table)
+        copy.items = list(self.items)
+        return copy
+
+    StreamShard.add = bounded_add
+    StreamShard.get = clamped_get
+    StreamShard.__deepcopy__ = shared_copy
 
 
 class Serialized:
@@ -33,6 +71,7 @@ def main():
     host, port = sys.argv[1], int(sys.argv[2])
     os.environ.setdefault("MOTO_PORT", str(port))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    bound_streams()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(host, port, Serialized(app), threaded=True)
 

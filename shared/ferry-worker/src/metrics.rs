@@ -46,6 +46,12 @@ struct SideLabels {
     side: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EndLabels {
+    instance: String,
+    reason: &'static str,
+}
+
 /// The worker's metric families.
 #[derive(Debug)]
 pub struct WorkerMetrics {
@@ -61,6 +67,7 @@ pub struct WorkerMetrics {
     target_delay: Family<TaskLabels, Gauge<f64, AtomicU64>>,
     running: Gauge,
     connection_errors: Family<SideLabels, Counter>,
+    loop_ends: Family<EndLabels, Counter>,
 }
 
 impl Default for WorkerMetrics {
@@ -77,6 +84,7 @@ impl Default for WorkerMetrics {
         let target_delay = Family::default();
         let running = Gauge::default();
         let connection_errors = Family::default();
+        let loop_ends = Family::default();
         registry.register("rows", "Row changes delivered", rows.clone());
         registry.register(
             "records",
@@ -116,6 +124,11 @@ impl Default for WorkerMetrics {
             running.clone(),
         );
         registry.register(
+            "loop_ends",
+            "Task loops that ended, by why (stopped, config_changed, lease_lost, lease_expiring, failed, transient, connection): the worker starts the task again unless it is stopped, failed or taken over",
+            loop_ends.clone(),
+        );
+        registry.register(
             "connection_errors",
             "Failures of a task's source or target connection (the task is retried)",
             connection_errors.clone(),
@@ -133,6 +146,7 @@ impl Default for WorkerMetrics {
             target_delay,
             running,
             connection_errors,
+            loop_ends,
         }
     }
 }
@@ -160,6 +174,16 @@ impl WorkerMetrics {
             owner: Arc::clone(self),
             labels,
         }
+    }
+
+    /// A task's loop ended, for `reason`.
+    pub fn loop_ended(&self, instance: &InstanceId, reason: &'static str) {
+        self.loop_ends
+            .get_or_create(&EndLabels {
+                instance: instance.to_string(),
+                reason,
+            })
+            .inc();
     }
 
     /// A task's `side` connection failed.

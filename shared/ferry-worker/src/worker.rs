@@ -316,6 +316,18 @@ impl Worker {
                     | CaptureError::Connection { .. }
                     | CaptureError::LeaseExpiring)
             );
+            settings.metrics.loop_ended(
+                &instance,
+                match &result {
+                    Ok(()) => "stopped",
+                    Err(CaptureError::ConfigChanged) => "config_changed",
+                    Err(CaptureError::LeaseLost) => "lease_lost",
+                    Err(CaptureError::LeaseExpiring) => "lease_expiring",
+                    Err(CaptureError::Definite { .. }) => "failed",
+                    Err(CaptureError::Transient(_)) => "transient",
+                    Err(CaptureError::Connection { .. }) => "connection",
+                },
+            );
             match result {
                 Ok(()) => tracing::info!(instance = %instance, "capture stopped"),
                 Err(CaptureError::ConfigChanged) => {
