@@ -6,14 +6,18 @@ conditional writes and transactions are not atomic under concurrent requests (me
 them. This wrapper keeps moto's threaded connection handling and runs the application itself
 under one lock, which restores the atomicity Ferry's tests rely on.
 
-It also bounds what moto keeps of a DynamoDB stream. Real DynamoDB keeps a stream's records
-for 24 hours; moto keeps every record for ever, and each TransactWriteItems deep-copies the
-whole table, stream included, as its rollback copy. Over a test run that made every
-transaction slower than the last and grew the server past 20 GB (measured: ~1 GB every 30 s
-once the sync tests ran), until the machine killed it. Here a shard keeps its last
-STREAM_RECORDS_KEPT records (a reader behind them continues at the oldest kept one, the way
-TRIM_HORIZON moves), and the rollback copy shares the records (they never change) instead of
-copying each.
+It also stops two leaks that grew the server past 20 GB in one test run (~1 GB every 30 s once
+the sync tests ran) until the machine killed it:
+
+- moto registers every model object it ever creates (each item, item copy, stream record,
+  Kinesis record) in a class-level list, `instances_tracked`, that only its
+  `/moto-api/data.json` dashboard reads, so nothing is ever freed. Here models are not
+  registered.
+- Real DynamoDB keeps a stream's records for 24 hours; moto keeps every record for ever, and
+  each TransactWriteItems deep-copies the whole table, stream included, as its rollback copy,
+  so every transaction was slower than the last. Here a shard keeps its last
+  STREAM_RECORDS_KEPT records (a reader behind them continues at the oldest kept one, the way
+  TRIM_HORIZON moves), and the rollback copy shares the records (they never change).
 
 Usage: moto-server.py HOST PORT
 """
@@ -23,11 +27,16 @@ import signal
 import sys
 import threading
 
+from moto.core.common_models import BaseModel
 from moto.dynamodb.models.table import StreamShard
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
 
 STREAM_RECORDS_KEPT = 1000
+
+
+def untrack_models():
+    BaseModel.__new__ = staticmethod(lambda cls, *args, **kwargs: object.__new__(cls))
 
 
 def bound_streams():
@@ -71,6 +80,7 @@ def main():
     host, port = sys.argv[1], int(sys.argv[2])
     os.environ.setdefault("MOTO_PORT", str(port))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    untrack_models()
     bound_streams()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(host, port, Serialized(app), threaded=True)
