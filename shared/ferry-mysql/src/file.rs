@@ -86,13 +86,16 @@ pub fn decode_bytes(bytes: &[u8], file: Option<BinlogFile>) -> Result<Vec<ReadEv
                 let Some(e) = reader.read_decompressed(framed).map_err(damaged)? else {
                     break;
                 };
-                if let Some(r) = decoder.handle(&e, |id| reader.get_tme(id))? {
+                // The parser panics on some damaged table maps (e.g. a huge ENUM value
+                // count): a definite error, as on the live stream.
+                if let Some(r) = guarded(at, || decoder.handle(&e, |id| reader.get_tme(id)))?? {
                     out.push(r);
                 }
             }
             continue;
         }
-        if let Some(r) = decoder.handle(&event, |id| reader.get_tme(id))? {
+        let at = u32::try_from(offset).unwrap_or(u32::MAX);
+        if let Some(r) = guarded(at, || decoder.handle(&event, |id| reader.get_tme(id)))?? {
             out.push(r);
         }
     }
