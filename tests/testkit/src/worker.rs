@@ -204,7 +204,12 @@ impl TestApi {
             Ok(if t["state"] == "incremental" {
                 crate::Step::Done(t)
             } else {
-                crate::Step::At(format!("{} {}", t["state"], t["full_sync"]))
+                // The loop's checkpoint counts as progress: a chunk is done once the loop has
+                // read the shared binlog up to its watermark, which takes a while on a busy one.
+                crate::Step::At(format!(
+                    "{} at {} {}",
+                    t["state"], t["checkpoint"]["position"], t["full_sync"]
+                ))
             })
         })
         .await
@@ -220,7 +225,10 @@ impl TestApi {
             Ok(if done >= chunks {
                 crate::Step::Done(())
             } else {
-                crate::Step::At(format!("{} {}", t["state"], t["full_sync"]))
+                crate::Step::At(format!(
+                    "{} at {} {}",
+                    t["state"], t["checkpoint"]["position"], t["full_sync"]
+                ))
             })
         })
         .await
