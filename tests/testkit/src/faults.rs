@@ -361,8 +361,12 @@ impl ThrowawayPostgres {
             .create(true)
             .append(true)
             .open(&log_path)?;
-        let child = self
-            .command("postgres")
+        let mut command = self.command("postgres");
+        // A process group of its own, so a restart kills the backends with the postmaster (a
+        // backend busy in a long COPY outlives a killed postmaster and keeps its shared memory,
+        // and the next postmaster refuses to start).
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let child = command
             .arg("-D")
             .arg(&self.data)
             .args(["-c", "listen_addresses=127.0.0.1"])
@@ -388,8 +392,20 @@ impl ThrowawayPostgres {
     /// same data directory started again.
     pub fn restart(&mut self) -> Result<()> {
         if let Some(mut c) = self.child.take() {
-            c.kill()?;
+            // The whole group this server started in: the postmaster and its backends.
+            let group = format!("-{}", c.id());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
             c.wait()?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Command::new("kill")
+                .args(["-0", "--", &group])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         // A killed postmaster leaves its children for a moment: wait for the port to free up.
         let deadline = Instant::now() + Duration::from_secs(30);
