@@ -19,8 +19,10 @@ the sync tests ran) until the machine killed it:
   STREAM_RECORDS_KEPT records (a reader behind them continues at the oldest kept one, the way
   TRIM_HORIZON moves), and the rollback copy shares the records (they never change).
 
-And moto's rollback copy of a table deep-copies every item for every transaction; here it
-deep-copies the items the transaction names and shares the others (`_TransactionCopy`).
+And it makes transactions cheap again: moto's rollback copy of a table deep-copies every item
+for every transaction (~20 ms on a 300-item table, which saturated the server on a loaded
+machine); here it deep-copies the items the transaction names and shares the others
+(`_TransactionCopy`).
 
 Usage: moto-server.py HOST PORT
 """
@@ -33,7 +35,6 @@ import threading
 from collections import defaultdict
 
 import moto.dynamodb.models as dynamodb_models
-
 from moto.core.common_models import BaseModel
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType

@@ -391,22 +391,7 @@ impl ThrowawayPostgres {
     /// SIGKILL (a crash: in-flight transactions are lost, committed ones recovered), then the
     /// same data directory started again.
     pub fn restart(&mut self) -> Result<()> {
-        if let Some(mut c) = self.child.take() {
-            // The whole group this server started in: the postmaster and its backends.
-            let group = format!("-{}", c.id());
-            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-            c.wait()?;
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Command::new("kill")
-                .args(["-0", "--", &group])
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-                && Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        self.kill_server()?;
         // A killed postmaster leaves its children for a moment: wait for the port to free up.
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
@@ -468,12 +453,33 @@ fn tracing_log(e: &anyhow::Error) {
     }
 }
 
+impl ThrowawayPostgres {
+    /// SIGKILL to the whole process group the server started in (the postmaster and its
+    /// backends, none of which outlives it), then waits until the group is gone.
+    fn kill_server(&mut self) -> Result<()> {
+        let Some(mut c) = self.child.take() else {
+            return Ok(());
+        };
+        let group = format!("-{}", c.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        c.wait()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Command::new("kill")
+            .args(["-0", "--", &group])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+}
+
 impl Drop for ThrowawayPostgres {
     fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        let _ = self.kill_server();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
