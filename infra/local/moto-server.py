@@ -25,6 +25,7 @@ machine); here it deep-copies the items the transaction names and shares the oth
 (`_TransactionCopy`).
 
 Usage: moto-server.py HOST PORT
+       moto-server.py --check    checks the patches in-process (the test command runs it)
 """
 
 import copy
@@ -156,7 +157,52 @@ class Serialized:
             return list(self.app(environ, start_response))
 
 
+def check():
+    """A cancelled transaction leaves every item as it was (one it updated in place, one it
+    put), a committed one applies, and the stream holds only the committed records."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    untrack_models()
+    bound_streams()
+    cheap_transaction_copies()
+    b = dynamodb_backends["123456789012"]["us-east-1"]
+    b.create_table(
+        "check",
+        schema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+        attr=[{"AttributeName": "PK", "AttributeType": "S"}, {"AttributeName": "SK", "AttributeType": "S"}],
+        throughput=None, billing_mode="PAY_PER_REQUEST", indexes=None, global_indexes=None,
+        streams={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        sse_specification=None, tags=None, deletion_protection_enabled=False, warm_throughput=None,
+    )
+    key = lambda sk: {"PK": {"S": "p"}, "SK": {"S": sk}}
+    for i in range(5):
+        b.put_item("check", {**key(str(i)), "n": {"N": "0"}})
+    update = {"Update": {"TableName": "check", "Key": key("0"), "UpdateExpression": "SET n = :v",
+                         "ExpressionAttributeValues": {":v": {"N": "7"}}}}
+    try:
+        b.transact_write_items([
+            update,
+            {"Put": {"TableName": "check", "Item": key("9")}},
+            {"ConditionCheck": {"TableName": "check", "Key": key("1"), "ConditionExpression": "n = :one",
+                                "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+        ])
+        sys.exit("check: a transaction whose condition failed was applied")
+    except SystemExit:
+        raise
+    except Exception:
+        pass
+    assert b.get_item("check", key("0")).attrs["n"].value == "0", "the in-place update was not rolled back"
+    assert b.get_item("check", key("9")) is None, "the put was not rolled back"
+    b.transact_write_items([update])
+    assert b.get_item("check", key("0")).attrs["n"].value == "7", "a committed transaction did not apply"
+    assert len(b.tables["check"].stream_shard.items) == 6, "the stream holds a cancelled write"
+    print("moto-server.py: rollback copies and streams check out")
+
+
 def main():
+    if sys.argv[1:] == ["--check"]:
+        check()
+        return
     host, port = sys.argv[1], int(sys.argv[2])
     os.environ.setdefault("MOTO_PORT", str(port))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
