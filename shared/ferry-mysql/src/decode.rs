@@ -338,6 +338,7 @@ impl TablePlan {
                 .map_err(|e| err(name.clone(), e.to_string()))?
                 .ok_or_else(|| err(name.clone(), "the table map has no type for it".into()))?;
             let meta = tme.get_column_metadata(i).unwrap_or_default();
+            check_metadata(column_type, meta).map_err(|reason| err(name.clone(), reason))?;
             let bit_width = match column_type {
                 ColumnType::MYSQL_TYPE_BIT if meta.len() >= 2 => {
                     meta[1].saturating_mul(8).saturating_add(meta[0])
@@ -690,6 +691,25 @@ fn parse_epoch(text: &str) -> Result<Timestamp, String> {
 
 /// The SQL name of a binlog column type (the binlog does not say length, precision or
 /// signedness; the catalog does).
+/// Refuses column metadata no server writes where `mysql_common` would trust it blindly: a
+/// DECIMAL whose scale exceeds its precision makes its row parser compute a buffer size that
+/// wraps around, and the allocation aborts the process (no panic to catch). MySQL allows
+/// DECIMAL(65,30), MariaDB DECIMAL(65,38). Found by the fuzzer.
+fn check_metadata(column_type: ColumnType, meta: &[u8]) -> Result<(), String> {
+    if let ColumnType::MYSQL_TYPE_NEWDECIMAL = column_type {
+        let (precision, scale) = match meta {
+            [p, s, ..] => (*p, *s),
+            _ => return Err("the table map gives a DECIMAL no precision and scale".into()),
+        };
+        if precision == 0 || precision > 65 || scale > 38 || scale > precision {
+            return Err(format!(
+                "the table map gives a DECIMAL precision {precision} and scale {scale}, which no server writes (the event is damaged)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn type_name(t: ColumnType) -> &'static str {
     use ColumnType as T;
     match t {
@@ -724,6 +744,18 @@ fn type_name(t: ColumnType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_metadata_no_server_writes_is_refused() {
+        let t = ColumnType::MYSQL_TYPE_NEWDECIMAL;
+        assert!(check_metadata(t, &[65, 30]).is_ok());
+        assert!(check_metadata(t, &[10, 0]).is_ok());
+        for bad in [&[2u8, 5][..], &[0, 0], &[66, 2], &[65, 39], &[10]] {
+            let e = check_metadata(t, bad).unwrap_err();
+            assert!(e.contains("DECIMAL"), "{e}");
+        }
+        assert!(check_metadata(ColumnType::MYSQL_TYPE_LONG, &[]).is_ok());
+    }
 
     #[test]
     fn integers_take_the_declared_signedness() {
