@@ -26,6 +26,7 @@ use ferry_domain::consumer_group::{
 };
 use ferry_domain::id::{ConsumerGroupId, InstanceId};
 use ferry_domain::instance::{InstanceStatus, Mode};
+use ferry_domain::scram::Verifiers;
 use ferry_kafka::groups::{DeleteGroupError, delete_group, group_progress};
 use serde::Deserialize;
 
@@ -62,17 +63,20 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-async fn hash(password: Password) -> ApiResult<PasswordHash> {
-    let phc = tokio::task::spawn_blocking(move || {
+/// The argon2id hash (PLAIN sign-ins, password changes) and the SCRAM verifiers (SCRAM
+/// sign-ins at the consumer gateway) of a password: the only forms in which it is kept.
+async fn hash(password: Password) -> ApiResult<(PasswordHash, Verifiers)> {
+    let (phc, verifiers) = tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
-        hasher()
+        let phc = hasher()
             .hash_password(password.expose().as_bytes(), &salt)
-            .map(|h| h.to_string())
+            .map(|h| h.to_string());
+        (phc, Verifiers::new(password.expose()))
     })
     .await
-    .map_err(|e| ApiError::internal(&e))?
-    .map_err(|e| ApiError::internal(&HashError(e.to_string())))?;
-    Ok(PasswordHash::from_phc(phc)?)
+    .map_err(|e| ApiError::internal(&e))?;
+    let phc = phc.map_err(|e| ApiError::internal(&HashError(e.to_string())))?;
+    Ok((PasswordHash::from_phc(phc)?, verifiers))
 }
 
 async fn verify(password: String, hash: PasswordHash) -> ApiResult<bool> {
@@ -130,14 +134,16 @@ async fn create(
 ) -> ApiResult<impl IntoResponse> {
     tracking_instance(&state, &id).await?;
     let password = Password::new(req.password)?;
+    let (password_hash, verifiers) = hash(password).await?;
     let group = ConsumerGroup::new(
         ConsumerGroupId::generate(),
         id,
         req.name,
         req.username,
-        hash(password).await?,
+        password_hash,
         state.now(),
-    );
+    )
+    .with_scram(verifiers);
     let stored = state
         .store()
         .create_group(&group, MAX_GROUPS_PER_INSTANCE)
@@ -210,7 +216,8 @@ async fn change_password(
         .hint("give the group's current password as old_password"));
     }
     let new = Password::new(req.new_password).map_err(|e| e.at("new_password"))?;
-    group.value.set_password_hash(hash(new).await?);
+    let (password_hash, verifiers) = hash(new).await?;
+    group.value.set_password(password_hash, verifiers);
     state
         .store()
         .update_group(&group.value, group.version)

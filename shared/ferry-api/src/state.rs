@@ -197,10 +197,7 @@ impl AppState {
     /// The topic of `instance`'s task in topic `generation`: `<prefix><instance id>` for the
     /// first, `<prefix><instance id>.g<n>` after the n-th reset.
     pub fn topic_for(&self, instance: &InstanceId, generation: u32) -> String {
-        match generation {
-            0 => format!("{}{}", self.inner.settings.topic_prefix, instance),
-            n => format!("{}{}.g{n}", self.inner.settings.topic_prefix, instance),
-        }
+        ferry_domain::instance::topic_name(&self.inner.settings.topic_prefix, instance, generation)
     }
 
     /// The topic a task writes to and its consumers read now.

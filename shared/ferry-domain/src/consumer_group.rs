@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::InvalidInput;
 use crate::id::{ConsumerGroupId, InstanceId};
 use crate::invalid::check_text;
+use crate::scram::Verifiers;
 
 /// At most this many consumer groups per instance.
 pub const MAX_GROUPS_PER_INSTANCE: usize = 20;
@@ -183,6 +184,11 @@ pub struct ConsumerGroup {
     name: GroupName,
     username: Username,
     password_hash: PasswordHash,
+    /// The SCRAM verifiers of the password (SCRAM-SHA-256 and -512 sign-ins at the consumer
+    /// gateway). Groups created before the gateway have none until their password changes or
+    /// their first PLAIN sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scram: Option<Verifiers>,
     created_at: DateTime<Utc>,
 }
 
@@ -201,8 +207,25 @@ impl ConsumerGroup {
             name,
             username,
             password_hash,
+            scram: None,
             created_at,
         }
+    }
+
+    /// The group with the SCRAM verifiers of its password.
+    pub fn with_scram(mut self, verifiers: Verifiers) -> Self {
+        self.scram = Some(verifiers);
+        self
+    }
+
+    pub fn scram(&self) -> Option<&Verifiers> {
+        self.scram.as_ref()
+    }
+
+    /// The SASL username consumers sign in with: `<username>-<group id>`, the cloud DTS's
+    /// form, so that existing consumer configurations carry over.
+    pub fn sasl_username(&self) -> String {
+        format!("{}-{}", self.username.as_str(), self.id)
     }
 
     pub fn id(&self) -> &ConsumerGroupId {
@@ -229,10 +252,26 @@ impl ConsumerGroup {
         self.created_at
     }
 
-    /// Replaces the stored hash after the old password was verified.
-    pub fn set_password_hash(&mut self, hash: PasswordHash) {
+    /// Replaces the stored hash and verifiers after the old password was verified.
+    pub fn set_password(&mut self, hash: PasswordHash, verifiers: Verifiers) {
         self.password_hash = hash;
+        self.scram = Some(verifiers);
     }
+
+    /// Adds verifiers to a group that has none (its first PLAIN sign-in proved the password).
+    pub fn set_scram(&mut self, verifiers: Verifiers) {
+        self.scram = Some(verifiers);
+    }
+}
+
+/// A SASL username of the form `<username>-<group id>`, split into its parts; `None` when it
+/// is not of that form.
+pub fn parse_sasl_username(s: &str) -> Option<(Username, ConsumerGroupId)> {
+    let (user, group) = s.split_once('-')?;
+    Some((
+        Username::try_from(user.to_owned()).ok()?,
+        group.parse().ok()?,
+    ))
 }
 
 /// Whether one more group may be created on an instance that has `existing` groups.
@@ -268,6 +307,22 @@ mod tests {
             "a b",
         ] {
             assert!(Username::try_from(bad.to_owned()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sasl_usernames_split_at_the_first_dash() {
+        let gid = ConsumerGroupId::generate();
+        let (u, g) = parse_sasl_username(&format!("reader_1-{gid}")).unwrap();
+        assert_eq!((u.as_str(), &g), ("reader_1", &gid));
+        for bad in [
+            "reader",
+            "-cg_x",
+            "reader-",
+            "reader-cg_nothex",
+            "re-ader-cg_1",
+        ] {
+            assert!(parse_sasl_username(bad).is_none(), "{bad}");
         }
     }
 

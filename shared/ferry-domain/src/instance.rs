@@ -330,6 +330,16 @@ fn add_months(t: DateTime<Utc>, term: Term) -> Result<DateTime<Utc>, LifecycleEr
         .ok_or(LifecycleError::DateOutOfRange)
 }
 
+/// The Kafka topic of `instance`'s task in topic `generation`: `<prefix><instance id>` for the
+/// first, `<prefix><instance id>.g<n>` after the n-th reset (a reset starts a new topic, so
+/// nothing of the old one can make the next start skip a change).
+pub fn topic_name(prefix: &str, instance: &crate::id::InstanceId, generation: u32) -> String {
+    match generation {
+        0 => format!("{prefix}{instance}"),
+        n => format!("{prefix}{instance}.g{n}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -41,6 +41,7 @@ pub mod position;
 pub mod precheck;
 pub mod reselect;
 pub mod schema;
+pub mod scram;
 pub mod selection;
 pub mod sync;
 pub mod task;

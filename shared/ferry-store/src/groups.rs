@@ -9,7 +9,10 @@ use ferry_domain::id::{ConsumerGroupId, InstanceId};
 
 use crate::instances::delete;
 use crate::item::{from_item, key, n, new_item};
-use crate::keys::{GROUP_COUNT, GROUP_SK_PREFIX, INSTANCE_SK, group_sk, instance_pk, username_sk};
+use crate::keys::{
+    GROUP_COUNT, GROUP_POINTER_SK, GROUP_SK_PREFIX, INSTANCE_SK, group_pointer_pk, group_sk,
+    instance_pk, username_sk,
+};
 use crate::{Store, StoreError, Versioned};
 
 /// A stored consumer group.
@@ -55,6 +58,11 @@ impl Store {
                 pk,
                 username_sk(group.username().as_str()),
                 group.id(),
+            )?)?,
+            put_new(new_item(
+                group_pointer_pk(group.id()),
+                GROUP_POINTER_SK,
+                group.instance_id(),
             )?)?,
         ];
         let result = self
@@ -114,6 +122,22 @@ impl Store {
             .map(|(value, version)| Versioned { value, version }))
     }
 
+    /// A consumer group found by its id alone (through its pointer item), as the consumer
+    /// gateway looks it up from a SASL username. Both reads are strongly consistent, so a
+    /// password change or a deletion counts at once.
+    pub async fn find_group(
+        &self,
+        id: &ConsumerGroupId,
+    ) -> Result<Option<GroupRecord>, StoreError> {
+        let pointer: Option<(InstanceId, u64)> = self
+            .get_versioned(group_pointer_pk(id), GROUP_POINTER_SK)
+            .await?;
+        match pointer {
+            Some((instance, _)) => self.get_group(&instance, id).await,
+            None => Ok(None),
+        }
+    }
+
     /// All consumer groups of an instance (at most the instance's limit, so one query).
     pub async fn list_groups(&self, instance: &InstanceId) -> Result<Vec<GroupRecord>, StoreError> {
         let mut groups = self
@@ -132,14 +156,28 @@ impl Store {
         group: &ConsumerGroup,
         expected: u64,
     ) -> Result<u64, StoreError> {
-        self.update_versioned(
-            instance_pk(group.instance_id()),
-            &group_sk(group.id()),
-            group,
-            expected,
-            "the consumer group",
-        )
-        .await
+        let version = self
+            .update_versioned(
+                instance_pk(group.instance_id()),
+                &group_sk(group.id()),
+                group,
+                expected,
+                "the consumer group",
+            )
+            .await?;
+        // Groups created before pointers existed get theirs here (an idempotent put).
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(new_item(
+                group_pointer_pk(group.id()),
+                GROUP_POINTER_SK,
+                group.instance_id(),
+            )?))
+            .send()
+            .await
+            .map_err(|e| StoreError::backend("PutItem", e))?;
+        Ok(version)
     }
 
     /// Deletes a group, frees its username and its place in the instance's count.
@@ -166,6 +204,11 @@ impl Store {
             delete(
                 &self.table,
                 key(pk, username_sk(group.username().as_str())),
+                None,
+            )?,
+            delete(
+                &self.table,
+                key(group_pointer_pk(group.id()), GROUP_POINTER_SK),
                 None,
             )?,
             TransactWriteItem::builder().update(count).build(),

@@ -6,14 +6,14 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, DeleteRequest, Put, TransactWriteItem, WriteRequest,
 };
 use chrono::{DateTime, Duration, Utc};
-use ferry_domain::id::InstanceId;
+use ferry_domain::id::{ConsumerGroupId, InstanceId};
 use ferry_domain::instance::Instance;
 use serde::{Deserialize, Serialize};
 
 use crate::item::{Item, key, n, new_item, s};
 use crate::keys::{
-    GSI1, GSI1_PK, GSI1_SK, INSTANCE_SK, INSTANCES_GSI_PK, PK, SK, TASK_SK, TOKEN_SK, TTL,
-    instance_pk, token_pk,
+    GROUP_POINTER_SK, GROUP_SK_PREFIX, GSI1, GSI1_PK, GSI1_SK, INSTANCE_SK, INSTANCES_GSI_PK, PK,
+    SK, TASK_SK, TOKEN_SK, TTL, group_pointer_pk, instance_pk, token_pk,
 };
 use crate::page::{Page, PageToken};
 use crate::tasks::TaskRecord;
@@ -226,6 +226,12 @@ impl Store {
         for item in self.query_partition(pk, None).await? {
             if let Some(AttributeValue::S(token)) = item.get(CLIENT_TOKEN_ATTR) {
                 keys.push(key(token_pk(token), TOKEN_SK));
+            }
+            if let Some(AttributeValue::S(sk)) = item.get(SK)
+                && let Some(group) = sk.strip_prefix(GROUP_SK_PREFIX)
+                && let Ok(group) = group.parse::<ConsumerGroupId>()
+            {
+                keys.push(key(group_pointer_pk(&group), GROUP_POINTER_SK));
             }
             keys.push(page_key(&item, &[PK, SK]));
         }

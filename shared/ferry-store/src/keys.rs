@@ -27,6 +27,14 @@ pub(crate) fn group_sk(id: &ConsumerGroupId) -> String {
 
 pub(crate) const GROUP_SK_PREFIX: &str = "CG#";
 
+/// A consumer group's pointer to its instance, so that the consumer gateway finds a group by
+/// its id alone (the SASL username holds the group id, not the instance id).
+pub(crate) fn group_pointer_pk(id: &ConsumerGroupId) -> String {
+    format!("GRP#{id}")
+}
+
+pub(crate) const GROUP_POINTER_SK: &str = "GROUP";
+
 /// Reserves a consumer group username within its instance.
 pub(crate) fn username_sk(username: &str) -> String {
     format!("CGUSER#{username}")
