@@ -7,6 +7,7 @@
 mod api;
 mod commands;
 mod doctor;
+mod gateway;
 mod serve;
 mod status;
 
@@ -52,6 +53,9 @@ enum Command {
     Changes(commands::ChangesArgs),
     /// Serve the whole API locally (every function's router on one port).
     Serve(serve::Args),
+    /// Run the consumer gateway: consumers sign in with their group's credentials over the
+    /// Kafka protocol and reach only their own task's topic and group (docs/gateway.md).
+    Gateway(gateway::Args),
     /// Run a capture worker: claims running tasks through leases and streams their binlog to
     /// Kafka until interrupted (SIGINT/SIGTERM), then checkpoints and releases its leases.
     Worker(WorkerArgs),
@@ -88,6 +92,16 @@ async fn main() -> ExitCode {
                 .with_writer(std::io::stderr)
                 .init();
             serve::run(args).await
+        }
+        Command::Gateway(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            gateway::run(args).await
         }
         Command::Sweep { time } => sweep(time).await,
         Command::Worker(args) => {

@@ -42,8 +42,18 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// For metrics and logs: `denied` when anything the request named was refused (also a
+    /// Metadata or FindCoordinator request forwarded with its refused part taken out).
     pub fn label(&self) -> &'static str {
         match self {
+            Verdict::Forward {
+                patch: Patch::Metadata { denied, .. },
+                ..
+            } if !denied.is_empty() => "denied",
+            Verdict::Forward {
+                patch: Patch::FindCoordinator { denied },
+                ..
+            } if !denied.is_empty() => "denied",
             Verdict::Forward { .. } => "allowed",
             Verdict::Respond(_) | Verdict::Close(_) => "denied",
         }

@@ -11,15 +11,37 @@ use crate::authz::{Patch, Principal, TOPIC_AUTHORIZATION_FAILED, denied_coordina
 use crate::wire::{encode_response, parse_response};
 
 /// Where clients reach the gateway's listener for an upstream node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Default)]
 pub struct Advertised {
     pub host: String,
+    /// Node n's listener is on base + n; with base 0 (tests), each listener takes a free port
+    /// and `bound` says which.
     pub base_port: u16,
+    pub bound: std::sync::RwLock<std::collections::HashMap<i32, u16>>,
 }
 
 impl Advertised {
+    pub fn new(host: impl Into<String>, base_port: u16) -> Self {
+        Self {
+            host: host.into(),
+            base_port,
+            bound: Default::default(),
+        }
+    }
+
     /// The gateway's port for upstream node `node` (base + node id), if it fits.
     pub fn port(&self, node: i32) -> Option<u16> {
+        if let Some(p) = self
+            .bound
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&node)
+        {
+            return Some(*p);
+        }
+        if self.base_port == 0 {
+            return None;
+        }
         u16::try_from(i64::from(self.base_port) + i64::from(node)).ok()
     }
 
@@ -139,10 +161,7 @@ mod tests {
         m.brokers.push(b);
         m.topics = vec![topic("ferry.ins_a", 7), topic("ferry.ins_b", 8)];
         let frame = response(ApiKey::Metadata, 12, 5, &m).unwrap();
-        let adv = Advertised {
-            host: "gw.example".into(),
-            base_port: 9200,
-        };
+        let adv = Advertised::new("gw.example", 9200);
         let p = Patch::Metadata {
             keep_own: true,
             denied: vec![(Some("other".into()), Uuid::nil())],
@@ -170,10 +189,7 @@ mod tests {
 
     #[test]
     fn coordinators_point_at_the_gateway_in_both_forms() {
-        let adv = Advertised {
-            host: "127.0.0.1".into(),
-            base_port: 19000,
-        };
+        let adv = Advertised::new("127.0.0.1", 19000);
         for version in [2, 4] {
             let mut f = FindCoordinatorResponse::default();
             if version < 4 {

@@ -203,7 +203,7 @@ impl Throttle {
 pub struct Listen {
     /// The address to bind (loopback on the local stack).
     pub host: IpAddr,
-    /// Node n listens on base + n.
+    /// Node n listens on base + n (0: each on a free port, for tests).
     pub base_port: u16,
     /// The host clients are told to connect to.
     pub advertised_host: String,
@@ -238,10 +238,7 @@ impl Gateway {
         let shared = Arc::new(Shared {
             accounts,
             upstream,
-            advertised: Advertised {
-                host: listen.advertised_host.clone(),
-                base_port: listen.base_port,
-            },
+            advertised: Advertised::new(listen.advertised_host.clone(), listen.base_port),
             limits,
             metrics: Metrics::default(),
             registry: Registry::default(),
@@ -265,12 +262,16 @@ impl Gateway {
 }
 
 async fn bind(listen: &Listen, node: i32, shared: &Arc<Shared>) -> anyhow::Result<SocketAddr> {
-    let port = shared.advertised.port(node).ok_or_else(|| {
-        anyhow::anyhow!(
-            "broker node id {node} plus the base port {} is not a port: choose a lower FERRY_GATEWAY_PORT",
-            listen.base_port
-        )
-    })?;
+    let port = if listen.base_port == 0 {
+        0
+    } else {
+        shared.advertised.port(node).ok_or_else(|| {
+            anyhow::anyhow!(
+                "broker node id {node} plus the base port {} is not a port: choose a lower FERRY_GATEWAY_PORT",
+                listen.base_port
+            )
+        })?
+    };
     let addr = SocketAddr::new(listen.host, port);
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         anyhow::anyhow!(
@@ -278,6 +279,12 @@ async fn bind(listen: &Listen, node: i32, shared: &Arc<Shared>) -> anyhow::Resul
         )
     })?;
     let local = listener.local_addr()?;
+    shared
+        .advertised
+        .bound
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(node, local.port());
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
         loop {
