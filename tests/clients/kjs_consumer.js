@@ -1,0 +1,69 @@
+// A consumer with kafkajs (pure JavaScript): see README.md for the argument and output.
+'use strict';
+const { Kafka, logLevel, CompressionTypes, CompressionCodecs } = require('kafkajs');
+CompressionCodecs[CompressionTypes.LZ4] = require('./lz4-codec');
+
+const spec = JSON.parse(process.argv[2]);
+const out = (o) => process.stdout.write(JSON.stringify(o) + '\n');
+// kafkajs wraps some broker errors (a refused FindCoordinator becomes "coordinator not found")
+// but logs the broker's error type: the last one logged is the cause.
+let lastBrokerError = null;
+const fail = (e) => {
+  let name = e.type || e.name;
+  if (e.name === 'KafkaJSSASLAuthenticationError') name = 'SASL_AUTHENTICATION_FAILED';
+  if (e.originalError && e.originalError.type) name = e.originalError.type;
+  if (e.errors && e.errors[0] && e.errors[0].type) name = e.errors[0].type;
+  if (e.name === 'KafkaJSGroupCoordinatorNotFound' && lastBrokerError) name = lastBrokerError;
+  out({ error: name, detail: String(e.message).slice(0, 200) });
+  process.exit(1);
+};
+
+const kafka = new Kafka({
+  clientId: 'ferry-test-kafkajs',
+  brokers: [spec.bootstrap],
+  sasl: { mechanism: spec.mechanism.toLowerCase(), username: spec.username, password: spec.password },
+  logLevel: logLevel.DEBUG,
+  logCreator: () => ({ log }) => {
+    if (log.error && typeof log.error === 'object' && log.error.type) lastBrokerError = log.error.type;
+  },
+  retry: { retries: 2 },
+});
+
+(async () => {
+  const deadline = Date.now() + (spec.timeout_s || 60) * 1000;
+  if (spec.action === 'consume' || spec.action === 'member') {
+    const c = kafka.consumer({ groupId: spec.group, sessionTimeout: 6000, heartbeatInterval: 1000 });
+    let n = 0;
+    c.on(c.events.CRASH, (ev) => fail(ev.payload.error));
+    await c.connect();
+    await c.subscribe({ topic: spec.topic, fromBeginning: true });
+    await c.run({
+      autoCommit: false,
+      eachMessage: async ({ topic, partition, message }) => {
+        await c.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
+        n += 1;
+        out({ record: Number(message.offset) });
+      },
+    });
+    while (spec.action === 'member' || n < spec.count) {
+      if (spec.action === 'consume' && Date.now() > deadline) {
+        out({ error: 'TIMEOUT', read: n });
+        process.exit(1);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await c.disconnect();
+    out({ done: n });
+  } else if (spec.action === 'produce') {
+    const p = kafka.producer({ retry: { retries: 0 } });
+    await p.connect();
+    await p.send({ topic: spec.topic, acks: -1, messages: [{ value: 'not allowed' }] });
+    out({ done: 1 });
+  } else if (spec.action === 'create_topic') {
+    const a = kafka.admin();
+    await a.connect();
+    await a.createTopics({ topics: [{ topic: spec.topic, numPartitions: 1 }], waitForLeaders: false });
+    out({ done: 1 });
+  }
+  process.exit(0);
+})().catch(fail);
