@@ -64,7 +64,8 @@ try:
             if time.time() > deadline and action == "consume":
                 out(error="TIMEOUT", read=n)
                 sys.exit(1)
-            for tp, msgs in c.poll(timeout_ms=500).items():
+            batch = c.poll(timeout_ms=500, max_records=1 if action == "consume" else 500)
+            for tp, msgs in batch.items():
                 for m in msgs:
                     c.commit({tp: OffsetAndMetadata(m.offset + 1, None, -1)})
                     n += 1

@@ -222,10 +222,11 @@ fn metadata(req: &Request, p: &Principal) -> Result<Out, RequestError> {
                 denied.push((named.map(|n| n.to_string()), t.topic_id));
             }
         }
+        // Nothing allowed asked for: the answer must not show the own topic either (v0
+        // cannot ask for no topics, and some brokers answer every topic to an empty list).
+        keep_own = !allowed.is_empty();
         if allowed.is_empty() && version == 0 {
-            // v0 cannot ask for no topics: ask for the own one and drop it from the answer.
             allowed.push(own_metadata_topic(p));
-            keep_own = false;
         }
         r.topics = Some(allowed);
     }

@@ -23,11 +23,15 @@ pub struct StackEnv {
     pub state_dir: PathBuf,
     /// The stack's Python, with the clients of other ecosystems (confluent-kafka).
     pub python: PathBuf,
+    /// A Python with kafka-python (a pure-Python Kafka client), for the gateway's tests.
+    pub kafka_python: PathBuf,
+    /// `node_modules` with kafkajs, for the gateway's tests.
+    pub node_path: PathBuf,
     /// The Kafka-protocol broker's binary (for private brokers a test may kill).
     pub nisshi: PathBuf,
 }
 
-const VARS: [&str; 13] = [
+const VARS: [&str; 15] = [
     "FERRY_STACK_DIR",
     "FERRY_MYSQL_HOST",
     "FERRY_MYSQL_PORT",
@@ -39,6 +43,8 @@ const VARS: [&str; 13] = [
     "FERRY_KAFKA_BOOTSTRAP",
     "FERRY_AWS_ENDPOINT",
     "FERRY_PYTHON",
+    "FERRY_KAFKA_PYTHON",
+    "FERRY_NODE_PATH",
     "FERRY_NISSHI",
     "AWS_REGION",
 ];
@@ -88,6 +94,8 @@ impl StackEnv {
             kafka_bootstrap,
             aws_endpoint: get("FERRY_AWS_ENDPOINT")?,
             python: PathBuf::from(get("FERRY_PYTHON")?),
+            kafka_python: PathBuf::from(get("FERRY_KAFKA_PYTHON")?),
+            node_path: PathBuf::from(get("FERRY_NODE_PATH")?),
             nisshi: PathBuf::from(get("FERRY_NISSHI")?),
             state_dir: vars
                 .get("FERRY_STACK_DIR")

@@ -23,6 +23,7 @@
 mod app;
 mod env;
 pub mod faults;
+pub mod gateway;
 mod mariadb;
 mod process;
 mod topic;
