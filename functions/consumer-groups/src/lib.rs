@@ -148,7 +148,10 @@ async fn create(
         .store()
         .create_group(&group, MAX_GROUPS_PER_INSTANCE)
         .await?;
-    Ok((StatusCode::CREATED, Json(GroupView::new(&stored.value))))
+    Ok((
+        StatusCode::CREATED,
+        Json(GroupView::new(&stored.value, state.settings())),
+    ))
 }
 
 async fn list(
@@ -173,7 +176,7 @@ async fn list(
         .iter()
         .zip(progress)
         .map(|(g, p)| {
-            let mut view = GroupView::new(&g.value);
+            let mut view = GroupView::new(&g.value, state.settings());
             match p {
                 Ok(Some(p)) => view.progress = serde_json::to_value(p).ok(),
                 Ok(None) => view.progress = Some(serde_json::Value::Null),
@@ -222,7 +225,7 @@ async fn change_password(
         .store()
         .update_group(&group.value, group.version)
         .await?;
-    Ok(Json(GroupView::new(&group.value)))
+    Ok(Json(GroupView::new(&group.value, state.settings())))
 }
 
 async fn remove(

@@ -11,8 +11,15 @@ use ferry_store::Store;
 /// Settings the API answers with or names things by.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The Kafka bootstrap servers consumers connect to (answered in `GET …/task`).
+    /// The Kafka bootstrap servers of the broker itself (Ferry's own clients; operators).
     pub kafka_bootstrap: String,
+    /// Where consumers connect: the consumer gateway (`FERRY_CONSUMER_BOOTSTRAP`), answered
+    /// in `GET …/task` and the group list with the client settings. `None` when no gateway is
+    /// configured.
+    pub consumer_bootstrap: Option<String>,
+    /// The `security.protocol` consumers use with the gateway: `SASL_PLAINTEXT` (the local
+    /// stack) or `SASL_SSL` (the gateway behind its TLS listener in AWS).
+    pub consumer_security_protocol: String,
     /// Topic names are `{topic_prefix}{instance id}`.
     pub topic_prefix: String,
     /// The addresses endpoints may point at (see `ferry_domain::address`).
@@ -80,6 +87,8 @@ impl AppState {
     /// | `FERRY_SECRET_PREFIX` | prefix of Secrets Manager names | `ferry` |
     /// | `FERRY_KAFKA_BOOTSTRAP` | bootstrap servers answered to consumers | required |
     /// | `FERRY_TOPIC_PREFIX` | prefix of task topic names | `ferry.` |
+    /// | `FERRY_CONSUMER_BOOTSTRAP` | the consumer gateway's address, as consumers reach it | none |
+    /// | `FERRY_CONSUMER_SECURITY_PROTOCOL` | `SASL_PLAINTEXT` or `SASL_SSL` | `SASL_PLAINTEXT` |
     /// | `FERRY_ENDPOINT_ALLOW` | CIDR ranges endpoints may point at although refused by default (link-local, metadata services), comma-separated | none |
     ///
     /// The AWS SDK reads its own variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, …).
@@ -106,6 +115,17 @@ impl AppState {
                 name: "FERRY_TOPIC_PREFIX",
                 problem: "may hold only letters, digits, `.`, `_` and `-` (Kafka topic name rules)"
                     .into(),
+            });
+        }
+        let consumer_security_protocol =
+            optional("FERRY_CONSUMER_SECURITY_PROTOCOL", "SASL_PLAINTEXT").to_ascii_uppercase();
+        if !matches!(
+            consumer_security_protocol.as_str(),
+            "SASL_PLAINTEXT" | "SASL_SSL"
+        ) {
+            return Err(ConfigError {
+                name: "FERRY_CONSUMER_SECURITY_PROTOCOL",
+                problem: "must be SASL_PLAINTEXT or SASL_SSL (consumers always sign in)".into(),
             });
         }
         let endpoint_policy = AddressPolicy::allowing(&optional("FERRY_ENDPOINT_ALLOW", ""))
@@ -138,6 +158,10 @@ impl AppState {
             Streams::new(aws_sdk_kinesis::Client::new(&aws)),
             Settings {
                 kafka_bootstrap,
+                consumer_bootstrap: std::env::var("FERRY_CONSUMER_BOOTSTRAP")
+                    .ok()
+                    .filter(|v| !v.trim().is_empty()),
+                consumer_security_protocol,
                 topic_prefix,
                 endpoint_policy,
             },

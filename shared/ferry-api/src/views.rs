@@ -56,7 +56,47 @@ pub struct InstancePage {
 #[derive(Debug, Serialize)]
 pub struct DeliveryView {
     pub topic: String,
+    /// The broker itself (Ferry's own clients and operators).
     pub bootstrap_servers: String,
+    /// What a consumer group's clients set to read the topic through the consumer gateway;
+    /// `null` when no gateway is configured.
+    pub consumers: Option<ConsumerSettings>,
+}
+
+/// The client settings of a consumer, as Kafka clients name them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerSettings {
+    /// `bootstrap.servers`: the consumer gateway.
+    pub bootstrap_servers: String,
+    /// `security.protocol`.
+    pub security_protocol: String,
+    /// `sasl.mechanism`: any of these.
+    pub sasl_mechanisms: Vec<&'static str>,
+    /// `sasl.username`: `<group username>-<consumer group id>` in the task view, the
+    /// group's own in a group's view.
+    pub sasl_username: String,
+    /// `group.id`: the consumer group id.
+    pub group_id: String,
+}
+
+impl ConsumerSettings {
+    pub const MECHANISMS: [&'static str; 3] = ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"];
+
+    /// The settings with placeholders for the group (task view), or `None` without a gateway.
+    pub fn of(settings: &crate::Settings, group: Option<&ConsumerGroup>) -> Option<Self> {
+        let bootstrap = settings.consumer_bootstrap.clone()?;
+        Some(Self {
+            bootstrap_servers: bootstrap,
+            security_protocol: settings.consumer_security_protocol.clone(),
+            sasl_mechanisms: Self::MECHANISMS.to_vec(),
+            sasl_username: group.map_or_else(
+                || "<group username>-<consumer group id>".to_owned(),
+                |g| g.sasl_username(),
+            ),
+            group_id: group
+                .map_or_else(|| "<consumer group id>".to_owned(), |g| g.id().to_string()),
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -91,6 +131,7 @@ impl TaskView {
         let delivery = (r.task.mode() == Mode::Tracking).then(|| DeliveryView {
             topic: state.topic_of(r),
             bootstrap_servers: state.settings().kafka_bootstrap.clone(),
+            consumers: ConsumerSettings::of(state.settings(), None),
         });
         Self {
             id: r.task.id().to_string(),
@@ -123,6 +164,8 @@ pub struct GroupView {
     pub name: String,
     pub username: String,
     pub created_at: DateTime<Utc>,
+    /// The client settings this group's consumers use (`null` without a consumer gateway).
+    pub connection: Option<ConsumerSettings>,
     /// How far the group has read the task's topic (list only; see `ferry_kafka::groups`):
     /// `null` before the task created its topic.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,13 +176,14 @@ pub struct GroupView {
 }
 
 impl GroupView {
-    pub fn new(g: &ConsumerGroup) -> Self {
+    pub fn new(g: &ConsumerGroup, settings: &crate::Settings) -> Self {
         Self {
             id: g.id().to_string(),
             instance_id: g.instance_id().to_string(),
             name: g.name().as_str().to_owned(),
             username: g.username().as_str().to_owned(),
             created_at: g.created_at(),
+            connection: ConsumerSettings::of(settings, Some(g)),
             progress: None,
             progress_error: None,
         }

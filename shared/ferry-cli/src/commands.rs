@@ -285,6 +285,15 @@ fn task_human(t: &Value) {
             cell(&d["topic"]),
             cell(&d["bootstrap_servers"])
         );
+        if let Some(c) = d.get("consumers").filter(|c| !c.is_null()) {
+            println!(
+                "consumers bootstrap.servers={} security.protocol={} sasl.username={} group.id={} (ferry group list shows each group's)",
+                cell(&c["bootstrap_servers"]),
+                cell(&c["security_protocol"]),
+                cell(&c["sasl_username"]),
+                cell(&c["group_id"])
+            );
+        }
     }
     println!("checkpoint {}", cell(&t["checkpoint"]));
 }
@@ -332,6 +341,7 @@ fn group_rows(list: &[Value]) {
             })
             .collect();
         table(&["id", "name", "username", "created"], &rows);
+        connection_lines(list);
         return;
     }
     let rows: Vec<Vec<String>> = list
@@ -373,6 +383,36 @@ fn group_rows(list: &[Value]) {
         ],
         &rows,
     );
+    connection_lines(list);
+}
+
+/// The client settings of each group, ready to copy (when a consumer gateway is configured).
+fn connection_lines(list: &[Value]) {
+    let Some(first) = list
+        .iter()
+        .find_map(|g| g.get("connection").filter(|c| !c.is_null()))
+    else {
+        return;
+    };
+    let mechanisms: Vec<String> = first["sasl_mechanisms"]
+        .as_array()
+        .map(|m| m.iter().map(cell).collect())
+        .unwrap_or_default();
+    println!(
+        "\nconsumers connect with bootstrap.servers={} security.protocol={} sasl.mechanism={}",
+        cell(&first["bootstrap_servers"]),
+        cell(&first["security_protocol"]),
+        mechanisms.join("|")
+    );
+    for g in list {
+        let c = &g["connection"];
+        println!(
+            "  {:<16} sasl.username={} group.id={}",
+            cell(&g["name"]),
+            cell(&c["sasl_username"]),
+            cell(&c["group_id"])
+        );
+    }
 }
 
 fn metrics_human(m: &Value) {

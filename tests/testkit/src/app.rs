@@ -145,6 +145,8 @@ impl TestContext {
             ferry_aws::Streams::new(aws_sdk_kinesis::Client::new(&aws)),
             Settings {
                 kafka_bootstrap: self.env.kafka_bootstrap.clone(),
+                consumer_bootstrap: Some("127.0.0.1:9192".into()),
+                consumer_security_protocol: "SASL_PLAINTEXT".into(),
                 topic_prefix: format!("{}.", self.id),
                 endpoint_policy: Default::default(),
             },

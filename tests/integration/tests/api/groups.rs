@@ -21,9 +21,24 @@ async fn create_list_change_password_and_delete() {
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
     assert!(a.body["id"].as_str().unwrap().starts_with("cg_"));
     assert!(
-        !a.text.contains("Billing-2026") && !a.text.contains("argon2"),
-        "{}",
+        !a.text.contains("Billing-2026")
+            && !a.text.contains("argon2")
+            && !a.text.contains("stored_key")
+            && !a.text.contains("server_key"),
+        "no hash or SCRAM verifier leaves the API: {}",
         a.text
+    );
+    // What the group's consumers set, ready to copy.
+    let gid = a.body["id"].as_str().unwrap();
+    assert_eq!(
+        a.body["connection"],
+        json!({
+            "bootstrap_servers": "127.0.0.1:9192",
+            "security_protocol": "SASL_PLAINTEXT",
+            "sasl_mechanisms": ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"],
+            "sasl_username": format!("billing-{gid}"),
+            "group_id": gid,
+        })
     );
     let b = call(
         &api,

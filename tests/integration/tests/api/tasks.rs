@@ -35,6 +35,14 @@ async fn configure_precheck_start_reselect_stop() {
         ctx.env().kafka_bootstrap
     );
     assert_eq!(
+        configured.body["delivery"]["consumers"]["sasl_username"],
+        "<group username>-<consumer group id>"
+    );
+    assert_eq!(
+        configured.body["delivery"]["consumers"]["bootstrap_servers"],
+        "127.0.0.1:9192"
+    );
+    assert_eq!(
         configured.body["config"]["delivery"]["format"],
         "debezium-json"
     );
