@@ -12,16 +12,24 @@
 //!
 //! docs/gateway.md describes the behaviour for operators and consumers.
 
+#[cfg(feature = "server")]
 pub mod accounts;
 pub mod authz;
+#[cfg(feature = "server")]
 pub mod connection;
+#[cfg(feature = "server")]
 pub mod metrics;
 pub mod rewrite;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod upstream;
 pub mod versions;
 pub mod wire;
 
+#[cfg(feature = "server")]
 pub use accounts::Accounts;
+#[cfg(feature = "server")]
 pub use server::{Gateway, Limits, Listen};
+#[cfg(feature = "server")]
 pub use upstream::Upstream;

@@ -252,12 +252,14 @@ impl TablePlan {
                     }
                 }
                 OptionalMetadataField::EnumStrValue(v) => {
+                    check_value_lists(&v).map_err(|e| err("(enum values)".into(), e))?;
                     for e in v.iter_values() {
                         let e = e.map_err(|e| err("(enum values)".into(), e.to_string()))?;
                         enums.push(e.values().iter().map(|s| s.value().into_owned()).collect());
                     }
                 }
                 OptionalMetadataField::SetStrValue(v) => {
+                    check_value_lists(&v).map_err(|e| err("(set values)".into(), e))?;
                     for e in v.iter_values() {
                         let e = e.map_err(|e| err("(set values)".into(), e.to_string()))?;
                         sets.push(e.values().iter().map(|s| s.value().into_owned()).collect());
@@ -691,6 +693,56 @@ fn parse_epoch(text: &str) -> Result<Timestamp, String> {
 
 /// The SQL name of a binlog column type (the binlog does not say length, precision or
 /// signedness; the catalog does).
+/// Checks the ENUM or SET member lists of a table map before `mysql_common` reads them: it
+/// reserves memory for the member count a list claims before reading the members, and a damaged
+/// count makes that allocation abort the process (no panic to catch). A list of N members takes
+/// at least N bytes, so a count beyond the bytes left is refused. Found by the fuzzer.
+fn check_value_lists(lists: &impl mysql_common::proto::MySerialize) -> Result<(), String> {
+    let mut raw = Vec::new();
+    lists.serialize(&mut raw);
+    check_value_list_bytes(&raw)
+}
+
+fn check_value_list_bytes(raw: &[u8]) -> Result<(), String> {
+    let mut buf = raw;
+    let bad = |what: &str| Err(format!("the table map's member lists are damaged ({what})"));
+    while !buf.is_empty() {
+        let Some(count) = lenenc(&mut buf) else {
+            return bad("a member count");
+        };
+        if count > buf.len() as u64 {
+            return bad("more members than bytes");
+        }
+        for _ in 0..count {
+            match lenenc(&mut buf) {
+                Some(len) if len <= buf.len() as u64 => buf = &buf[len as usize..],
+                _ => return bad("a member's length"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A length-encoded integer of the MySQL protocol.
+fn lenenc(buf: &mut &[u8]) -> Option<u64> {
+    let (&first, rest) = buf.split_first()?;
+    let width = match first {
+        0..=0xfa => {
+            *buf = rest;
+            return Some(u64::from(first));
+        }
+        0xfc => 2,
+        0xfd => 3,
+        0xfe => 8,
+        _ => return None,
+    };
+    let bytes = rest.get(..width)?;
+    *buf = &rest[width..];
+    let mut v = [0u8; 8];
+    v[..width].copy_from_slice(bytes);
+    Some(u64::from_le_bytes(v))
+}
+
 /// Refuses column metadata no server writes where `mysql_common` would trust it blindly: a
 /// DECIMAL whose scale exceeds its precision makes its row parser compute a buffer size that
 /// wraps around, and the allocation aborts the process (no panic to catch). MySQL allows
@@ -744,6 +796,20 @@ fn type_name(t: ColumnType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn member_lists_claiming_more_members_than_bytes_are_refused() {
+        let check = |raw: &[u8]| check_value_list_bytes(raw).is_ok();
+        // Two columns: ('a','bc') and ('x').
+        assert!(check(&[2, 1, b'a', 2, b'b', b'c', 1, 1, b'x']));
+        // A count of 2^40 members in a few bytes.
+        assert!(!check(&[0xfe, 0, 0, 0, 0, 0, 1, 0, 0, 1, b'a']));
+        assert!(!check(&[1, 5, b'a']));
+        assert!(!check(&[0xfb]));
+        let mut b: &[u8] = &[0xfc, 0x34, 0x12, 9];
+        assert_eq!(lenenc(&mut b), Some(0x1234));
+        assert_eq!(b, &[9]);
+    }
 
     #[test]
     fn decimal_metadata_no_server_writes_is_refused() {
