@@ -77,6 +77,26 @@ struct WorkerArgs {
     metrics_addr: std::net::SocketAddr,
 }
 
+/// Logs of a long-running service (worker, gateway): on ECS, one JSON object per line
+/// (`FERRY_LOG_FORMAT=json`), which CloudWatch metric filters read (template.yaml: the task
+/// delay and failed task alarms); text otherwise.
+fn init_service_logs() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if std::env::var("FERRY_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -94,33 +114,12 @@ async fn main() -> ExitCode {
             serve::run(args).await
         }
         Command::Gateway(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            init_service_logs();
             gateway::run(args).await
         }
         Command::Sweep { time } => sweep(time).await,
         Command::Worker(args) => {
-            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into());
-            // On ECS, one JSON object per line: CloudWatch metric filters read fields of it
-            // (template.yaml: the task delay and failed task alarms).
-            if std::env::var("FERRY_LOG_FORMAT").is_ok_and(|f| f == "json") {
-                tracing_subscriber::fmt()
-                    .json()
-                    .with_env_filter(filter)
-                    .with_writer(std::io::stderr)
-                    .init();
-            } else {
-                tracing_subscriber::fmt()
-                    .with_env_filter(filter)
-                    .with_writer(std::io::stderr)
-                    .init();
-            }
+            init_service_logs();
             worker(args).await
         }
         Command::Instance(c) => commands::instance(&api, cli.json, c).await,

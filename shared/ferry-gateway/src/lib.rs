@@ -17,6 +17,8 @@ pub mod accounts;
 pub mod authz;
 #[cfg(feature = "server")]
 pub mod connection;
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(feature = "server")]
 pub mod metrics;
 pub mod rewrite;

@@ -196,6 +196,79 @@ fn each_binary_gets_the_environment_it_requires() {
 }
 
 #[test]
+fn the_consumer_gateway_runs_behind_its_load_balancer_with_a_read_only_role() {
+    let t = template();
+    let r = &t["Resources"];
+    let container = &r["GatewayTaskDefinition"]["Properties"]["ContainerDefinitions"][0];
+    let entry: Vec<&str> = container["EntryPoint"]
+        .as_sequence()
+        .expect("the gateway container has an EntryPoint")
+        .iter()
+        .filter_map(str_of)
+        .collect();
+    assert_eq!(entry, ["/usr/local/bin/ferry", "gateway"]);
+    let env: BTreeSet<&str> = container["Environment"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|e| str_of(&e["Name"]))
+        .collect();
+    let mut required: BTreeSet<&str> = ferry_api::AppState::DEPLOYMENT_ENV.into();
+    required.extend([
+        "FERRY_GATEWAY_HOST",
+        "FERRY_GATEWAY_PORT",
+        "FERRY_GATEWAY_ADVERTISED_HOST",
+        "FERRY_GATEWAY_METRICS_ADDR",
+    ]);
+    let missing: Vec<&&str> = required.iter().filter(|v| !env.contains(**v)).collect();
+    assert!(
+        missing.is_empty(),
+        "the gateway container lacks {missing:?}"
+    );
+
+    // Least privilege: the running gateway only reads items of the table.
+    let statements =
+        &r["GatewayTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"];
+    let actions: Vec<String> = statements
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(actions, ["dynamodb:GetItem"]);
+
+    // Every broker port: a listener, its target group, the service's load balancer entry.
+    assert_eq!(
+        untagged(&r["GatewayLoadBalancer"]["Properties"]["Type"]).as_str(),
+        Some("network")
+    );
+    for n in 1..=3 {
+        assert!(
+            r.get(format!("GatewayListener{n}")).is_some(),
+            "listener {n}"
+        );
+        assert!(
+            r.get(format!("GatewayTargetGroup{n}")).is_some(),
+            "target group {n}"
+        );
+        assert!(r.get(format!("GatewayIngress{n}")).is_some(), "ingress {n}");
+    }
+    assert_eq!(
+        r["GatewayService"]["Properties"]["LoadBalancers"]
+            .as_sequence()
+            .unwrap()
+            .len(),
+        3
+    );
+    // The API tells consumers where to connect.
+    assert!(t["Outputs"].get("ConsumerEndpoint").is_some());
+    let globals = keys(Some(&t["Globals"]["Function"]["Environment"]["Variables"]));
+    assert!(globals.contains("FERRY_CONSUMER_BOOTSTRAP"), "{globals:?}");
+    assert!(globals.contains("FERRY_CONSUMER_SECURITY_PROTOCOL"));
+}
+
+#[test]
 fn the_capture_image_runs_the_worker_as_a_non_root_user() {
     let dockerfile = std::fs::read_to_string(root().join("infra/capture/Dockerfile")).unwrap();
     let stages = dockerfile
