@@ -15,6 +15,10 @@ use mysql_common::binlog::consts::EventType;
 use mysql_common::binlog::consts::{BinlogChecksumAlg, BinlogVersion};
 use mysql_common::binlog::events::TransactionPayloadEvent;
 
+/// The largest compressed transaction (MySQL's binlog_transaction_compression) a binlog file
+/// may hold uncompressed: 1 GiB, MySQL's own max_allowed_packet ceiling.
+const MAX_UNCOMPRESSED_PAYLOAD: u64 = 1 << 30;
+
 use crate::binlog::{EventDecoder, ReadEvent, ReaderError, guarded, panic_text};
 use crate::decode::Charsets;
 
@@ -77,6 +81,14 @@ pub fn decode_bytes(bytes: &[u8], file: Option<BinlogFile>) -> Result<Vec<ReadEv
             let at = u32::try_from(offset).unwrap_or(u32::MAX);
             let payload = guarded(at, || event.read_event::<TransactionPayloadEvent<'_>>())?
                 .map_err(damaged)?;
+            // mysql_common reserves the size the event claims before decompressing, and a
+            // failed reservation aborts the process: a damaged size is refused first.
+            if payload.uncompressed_size() > MAX_UNCOMPRESSED_PAYLOAD {
+                return Err(damaged(std::io::Error::other(format!(
+                    "a compressed transaction at offset {at} claims {} bytes uncompressed, more than the {MAX_UNCOMPRESSED_PAYLOAD} Ferry reads",
+                    payload.uncompressed_size()
+                ))));
+            }
             let inner_bytes = guarded(at, || payload.danger_decompress())?;
             let mut inner = inner_bytes.as_slice();
             let mut inner_offset = 0;
