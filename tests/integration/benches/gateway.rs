@@ -37,7 +37,8 @@ fn env_usize(name: &str, default: usize) -> usize {
 fn consume(config: ClientConfig, topic: &str, n: usize) -> (f64, u64, f64) {
     let c: BaseConsumer = config.create().unwrap();
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning).unwrap();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
     c.assign(&tpl).unwrap();
     let cpu = cpu_seconds();
     let start = Instant::now();
@@ -45,7 +46,6 @@ fn consume(config: ClientConfig, topic: &str, n: usize) -> (f64, u64, f64) {
     while read < n {
         match c.poll(Duration::from_secs(10)) {
             Some(Ok(m)) => {
-                use rdkafka::message::Message;
                 read += 1;
                 bytes += m.payload_len() as u64;
             }
@@ -53,11 +53,7 @@ fn consume(config: ClientConfig, topic: &str, n: usize) -> (f64, u64, f64) {
             None => panic!("stalled after {read} of {n} records"),
         }
     }
-    (
-        start.elapsed().as_secs_f64(),
-        bytes,
-        cpu_seconds() - cpu,
-    )
+    (start.elapsed().as_secs_f64(), bytes, cpu_seconds() - cpu)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -65,7 +61,20 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-async fn round_trips(raw: &mut RawClient, topic: &str, n: usize) -> Vec<Duration> {
+/// The highest ListOffsets version a connection's peer offers.
+async fn list_offsets_version(raw: &mut RawClient) -> i16 {
+    let r: ApiVersionsResponse = raw
+        .call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        .await
+        .unwrap();
+    r.api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::ListOffsets as i16)
+        .map(|k| k.max_version)
+        .expect("ListOffsets is offered")
+}
+
+async fn round_trips(raw: &mut RawClient, version: i16, topic: &str, n: usize) -> Vec<Duration> {
     let mut req = ListOffsetsRequest::default();
     req.replica_id = BrokerId(-1);
     let mut t = list_offsets_request::ListOffsetsTopic::default();
@@ -77,7 +86,7 @@ async fn round_trips(raw: &mut RawClient, topic: &str, n: usize) -> Vec<Duration
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let start = Instant::now();
-        let r: ListOffsetsResponse = raw.call(ApiKey::ListOffsets, 7, &req).await.unwrap();
+        let r: ListOffsetsResponse = raw.call(ApiKey::ListOffsets, version, &req).await.unwrap();
         out.push(start.elapsed());
         assert_eq!(r.topics[0].partitions[0].error_code, 0);
     }
@@ -95,7 +104,9 @@ async fn main() {
         .call(
             Method::POST,
             "/v1/instances",
-            Some(json!({"name": "bench", "mode": "tracking", "billing": {"type": "pay_as_you_go"}})),
+            Some(
+                json!({"name": "bench", "mode": "tracking", "billing": {"type": "pay_as_you_go"}}),
+            ),
         )
         .await
         .unwrap();
@@ -114,7 +125,9 @@ async fn main() {
     let state = ctx.app_state().await.unwrap();
     let topic = state.topic_for(&id.parse().unwrap(), 0);
     let broker = ctx.env().kafka_bootstrap.clone();
-    ferry_kafka::sink::ensure_topic(&broker, &topic, 1, -1).await.unwrap();
+    ferry_kafka::sink::ensure_topic(&broker, &topic, 1, -1)
+        .await
+        .unwrap();
 
     // Records shaped like Ferry's (a JSON row change of ~300 bytes), LZ4 as Ferry writes them.
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
@@ -195,12 +208,16 @@ async fn main() {
             .unwrap(),
         0
     );
+    // The same request version on both: the lower of what each offers.
+    let version = list_offsets_version(&mut raw_direct)
+        .await
+        .min(list_offsets_version(&mut raw_gw).await);
     // Warm up both.
-    round_trips(&mut raw_direct, &topic, 50).await;
-    round_trips(&mut raw_gw, &topic, 50).await;
-    let d = round_trips(&mut raw_direct, &topic, requests).await;
-    let g = round_trips(&mut raw_gw, &topic, requests).await;
-    println!("\n| ListOffsets round trip | requests | p50 | p99 | max |");
+    round_trips(&mut raw_direct, version, &topic, 50).await;
+    round_trips(&mut raw_gw, version, &topic, 50).await;
+    let d = round_trips(&mut raw_direct, version, &topic, requests).await;
+    let g = round_trips(&mut raw_gw, version, &topic, requests).await;
+    println!("\n| ListOffsets v{version} round trip | requests | p50 | p99 | max |");
     println!("|---|---|---|---|---|");
     for (name, s) in [("direct", &d), ("through the gateway", &g)] {
         println!(
