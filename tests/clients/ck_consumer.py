@@ -32,6 +32,9 @@ def config(**extra):
         "sasl.username": spec["username"],
         "sasl.password": spec["password"],
     }
+    if spec.get("ssl_ca"):
+        c["security.protocol"] = "SASL_SSL"
+        c["ssl.ca.location"] = spec["ssl_ca"]
     c.update(extra)
     return c
 

@@ -9,7 +9,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use ferry_api::AppState;
-use ferry_gateway::{Accounts, Gateway, Limits, Listen, Upstream};
+use ferry_gateway::{Accounts, Gateway, Limits, Listen, Upstream, tls_config};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -28,6 +28,12 @@ pub(crate) struct Args {
     /// The largest request a consumer may send, in bytes.
     #[arg(long, env = "FERRY_GATEWAY_MAX_REQUEST_BYTES", default_value_t = 1 << 20)]
     max_request_bytes: usize,
+    /// TLS towards consumers (SASL_SSL): a PEM certificate chain; with --tls-key.
+    #[arg(long, env = "FERRY_GATEWAY_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "FERRY_GATEWAY_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     /// Where to serve Prometheus metrics (`GET /metrics`).
     #[arg(
         long,
@@ -50,6 +56,10 @@ pub(crate) async fn run(args: Args) -> Result<()> {
             .advertised_host
             .unwrap_or_else(|| args.host.to_string()),
         recheck: Duration::from_secs(args.recheck_seconds.clamp(1, 60)),
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+            _ => None,
+        },
     };
     let limits = Limits {
         max_request: args.max_request_bytes.clamp(64 << 10, 100 << 20),

@@ -32,6 +32,6 @@ pub mod wire;
 #[cfg(feature = "server")]
 pub use accounts::Accounts;
 #[cfg(feature = "server")]
-pub use server::{Gateway, Limits, Listen};
+pub use server::{Gateway, Limits, Listen, tls_config};
 #[cfg(feature = "server")]
 pub use upstream::Upstream;

@@ -18,6 +18,9 @@ use crate::rewrite::{Advertised, Learned};
 use crate::upstream::Upstream;
 use crate::versions::Versions;
 
+/// The time a client has for its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Size limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -209,6 +212,33 @@ pub struct Listen {
     pub advertised_host: String,
     /// How often live connections are checked against the table.
     pub recheck: Duration,
+    /// TLS towards clients (SASL_SSL), or plaintext (SASL_PLAINTEXT) when `None`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// A TLS configuration for the listeners from a PEM certificate chain and its PEM private key.
+pub fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("reading the certificate chain {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        anyhow::bail!("{} holds no PEM certificate", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| anyhow::anyhow!("reading the private key {}: {e}", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .map_err(|e| anyhow::anyhow!("the certificate and the key do not go together: {e}"))?;
+    Ok(Arc::new(config))
 }
 
 /// A running gateway.
@@ -279,6 +309,7 @@ async fn bind(listen: &Listen, node: i32, shared: &Arc<Shared>) -> anyhow::Resul
         )
     })?;
     let local = listener.local_addr()?;
+    let tls = listen.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     shared
         .advertised
         .bound
@@ -291,12 +322,34 @@ async fn bind(listen: &Listen, node: i32, shared: &Arc<Shared>) -> anyhow::Resul
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(crate::connection::serve(
-                        stream,
-                        peer,
-                        node,
-                        Arc::clone(&shared),
-                    ));
+                    let shared = Arc::clone(&shared);
+                    match tls.clone() {
+                        None => {
+                            tokio::spawn(crate::connection::serve(stream, peer, node, shared));
+                        }
+                        Some(acceptor) => {
+                            tokio::spawn(async move {
+                                let handshake = tokio::time::timeout(
+                                    TLS_HANDSHAKE_TIMEOUT,
+                                    acceptor.accept(stream),
+                                )
+                                .await;
+                                match handshake {
+                                    Ok(Ok(tls)) => {
+                                        crate::connection::serve(tls, peer, node, shared).await;
+                                    }
+                                    Ok(Err(e)) => {
+                                        shared.metrics.closed("tls");
+                                        tracing::info!(%peer, error = %e, "TLS handshake failed");
+                                    }
+                                    Err(_) => {
+                                        shared.metrics.closed("tls");
+                                        tracing::info!(%peer, "TLS handshake timed out");
+                                    }
+                                }
+                            });
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a connection failed");

@@ -249,9 +249,18 @@ fn client_tls(ca: Option<String>) -> Result<rustls::ClientConfig, UpstreamError>
             }
         }
     }
-    Ok(rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    // The provider named, not looked up: another crate of the build may enable a second one,
+    // and then rustls cannot pick a process default.
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| UpstreamError::Config {
+        name: "FERRY_KAFKA_SECURITY_PROTOCOL",
+        reason: format!("TLS: {e}"),
+    })?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 /// One request and its response, during setup (no client traffic on the connection yet).

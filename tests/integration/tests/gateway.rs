@@ -462,3 +462,58 @@ async fn bad_bytes_close_only_their_own_connection() {
     steady.ping().await.unwrap();
     assert!(s.gw.metric("ferry_gateway_connections_closed_total{reason=\"oversized\"}") >= 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consumers_sign_in_over_tls_and_plaintext_is_refused_on_a_tls_listener() {
+    let s = setup("secure").await;
+    let (gid, user) = group(&s.api, &s.instance, "sealed").await;
+    // A self-signed certificate for 127.0.0.1, made for this test.
+    let dir = std::env::temp_dir().join(format!("ferry-gw-tls-{}", s.ctx.id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let tls = ferry_gateway::tls_config(&cert, &key).unwrap();
+    let gw = TestGateway::start_with(&s.ctx, Some(tls)).await.unwrap();
+    let mut db = s.ctx.mysql().await.unwrap();
+    insert(&mut db, "secure", 1..=3).await;
+
+    let mut v = spec(&s, "SCRAM-SHA-512", &user, &gid, "consume", 3);
+    v["bootstrap"] = json!(gw.bootstrap);
+    v["ssl_ca"] = json!(cert.to_string_lossy());
+    let run = Client::Confluent.run(&s.ctx, v).await.unwrap();
+    assert_eq!(run.records, vec![0, 1, 2], "{run:?}");
+
+    // A plaintext client on the TLS listener gets nowhere.
+    let mut plain = RawClient::connect(&gw.bootstrap).await.unwrap();
+    assert!(plain.sign_in_plain(&user, PASSWORD).await.is_err());
+    assert!(gw.metric("ferry_gateway_connections_closed_total{reason=\"tls\"}") >= 1.0);
+    // A bad certificate or key is named at start.
+    let err = ferry_gateway::tls_config(&key, &key)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("certificate"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -30,6 +30,14 @@ pub struct TestGateway {
 impl TestGateway {
     /// Starts a gateway that re-checks live connections every second.
     pub async fn start(ctx: &TestContext) -> Result<Self> {
+        Self::start_with(ctx, None).await
+    }
+
+    /// The same, with TLS towards clients when given.
+    pub async fn start_with(
+        ctx: &TestContext,
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    ) -> Result<Self> {
         let state = ctx.app_state().await?;
         let bootstrap = ctx.env().kafka_bootstrap.clone();
         let upstream = Upstream::from_settings(|n| match n {
@@ -42,6 +50,7 @@ impl TestGateway {
             base_port: 0,
             advertised_host: "127.0.0.1".into(),
             recheck: Duration::from_secs(1),
+            tls,
         };
         let gateway = Gateway::start(listen, upstream, accounts, Limits::default()).await?;
         let bootstrap = gateway
