@@ -57,6 +57,15 @@ impl Account {
     }
 }
 
+/// 32 random bytes from the system's generator (two v4 UUIDs' worth), for keys that live only
+/// as long as the process: the PLAIN cache's HMAC key, the decoy SCRAM salts' key.
+pub(crate) fn random_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    key
+}
+
 /// The accounts, read from Ferry's table.
 #[derive(Debug)]
 pub struct Accounts {
@@ -68,20 +77,10 @@ pub struct Accounts {
 
 impl Accounts {
     pub fn new(store: Store, topic_prefix: impl Into<String>) -> Self {
-        let mut cache_key = [0u8; 32];
-        cache_key
-            .iter_mut()
-            .zip(
-                uuid::Uuid::new_v4()
-                    .as_bytes()
-                    .iter()
-                    .chain(uuid::Uuid::new_v4().as_bytes()),
-            )
-            .for_each(|(k, r)| *k = *r);
         Self {
             store,
             topic_prefix: topic_prefix.into(),
-            cache_key,
+            cache_key: random_key(),
             plain_ok: Mutex::new(HashMap::new()),
         }
     }

@@ -255,19 +255,18 @@ fn respond<T: kafka_protocol::protocol::Encodable>(
 /// The ApiVersions answer: the gateway's own list. A version the gateway does not know is
 /// answered in v0 with UNSUPPORTED_VERSION and the ApiVersions range, as brokers do.
 fn api_versions(req: &Request, shared: &Shared) -> Result<Bytes, Closed> {
-    let versions = shared.versions();
+    let advertised = shared.advertised_versions();
     let mut b = ApiVersionsResponse::default();
     if req.version() > 4 {
         b.error_code = UNSUPPORTED_VERSION;
-        b.api_keys = versions
-            .advertised()
+        b.api_keys = advertised
             .into_iter()
             .filter(|k| k.api_key == ApiKey::ApiVersions as i16)
             .collect();
         return crate::wire::response(ApiKey::ApiVersions, 0, req.correlation_id(), &b)
             .map_err(|e| Closed::Protocol(e.to_string()));
     }
-    b.api_keys = versions.advertised();
+    b.api_keys = advertised;
     respond(req, &b)
 }
 
@@ -365,7 +364,7 @@ where
             shared.metrics.bytes("in", frame.len() as u64 + 4);
             let req = Request::parse(frame)?;
             let api = format!("{:?}", req.key);
-            let treatment = shared.versions().treatment(req.key, req.version());
+            let treatment = shared.treatment(req.key, req.version());
             let verdict = match treatment {
                 None => {
                     return Err(Closed::Protocol(format!(

@@ -16,7 +16,9 @@ use crate::accounts::{Account, Accounts};
 use crate::metrics::Metrics;
 use crate::rewrite::{Advertised, Learned};
 use crate::upstream::Upstream;
-use crate::versions::Versions;
+use crate::versions::{Treatment, Versions};
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
 
 /// The time a client has for its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,11 +62,20 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn versions(&self) -> Versions {
+    /// What the gateway does with `key` at `version` (read under the lock, once per request).
+    pub fn treatment(&self, key: ApiKey, version: i16) -> Option<Treatment> {
         self.versions
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .treatment(key, version)
+    }
+
+    /// The ApiVersions answer's list.
+    pub fn advertised_versions(&self) -> Vec<ApiVersion> {
+        self.versions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .advertised()
     }
 
     pub fn upstream_addr(&self, node: i32) -> Option<String> {
@@ -258,13 +269,7 @@ impl Gateway {
         limits: Limits,
     ) -> anyhow::Result<Self> {
         let probe = upstream.probe().await?;
-        let mut decoy_key = [0u8; 32];
-        for (k, r) in decoy_key
-            .iter_mut()
-            .zip(Uuid::new_v4().as_bytes().iter().cycle())
-        {
-            *k = *r;
-        }
+        let decoy_key = crate::accounts::random_key();
         let shared = Arc::new(Shared {
             accounts,
             upstream,

@@ -2,7 +2,7 @@
 //! are small for consumers, and bounded by a limit); responses are read whole only when the
 //! gateway changes them, and otherwise copied through in pieces.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -202,20 +202,6 @@ pub fn request<T: Encodable>(
     header.encode(&mut buf, key.request_header_version(version))?;
     body.encode(&mut buf, version)?;
     Ok(buf.freeze())
-}
-
-/// The correlation id at the start of a response frame.
-pub fn peek_correlation_id(first: &[u8]) -> Option<i32> {
-    let mut b = first.get(..4)?;
-    Some(b.get_i32())
-}
-
-/// Prefixes `body` with its size (for writing one buffer).
-pub fn with_size(body: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(body.len() + 4);
-    out.put_u32(body.len() as u32);
-    out.put_slice(body);
-    out.freeze()
 }
 
 #[cfg(test)]
