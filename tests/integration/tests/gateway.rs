@@ -27,6 +27,7 @@ struct Setup {
     topic: String,
     _worker: ferry_testkit::InProcessWorker,
     instance: String,
+    id: ferry_domain::id::InstanceId,
 }
 
 async fn setup(table: &str) -> Setup {
@@ -50,6 +51,7 @@ async fn setup(table: &str) -> Setup {
         topic,
         _worker: worker,
         instance: id.to_string(),
+        id,
     }
 }
 
@@ -76,6 +78,29 @@ fn spec(s: &Setup, mechanism: &str, user: &str, group: &str, action: &str, count
     })
 }
 
+/// Waits until the task's topic holds `n` records, failing only when the task's checkpoint
+/// stops moving (a loaded machine's worker catches up later): the clients' own time limits then
+/// measure the gateway and the broker, not the capture.
+async fn wait_in_topic(
+    ctx: &TestContext,
+    api: &TestApi,
+    id: &ferry_domain::id::InstanceId,
+    topic: &str,
+    n: i64,
+) {
+    api.wait_for(
+        id,
+        &format!("{n} records in {topic}"),
+        Duration::from_secs(90),
+        || async {
+            let w = ctx.high_watermarks(topic)?.first().copied().unwrap_or(0);
+            Ok((w >= n).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+}
+
 async fn insert(db: &mut mysql_async::Conn, table: &str, ids: std::ops::RangeInclusive<i32>) {
     for i in ids {
         db.exec_drop(format!("INSERT INTO {table} VALUES (?, ?)"), (i, i))
@@ -89,6 +114,7 @@ async fn a_client_signs_in_reads_resumes_rebalances_and_is_refused(client: Clien
     let mut s = setup("items").await;
     let (gid, user) = group(&s.api, &s.instance, "reader").await;
     insert(&mut s.db, "items", 1..=10).await;
+    wait_in_topic(&s.ctx, &s.api, &s.id, &s.topic, 10).await;
 
     // PLAIN, then both SCRAM mechanisms, each resuming where the last committed.
     let mut read = Vec::new();
@@ -114,6 +140,7 @@ async fn a_client_signs_in_reads_resumes_rebalances_and_is_refused(client: Clien
         .member(&s.ctx, spec(&s, "SCRAM-SHA-512", &user, &gid, "member", 0))
         .unwrap();
     insert(&mut s.db, "items", 11..=15).await;
+    wait_in_topic(&s.ctx, &s.api, &s.id, &s.topic, 15).await;
     let got = first
         .wait_records(5, Duration::from_secs(90))
         .await
@@ -125,6 +152,7 @@ async fn a_client_signs_in_reads_resumes_rebalances_and_is_refused(client: Clien
     tokio::time::sleep(Duration::from_secs(8)).await; // it joins; the group rebalances
     first.kill().await.unwrap();
     insert(&mut s.db, "items", 16..=20).await;
+    wait_in_topic(&s.ctx, &s.api, &s.id, &s.topic, 20).await;
     let got = second
         .wait_records(5, Duration::from_secs(120))
         .await
@@ -269,6 +297,9 @@ async fn two_instances_two_groups_each_see_only_their_own_and_every_denial_is_co
         }
     }
     insert(&mut a.db, "orders", 1..=3).await;
+    wait_in_topic(&a.ctx, &a.api, &a.id, &a.topic, 3).await;
+    let b_instance: ferry_domain::id::InstanceId = b_id.parse().unwrap();
+    wait_in_topic(&a.ctx, &a.api, &b_instance, &b_topic, 3).await;
 
     let denied_before =
         a.gw.metrics()
@@ -499,6 +530,7 @@ async fn consumers_sign_in_over_tls_and_plaintext_is_refused_on_a_tls_listener()
     let gw = TestGateway::start_with(&s.ctx, Some(tls)).await.unwrap();
     let mut db = s.ctx.mysql().await.unwrap();
     insert(&mut db, "secure", 1..=3).await;
+    wait_in_topic(&s.ctx, &s.api, &s.id, &s.topic, 3).await;
 
     let mut v = spec(&s, "SCRAM-SHA-512", &user, &gid, "consume", 3);
     v["bootstrap"] = json!(gw.bootstrap);
