@@ -13,10 +13,7 @@ use axum::http::{Method, StatusCode};
 use ferry_testkit::TestContext;
 use serde_json::json;
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
+use ferry_testkit::percentile_ms as percentile;
 
 fn row(what: &str, mut samples: Vec<Duration>) {
     samples.sort();

@@ -56,10 +56,7 @@ fn consume(config: ClientConfig, topic: &str, n: usize) -> (f64, u64, f64) {
     (start.elapsed().as_secs_f64(), bytes, cpu_seconds() - cpu)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
+use ferry_testkit::percentile_ms as percentile;
 
 /// The highest ListOffsets version a connection's peer offers.
 async fn list_offsets_version(raw: &mut RawClient) -> i16 {

@@ -384,6 +384,12 @@ impl TestContext {
     }
 }
 
+/// The `p` percentile (0..=1) of sorted durations, in milliseconds (the benches' tables).
+pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
 /// CPU seconds this process used so far (user + system, from `/proc/self/stat`), for benches
 /// whose process is the worker (the servers run in processes of their own).
 pub fn cpu_seconds() -> f64 {
