@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::InvalidInput;
 
+mod prepared;
+pub use prepared::{ColumnMask, PreparedTable};
+
 /// Schemas a database wildcard never matches.
 pub const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
 

@@ -1,12 +1,11 @@
-//! Kafka: how change events become records ([`encode`]), and how records reach a task's topic
+//! Kafka: how change events become records ([`format`]), and how records reach a task's topic
 //! ([`sink`]): topic creation, the idempotent producer with backpressure, and reading the
 //! topic's tail after a restart; consumer groups' progress and deletion ([`groups`]); reading
 //! the topic back as changes of one shape ([`browse`], [`view`]).
 
-pub mod avro;
 #[cfg(feature = "broker")]
 pub mod browse;
-pub mod encode;
+pub mod format;
 #[cfg(feature = "broker")]
 pub mod groups;
 #[cfg(feature = "broker")]

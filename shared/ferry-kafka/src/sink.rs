@@ -6,10 +6,11 @@
 //! retries never duplicate or reorder a record, and gapless (`enable.gapless.guarantee=true`):
 //! once a record fails, every later one fails too, so a later record can never be acknowledged
 //! after an earlier one was lost (the restarted loop would take it as the tail and skip the
-//! lost one). [`Sink::send`] queues a record and returns its delivery future; the capture loop
-//! awaits every future of a transaction before it checkpoints. When librdkafka's queue is full,
-//! `send` waits for room instead of failing (backpressure). A record is held at most the
-//! sink's message timeout, which the worker keeps below its lease's margin.
+//! lost one). [`AckedProducer::send`] queues a record with its sequence number, and the
+//! delivery callback reports its outcome; the capture loop checkpoints a transaction only once
+//! every record before it is acknowledged. When librdkafka's queue is full, `send` waits for
+//! room instead of failing (backpressure). A record is held at most the producer's message
+//! timeout, which the worker keeps below its lease's margin.
 //!
 //! # Final errors
 //!
@@ -25,10 +26,12 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::encode::Record;
+use crate::format::Record;
 use crate::{KEY_HEADER, POSITION_HEADER, SOURCE_HEADER};
 
 /// Why a record could not be delivered.
@@ -165,30 +168,62 @@ pub fn partition_for(key: Option<&[u8]>, partitions: i32) -> i32 {
     }
 }
 
-/// The producer of one task's topic.
-pub struct Sink {
-    producer: FutureProducer,
+/// What a producer does with each record's outcome: called with the record's sequence number
+/// on librdkafka's polling thread, once per record.
+pub type OnDelivery = Box<dyn Fn(u64, Result<(), SinkError>) + Send + Sync>;
+
+/// The producer context: hands each delivery report to [`OnDelivery`].
+pub struct AckContext {
+    on_delivery: OnDelivery,
+}
+
+impl std::fmt::Debug for AckContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AckContext").finish_non_exhaustive()
+    }
+}
+
+impl rdkafka::ClientContext for AckContext {}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
+        let outcome = match result {
+            Ok(_) => Ok(()),
+            Err((e, _)) => Err(SinkError::from_kafka(e)),
+        };
+        (self.on_delivery)(u64::try_from(seq).unwrap_or(u64::MAX), outcome);
+    }
+}
+
+/// The producer of one task's topic. Each record carries a sequence number and its outcome is
+/// reported through the [`OnDelivery`] callback: no future or oneshot channel per record, so queuing
+/// a record costs librdkafka's own work and little more.
+pub struct AckedProducer {
+    producer: ThreadedProducer<AckContext>,
     topic: String,
-    partitions: i32,
     /// The source server the records' positions belong to (`SOURCE_HEADER`).
     source: String,
 }
 
-impl std::fmt::Debug for Sink {
+impl std::fmt::Debug for AckedProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sink").field("topic", &self.topic).finish()
+        f.debug_struct("AckedProducer")
+            .field("topic", &self.topic)
+            .finish()
     }
 }
 
-impl Sink {
-    /// A producer for `topic`, whose records name `source` and are delivered or failed within
-    /// `message_timeout`.
+impl AckedProducer {
+    /// A producer for `topic`, whose records name `source`, are delivered or failed within
+    /// `message_timeout`, and are reported to `on_delivery`.
     pub fn new(
         bootstrap: &str,
         topic: &str,
-        partitions: i32,
         source: &str,
         message_timeout: Duration,
+        on_delivery: OnDelivery,
     ) -> Result<Self, SinkError> {
         let timeout_ms = message_timeout.as_millis().max(1000).to_string();
         let producer = client_config(bootstrap)
@@ -202,12 +237,11 @@ impl Sink {
             .set("compression.type", "lz4")
             .set("queue.buffering.max.messages", "100000")
             .set("queue.buffering.max.kbytes", "65536")
-            .create()
+            .create_with_context(AckContext { on_delivery })
             .map_err(|e| SinkError::from_kafka(&e))?;
         Ok(Self {
             producer,
             topic: topic.to_owned(),
-            partitions,
             source: source.to_owned(),
         })
     }
@@ -216,28 +250,26 @@ impl Sink {
         &self.topic
     }
 
-    /// The partition `record` goes to.
-    pub fn partition_of(&self, record: &Record) -> i32 {
-        partition_for(record.key.as_deref(), self.partitions)
-    }
-
-    /// Queues a record to its partition, waiting while the queue is full; `may_send` is asked
-    /// before every attempt (the lease: a loop that may no longer write gets its error back and
-    /// nothing is queued). The record's Kafka timestamp is `timestamp_ms`, the change's source
-    /// time (so a consumer starting from a time, and offsets for times, mean the source's clock).
+    /// Queues `record` as number `seq` to `partition`, waiting while librdkafka's queue is
+    /// full; `may_send` is asked before every attempt (the lease: a loop that may no longer
+    /// write gets its error back and nothing is queued). The record's Kafka timestamp is
+    /// `timestamp_ms`, the change's source time (so a consumer starting from a time, and
+    /// offsets for times, mean the source's clock).
     pub async fn send<E>(
         &self,
+        seq: u64,
         record: &Record,
+        partition: i32,
         timestamp_ms: i64,
-        may_send: impl Fn() -> Result<(), E>,
-    ) -> Result<DeliveryFuture, E>
+        may_send: &(dyn Fn() -> Result<(), E> + Sync),
+    ) -> Result<(), E>
     where
         E: From<SinkError>,
     {
-        let partition = self.partition_of(record);
+        let opaque = usize::try_from(seq).unwrap_or(usize::MAX);
         loop {
             may_send()?;
-            let headers = OwnedHeaders::new()
+            let headers = OwnedHeaders::new_with_capacity(3)
                 .insert(Header {
                     key: KEY_HEADER,
                     value: Some(record.idempotency_key.as_bytes()),
@@ -250,7 +282,7 @@ impl Sink {
                     key: SOURCE_HEADER,
                     value: Some(self.source.as_bytes()),
                 });
-            let mut r = FutureRecord::to(&self.topic)
+            let mut r = BaseRecord::with_opaque_to(&self.topic, opaque)
                 .payload(&record.payload)
                 .partition(partition)
                 .timestamp(timestamp_ms)
@@ -258,8 +290,8 @@ impl Sink {
             if let Some(k) = &record.key {
                 r = r.key(k);
             }
-            match self.producer.send_result(r) {
-                Ok(delivery) => return Ok(delivery),
+            match self.producer.send(r) {
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     // Backpressure: librdkafka's queue is full until the broker acknowledges.
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -281,20 +313,9 @@ impl Sink {
 
     /// Drops every record not yet sent (they fail with `PurgeQueue`): a loop whose lease is
     /// ending must not write after it. Records in flight are left to resolve: waiting for them
-    /// ([`Sink::flush`]) is how a loop knows none of its records can still land.
+    /// ([`AckedProducer::flush`]) is how a loop knows none of its records can still land.
     pub fn purge_queued(&self) {
         self.producer.purge(PurgeConfig::default().queue());
-    }
-}
-
-/// Awaits one delivery.
-pub async fn delivered(d: DeliveryFuture) -> Result<i64, SinkError> {
-    match d.await {
-        Ok(Ok(delivery)) => Ok(delivery.offset),
-        Ok(Err((e, _))) => Err(SinkError::from_kafka(&e)),
-        Err(_) => Err(SinkError::Transient(
-            "the producer was closed before the record was delivered".into(),
-        )),
     }
 }
 
@@ -379,8 +400,6 @@ fn last_in_partition(
         "reading the tail of {topic} timed out"
     )))
 }
-
-pub use rdkafka::producer::DeliveryFuture as Delivery;
 
 #[cfg(test)]
 mod tests {

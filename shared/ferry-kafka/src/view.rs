@@ -326,8 +326,8 @@ fn avro_value(v: &Avro) -> Json {
 }
 
 fn dts_avro(payload: &[u8]) -> Result<Parts, String> {
-    let schema = crate::avro::schema()?;
-    crate::avro::check_datum(payload)?;
+    let schema = crate::format::dts_avro::schema()?;
+    crate::format::dts_avro::check_datum(payload)?;
     let datum = apache_avro::from_avro_datum(schema, &mut Cursor::new(payload), None)
         .map_err(|e| e.to_string())?;
     let operation = match avro_string(field(&datum, "operation")).as_deref() {
@@ -395,7 +395,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::encode::encode;
+    use crate::format::encode;
+    use ferry_domain::selection::ColumnMask;
 
     fn event(kind: ChangeKind) -> ChangeEvent {
         ChangeEvent {
@@ -442,7 +443,9 @@ mod tests {
     }
 
     fn shown(format: Format, e: &ChangeEvent) -> ChangeView {
-        let r = encode(format, "t", e, 1, None).unwrap().unwrap();
+        let r = encode(format, "t", e, 1, &ColumnMask::All)
+            .unwrap()
+            .unwrap();
         view(
             format,
             &RawRecord {
@@ -514,7 +517,9 @@ mod tests {
     #[test]
     fn a_record_of_another_format_is_an_error_not_a_guess() {
         let e = update();
-        let r = encode(Format::DtsAvro, "t", &e, 1, None).unwrap().unwrap();
+        let r = encode(Format::DtsAvro, "t", &e, 1, &ColumnMask::All)
+            .unwrap()
+            .unwrap();
         let raw = RawRecord {
             partition: 0,
             offset: 9,

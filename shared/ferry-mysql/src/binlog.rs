@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use ferry_domain::change::{ObjectName, RowChange};
+use ferry_domain::change::{ObjectName, Operation, RowChange};
 use ferry_domain::gtid::{GtidSet, MariaDbGtid, MariaDbGtidSet, MysqlGtidSet, Sid};
 use ferry_domain::position::{BinlogFile, Position};
 use futures::StreamExt;
@@ -40,7 +40,7 @@ use crate::connect::{ConnectParams, connect_replica};
 use crate::ddl::{self, Applied};
 use crate::decode::{Charsets, Known, TablePlan};
 use ferry_domain::schema::{SchemaCatalog, SchemaEntry};
-use ferry_domain::selection::ObjectSelection;
+use ferry_domain::selection::{ObjectSelection, PreparedTable};
 
 /// Where to start reading.
 #[derive(Debug, Clone)]
@@ -85,7 +85,7 @@ pub enum SourceEvent {
     /// A transaction begins (its GTID on MariaDB).
     Begin { gtid: Option<String> },
     /// Row changes of one rows event.
-    Rows(Vec<RowChange>),
+    Rows(RowsEvent),
     /// A statement that is not a transaction boundary (DDL), with its default database, what
     /// it changed in the schema history (to persist at its position), and the objects it is
     /// about (only a statement about selected objects may be delivered: accounts and grants
@@ -100,6 +100,46 @@ pub enum SourceEvent {
     Commit { xid: Option<u64> },
     /// The server is alive and has nothing newer.
     Heartbeat,
+}
+
+/// The rows of one rows event: one table (one table map) and one operation.
+///
+/// The reader decides once per event whether the task carries it (the selection prepared for
+/// the table map, see `ObjectSelection::prepare`): rows of an event it does not carry are
+/// counted but not decoded into values, unless the table is watched (the heartbeat table).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowsEvent {
+    /// The decoded changes: every row of a carried or watched table's event, none otherwise.
+    pub changes: Vec<RowChange>,
+    /// How many rows the event holds, decoded or not: each counts toward its transaction's
+    /// event indexes, so a record's index does not depend on the selection.
+    pub count: u32,
+    /// What the task carries of this event (operations and columns); `None` when it carries
+    /// nothing of it.
+    pub carried: Option<Arc<PreparedTable>>,
+}
+
+impl RowsEvent {
+    pub fn iter(&self) -> std::slice::Iter<'_, RowChange> {
+        self.changes.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.changes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+impl IntoIterator for RowsEvent {
+    type Item = RowChange;
+    type IntoIter = std::vec::IntoIter<RowChange>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.changes.into_iter()
+    }
 }
 
 /// An event and where the stream is after it.
@@ -130,8 +170,13 @@ impl ReaderError {
     pub fn is_definite(&self) -> bool {
         match self {
             Self::Definite { .. } => true,
-            // 1236: purged or unknown position; 1045: access denied; 1227: missing privilege.
-            Self::Server { code, .. } => matches!(code, 1236 | 1045 | 1227 | 1044),
+            Self::Server { code, .. } => {
+                matches!(
+                    crate::ServerErrorKind::of(*code),
+                    crate::ServerErrorKind::BinlogUnavailable
+                        | crate::ServerErrorKind::AccessDenied
+                )
+            }
             Self::Connect { .. } | Self::Io(_) => false,
         }
     }
@@ -187,7 +232,7 @@ pub struct BinlogReader {
 #[derive(Debug)]
 pub struct EventDecoder {
     charsets: Charsets,
-    tables: HashMap<u64, Arc<TablePlan>>,
+    tables: HashMap<u64, Table>,
     file: Option<BinlogFile>,
     gtid: Option<MariaDbGtidSet>,
     mysql_gtid: MysqlGtidSet,
@@ -207,6 +252,28 @@ pub struct EventDecoder {
     /// The tables the task carries: only theirs must decode with real column names (others
     /// are decoded only to count their rows).
     selection: Option<ObjectSelection>,
+    /// A table decoded though not carried (the heartbeat writer's: its rows set the delay).
+    watched: Option<ObjectName>,
+}
+
+/// A table map as the decoder keeps it: how to decode its rows, and what the task wants of them.
+#[derive(Debug)]
+struct Table {
+    plan: Arc<TablePlan>,
+    /// What the task carries of the table (all of it without a selection).
+    carried: Option<Arc<PreparedTable>>,
+    watched: bool,
+}
+
+/// The operation of a rows event.
+fn operation_of(rows: &RowsEventData<'_>) -> Operation {
+    match rows {
+        RowsEventData::WriteRowsEventV1(_) | RowsEventData::WriteRowsEvent(_) => Operation::Insert,
+        RowsEventData::DeleteRowsEventV1(_) | RowsEventData::DeleteRowsEvent(_) => {
+            Operation::Delete
+        }
+        _ => Operation::Update,
+    }
 }
 
 impl std::fmt::Debug for BinlogReader {
@@ -305,6 +372,13 @@ impl BinlogReader {
         self
     }
 
+    /// Decodes the rows of `table` too (see [`EventDecoder::watching`]).
+    #[must_use]
+    pub fn watching(mut self, table: ObjectName) -> Self {
+        self.decoder = self.decoder.watching(table);
+        self
+    }
+
     /// The next event of interest, `None` when the server closed the stream.
     ///
     /// An event the parser cannot read (a panic inside `mysql_common`, which some damaged
@@ -365,6 +439,7 @@ impl EventDecoder {
             catalog: SchemaCatalog::new(),
             tracked: false,
             selection: None,
+            watched: None,
         }
     }
 
@@ -375,10 +450,18 @@ impl EventDecoder {
         self
     }
 
-    /// Only the tables of `selection` need real column names.
+    /// Decodes only the rows `selection` carries (with real column names); other rows are
+    /// counted, not decoded.
     #[must_use]
     pub fn with_selection(mut self, selection: ObjectSelection) -> Self {
         self.selection = Some(selection);
+        self
+    }
+
+    /// Decodes the rows of `table` too, though the selection does not carry them.
+    #[must_use]
+    pub fn watching(mut self, table: ObjectName) -> Self {
+        self.watched = Some(table);
         self
     }
 
@@ -535,6 +618,7 @@ impl EventDecoder {
                     .selection
                     .as_ref()
                     .is_none_or(|s| s.table(&name.database, &name.table).is_some());
+                let watched = self.watched.as_ref() == Some(&name);
                 let known = if self.tracked && selected {
                     Known::History {
                         def,
@@ -549,27 +633,58 @@ impl EventDecoder {
                         "SET GLOBAL binlog_row_metadata = FULL on the source (and in its configuration) so the binlog names every column, then restart the task",
                     )
                 })?;
-                self.tables.insert(tme.table_id(), Arc::new(plan));
+                let carried = match &self.selection {
+                    None => Some(Arc::new(PreparedTable::everything())),
+                    Some(s) => s.prepare(plan.schema()).map(Arc::new),
+                };
+                self.tables.insert(
+                    tme.table_id(),
+                    Table {
+                        plan: Arc::new(plan),
+                        carried,
+                        watched,
+                    },
+                );
                 Ok(None)
             }
             EventData::RowsEvent(rows) => {
                 let table_id = rows.table_id();
-                let plan = self.tables.get(&table_id).cloned().ok_or_else(|| {
+                let table = self.tables.get(&table_id).ok_or_else(|| {
                     ReaderError::definite(
                         format!("a rows event for table id {table_id} without its table map"),
                         "restart the task from its last checkpoint",
                     )
                 })?;
+                let plan = Arc::clone(&table.plan);
+                let carried = table
+                    .carried
+                    .clone()
+                    .filter(|c| c.carries(operation_of(&rows)));
+                let decode = carried.is_some() || table.watched;
                 let tme = tme(table_id).ok_or_else(|| {
                     ReaderError::definite(
                         format!("table map {table_id} is gone"),
                         "restart the task from its last checkpoint",
                     )
                 })?;
-                let changes = guarded(log_pos, || {
-                    decode_rows(&rows, tme, &plan, &self.charsets, self.require_full_images)
+                let (changes, count) = guarded(log_pos, || {
+                    decode_rows(
+                        &rows,
+                        tme,
+                        &plan,
+                        &self.charsets,
+                        self.require_full_images,
+                        decode,
+                    )
                 })??;
-                made(self, SourceEvent::Rows(changes))
+                made(
+                    self,
+                    SourceEvent::Rows(RowsEvent {
+                        changes,
+                        count,
+                        carried,
+                    }),
+                )
             }
             EventData::QueryEvent(q) => {
                 let sql = q.query();
@@ -693,7 +808,8 @@ fn decode_rows(
     plan: &TablePlan,
     charsets: &Charsets,
     require_full_images: bool,
-) -> Result<Vec<RowChange>, ReaderError> {
+    decode: bool,
+) -> Result<(Vec<RowChange>, u32), ReaderError> {
     let bad = |e: String| {
         ReaderError::definite(
             e,
@@ -733,6 +849,7 @@ fn decode_rows(
     }
     let most = rows.rows_data().len();
     let mut out = Vec::new();
+    let mut count: u32 = 0;
     for (n, row) in rows.rows(tme).enumerate() {
         if n > most {
             return Err(bad(format!(
@@ -741,6 +858,10 @@ fn decode_rows(
             )));
         }
         let (before, after) = row.map_err(|e| bad(format!("{}: {e}", plan.schema().name())))?;
+        count += 1;
+        if !decode {
+            continue;
+        }
         let before = before
             .map(|r| {
                 plan.decode_row(r, &before_cols, charsets, None)
@@ -763,7 +884,7 @@ fn decode_rows(
         .map_err(|e| bad(e.to_string()))?;
         out.push(change);
     }
-    Ok(out)
+    Ok((out, count))
 }
 
 /// Whether a statement changes rows (a statement-based event in a ROW binlog).

@@ -69,11 +69,13 @@ async fn connect_with(params: &ConnectParams, opts: Opts) -> Result<Conn, Connec
             hint: "check the host and port, and that security groups or firewalls let the capture workers reach it".into(),
         }),
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(mysql_async::Error::Server(e))) if e.code == 1045 => Err(ConnectError {
+        Ok(Err(mysql_async::Error::Server(e)))
+            if crate::ServerErrorKind::of(e.code) == crate::ServerErrorKind::AccessDenied => Err(ConnectError {
             message: format!("{target} rejected user `{}`: {}", params.user, e.message),
             hint: "check the username and password".into(),
         }),
-        Ok(Err(mysql_async::Error::Server(e))) if e.code == 1049 => Err(ConnectError {
+        Ok(Err(mysql_async::Error::Server(e)))
+            if crate::ServerErrorKind::of(e.code) == crate::ServerErrorKind::UnknownDatabase => Err(ConnectError {
             message: format!("{target}: {}", e.message),
             hint: "check the database name, or leave it out".into(),
         }),

@@ -11,10 +11,12 @@ pub mod decode;
 pub mod file;
 mod json_diff;
 mod precheck;
+pub mod server_error;
 pub mod snapshot;
 pub mod statement;
 
 pub use connect::{CONNECT_TIMEOUT, ConnectError, ConnectParams, connect};
 pub use precheck::{precheck_conversion, precheck_heartbeat, precheck_source, precheck_target};
+pub use server_error::ServerErrorKind;
 
 pub use ferry_domain::precheck::{CheckItem, CheckStatus, PrecheckReport};

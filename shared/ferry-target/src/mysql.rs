@@ -36,27 +36,33 @@ impl std::fmt::Debug for MysqlTarget {
 }
 
 fn error(e: mysql_async::Error) -> TargetError {
+    use ferry_mysql::ServerErrorKind;
     match e {
         mysql_async::Error::Server(s) => {
             let message = format!(
                 "the target refused a statement (error {}): {}",
                 s.code, s.message
             );
-            match s.code {
-                1044 | 1045 | 1142 | 1143 | 1227 => TargetError::definite(
+            match ServerErrorKind::of(s.code) {
+                ServerErrorKind::AccessDenied => TargetError::definite(
                     message,
                     "grant the target user CREATE, INSERT, UPDATE, DELETE and SELECT on the target databases",
                 ),
-                1264 | 1265 | 1366 | 1406 | 1292 | 1048 | 1452 => TargetError::definite(
+                ServerErrorKind::ValueRejected => TargetError::definite(
                     message,
                     "the target column cannot hold a source value: compare the target table with the source, or let Ferry create it",
                 ),
-                1054 | 1146 | 1049 | 1064 | 1060 | 1091 => TargetError::definite(
-                    message,
-                    "the target table differs from what Ferry expects: it may have been changed by hand (docs/sync.md)",
-                ),
-                // Deadlocks, lock waits, read-only servers in failover, lost connections.
-                _ => TargetError::Transient(message),
+                ServerErrorKind::SchemaMismatch | ServerErrorKind::UnknownDatabase => {
+                    TargetError::definite(
+                        message,
+                        "the target table differs from what Ferry expects: it may have been changed by hand (docs/sync.md)",
+                    )
+                }
+                // Deadlocks, lock waits, read-only servers in failover, lost connections; a
+                // binlog error cannot come from a target's statements.
+                ServerErrorKind::BinlogUnavailable | ServerErrorKind::Other => {
+                    TargetError::Transient(message)
+                }
             }
         }
         other => TargetError::Transient(format!("the target: {other}")),

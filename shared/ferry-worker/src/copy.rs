@@ -43,7 +43,7 @@ use ferry_mysql::snapshot::{self, ChunkRows};
 use ferry_store::{CopyPlan, CopyRecord};
 use tokio::task::JoinSet;
 
-use crate::capture::{CaptureError, source_failed, transient};
+use crate::error::{DefiniteError, TaskError, source_failed, transient};
 
 /// A chunk to read.
 #[derive(Debug, Clone)]
@@ -92,7 +92,7 @@ impl TableCopy {
 pub(crate) struct Copies {
     tables: HashMap<ObjectName, TableCopy>,
     queue: VecDeque<ChunkJob>,
-    readers: JoinSet<Result<(ReadChunk, mysql_async::Conn), CaptureError>>,
+    readers: JoinSet<Result<(ReadChunk, mysql_async::Conn), TaskError>>,
     /// Idle source connections for readers.
     idle: Vec<mysql_async::Conn>,
     pending: Vec<ReadChunk>,
@@ -102,7 +102,7 @@ pub(crate) struct Copies {
 }
 
 /// Opens a source connection ready for snapshot reads.
-async fn reader_connection(params: &ConnectParams) -> Result<mysql_async::Conn, CaptureError> {
+async fn reader_connection(params: &ConnectParams) -> Result<mysql_async::Conn, TaskError> {
     let mut conn = ferry_mysql::connect(params)
         .await
         .map_err(|e| source_failed(e.message))?;
@@ -196,7 +196,7 @@ impl Copies {
 
     /// Starts reads while fewer than `parallel` are running; `stream_at` is the loop's binlog
     /// position (the earliest a read's low watermark can be).
-    pub(crate) async fn start_reads(&mut self, stream_at: &Position) -> Result<(), CaptureError> {
+    pub(crate) async fn start_reads(&mut self, stream_at: &Position) -> Result<(), TaskError> {
         while self.readers.len() + self.pending.len() < self.parallel {
             let Some(job) = self.queue.pop_front() else {
                 break;
@@ -219,11 +219,9 @@ impl Copies {
                 )
                 .await
                 .map_err(|e| match e {
-                    snapshot::SnapshotError::Value { .. } => CaptureError::Definite {
-                        code: "snapshot_value",
-                        message: e.to_string(),
-                        hint: "leave the column out of the task's selection (`columns`), or report the value".into(),
-                    },
+                    snapshot::SnapshotError::Value { .. } => {
+                        DefiniteError::SnapshotValue(e.to_string()).into()
+                    }
                     other => source_failed(other),
                 })?;
                 Ok((
@@ -247,7 +245,7 @@ impl Copies {
     }
 
     /// The next finished read, parked until the stream passes its high watermark.
-    pub(crate) async fn next_read(&mut self) -> Result<(), CaptureError> {
+    pub(crate) async fn next_read(&mut self) -> Result<(), TaskError> {
         let Some(joined) = self.readers.join_next().await else {
             return Ok(());
         };
@@ -341,7 +339,7 @@ pub(crate) async fn plan_copy(
     target: &TargetTable,
     def: &TableDef,
     chunk_rows: u32,
-) -> Result<CopyPlan, CaptureError> {
+) -> Result<CopyPlan, TaskError> {
     let mut conn = reader_connection(params).await?;
     let rows_total = snapshot::estimate_rows(&mut conn, table)
         .await

@@ -24,6 +24,14 @@ fn quoted(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
 
+/// The heartbeat table of `writer`.
+pub(crate) fn table(writer: &HeartbeatWriter) -> ferry_domain::change::ObjectName {
+    ferry_domain::change::ObjectName {
+        database: writer.database.clone(),
+        table: HEARTBEAT_TABLE.to_owned(),
+    }
+}
+
 /// Whether `database.table` is the heartbeat table of `writer`.
 pub(crate) fn is_heartbeat_table(writer: &HeartbeatWriter, database: &str, table: &str) -> bool {
     table == HEARTBEAT_TABLE && database == writer.database

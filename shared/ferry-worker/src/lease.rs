@@ -164,7 +164,7 @@ impl LeaseClock {
 /// A lease a running loop holds: its clock, and the renewer keeping it, stopped with the loop.
 pub(crate) struct Held {
     pub(crate) clock: LeaseClock,
-    _renewer: crate::capture::AbortOnDrop,
+    _renewer: crate::source::AbortOnDrop,
 }
 
 /// Starts holding `claim` for `instance`: the clock from the claim's start, the renewer on a
@@ -186,7 +186,7 @@ pub(crate) fn hold(
     ));
     Held {
         clock,
-        _renewer: crate::capture::AbortOnDrop(renewer),
+        _renewer: crate::source::AbortOnDrop(renewer),
     }
 }
 

@@ -317,8 +317,8 @@ impl TaskMeter {
         use ferry_mysql::binlog::SourceEvent;
         match &event.event {
             SourceEvent::Heartbeat => self.caught_up(),
-            SourceEvent::Rows(changes) => {
-                self.read_rows(changes.len());
+            SourceEvent::Rows(rows) => {
+                self.read_rows(rows.count as usize);
                 self.event_at(event.timestamp.timestamp_millis());
             }
             _ => self.event_at(event.timestamp.timestamp_millis()),

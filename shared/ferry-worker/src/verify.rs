@@ -7,6 +7,7 @@
 //! in between shows as a difference. A table with differences is therefore compared a second
 //! time a few seconds later, and that second pass is the report.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,11 @@ use ferry_mysql::snapshot;
 use ferry_target::verify::source_row;
 use ferry_target::{Target, TargetParams};
 
-use crate::capture::CaptureError;
+use ferry_domain::schema::SchemaCatalog;
+
+use crate::copy::Copies;
+use crate::error::TaskError;
+use crate::source::AbortOnDrop;
 
 /// One table to compare: its target form, definition and chunk bounds.
 pub(crate) struct VerifyTable {
@@ -173,7 +178,7 @@ async fn finish(
     instance: &InstanceId,
     id: &str,
     outcome: Result<VerifyReport, String>,
-) -> Result<(), CaptureError> {
+) -> Result<(), TaskError> {
     let Some((mut v, version)) = state.store().get_verification(instance).await? else {
         return Ok(());
     };
@@ -198,4 +203,59 @@ async fn finish(
         .put_verification(instance, &v, Some(version))
         .await?;
     Ok(())
+}
+/// Starts the task's pending verification, if there is one, on a task of its own. Called only
+/// when no verification of this loop runs.
+pub(crate) async fn start_verification(
+    state: &AppState,
+    instance: &InstanceId,
+    params: &ferry_mysql::ConnectParams,
+    tparams: &TargetParams,
+    tables: &HashMap<ObjectName, TargetTable>,
+    copies: &Copies,
+    catalog: &SchemaCatalog,
+) -> Result<Option<AbortOnDrop>, TaskError> {
+    let Some((mut v, version)) = state.store().get_verification(instance).await? else {
+        return Ok(None);
+    };
+    // Pending, or running without a task: this loop runs none, so a running one was left by a
+    // loop that ended (a restart, a takeover) before finishing it. It starts again.
+    if !matches!(v.state, VerifyState::Pending | VerifyState::Running) {
+        return Ok(None);
+    }
+    if v.state == VerifyState::Running {
+        tracing::info!(instance = %instance, verification = %v.id, "a verification left running by an earlier loop starts again");
+    }
+    v.state = VerifyState::Running;
+    match state
+        .store()
+        .put_verification(instance, &v, Some(version))
+        .await
+    {
+        Ok(_) => {}
+        // Another request replaced it meanwhile: seen at the next check.
+        Err(ferry_store::StoreError::Conflict { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let mut tables: Vec<VerifyTable> = tables
+        .iter()
+        .filter_map(|(name, target)| {
+            Some(VerifyTable {
+                name: name.clone(),
+                target: target.clone(),
+                def: Arc::new(catalog.get(name)?.clone()),
+                bounds: copies.bounds(name),
+            })
+        })
+        .collect();
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    tracing::info!(instance = %instance, verification = %v.id, tables = tables.len(), "verification starting");
+    Ok(Some(AbortOnDrop(tokio::spawn(run(
+        state.clone(),
+        instance.clone(),
+        v.id,
+        params.clone(),
+        tparams.clone(),
+        tables,
+    )))))
 }

@@ -28,12 +28,15 @@ use ferry_api::AppState;
 use ferry_api::lifecycle::transition;
 use ferry_domain::id::{InstanceId, WorkerId};
 use ferry_domain::metrics::ConnectionFailure;
-use ferry_domain::task::{TaskError, TaskEvent};
+use ferry_domain::task::TaskEvent;
 use ferry_store::PageToken;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::capture::{CaptureError, CaptureSettings, capture_task};
+use crate::CaptureSettings;
+use crate::capture::capture_task;
+use crate::error::TaskError;
+use crate::internal_events::{ConnectionFailed, LoopEnded, TaskFailed};
 use crate::lease::Claim;
 use crate::metrics::WorkerMetrics;
 
@@ -300,6 +303,7 @@ impl Worker {
             heartbeat: self.settings.heartbeat,
             metrics: Arc::clone(&self.settings.metrics),
             metrics_every: self.settings.metrics_every,
+            discard: false,
         };
         let worker = self.settings.id.clone();
         // The loop's task answers whether it ended in a transient failure (for the backoff).
@@ -310,61 +314,36 @@ impl Worker {
                     crate::sync::sync_task(&state, &settings, &instance, claim, stop_rx).await
                 }
             };
-            let transient = matches!(
-                result,
-                Err(CaptureError::Transient(_)
-                    | CaptureError::Connection { .. }
-                    | CaptureError::LeaseExpiring)
-            );
-            settings.metrics.loop_ended(
-                &instance,
-                match &result {
-                    Ok(()) => "stopped",
-                    Err(CaptureError::ConfigChanged) => "config_changed",
-                    Err(CaptureError::LeaseLost) => "lease_lost",
-                    Err(CaptureError::LeaseExpiring) => "lease_expiring",
-                    Err(CaptureError::Definite { .. }) => "failed",
-                    Err(CaptureError::Transient(_)) => "transient",
-                    Err(CaptureError::Connection { .. }) => "connection",
-                },
-            );
-            match result {
-                Ok(()) => tracing::info!(instance = %instance, "capture stopped"),
-                Err(CaptureError::ConfigChanged) => {
-                    tracing::info!(instance = %instance, "configuration changed; the task restarts with it");
-                }
-                Err(CaptureError::LeaseLost) => {
-                    tracing::warn!(instance = %instance, "lease lost to another worker; stopping without writing");
-                    return false;
-                }
-                Err(CaptureError::Definite {
-                    code,
-                    message,
-                    hint,
-                }) => {
-                    // `message` is the log line's own field, matched by the deployment's failed task metric filter.
-                    tracing::error!(instance = %instance, code, error = %message, "task failed");
+            let transient = result.as_ref().is_err_and(TaskError::is_transient);
+            match &result {
+                Err(TaskError::Definite(error)) => {
+                    TaskFailed {
+                        instance: &instance,
+                        error,
+                    }
+                    .emit(&settings.metrics);
                     if let Ok(Some(mut task)) = state.store().get_task(&instance).await {
-                        let event = TaskEvent::Fail(TaskError {
-                            code: code.into(),
-                            message,
-                            hint,
+                        let event = TaskEvent::Fail(ferry_domain::task::TaskError {
+                            code: error.code().into(),
+                            message: error.to_string(),
+                            hint: error.hint(),
                         });
                         if let Ok(Some(e)) = transition(&state, &mut task, &event).await {
                             state.events().publish_or_log(&[e]).await;
                         }
                     }
                 }
-                Err(CaptureError::LeaseExpiring) => {
-                    tracing::warn!(instance = %instance, "the lease could not be renewed in time; stopped sending, the task is retried");
-                }
-                Err(CaptureError::Transient(e)) => {
-                    tracing::warn!(instance = %instance, error = %e, "capture interrupted; the task is retried");
-                }
-                Err(CaptureError::Connection { side, message }) => {
-                    tracing::warn!(instance = %instance, side = side.as_str(), error = %message, "a connection failed; the task is retried");
-                    settings.metrics.connection_failed(side);
-                    let failure = ConnectionFailure { side, message };
+                Err(TaskError::Connection { side, message }) => {
+                    ConnectionFailed {
+                        instance: &instance,
+                        side: *side,
+                        message,
+                    }
+                    .emit(&settings.metrics);
+                    let failure = ConnectionFailure {
+                        side: *side,
+                        message: message.clone(),
+                    };
                     if let Err(e) = state
                         .store()
                         .report_failure(&instance, &failure, Utc::now())
@@ -373,6 +352,15 @@ impl Worker {
                         tracing::warn!(instance = %instance, error = %e, "recording the connection failure failed");
                     }
                 }
+                _ => {}
+            }
+            LoopEnded {
+                instance: &instance,
+                result: &result,
+            }
+            .emit(&settings.metrics);
+            if matches!(result, Err(TaskError::LeaseLost)) {
+                return false;
             }
             let _ = state
                 .store()

@@ -215,6 +215,7 @@ async fn main() {
         heartbeat: Duration::from_secs(1),
         metrics: std::sync::Arc::default(),
         metrics_every: Duration::from_secs(10),
+        discard: false,
     };
     let claim = Claim {
         token: lease.token,

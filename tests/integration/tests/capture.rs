@@ -731,7 +731,7 @@ async fn dts_avro_records_decode_with_the_shipped_schema() {
         .unwrap();
     db.query_drop("DELETE FROM items").await.unwrap();
     let records = ctx.read_raw_records(&topic, 2).await.unwrap();
-    let schema = ferry_kafka::avro::schema().unwrap();
+    let schema = ferry_kafka::format::dts_avro::schema().unwrap();
     let decoded: Vec<Avro> = records
         .iter()
         .map(|(_, payload, _)| {

@@ -15,7 +15,10 @@ use apache_avro::types::Value as Avro;
 use ferry_domain::change::{ChangeEvent, ChangeKind, Operation, RowChange};
 use ferry_domain::value::Value;
 
-use crate::encode::Record;
+use ferry_domain::selection::ColumnMask;
+
+use super::Record;
+use super::rows::{carried, key_of};
 
 /// The schema, as shipped.
 pub const SCHEMA_TEXT: &str = include_str!("dts_record.avsc");
@@ -175,10 +178,7 @@ fn blocks(
 }
 
 /// Encodes one event; `None` for events the format does not carry.
-pub(crate) fn dts_avro(
-    e: &ChangeEvent,
-    columns: Option<&[String]>,
-) -> Result<Option<Record>, String> {
+pub(super) fn record(e: &ChangeEvent, columns: &ColumnMask) -> Result<Option<Record>, String> {
     let key_text = e.idempotency_key();
     let position = e.position.to_string();
     let txid = e
@@ -194,12 +194,7 @@ pub(crate) fn dts_avro(
     let (operation, object, fields, before, after, key) = match &e.kind {
         ChangeKind::Row(row) => {
             let table = row.table();
-            let selected: Vec<usize> = (0..table.columns().len())
-                .filter(|i| {
-                    columns.is_none_or(|c| c.contains(&table.columns()[*i].name))
-                        || table.key().contains(i)
-                })
-                .collect();
+            let selected: Vec<usize> = carried(row, columns).collect();
             let pk: Vec<&str> = table
                 .key()
                 .iter()
@@ -334,7 +329,7 @@ fn record_id(key: &str) -> i64 {
 }
 
 fn key_json(row: &RowChange) -> Vec<u8> {
-    crate::encode::key_of(row).to_string().into_bytes()
+    key_of(row).to_string().into_bytes()
 }
 
 /// One value as a member of the image union (indexes follow `dts_record.avsc`).
@@ -529,6 +524,15 @@ mod tests {
             }),
             kind,
         }
+    }
+
+    /// Encodes `e` carrying the columns `names` (all when `None`), key columns always.
+    fn dts_avro(e: &ChangeEvent, names: Option<&[String]>) -> Result<Option<Record>, String> {
+        let columns = match &e.kind {
+            ChangeKind::Row(row) => ColumnMask::of(row.table(), names),
+            _ => ColumnMask::All,
+        };
+        record(e, &columns)
     }
 
     fn field<'a>(record: &'a Avro, name: &str) -> &'a Avro {

@@ -1,0 +1,285 @@
+//! Where a capture loop's records go, one role per file:
+//!
+//! - [`window`]: the ack window, pure bookkeeping of records in flight and the commits waiting
+//!   for them;
+//! - [`tail`]: what a restarted loop finds already in the topic, and skips;
+//! - one file per destination behind the [`Destination`] trait: [`kafka`] (the task's topic,
+//!   exactly once), [`kinesis`] (a data stream, at least once), [`discard`] (benchmarks only).
+//!
+//! [`Delivery`] joins them for the loop: it encodes an event, skips it when the topic already
+//! has it, sends it with a sequence number, and takes acknowledgements as they arrive; the loop
+//! only asks it which commit is settled.
+
+mod discard;
+mod kafka;
+mod kinesis;
+mod tail;
+mod window;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ferry_api::AppState;
+use ferry_domain::change::{ChangeEvent, ChangeKind};
+use ferry_domain::position::Position;
+use ferry_domain::selection::ColumnMask;
+use ferry_domain::task_config::{Destination as Kind, Format, Partitioning, TaskConfig};
+use ferry_kafka::format::{Record, encode};
+use ferry_kafka::sink::{AckedProducer, ensure_topic, last_records};
+use tokio::sync::mpsc;
+
+pub(crate) use discard::Discard;
+pub(crate) use kafka::KafkaTopic;
+pub(crate) use kinesis::KinesisStream;
+pub(crate) use tail::{Tail, Tails};
+use window::AckWindow;
+
+use crate::error::{DefiniteError, TaskError, target_failed};
+use crate::internal_events::RecordDelivered;
+use crate::lease::LeaseClock;
+use crate::metrics::TaskMeter;
+
+/// At most this many records wait for the destination's acknowledgement; past that the loop
+/// waits for the oldest half while the destination keeps receiving the rest.
+const MAX_IN_FLIGHT: usize = 10_000;
+
+/// A record's outcome, reported by its destination.
+#[derive(Debug)]
+pub(crate) struct Ack {
+    pub(crate) seq: u64,
+    pub(crate) result: Result<(), TaskError>,
+}
+
+pub(crate) type AckSender = mpsc::UnboundedSender<Ack>;
+
+/// Where records go. A destination queues a record numbered `seq` and later reports its
+/// outcome on the [`AckSender`] it was made with.
+pub(crate) trait Destination: Send + Sync {
+    /// The topic or stream name records are encoded for.
+    fn name(&self) -> &str;
+
+    /// The partition `record` goes to (whose tail decides whether it is already there).
+    fn partition_of(&self, record: &Record) -> usize;
+
+    /// Queues `record` of `event` as number `seq`; `may_send` is asked first (the lease).
+    fn send(
+        &self,
+        seq: u64,
+        event: &ChangeEvent,
+        record: &Record,
+        may_send: &(dyn Fn() -> Result<(), TaskError> + Sync),
+    ) -> impl Future<Output = Result<(), TaskError>> + Send;
+
+    /// Drops what is queued and not yet sent (the lease is ending).
+    fn purge(&self);
+
+    /// Waits for every queued record (at the loop's end).
+    fn flush(&self) -> impl Future<Output = Result<(), TaskError>> + Send;
+
+    /// After the loop failed: drops what is queued and waits, at most `within`, until every
+    /// record in flight is acknowledged or failed, so that none of this loop's records can
+    /// land after the next loop has read the topic's tail.
+    fn abandon(&self, within: Duration) -> impl Future<Output = ()> + Send;
+}
+
+/// The destination a task's configuration names, opened.
+pub(crate) enum Opened {
+    Kafka(KafkaTopic),
+    Kinesis(KinesisStream),
+    Discard(Discard),
+}
+
+/// Opens the task's destination (creating its topic) and reads what it already holds: the tail
+/// of each partition of a topic, nothing for a stream. `discard` replaces it with [`Discard`]
+/// (benchmarks). Acknowledgements arrive on the returned receiver.
+pub(crate) async fn open(
+    state: &AppState,
+    topic: &str,
+    config: &TaskConfig,
+    source: &str,
+    lease: &LeaseClock,
+    discard: bool,
+) -> Result<(Opened, Tails, mpsc::UnboundedReceiver<Ack>), TaskError> {
+    let (acks, received) = mpsc::unbounded_channel();
+    if discard {
+        return Ok((
+            Opened::Discard(Discard::new(topic, acks)),
+            Tails::default(),
+            received,
+        ));
+    }
+    if let (Kind::Kinesis, Some(stream)) = (
+        config.delivery.destination,
+        config.delivery.kinesis_stream.as_deref(),
+    ) {
+        state.streams().check(stream).await?;
+        let sink = state.streams().sink(stream);
+        return Ok((
+            Opened::Kinesis(KinesisStream::new(sink, stream.to_owned(), acks)),
+            Tails::default(),
+            received,
+        ));
+    }
+    let bootstrap = state.settings().kafka_bootstrap.clone();
+    let retention_ms = i64::from(config.delivery.retention_hours) * 3_600_000;
+    let partitions = match config.delivery.partitioning {
+        Partitioning::Single => 1,
+        Partitioning::KeyHash { partitions } => i32::from(partitions),
+    };
+    ensure_topic(&bootstrap, topic, partitions, retention_ms).await?;
+    let producer = AckedProducer::new(
+        &bootstrap,
+        topic,
+        source,
+        lease.times().message_timeout(),
+        Box::new(KafkaTopic::acks_to(acks)),
+    )?;
+    // The last record of each partition: re-read records at or before it are already there.
+    let tails = last_records(&bootstrap, topic, partitions)
+        .await?
+        .into_iter()
+        .map(|last| last.map(|h| Tail::parse(&h, source)).transpose())
+        .collect::<Result<_, _>>()?;
+    Ok((
+        Opened::Kafka(KafkaTopic::new(producer, partitions, retention_ms)),
+        Tails::new(tails),
+        received,
+    ))
+}
+
+/// A loop's records on their way: encoded, skipped when already delivered, sent, and
+/// acknowledged into the window.
+pub(crate) struct Delivery<D> {
+    dest: D,
+    acks: mpsc::UnboundedReceiver<Ack>,
+    window: AckWindow,
+    tails: Tails,
+    format: Format,
+    meter: Arc<TaskMeter>,
+    /// Nothing is sent once the lease is ending (see `crate::lease`).
+    lease: LeaseClock,
+    /// The idempotency key of the last record sent (written with checkpoints).
+    last_key: Option<String>,
+}
+
+impl<D: Destination> Delivery<D> {
+    pub(crate) fn new(
+        dest: D,
+        acks: mpsc::UnboundedReceiver<Ack>,
+        tails: Tails,
+        format: Format,
+        meter: Arc<TaskMeter>,
+        lease: LeaseClock,
+        last_key: Option<String>,
+    ) -> Self {
+        Self {
+            dest,
+            acks,
+            window: AckWindow::default(),
+            tails,
+            format,
+            meter,
+            lease,
+            last_key,
+        }
+    }
+
+    /// Encodes and sends one event numbered `order` in the stream, carrying `columns` of a row,
+    /// unless the topic already has it from before a restart.
+    pub(crate) async fn produce(
+        &mut self,
+        event: &ChangeEvent,
+        order: u64,
+        columns: &ColumnMask,
+    ) -> Result<(), TaskError> {
+        let record = encode(self.format, self.dest.name(), event, order, columns).map_err(|e| {
+            DefiniteError::Encode {
+                message: e.to_string(),
+                position: event.position.to_string(),
+            }
+        })?;
+        let Some(record) = record else { return Ok(()) };
+        let index = event.transaction.as_ref().map_or(0, |t| t.event_index);
+        if self
+            .tails
+            .covers(self.dest.partition_of(&record), &event.position, index)
+        {
+            return Ok(());
+        }
+        let lease = &self.lease;
+        let dest = &self.dest;
+        let may_send = || {
+            lease.check().map_err(|e| {
+                dest.purge();
+                TaskError::from(e)
+            })
+        };
+        let seq = self.window.send();
+        self.dest.send(seq, event, &record, &may_send).await?;
+        RecordDelivered {
+            bytes: record.payload.len(),
+            row: matches!(event.kind, ChangeKind::Row(_)),
+        }
+        .emit(&self.meter);
+        self.last_key = Some(record.idempotency_key);
+        Ok(())
+    }
+
+    /// A transaction boundary after everything produced so far.
+    pub(crate) fn commit(&mut self, position: Position, time: DateTime<Utc>) {
+        self.window.commit(position, time);
+    }
+
+    /// Takes the acknowledgements that have arrived, without waiting; then, if too many
+    /// records are in flight, waits for the oldest half (bounded memory).
+    pub(crate) async fn settle(&mut self) -> Result<(), TaskError> {
+        while let Ok(ack) = self.acks.try_recv() {
+            self.acknowledge(ack)?;
+        }
+        if self.window.in_flight() >= MAX_IN_FLIGHT {
+            self.wait_until(MAX_IN_FLIGHT / 2).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every record sent is acknowledged.
+    pub(crate) async fn drain(&mut self) -> Result<(), TaskError> {
+        self.wait_until(0).await
+    }
+
+    async fn wait_until(&mut self, in_flight: usize) -> Result<(), TaskError> {
+        while self.window.in_flight() > in_flight {
+            let ack = self.acks.recv().await.ok_or_else(|| {
+                target_failed("the producer was closed before a record was delivered")
+            })?;
+            self.acknowledge(ack)?;
+        }
+        Ok(())
+    }
+
+    fn acknowledge(&mut self, ack: Ack) -> Result<(), TaskError> {
+        ack.result?;
+        self.window.acknowledge(ack.seq);
+        Ok(())
+    }
+
+    /// The newest commit whose records are all acknowledged, if one became so.
+    pub(crate) fn settled(&mut self) -> Option<(Position, DateTime<Utc>)> {
+        self.window.settled()
+    }
+
+    pub(crate) fn last_key(&self) -> Option<&str> {
+        self.last_key.as_deref()
+    }
+
+    /// Where a restarted loop's tails are: no reselection switches before them.
+    pub(crate) fn tail_positions(&self) -> impl Iterator<Item = &Position> {
+        self.tails.positions()
+    }
+
+    pub(crate) fn destination(&self) -> &D {
+        &self.dest
+    }
+}

@@ -1,0 +1,150 @@
+//! The ack window: records sent and not yet acknowledged, by sequence number, and the commits
+//! waiting for them. Pure bookkeeping, no I/O: destinations acknowledge records by their
+//! sequence number in any order (partitions of a topic are acknowledged independently), and
+//! the window answers which commit is the newest whose records are all acknowledged.
+//!
+//! # Invariant
+//!
+//! A commit is settled only when every record sent before it is acknowledged, so a checkpoint
+//! at a settled commit never runs ahead of what the destination holds.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Utc};
+use ferry_domain::position::Position;
+
+/// Records in flight and commits waiting for them.
+#[derive(Debug, Default)]
+pub(crate) struct AckWindow {
+    /// The sequence number of the next record sent.
+    next: u64,
+    /// Every record before this one is acknowledged.
+    frontier: u64,
+    /// For each record from `frontier` to `next`: acknowledged yet?
+    acked: VecDeque<bool>,
+    /// Commits in order: (records sent before it, its position, its source time).
+    commits: VecDeque<(u64, Position, DateTime<Utc>)>,
+}
+
+impl AckWindow {
+    /// Takes a sequence number for a record about to be sent.
+    pub(crate) fn send(&mut self) -> u64 {
+        let seq = self.next;
+        self.next += 1;
+        self.acked.push_back(false);
+        seq
+    }
+
+    /// Record `seq` was acknowledged. Unknown or repeated numbers are ignored.
+    pub(crate) fn acknowledge(&mut self, seq: u64) {
+        let Some(offset) = seq
+            .checked_sub(self.frontier)
+            .and_then(|o| usize::try_from(o).ok())
+        else {
+            return;
+        };
+        if let Some(slot) = self.acked.get_mut(offset) {
+            *slot = true;
+        }
+        while self.acked.front() == Some(&true) {
+            self.acked.pop_front();
+            self.frontier += 1;
+        }
+    }
+
+    /// A transaction boundary after every record sent so far.
+    pub(crate) fn commit(&mut self, position: Position, time: DateTime<Utc>) {
+        self.commits.push_back((self.next, position, time));
+    }
+
+    /// How many records are sent and not yet acknowledged (counting those acknowledged out of
+    /// order behind an older one).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.acked.len()
+    }
+
+    /// The newest commit whose records are all acknowledged, if one became so since the last
+    /// call.
+    pub(crate) fn settled(&mut self) -> Option<(Position, DateTime<Utc>)> {
+        let mut newest = None;
+        while self
+            .commits
+            .front()
+            .is_some_and(|(n, ..)| *n <= self.frontier)
+        {
+            newest = self.commits.pop_front().map(|(_, p, t)| (p, t));
+        }
+        newest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(offset: u64) -> Position {
+        format!("binlog.000001:{offset}").parse().unwrap()
+    }
+
+    fn time() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+    }
+
+    #[test]
+    fn a_commit_settles_when_every_record_before_it_is_acknowledged() {
+        let mut w = AckWindow::default();
+        let a = w.send();
+        let b = w.send();
+        w.commit(at(100), time());
+        let c = w.send();
+        w.commit(at(200), time());
+        assert_eq!(w.in_flight(), 3);
+        assert_eq!(w.settled(), None, "nothing acknowledged yet");
+        w.acknowledge(b);
+        assert_eq!(
+            w.settled(),
+            None,
+            "b before a does not settle the first commit"
+        );
+        w.acknowledge(c);
+        assert_eq!(w.settled(), None);
+        w.acknowledge(a);
+        assert_eq!(w.in_flight(), 0);
+        assert_eq!(
+            w.settled(),
+            Some((at(200), time())),
+            "both commits settle at once; the newest is returned"
+        );
+        assert_eq!(w.settled(), None, "a settled commit is returned once");
+    }
+
+    #[test]
+    fn a_commit_without_records_settles_at_once() {
+        let mut w = AckWindow::default();
+        w.commit(at(50), time());
+        assert_eq!(w.settled(), Some((at(50), time())));
+        let a = w.send();
+        w.commit(at(60), time());
+        w.commit(at(70), time());
+        assert_eq!(w.settled(), None);
+        w.acknowledge(a);
+        assert_eq!(w.settled(), Some((at(70), time())));
+    }
+
+    #[test]
+    fn unknown_and_repeated_acknowledgements_change_nothing() {
+        let mut w = AckWindow::default();
+        let a = w.send();
+        w.commit(at(10), time());
+        w.acknowledge(a + 5);
+        w.acknowledge(u64::MAX);
+        assert_eq!(w.settled(), None);
+        w.acknowledge(a);
+        w.acknowledge(a);
+        assert_eq!(w.settled(), Some((at(10), time())));
+        let b = w.send();
+        assert_eq!(b, 1, "numbers keep counting");
+        w.acknowledge(b);
+        assert_eq!(w.in_flight(), 0);
+    }
+}

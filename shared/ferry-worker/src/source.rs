@@ -1,0 +1,242 @@
+//! The source database as both loops use it: its connection parameters (the endpoint checked
+//! against the deployment's forbidden ranges), its current position and identity, the schema
+//! history at a position, and the binlog reader running ahead of the loop.
+
+use std::time::Duration;
+
+use ferry_api::AppState;
+use ferry_domain::change::ObjectName;
+use ferry_domain::endpoint::Endpoint;
+use ferry_domain::id::InstanceId;
+use ferry_domain::position::{BinlogFile, Position};
+use ferry_domain::schema::SchemaCatalog;
+use ferry_domain::selection::ObjectSelection;
+use ferry_domain::task_config::TaskConfig;
+use ferry_mysql::ConnectParams;
+use ferry_mysql::binlog::{BinlogReader, ReadEvent, ReaderError, Start};
+use ferry_store::Checkpoint;
+use mysql_async::prelude::Queryable;
+use tokio::sync::mpsc;
+
+use crate::error::{DefiniteError, TaskError, source_failed, transient};
+
+/// A replica server id for the task: stable for the task, so a takeover replaces the old
+/// connection, and unlikely to collide with real servers (high range).
+pub(crate) fn replica_server_id(instance: &InstanceId) -> u32 {
+    let h = instance.as_str().bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    0x4000_0000 | (h & 0x3fff_ffff)
+}
+
+/// Refuses an endpoint whose address the deployment does not allow (the metadata services'
+/// link-local range): configuring refuses it too, but the deployment's setting or the name's
+/// address may have changed since.
+pub(crate) async fn check_endpoint(state: &AppState, endpoint: &Endpoint) -> Result<(), TaskError> {
+    state
+        .check_endpoint(endpoint.host(), endpoint.port())
+        .await
+        .map_err(|refused| {
+            DefiniteError::EndpointForbidden {
+                host: endpoint.host().to_owned(),
+                refused: refused.to_string(),
+            }
+            .into()
+        })
+}
+
+/// How to connect to the task's source (its password read from the secrets store).
+pub(crate) async fn source_params(
+    state: &AppState,
+    config: &TaskConfig,
+) -> Result<ConnectParams, TaskError> {
+    check_endpoint(state, &config.source).await?;
+    let password = state
+        .secrets()
+        .get(config.source.password_secret())
+        .await
+        .map_err(transient)?;
+    Ok(ConnectParams {
+        host: config.source.host().to_owned(),
+        port: config.source.port(),
+        user: config.source.username().to_owned(),
+        password: password.expose().to_owned(),
+        database: None,
+    })
+}
+
+async fn connect(params: &ConnectParams) -> Result<mysql_async::Conn, TaskError> {
+    ferry_mysql::connect(params)
+        .await
+        .map_err(|e| source_failed(e.message))
+}
+
+/// The source's current position, for a task's first start.
+pub(crate) async fn current_position(params: &ConnectParams) -> Result<Position, TaskError> {
+    let mut conn = connect(params).await?;
+    let row: Option<mysql_async::Row> = conn
+        .query_first("SHOW MASTER STATUS")
+        .await
+        .map_err(source_failed)?;
+    let (file, offset) = row
+        .and_then(|r| Some((r.get::<String, _>("File")?, r.get::<u64, _>("Position")?)))
+        .ok_or(DefiniteError::SourceBinlogOff)?;
+    let _ = conn.disconnect().await;
+    let file: BinlogFile = file.parse().map_err(transient)?;
+    Ok(Position::new(file, offset, None))
+}
+
+/// The identity of the source server (see `ferry_mysql::snapshot::server_identity`).
+pub(crate) async fn source_identity(params: &ConnectParams) -> Result<String, TaskError> {
+    let mut conn = connect(params).await?;
+    let id = ferry_mysql::snapshot::server_identity(&mut conn)
+        .await
+        .map_err(source_failed)?;
+    let _ = conn.disconnect().await;
+    Ok(id)
+}
+
+/// Refuses to resume from a checkpoint in another server's binlog: its position means nothing
+/// there (a failover, or the endpoint pointed at another server without a reset).
+pub(crate) fn same_source(checkpoint: &Checkpoint, source: &str) -> Result<(), TaskError> {
+    match &checkpoint.source {
+        Some(was) if was != source => Err(DefiniteError::SourceChanged {
+            checkpoint: checkpoint.position.to_string(),
+            was: was.clone(),
+            now: source.to_owned(),
+        }
+        .into()),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the source's catalog and stores it as the schema history's snapshot at `position`.
+pub(crate) async fn snapshot_schema(
+    state: &AppState,
+    instance: &InstanceId,
+    params: &ConnectParams,
+    position: &Position,
+) -> Result<SchemaCatalog, TaskError> {
+    let mut conn = connect(params).await?;
+    let catalog = ferry_mysql::ddl::read_catalog(&mut conn)
+        .await
+        .map_err(source_failed)?;
+    let _ = conn.disconnect().await;
+    state
+        .store()
+        .put_schema_entries(instance, position, &catalog.snapshot_entries())
+        .await?;
+    tracing::info!(instance = %instance, %position, tables = catalog.len(), "schema history snapshot");
+    Ok(catalog)
+}
+
+/// The schema history at `position`, where the task resumes. A task without one (its history
+/// was lost, or it started before Ferry kept one) gets a snapshot now: right for every table
+/// whose table maps name their columns (FULL row metadata), and checked against each table
+/// map's column count otherwise.
+pub(crate) async fn schema_at(
+    state: &AppState,
+    instance: &InstanceId,
+    params: &ConnectParams,
+    position: &Position,
+) -> Result<SchemaCatalog, TaskError> {
+    let history = state.store().schema_history(instance).await?;
+    match SchemaCatalog::at(&history, position) {
+        Some(catalog) => Ok(catalog),
+        None => {
+            tracing::warn!(instance = %instance, %position, "no schema history before the checkpoint: reading the source's catalog now");
+            snapshot_schema(state, instance, params, position).await
+        }
+    }
+}
+
+/// How many read and decoded events may wait for the loop: enough to keep both sides busy,
+/// small enough not to matter for memory (a rows event holds at most a few thousand rows).
+const READ_AHEAD: usize = 64;
+
+/// Stops a task of the loop's (the reader, the reporter, the heartbeat writer) when the loop
+/// ends, however it ends.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The binlog, read and decoded on a task of its own so decoding runs beside encoding and
+/// producing instead of taking turns with them; the bounded channel is the backpressure. The
+/// stream's end or an error is passed on and ends the task.
+pub(crate) struct Events {
+    received: mpsc::Receiver<Result<Option<ReadEvent>, ReaderError>>,
+    reading: AbortOnDrop,
+}
+
+impl Events {
+    /// Opens the binlog at `at`, decoding with `catalog` the rows `objects` carries (and those
+    /// of `watched`, the heartbeat table).
+    pub(crate) async fn open(
+        params: &ConnectParams,
+        instance: &InstanceId,
+        at: &Position,
+        catalog: SchemaCatalog,
+        objects: &ObjectSelection,
+        watched: Option<ObjectName>,
+        heartbeat: Duration,
+    ) -> Result<Self, TaskError> {
+        let start = Start::File {
+            file: at.file().clone(),
+            offset: at.offset(),
+        };
+        let mut reader = BinlogReader::start(params, replica_server_id(instance), start, heartbeat)
+            .await?
+            .with_schema(catalog, objects.clone());
+        if let Some(table) = watched {
+            reader = reader.watching(table);
+        }
+        let (tx, received) = mpsc::channel(READ_AHEAD);
+        let task = tokio::spawn(async move {
+            loop {
+                let next = reader.next().await;
+                let last = !matches!(next, Ok(Some(_)));
+                if tx.send(next).await.is_err() || last {
+                    break;
+                }
+            }
+            let _ = reader.close().await;
+        });
+        Ok(Self {
+            received,
+            reading: AbortOnDrop(task),
+        })
+    }
+
+    /// Stops reading (the replica connection closes): before another reader of the task
+    /// connects with the same replica server id.
+    pub(crate) fn stop(&mut self) {
+        self.reading.0.abort();
+    }
+
+    /// The next event; `None` when none came within `wait` (the source sends heartbeats, so
+    /// a silent stream is worth a look at the desired state).
+    pub(crate) async fn next(&mut self, wait: Duration) -> Result<Option<ReadEvent>, TaskError> {
+        match tokio::time::timeout(wait, self.received.recv()).await {
+            Err(_) => Ok(None),
+            Ok(Some(Ok(Some(event)))) => Ok(Some(event)),
+            Ok(Some(Err(e))) => Err(e.into()),
+            Ok(None | Some(Ok(None))) => Err(source_failed("the source closed the binlog stream")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_ids_are_stable_and_high() {
+        let id = InstanceId::generate();
+        assert_eq!(replica_server_id(&id), replica_server_id(&id));
+        assert!(replica_server_id(&id) >= 0x4000_0000);
+    }
+}

@@ -1,0 +1,293 @@
+//! The loop of one data-synchronization task: binlog → batch → target, with the full sync's
+//! chunks merged in (see [`crate::copy`]).
+//!
+//! # Stages
+//!
+//! On its first start the loop records the source's binlog position, reads the source's
+//! catalog, creates the selected tables on the target (`schema_sync`), plans every table's
+//! chunks, and writes its first checkpoint. From then on one loop does everything: it applies
+//! the binlog from the checkpoint and loads chunks as the stream passes their watermarks
+//! (`full_sync`); once every chunk is loaded the task is `incremental`, with nothing else
+//! changing.
+//!
+//! # Apply and checkpoints
+//!
+//! Changes are merged by key into a batch ([`ferry_domain::sync::Batch`]) and applied in one
+//! target transaction at a source transaction boundary: after every source transaction in
+//! `transactional` mode; in `merge` mode once the batch holds `batch_rows` changes, a chunk is
+//! due, a DDL statement comes, the source is idle, or 200 ms passed. The target therefore only
+//! ever shows states the source had at a transaction boundary, and stopping leaves it at one.
+//! A checkpoint (the last applied commit) is written after the target committed, at most every
+//! second. Applying is idempotent (upserts and deletes of full row images by key), so resuming
+//! from a checkpoint re-applies at most a second of changes, harmlessly.
+//!
+//! # Errors
+//!
+//! As in capture: definite errors (the target refused a value or a login, the binlog is gone)
+//! fail the task with a hint; others are retried by the worker with backoff.
+
+mod applier;
+mod evolution;
+mod setup;
+
+use std::sync::Arc;
+
+use ferry_domain::change::ObjectName;
+use ferry_domain::position::Position;
+use ferry_domain::schema::SchemaCatalog;
+use ferry_domain::sync::Batch;
+use ferry_domain::task::Stage;
+use ferry_mysql::binlog::{ReadEvent, RowsEvent, SourceEvent};
+use ferry_target::Target;
+use tokio::sync::watch;
+
+use crate::CaptureSettings;
+use crate::copy::Copies;
+use crate::error::TaskError;
+use crate::lease::Claim;
+use crate::metrics::TaskMeter;
+use crate::session::{CHECKPOINT_EVERY, Check, Session};
+use crate::source::{AbortOnDrop, Events, schema_at};
+use crate::verify::start_verification;
+use applier::{Applier, checkpoint_applied, load_due};
+use evolution::{Evolution, on_ddl};
+use setup::{copies_of, first_start, target_params};
+
+/// Runs the sync loop of `instance`'s task while this worker holds its lease (`claim`), until
+/// `stop` turns true, the task is no longer wanted running, or an error.
+pub async fn sync_task(
+    state: &ferry_api::AppState,
+    settings: &CaptureSettings,
+    instance: &ferry_domain::id::InstanceId,
+    claim: Claim,
+    stop: watch::Receiver<bool>,
+) -> Result<(), TaskError> {
+    let mut session =
+        Session::open(state, settings, instance, claim, stop, TaskMeter::for_sync).await?;
+    // 1. The target, guarded by the lease: nothing is committed once it is ending.
+    let tparams = target_params(state, &session.config, session.lease.times()).await?;
+    let engine = tparams.engine;
+    let mut target = Target::connect(&tparams).await?;
+    let guard = session.lease.clone();
+    target.guard(Arc::new(move || guard.check().is_ok()));
+    // 2. Where to resume; on the first start, schema sync and copy plans first.
+    let checkpoint = match session.checkpoint().await? {
+        Some(c) => c,
+        None => first_start(&session, &mut target, engine)
+            .await?
+            .ok_or(TaskError::ConfigChanged)?,
+    };
+    let mut catalog = schema_at(state, instance, &session.params, &checkpoint.position).await?;
+    // 3. The selected tables and the copies of their rows.
+    let (tables, mut copies) = copies_of(&session, &mut target, &catalog, engine).await?;
+    let mut incremental = copies.all_done();
+    session
+        .enter(if incremental {
+            Stage::Incremental
+        } else {
+            Stage::FullSync
+        })
+        .await?;
+    tracing::info!(instance = %instance, position = %checkpoint.position, "sync starting");
+    // 4. The binlog read ahead, the reporter, the applier.
+    let mut events = Events::open(
+        &session.params,
+        instance,
+        &checkpoint.position,
+        catalog.clone(),
+        &session.config.objects,
+        None,
+        settings.heartbeat,
+    )
+    .await?;
+    session.report();
+    let mut applier = Applier::new(target, engine, tables, &session);
+    let mut stream_at = checkpoint.position;
+    let mut in_transaction = false;
+    let mut checkpointed_at = tokio::time::Instant::now();
+    let mut verifying: Option<AbortOnDrop> = None;
+    // 5. Events and chunks until told to stop, each at a transaction boundary.
+    loop {
+        if session.should_stop(in_transaction) {
+            break;
+        }
+        session.lease.check()?;
+        let check = session.converge().await?;
+        if session.should_stop(in_transaction) {
+            break;
+        }
+        if !matches!(check, Check::NotDue) && verifying.as_ref().is_none_or(|v| v.0.is_finished()) {
+            verifying = start_verification(
+                state,
+                instance,
+                &session.params,
+                &tparams,
+                &applier.tables,
+                &copies,
+                &catalog,
+            )
+            .await?;
+        }
+        if matches!(check, Check::Reconfigured(_)) && !in_transaction {
+            applier.flush().await?;
+            checkpoint_applied(&session, &mut applier).await?;
+            return Err(TaskError::ConfigChanged);
+        }
+        copies.start_reads(&stream_at).await?;
+        let wait = settings.heartbeat * 2;
+        let event = tokio::select! {
+            gone = session.stop_signal() => if gone { break } else { continue },
+            read = copies.next_read(), if copies.reading() => {
+                read?;
+                continue;
+            }
+            event = events.next(wait) => event?,
+        };
+        let Some(event) = event else {
+            // No event: an idle boundary, if outside a transaction.
+            if !in_transaction {
+                applier.boundary(true).await?;
+            }
+            continue;
+        };
+        // Chunks whose high watermark this event is past are loaded before it.
+        if !in_transaction {
+            let idle = matches!(event.event, SourceEvent::Heartbeat);
+            let due = copies.due(&event.position, idle);
+            load_due(&session, &mut copies, &mut applier, due).await?;
+        }
+        session.meter.observe(&event);
+        stream_at = event.position.clone();
+        let ddl = matches!(event.event, SourceEvent::Ddl { .. });
+        in_transaction = apply(
+            &session,
+            &mut applier,
+            &mut copies,
+            &mut catalog,
+            event,
+            in_transaction,
+        )
+        .await?;
+        if ddl {
+            checkpointed_at = tokio::time::Instant::now();
+        }
+        if !incremental && copies.all_done() {
+            applier.flush().await?;
+            session.enter(Stage::Incremental).await?;
+            incremental = true;
+            tracing::info!(instance = %instance, position = %stream_at, "full sync done");
+        }
+        if checkpointed_at.elapsed() >= CHECKPOINT_EVERY && applier.applied.is_some() {
+            checkpoint_applied(&session, &mut applier).await?;
+            checkpointed_at = tokio::time::Instant::now();
+        }
+    }
+    // 6. Stopped: apply what is batched up to the last commit. Inside a transaction the batch
+    //    holds part of it: dropped, the target stays at the last applied boundary and the next
+    //    start re-applies from the checkpoint.
+    if !in_transaction {
+        applier.flush().await?;
+    }
+    checkpoint_applied(&session, &mut applier).await?;
+    applier.target.close().await;
+    session.finish().await;
+    Ok(())
+}
+
+/// Applies one event of the stream; returns whether a transaction is open after it.
+async fn apply(
+    session: &Session<'_>,
+    applier: &mut Applier,
+    copies: &mut Copies,
+    catalog: &mut SchemaCatalog,
+    event: ReadEvent,
+    in_transaction: bool,
+) -> Result<bool, TaskError> {
+    let at = (&event.position, event.timestamp);
+    match event.event {
+        SourceEvent::Begin { .. } => return Ok(true),
+        SourceEvent::Rows(rows) => batch(applier, copies, rows, at.0),
+        SourceEvent::Ddl {
+            schema,
+            database,
+            statement,
+            ..
+        } => {
+            let engine = applier.engine;
+            let mut evolution = Evolution {
+                session,
+                engine,
+                applier,
+                copies,
+            };
+            on_ddl(
+                &mut evolution,
+                catalog,
+                at,
+                database.as_deref(),
+                &statement,
+                &schema,
+            )
+            .await?;
+        }
+        SourceEvent::Commit { .. } => {
+            applier.batched_commit = Some((at.0.clone(), at.1));
+            applier.boundary(false).await?;
+            return Ok(false);
+        }
+        SourceEvent::Heartbeat => {
+            if !in_transaction {
+                applier.boundary(true).await?;
+            }
+        }
+    }
+    Ok(in_transaction)
+}
+
+/// Adds the carried rows of a rows event to the batch, noting the keys the stream changed for
+/// the copies under way.
+fn batch(applier: &mut Applier, copies: &mut Copies, rows: RowsEvent, at: &Position) {
+    if rows.carried.is_none() {
+        return;
+    }
+    for change in rows.changes {
+        let name = change.table().name().clone();
+        let Some(table) = applier.tables.get(&name) else {
+            continue;
+        };
+        if table.key.is_empty() {
+            // A keyless table's changes until its chunk is loaded are in the chunk.
+            if !copies.table_done(&name) {
+                continue;
+            }
+        } else {
+            for image in [change.before(), change.after()].into_iter().flatten() {
+                copies.touch(&name, table.key_bytes(image), at);
+            }
+        }
+        applier.batch.push(change);
+    }
+}
+
+impl Applier {
+    fn new(
+        target: Target,
+        engine: ferry_domain::convert::TargetEngine,
+        tables: std::collections::HashMap<ObjectName, ferry_domain::sync::TargetTable>,
+        session: &Session<'_>,
+    ) -> Self {
+        Self {
+            target,
+            engine,
+            tables,
+            batch: Batch::new(),
+            mode: session.config.sync.apply,
+            batch_rows: session.config.sync.batch_rows as usize,
+            batched_commit: None,
+            applied: None,
+            since: tokio::time::Instant::now(),
+            meter: Arc::clone(&session.meter),
+            apply_timeout: session.lease.times().apply_timeout(),
+        }
+    }
+}

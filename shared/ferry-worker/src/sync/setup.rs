@@ -1,0 +1,174 @@
+//! Setting a sync task up: the target's connection, the selected tables as target tables, and
+//! the first start (position, schema history, target tables, copy plans, first checkpoint).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ferry_api::AppState;
+use ferry_domain::change::ObjectName;
+use ferry_domain::convert::TargetEngine;
+use ferry_domain::endpoint::Engine;
+use ferry_domain::schema::{SchemaCatalog, TableDef};
+use ferry_domain::selection::ObjectSelection;
+use ferry_domain::sync::TargetTable;
+use ferry_domain::task::Stage;
+use ferry_domain::task_config::TaskConfig;
+use ferry_store::{Checkpoint, CopyRecord};
+use ferry_target::{Target, TargetParams};
+
+use crate::copy::{Copies, plan_copy};
+use crate::error::{DefiniteError, TaskError, transient};
+use crate::lease::LeaseTimes;
+use crate::session::Session;
+use crate::source::{check_endpoint, current_position, snapshot_schema};
+
+fn target_engine(engine: Engine) -> TargetEngine {
+    match engine {
+        Engine::Postgresql => TargetEngine::Postgresql,
+        Engine::Mysql => TargetEngine::Mysql,
+        Engine::Mariadb => TargetEngine::Mariadb,
+    }
+}
+
+pub(super) async fn target_params(
+    state: &AppState,
+    config: &TaskConfig,
+    lease: LeaseTimes,
+) -> Result<TargetParams, TaskError> {
+    let target = config
+        .target
+        .as_ref()
+        .ok_or_else(|| transient("a sync task without a target"))?;
+    check_endpoint(state, target).await?;
+    let password = state
+        .secrets()
+        .get(target.password_secret())
+        .await
+        .map_err(transient)?;
+    Ok(TargetParams {
+        engine: target_engine(target.engine()),
+        host: target.host().to_owned(),
+        port: target.port(),
+        user: target.username().to_owned(),
+        password: password.expose().to_owned(),
+        database: target.database().map(str::to_owned),
+        idle_transaction: Some(lease.apply_timeout()),
+    })
+}
+
+/// The selected tables of `catalog` as target tables.
+pub(super) fn target_tables(
+    catalog: &SchemaCatalog,
+    objects: &ObjectSelection,
+    engine: TargetEngine,
+) -> Result<HashMap<ObjectName, (TargetTable, Arc<TableDef>)>, TaskError> {
+    let mut out = HashMap::new();
+    for (name, def) in catalog.tables() {
+        if let Some(t) = target_table(name, def, objects, engine)? {
+            out.insert(name.clone(), (t, Arc::new(def.clone())));
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn target_table(
+    name: &ObjectName,
+    def: &TableDef,
+    objects: &ObjectSelection,
+    engine: TargetEngine,
+) -> Result<Option<TargetTable>, TaskError> {
+    let Some(selected) = objects.table(&name.database, &name.table) else {
+        return Ok(None);
+    };
+    let schema = selected.target_database(&name.database);
+    let table = selected.target_table(&name.table);
+    TargetTable::new(engine, name.clone(), schema, table, def, |c| {
+        selected.includes_column(c)
+    })
+    .map(Some)
+    .map_err(|e| {
+        DefiniteError::TypeConversion {
+            table: name.to_string(),
+            message: e.to_string(),
+            hint: e.hint,
+        }
+        .into()
+    })
+}
+
+/// The first start: position, schema history, target tables, copy plans, first checkpoint.
+/// `None` when the configuration changed meanwhile.
+pub(super) async fn first_start(
+    session: &Session<'_>,
+    target: &mut Target,
+    engine: TargetEngine,
+) -> Result<Option<Checkpoint>, TaskError> {
+    let (state, instance, params, config) = (
+        session.state,
+        session.instance,
+        &session.params,
+        &session.config,
+    );
+    let position = current_position(params).await?;
+    let catalog = snapshot_schema(state, instance, params, &position).await?;
+    session.enter(Stage::SchemaSync).await?;
+    let tables = target_tables(&catalog, &config.objects, engine)?;
+    for (table, def) in tables.values() {
+        target.create_table(table, def).await?;
+    }
+    tracing::info!(instance = %instance, tables = tables.len(), "target tables created");
+    session.enter(Stage::FullSync).await?;
+    for (name, (table, def)) in &tables {
+        let plan = plan_copy(params, name, table, def, config.sync.chunk_rows).await?;
+        state.store().put_copy_plan(instance, &plan).await?;
+    }
+    session.first_checkpoint(position).await
+}
+
+/// The target tables of the selection and the copies of their rows. Tables selected since the
+/// last start (a reselection) are created on the target and their copies planned; tables no
+/// longer selected are no longer applied and their copies forgotten.
+pub(super) async fn copies_of(
+    session: &Session<'_>,
+    target: &mut Target,
+    catalog: &SchemaCatalog,
+    engine: TargetEngine,
+) -> Result<(HashMap<ObjectName, TargetTable>, Copies), TaskError> {
+    let (store, instance, params) = (session.state.store(), session.instance, &session.params);
+    let config = &session.config;
+    let selected = target_tables(catalog, &config.objects, engine)?;
+    let defs: HashMap<ObjectName, Arc<TableDef>> = selected
+        .iter()
+        .map(|(n, (_, d))| (n.clone(), Arc::clone(d)))
+        .collect();
+    let mut records: Vec<CopyRecord> = store.copy_records(instance).await?;
+    for r in &records {
+        if !selected.contains_key(&r.plan.table) {
+            store.delete_copy(instance, &r.plan.table).await?;
+            tracing::info!(instance = %instance, table = %r.plan.table, "table no longer selected");
+        }
+    }
+    records.retain(|r| selected.contains_key(&r.plan.table));
+    for (name, (table, def)) in &selected {
+        if records.iter().any(|r| &r.plan.table == name) {
+            continue;
+        }
+        target.create_table(table, def).await?;
+        let plan = plan_copy(params, name, table, def, config.sync.chunk_rows).await?;
+        store.put_copy_plan(instance, &plan).await?;
+        tracing::info!(instance = %instance, table = %name, chunks = plan.chunks(), "table added: created on the target, copy planned");
+        records.push(CopyRecord {
+            plan,
+            done: Default::default(),
+            rows_done: 0,
+        });
+    }
+    let copies = Copies::new(
+        records,
+        &defs,
+        params.clone(),
+        usize::from(config.sync.parallel),
+    );
+    let tables = selected.into_iter().map(|(n, (t, _))| (n, t)).collect();
+    Ok((tables, copies))
+}
