@@ -1,5 +1,6 @@
 //! Binlog bytes, as a file or a replication stream delivers them, through Ferry's event decoder
-//! (`ferry_mysql::file::decode_bytes`): any input is events or an error, never a crash. Seeded
+//! (`ferry_mysql::file::decode_bytes`): any input is events or an error, never a crash; and
+//! the prepared row reader reads exactly what `mysql_common`'s row parser reads. Seeded
 //! with MySQL's own binlog files (`../shared/fixtures/mysql-binlogs/`) and the local stack's
 //! MariaDB binlog (`infra/local/fuzz` builds the seed corpus).
 //!
@@ -18,6 +19,16 @@ fuzz_target!(
         std::panic::set_hook(Box::new(|_| {}));
     },
     |data: &[u8]| {
-        let _ = ferry_mysql::file::decode_bytes(data, "binlog.000001".parse().ok());
+        use ferry_mysql::binlog::RowParser;
+        use ferry_mysql::file::decode_bytes_with;
+        let file = || "binlog.000001".parse().ok();
+        // Differential: the prepared row reader and mysql_common's row parser agree on every
+        // input both read (a panic of either is caught by Ferry's guard and is an error).
+        let prepared = decode_bytes_with(data, file(), RowParser::Prepared);
+        if let Ok(events) = prepared {
+            if let Ok(reference) = decode_bytes_with(data, file(), RowParser::Reference) {
+                assert_eq!(events, reference, "the prepared row reader differs from the reference");
+            }
+        }
     }
 );

@@ -254,6 +254,19 @@ pub struct EventDecoder {
     selection: Option<ObjectSelection>,
     /// A table decoded though not carried (the heartbeat writer's: its rows set the delay).
     watched: Option<ObjectName>,
+    row_parser: RowParser,
+}
+
+/// How rows events are parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RowParser {
+    /// Ferry's reader with per-table-map prepared plans (`TablePlan::read_image`); the default.
+    #[default]
+    Prepared,
+    /// `mysql_common`'s row parser, which rebuilds the table map's column descriptions for
+    /// every row: the reference the prepared reader is checked against (tests, the fuzzer).
+    /// Partial JSON updates are always read this way.
+    Reference,
 }
 
 /// A table map as the decoder keeps it: how to decode its rows, and what the task wants of them.
@@ -372,6 +385,13 @@ impl BinlogReader {
         self
     }
 
+    /// Parses rows events with `parser` (see [`RowParser`]).
+    #[must_use]
+    pub fn with_row_parser(mut self, parser: RowParser) -> Self {
+        self.decoder = self.decoder.with_row_parser(parser);
+        self
+    }
+
     /// Decodes the rows of `table` too (see [`EventDecoder::watching`]).
     #[must_use]
     pub fn watching(mut self, table: ObjectName) -> Self {
@@ -440,6 +460,7 @@ impl EventDecoder {
             tracked: false,
             selection: None,
             watched: None,
+            row_parser: RowParser::Prepared,
         }
     }
 
@@ -462,6 +483,13 @@ impl EventDecoder {
     #[must_use]
     pub fn watching(mut self, table: ObjectName) -> Self {
         self.watched = Some(table);
+        self
+    }
+
+    /// Parses rows events with `parser`.
+    #[must_use]
+    pub fn with_row_parser(mut self, parser: RowParser) -> Self {
+        self.row_parser = parser;
         self
     }
 
@@ -675,6 +703,7 @@ impl EventDecoder {
                         &self.charsets,
                         self.require_full_images,
                         decode,
+                        self.row_parser,
                     )
                 })??;
                 made(
@@ -809,6 +838,7 @@ fn decode_rows(
     charsets: &Charsets,
     require_full_images: bool,
     decode: bool,
+    parser: RowParser,
 ) -> Result<(Vec<RowChange>, u32), ReaderError> {
     let bad = |e: String| {
         ReaderError::definite(
@@ -848,6 +878,14 @@ fn decode_rows(
         )));
     }
     let most = rows.rows_data().len();
+    let partial = matches!(rows, RowsEventData::PartialUpdateRowsEvent(_));
+    if parser == RowParser::Prepared
+        && plan.is_prepared()
+        && !partial
+        && rows.num_columns() == width as u64
+    {
+        return read_prepared(rows, plan, charsets, decode, bad);
+    }
     let mut out = Vec::new();
     let mut count: u32 = 0;
     for (n, row) in rows.rows(tme).enumerate() {
@@ -874,6 +912,72 @@ fn decode_rows(
                     .map_err(|e| bad(e.to_string()))
             })
             .transpose()?;
+        let table = plan.schema().clone();
+        let change = match (before, after) {
+            (None, Some(a)) => RowChange::insert(table, a),
+            (Some(b), Some(a)) => RowChange::update(table, b, a),
+            (Some(b), None) => RowChange::delete(table, b),
+            (None, None) => continue,
+        }
+        .map_err(|e| bad(e.to_string()))?;
+        out.push(change);
+    }
+    Ok((out, count))
+}
+
+/// Reads a rows event with the table map's prepared plans (see `TablePlan::read_image`): each
+/// image's values straight from the event's bytes. Rows the task does not carry are read past
+/// without converting their values.
+fn read_prepared(
+    rows: &RowsEventData<'_>,
+    plan: &TablePlan,
+    charsets: &Charsets,
+    decode: bool,
+    bad: impl Fn(String) -> ReaderError,
+) -> Result<(Vec<RowChange>, u32), ReaderError> {
+    let width = plan.schema().columns().len();
+    let before_bits = rows.columns_before_image().map(|b| {
+        (0..width)
+            .map(|i| b.get(i).as_deref().copied().unwrap_or(false))
+            .collect::<Vec<bool>>()
+    });
+    let after_bits = rows.columns_after_image().map(|b| {
+        (0..width)
+            .map(|i| b.get(i).as_deref().copied().unwrap_or(false))
+            .collect::<Vec<bool>>()
+    });
+    let data = rows.rows_data();
+    let mut buf = mysql_common::io::ParseBuf(data);
+    let mut out = Vec::new();
+    let mut count: u32 = 0;
+    while !buf.is_empty() {
+        // Every row takes at least one byte: more rows than bytes is a damaged event.
+        if count as usize > data.len() {
+            return Err(bad(format!(
+                "a rows event for {} yields more rows than it has bytes",
+                plan.schema().name()
+            )));
+        }
+        let mut image = |present: &Option<Vec<bool>>| {
+            present
+                .as_ref()
+                .map(|p| {
+                    if decode {
+                        plan.read_image(&mut buf, p, charsets).map(Some)
+                    } else {
+                        plan.skip_image(&mut buf, p).map(|()| None)
+                    }
+                })
+                .transpose()
+                .map(Option::flatten)
+                .map_err(|e| bad(e.to_string()))
+        };
+        let before = image(&before_bits)?;
+        let after = image(&after_bits)?;
+        count = count.saturating_add(1);
+        if !decode {
+            continue;
+        }
         let table = plan.schema().clone();
         let change = match (before, after) {
             (None, Some(a)) => RowChange::insert(table, a),

@@ -34,9 +34,10 @@ use ferry_domain::value::{
     Bits, Date, DateTime, Decimal, EnumValue, SetValue, Time, Timestamp, Value,
 };
 use mysql_async::Value as MyValue;
-use mysql_async::binlog::events::{OptionalMetadataField, TableMapEvent};
+use mysql_async::binlog::events::{OptionalMetaExtractor, OptionalMetadataField, TableMapEvent};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
+use mysql_common::io::ParseBuf;
 
 use crate::json_diff;
 use mysql_async::consts::{ColumnFlags, ColumnType};
@@ -145,6 +146,13 @@ struct ColumnPlan {
     /// The width of a fixed-width binary column (BINARY(n), MariaDB's UUID and INET6/INET4):
     /// the binlog leaves out trailing zero bytes, which are part of the value.
     pad_to: Option<usize>,
+    /// The table map's metadata of the column (its length, precision, fraction digits…),
+    /// copied once so a row reads it without walking the table map.
+    meta: Vec<u8>,
+    /// Unsigned per the table map's signedness metadata.
+    meta_unsigned: bool,
+    /// The column's collation id per the table map (0 when it names none).
+    charset: u16,
 }
 
 /// The width of a fixed-width binary column type, from its declaration.
@@ -221,6 +229,10 @@ fn declared_text(column_type: &str, charset: Option<&str>) -> Option<TextEncodin
 pub struct TablePlan {
     schema: Arc<TableSchema>,
     columns: Vec<ColumnPlan>,
+    /// Whether rows can be read with the prepared per-column plans ([`TablePlan::read_image`]);
+    /// `false` when the table map's optional metadata did not parse (rows then go through
+    /// `mysql_common`'s row parser, which reports the problem).
+    prepared: bool,
 }
 
 impl TablePlan {
@@ -331,6 +343,10 @@ impl TablePlan {
         }
         let (mut enum_iter, mut set_iter) = (enums.into_iter(), sets.into_iter());
         let nulls = tme.null_bitmask();
+        let (meta_flags, prepared) = match column_flags(tme, count) {
+            Ok(flags) => (flags, true),
+            Err(_) => (vec![(false, 0); count], false),
+        };
         let mut columns = Vec::with_capacity(count);
         let mut schema_columns = Vec::with_capacity(count);
         for (i, name) in names.into_iter().enumerate() {
@@ -368,6 +384,9 @@ impl TablePlan {
                 unsigned: def.is_some_and(|d| d.is_unsigned(i)),
                 text: declared.and_then(|c| declared_text(&c.column_type, c.charset.as_deref())),
                 pad_to: declared.and_then(|c| fixed_binary_width(&c.column_type)),
+                meta: meta.to_vec(),
+                meta_unsigned: meta_flags.get(i).is_some_and(|f| f.0),
+                charset: meta_flags.get(i).map_or(0, |f| f.1),
             };
             schema_columns.push(Column {
                 source_type: declared.map_or_else(
@@ -392,7 +411,117 @@ impl TablePlan {
         Ok(Self {
             schema: Arc::new(schema),
             columns,
+            prepared,
         })
+    }
+
+    /// Reads past one row image without converting its values (a row the task does not
+    /// carry, counted for its transaction's indexes).
+    pub fn skip_image<'a>(
+        &'a self,
+        buf: &mut ParseBuf<'a>,
+        present: &[bool],
+    ) -> Result<(), DecodeError> {
+        let width = self.columns.len();
+        let err = |reason: String| DecodeError {
+            table: self.schema.name().to_string(),
+            column: "(row)".into(),
+            reason,
+        };
+        let bit = |i: usize| present.get(i).copied().unwrap_or(false);
+        let count = (0..width).filter(|i| bit(*i)).count();
+        let nulls: &[u8] = buf
+            .checked_eat(count.div_ceil(8))
+            .ok_or_else(|| err("the row ends before its null bitmap".into()))?;
+        let mut image_index = 0usize;
+        for (index, plan) in self.columns.iter().enumerate() {
+            if !bit(index) {
+                continue;
+            }
+            let null = nulls
+                .get(image_index / 8)
+                .is_none_or(|b| b & (1 << (image_index % 8)) != 0);
+            image_index += 1;
+            if !null {
+                let ctx = (
+                    plan.column_type,
+                    plan.meta.as_slice(),
+                    plan.meta_unsigned,
+                    false,
+                );
+                let _: BinlogValue<'_> = buf.parse(ctx).map_err(|e| err(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether rows can be read with [`TablePlan::read_image`].
+    pub fn is_prepared(&self) -> bool {
+        self.prepared
+    }
+
+    /// Reads one row image from `buf` with the prepared column plans: `present` says which
+    /// columns the image holds (the rows event's column bitmap). The same values, byte for
+    /// byte, as `mysql_common`'s row parser followed by [`TablePlan::decode_row`] — each value
+    /// is parsed by `mysql_common`'s own value parser — without rebuilding the table map's
+    /// column descriptions (names, flags, metadata offsets) for every row, which is most of
+    /// that parser's cost. Not for partial JSON updates (their after images carry diffs).
+    pub fn read_image<'a>(
+        &'a self,
+        buf: &mut ParseBuf<'a>,
+        present: &[bool],
+        charsets: &Charsets,
+    ) -> Result<Vec<Value>, DecodeError> {
+        let width = self.columns.len();
+        let err = |index: usize, reason: String| DecodeError {
+            table: self.schema.name().to_string(),
+            column: self
+                .schema
+                .columns()
+                .get(index)
+                .map_or_else(|| format!("@{}", index + 1), |c| c.name.clone()),
+            reason,
+        };
+        let bit = |i: usize| present.get(i).copied().unwrap_or(false);
+        let count = (0..width).filter(|i| bit(*i)).count();
+        let nulls: &[u8] = buf
+            .checked_eat(count.div_ceil(8))
+            .ok_or_else(|| err(0, "the row ends before its null bitmap".into()))?;
+        let mut values = vec![Value::Null; width];
+        let mut image_index = 0usize;
+        for (index, plan) in self.columns.iter().enumerate() {
+            if !bit(index) {
+                continue;
+            }
+            let null = nulls
+                .get(image_index / 8)
+                .is_none_or(|b| b & (1 << (image_index % 8)) != 0);
+            image_index += 1;
+            if null {
+                continue;
+            }
+            let ctx = (
+                plan.column_type,
+                plan.meta.as_slice(),
+                plan.meta_unsigned,
+                false,
+            );
+            let value: BinlogValue<'_> = buf
+                .parse(ctx)
+                .map_err(|e| err(index, format!("{e} (binlog type {:?})", plan.column_type)))?;
+            let unsigned = plan.unsigned || plan.meta_unsigned;
+            let encoding = match (plan.charset, plan.text) {
+                (0, Some(declared)) => declared,
+                (id, _) => charsets.get(id),
+            };
+            values[index] = decode_value(plan, unsigned, encoding, value).map_err(|reason| {
+                err(
+                    index,
+                    format!("{reason} (binlog type {:?})", plan.column_type),
+                )
+            })?;
+        }
+        Ok(values)
     }
 
     pub fn schema(&self) -> &Arc<TableSchema> {
@@ -444,6 +573,36 @@ impl TablePlan {
         }
         Ok(values)
     }
+}
+
+/// Each column's signedness and collation id as the table map's optional metadata gives them,
+/// in the order `mysql_common`'s row parser assigns them (signedness to numeric columns,
+/// collations to character columns, then to ENUM and SET columns).
+fn column_flags(tme: &TableMapEvent<'_>, count: usize) -> std::io::Result<Vec<(bool, u16)>> {
+    let meta = OptionalMetaExtractor::new(tme.iter_optional_meta())?;
+    let mut signedness = meta.iter_signedness();
+    let mut charsets = meta.iter_charset();
+    let mut enum_and_set = meta.iter_enum_and_set_charset();
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let Ok(Some(column_type)) = tme.get_column_type(i) else {
+            return Err(std::io::Error::other("no column type"));
+        };
+        let unsigned = column_type
+            .is_numeric_type()
+            .then(|| signedness.next())
+            .flatten()
+            .unwrap_or_default();
+        let charset = if column_type.is_character_type() {
+            charsets.next().transpose()?.unwrap_or_default()
+        } else if column_type.is_enum_or_set_type() {
+            enum_and_set.next().transpose()?.unwrap_or_default()
+        } else {
+            0
+        };
+        out.push((unsigned, charset));
+    }
+    Ok(out)
 }
 
 /// MySQL's binary JSON as JSON. The direct conversion refuses opaque values (MySQL's DECIMAL,

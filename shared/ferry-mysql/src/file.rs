@@ -19,7 +19,7 @@ use mysql_common::binlog::events::TransactionPayloadEvent;
 /// may hold uncompressed: 1 GiB, MySQL's own max_allowed_packet ceiling.
 const MAX_UNCOMPRESSED_PAYLOAD: u64 = 1 << 30;
 
-use crate::binlog::{EventDecoder, ReadEvent, ReaderError, guarded, panic_text};
+use crate::binlog::{EventDecoder, ReadEvent, ReaderError, RowParser, guarded, panic_text};
 use crate::decode::Charsets;
 
 /// Every event of interest in the binlog file at `path`, in order.
@@ -55,6 +55,16 @@ pub fn read_file(path: &Path) -> Result<Vec<ReadEvent>, ReaderError> {
 /// read, and allocates whatever size the header claims), so each event reaches the parser whole,
 /// exactly as one replication packet does.
 pub fn decode_bytes(bytes: &[u8], file: Option<BinlogFile>) -> Result<Vec<ReadEvent>, ReaderError> {
+    decode_bytes_with(bytes, file, RowParser::Prepared)
+}
+
+/// [`decode_bytes`] with rows events parsed by `parser` (the reference parser checks the
+/// prepared one in tests and the fuzzer).
+pub fn decode_bytes_with(
+    bytes: &[u8],
+    file: Option<BinlogFile>,
+    parser: RowParser,
+) -> Result<Vec<ReadEvent>, ReaderError> {
     const MAGIC: &[u8] = b"\xfebin";
     let damaged = |e: std::io::Error| ReaderError::Definite {
         message: format!("the binlog file is damaged: {e}"),
@@ -67,7 +77,9 @@ pub fn decode_bytes(bytes: &[u8], file: Option<BinlogFile>) -> Result<Vec<ReadEv
     };
     let mut reader = EventStreamReader::new(BinlogVersion::Version4);
     // A file is shown as it is: partial row images pass, with absent columns as `Null`.
-    let mut decoder = EventDecoder::new(Charsets::builtin(), file, None).allow_partial_images();
+    let mut decoder = EventDecoder::new(Charsets::builtin(), file, None)
+        .allow_partial_images()
+        .with_row_parser(parser);
     let mut out = Vec::new();
     let mut offset = MAGIC.len();
     while !rest.is_empty() {

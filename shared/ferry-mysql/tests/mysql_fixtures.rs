@@ -106,6 +106,41 @@ fn every_fixture_is_read_or_refused_with_a_reason() {
     assert!(seen >= 40, "only {seen} fixtures found");
 }
 
+/// The prepared row reader gives exactly what `mysql_common`'s row parser (the reference)
+/// gives, event for event, for every fixture both can read.
+#[test]
+fn prepared_rows_equal_the_reference_parser() {
+    use ferry_mysql::binlog::RowParser;
+    use ferry_mysql::file::decode_bytes_with;
+    let mut compared = 0;
+    for entry in std::fs::read_dir(fixtures()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".md") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let run = |parser| {
+            std::panic::catch_unwind(|| {
+                decode_bytes_with(&bytes, "fixture.000001".parse().ok(), parser)
+            })
+        };
+        match (run(RowParser::Prepared), run(RowParser::Reference)) {
+            (Ok(Ok(prepared)), Ok(Ok(reference))) => {
+                assert_eq!(prepared, reference, "{name}");
+                compared += rows(&prepared).len();
+            }
+            (Ok(Err(_)) | Err(_), Ok(Err(_)) | Err(_)) => {}
+            (p, r) => panic!(
+                "{name}: prepared {:?}, reference {:?}",
+                p.map(|r| r.map(|e| e.len())),
+                r.map(|r| r.map(|e| e.len()))
+            ),
+        }
+    }
+    assert!(compared >= 50, "only {compared} rows compared");
+}
+
 #[test]
 fn mysql_gtids_with_and_without_tags_make_the_position() {
     let events = read("binlog_transaction_with_GTID_TAG.000001");

@@ -21,11 +21,13 @@ use ferry_mysql::binlog::{BinlogReader, SourceEvent, Start};
 use ferry_store::Checkpoint;
 use ferry_testkit::TestContext;
 use ferry_testkit::cpu_seconds;
+use ferry_worker::metrics::WorkerMetrics;
 use ferry_worker::{CaptureSettings, Claim, capture_task};
 use mysql_async::prelude::Queryable;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
+use std::sync::Arc;
 
 struct Measure {
     name: &'static str,
@@ -72,8 +74,14 @@ async fn main() {
         "source": {"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password},
         "objects": {"databases": [{"name": ctx.mysql_database()}]},
     });
-    let (id, _topic) = api.start_tracking_task("bench", config).await.unwrap();
+    let (id, _topic) = api
+        .start_tracking_task("bench", config.clone())
+        .await
+        .unwrap();
     let id: InstanceId = id.parse().unwrap();
+    // A second task over the same source for the worker's own path (records discarded).
+    let (own_id, _) = api.start_tracking_task("bench-own", config).await.unwrap();
+    let own_id: InstanceId = own_id.parse().unwrap();
     let (file, offset): (String, u64) = {
         let row: mysql_async::Row = db.query_first("SHOW MASTER STATUS").await.unwrap().unwrap();
         (row.get("File").unwrap(), row.get("Position").unwrap())
@@ -137,6 +145,20 @@ async fn main() {
     }
     .print();
 
+    // 2b. The worker's own path: read, decode, select, frame and encode, then discard (no
+    //     broker): what the worker costs per row before producing.
+    let (wall0, cpu0) = (Instant::now(), cpu_seconds());
+    let own = start_loop(&api, &own_id, &start_position, true).await;
+    own.wait_rows(rows).await;
+    Measure {
+        name: "Ferry worker's own path (discard destination)",
+        rows,
+        wall: wall0.elapsed(),
+        cpu: cpu_seconds() - cpu0,
+    }
+    .print();
+    own.stop().await;
+
     // 3. Raw limit: the broker taking records of the size Ferry's debezium-json records of this
     //    table have, with two headers as Ferry's carry, from an idempotent producer.
     let raw_topic = ctx.topic("raw");
@@ -191,41 +213,9 @@ async fn main() {
     .print();
 
     // 4. Ferry end to end: the worker catches up the backlog into the task's topic.
-    let store = api.state.store();
-    let worker = WorkerId::generate();
-    let started = tokio::time::Instant::now();
-    let lease = store
-        .claim_lease(&id, &worker, Utc::now(), chrono::Duration::seconds(60))
-        .await
-        .unwrap()
-        .unwrap();
-    let checkpoint = Checkpoint {
-        position: start_position,
-        source_time: Utc::now(),
-        last_key: None,
-        token: lease.token,
-        written_at: Utc::now(),
-        source: None,
-    };
-    store.write_checkpoint(&id, &checkpoint, 1).await.unwrap();
     let topic = api.state.topic_for(&id, 0);
-    let settings = CaptureSettings {
-        worker: worker.clone(),
-        lease_ttl: Duration::from_secs(60),
-        heartbeat: Duration::from_secs(1),
-        metrics: std::sync::Arc::default(),
-        metrics_every: Duration::from_secs(10),
-        discard: false,
-    };
-    let claim = Claim {
-        token: lease.token,
-        started,
-    };
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let (wall0, cpu0) = (Instant::now(), cpu_seconds());
-    let state = api.state.clone();
-    let capture =
-        tokio::spawn(async move { capture_task(&state, &settings, &id, claim, stop_rx).await });
+    let capture = start_loop(&api, &id, &start_position, false).await;
     let consumer: BaseConsumer = ctx.kafka_config().create().unwrap();
     loop {
         let high = consumer
@@ -292,8 +282,92 @@ async fn main() {
             pct(1.0)
         );
     }
-    stop_tx.send(true).unwrap();
-    capture.await.unwrap().unwrap();
+    capture.stop().await;
+}
+
+/// A capture loop run by the bench.
+struct Loop {
+    stop: tokio::sync::watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<Result<(), ferry_worker::TaskError>>,
+    metrics: Arc<WorkerMetrics>,
+    instance: InstanceId,
+}
+
+/// Starts the capture loop of task `id` from `start` (its checkpoint is set there first);
+/// `discard` replaces the task's topic with a destination that keeps nothing.
+async fn start_loop(
+    api: &ferry_testkit::TestApi,
+    id: &InstanceId,
+    start: &ferry_domain::position::Position,
+    discard: bool,
+) -> Loop {
+    let store = api.state.store();
+    let worker = WorkerId::generate();
+    let started = tokio::time::Instant::now();
+    let lease = store
+        .claim_lease(id, &worker, Utc::now(), chrono::Duration::seconds(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let checkpoint = Checkpoint {
+        position: start.clone(),
+        source_time: Utc::now(),
+        last_key: None,
+        token: lease.token,
+        written_at: Utc::now(),
+        source: None,
+    };
+    store.write_checkpoint(id, &checkpoint, 1).await.unwrap();
+    let metrics = Arc::new(WorkerMetrics::default());
+    let settings = CaptureSettings {
+        worker,
+        lease_ttl: Duration::from_secs(60),
+        heartbeat: Duration::from_secs(1),
+        metrics: Arc::clone(&metrics),
+        metrics_every: Duration::from_secs(10),
+        discard,
+    };
+    let claim = Claim {
+        token: lease.token,
+        started,
+    };
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let state = api.state.clone();
+    let instance = id.clone();
+    let handle =
+        tokio::spawn(
+            async move { capture_task(&state, &settings, &instance, claim, stop_rx).await },
+        );
+    Loop {
+        stop,
+        handle,
+        metrics,
+        instance: id.clone(),
+    }
+}
+
+impl Loop {
+    /// Waits until the loop delivered `rows` row records (its `ferry_rows_total`).
+    async fn wait_rows(&self, rows: u64) {
+        let series = format!("ferry_rows_total{{instance=\"{}\"}}", self.instance);
+        loop {
+            let text = self.metrics.encode();
+            let delivered = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&series))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if delivered as u64 >= rows {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.handle.await.unwrap().unwrap();
+    }
 }
 
 /// Writes `rate` rows/s for `secs` seconds in transactions of 100 rows, and measures for each

@@ -11,7 +11,7 @@ use ferry_domain::value::{
     Bits, Date, DateTime, Decimal, EnumValue, SetValue, Time, Timestamp, Value,
 };
 use ferry_mysql::ConnectParams;
-use ferry_mysql::binlog::{BinlogReader, SourceEvent, Start};
+use ferry_mysql::binlog::{BinlogReader, RowParser, SourceEvent, Start};
 use ferry_testkit::TestContext;
 use mysql_async::prelude::Queryable;
 
@@ -191,36 +191,15 @@ async fn every_column_type_decodes_exactly() {
         file: file.parse::<BinlogFile>().unwrap(),
         offset,
     };
-    let mut reader = BinlogReader::start(&params, server_id, start, Duration::from_secs(1))
-        .await
-        .unwrap();
-
-    // Collect our table's changes (other tests write to the same server) up to the delete's commit.
-    let mut changes: Vec<RowChange> = Vec::new();
     let db = ctx.mysql_database().to_owned();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out; got {} changes",
-            changes.len()
-        );
-        let Ok(next) = tokio::time::timeout(Duration::from_secs(2), reader.next()).await else {
-            continue;
-        };
-        let e = next.unwrap().expect("the stream ended");
-        match e.event {
-            SourceEvent::Rows(rows) => {
-                changes.extend(rows.into_iter().filter(|r| r.table().name().database == db))
-            }
-            SourceEvent::Commit { .. }
-                if changes.iter().any(|c| c.operation() == Operation::Delete) =>
-            {
-                break;
-            }
-            _ => {}
-        }
-    }
+    let changes = read_changes(&params, server_id, &start, &db, RowParser::Prepared).await;
+    // The prepared row reader reads exactly what mysql_common's row parser (the reference)
+    // reads, for every column type MariaDB writes.
+    let reference = read_changes(&params, server_id, &start, &db, RowParser::Reference).await;
+    assert_eq!(
+        changes, reference,
+        "prepared and reference row parsers agree"
+    );
 
     let ops: Vec<Operation> = changes.iter().map(RowChange::operation).collect();
     assert_eq!(
@@ -319,7 +298,47 @@ async fn every_column_type_decodes_exactly() {
             micros: 0,
         },
     );
+}
+
+/// Our table's changes (other tests write to the same server) from `start` up to the delete's
+/// commit, with rows parsed by `parser`.
+async fn read_changes(
+    params: &ConnectParams,
+    server_id: u32,
+    start: &Start,
+    db: &str,
+    parser: RowParser,
+) -> Vec<RowChange> {
+    let mut reader = BinlogReader::start(params, server_id, start.clone(), Duration::from_secs(1))
+        .await
+        .unwrap()
+        .with_row_parser(parser);
+    let mut changes: Vec<RowChange> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out; got {} changes",
+            changes.len()
+        );
+        let Ok(next) = tokio::time::timeout(Duration::from_secs(2), reader.next()).await else {
+            continue;
+        };
+        let e = next.unwrap().expect("the stream ended");
+        match e.event {
+            SourceEvent::Rows(rows) => {
+                changes.extend(rows.into_iter().filter(|r| r.table().name().database == db))
+            }
+            SourceEvent::Commit { .. }
+                if changes.iter().any(|c| c.operation() == Operation::Delete) =>
+            {
+                break;
+            }
+            _ => {}
+        }
+    }
     reader.close().await.ok();
+    changes
 }
 
 /// A replica server id no other test's reader uses at the same time (MariaDB drops a replica
