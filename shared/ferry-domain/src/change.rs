@@ -186,6 +186,16 @@ impl RowChange {
     }
 
     /// The key values of the row: from the after image, or the before image of a delete.
+    /// The bytes the row's images hold (see `Value::size_bytes`).
+    pub fn size_bytes(&self) -> usize {
+        [self.before(), self.after()]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(Value::size_bytes)
+            .sum()
+    }
+
     pub fn key_values(&self) -> Vec<&Value> {
         let image = self.after.as_ref().or(self.before.as_ref());
         image.map_or_else(Vec::new, |values| {

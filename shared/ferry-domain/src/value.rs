@@ -44,6 +44,20 @@ pub enum Value {
 }
 
 impl Value {
+    /// The bytes the value holds (text, binary, digits, members), or 8 for a fixed-width value:
+    /// what bounds a row's memory (see `RowChange::size_bytes`).
+    pub fn size_bytes(&self) -> usize {
+        match self {
+            Self::String(s) | Self::Json(s) => s.len(),
+            Self::Bytes(b) | Self::Geometry(b) => b.len(),
+            Self::Decimal(d) => d.as_str().len(),
+            Self::Bit(b) => b.bytes.len(),
+            Self::Enum(e) => e.name.len(),
+            Self::Set(set) => set.names.iter().map(String::len).sum(),
+            _ => 8,
+        }
+    }
+
     /// Appends the value to a key's bytes: equal values give equal bytes, and a tag and a
     /// length keep different values of a multi-column key apart.
     pub fn write_key(&self, out: &mut Vec<u8>) {

@@ -68,6 +68,15 @@ pub enum DefiniteError {
     },
     #[error("{0}")]
     SnapshotValue(String),
+    #[error(
+        "a row of {table} at {position} holds {bytes} bytes, more than the worker's bound of {limit}"
+    )]
+    RowTooLarge {
+        table: String,
+        position: String,
+        bytes: usize,
+        limit: usize,
+    },
 }
 
 impl DefiniteError {
@@ -88,6 +97,7 @@ impl DefiniteError {
             Self::Target { .. } => "target",
             Self::TypeConversion { .. } => "type_conversion",
             Self::SnapshotValue(_) => "snapshot_value",
+            Self::RowTooLarge { .. } => "row_too_large",
         }
     }
 
@@ -103,6 +113,7 @@ impl DefiniteError {
             Self::TopicTail { .. } => "only Ferry may write to a task's topic; reset the task to start a new topic generation".into(),
             Self::Encode { .. } => "report this with the position; another format of the task may carry the event meanwhile".into(),
             Self::SnapshotValue(_) => "leave the column out of the task's selection (`columns`), or report the value".into(),
+            Self::RowTooLarge { .. } => "leave the large columns out of the task's selection (`columns`), or raise FERRY_MAX_ROW_BYTES on the workers (and their memory): the row is never dropped".into(),
             Self::SourceStream { hint, .. }
             | Self::Kafka { hint, .. }
             | Self::Kinesis { hint, .. }
@@ -330,6 +341,12 @@ mod tests {
                 hint: "h".into(),
             },
             DefiniteError::SnapshotValue(String::new()),
+            DefiniteError::RowTooLarge {
+                table: String::new(),
+                position: String::new(),
+                bytes: 2,
+                limit: 1,
+            },
         ];
         let mut codes: Vec<&str> = all.iter().map(DefiniteError::code).collect();
         codes.sort_unstable();

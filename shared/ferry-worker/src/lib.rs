@@ -29,7 +29,7 @@ pub use capture::capture_task;
 pub use error::{DefiniteError, TaskError};
 pub use lease::{Claim, LeaseTimes};
 pub use sync::sync_task;
-pub use worker::{Worker, WorkerSettings};
+pub use worker::{MAX_ROW_BYTES, Worker, WorkerSettings};
 
 /// How a task's loop behaves.
 #[derive(Debug, Clone)]
@@ -41,6 +41,8 @@ pub struct CaptureSettings {
     /// The worker's metrics, and how often a loop adds its counts to the store.
     pub metrics: Arc<metrics::WorkerMetrics>,
     pub metrics_every: Duration,
+    /// The largest row the loop encodes (see `WorkerSettings::max_row_bytes`).
+    pub max_row_bytes: usize,
     /// Benchmarks only: records are encoded and then discarded instead of delivered (the
     /// worker's own path measured without a broker). No configuration sets it.
     pub discard: bool,

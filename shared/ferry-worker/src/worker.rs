@@ -50,7 +50,13 @@ pub struct WorkerSettings {
     /// How often each loop adds its counts to the task's minute in the store.
     pub metrics_every: Duration,
     pub metrics: Arc<WorkerMetrics>,
+    /// The largest row a capture loop encodes (its images' values, in bytes); a larger one
+    /// fails the task with `row_too_large` instead of being encoded (or dropped).
+    pub max_row_bytes: usize,
 }
+
+/// The default bound on one row's size: 256 MiB.
+pub const MAX_ROW_BYTES: usize = 256 << 20;
 
 impl WorkerSettings {
     pub fn new(id: WorkerId) -> Self {
@@ -61,6 +67,7 @@ impl WorkerSettings {
             heartbeat: Duration::from_secs(1),
             metrics_every: Duration::from_secs(10),
             metrics: Arc::default(),
+            max_row_bytes: MAX_ROW_BYTES,
         }
     }
 
@@ -72,6 +79,7 @@ impl WorkerSettings {
     /// | `FERRY_LEASE_TTL_SECS` | how long a dead worker's tasks wait before another takes them over (12 or more: a loop stops sending when half of it is left unrenewed, see `crate::lease`) | 30 |
     /// | `FERRY_HEARTBEAT_MS` | how often an idle source sends a heartbeat | 1000 |
     /// | `FERRY_METRICS_REPORT_MS` | how often a task's counts go to the store (the API's metrics) | 10000 |
+    /// | `FERRY_MAX_ROW_BYTES` | the largest row a capture loop encodes (its images' values); a larger one fails the task with `row_too_large` | 268435456 (256 MiB) |
     pub fn from_env(id: WorkerId) -> Result<Self, String> {
         let read = |name: &str, default: u64, min: u64, max: u64| -> Result<u64, String> {
             match std::env::var(name) {
@@ -101,6 +109,13 @@ impl WorkerSettings {
                 60_000,
             )?),
             metrics: Arc::default(),
+            max_row_bytes: usize::try_from(read(
+                "FERRY_MAX_ROW_BYTES",
+                MAX_ROW_BYTES as u64,
+                1024,
+                1 << 30,
+            )?)
+            .unwrap_or(MAX_ROW_BYTES),
         })
     }
 }
@@ -303,6 +318,7 @@ impl Worker {
             heartbeat: self.settings.heartbeat,
             metrics: Arc::clone(&self.settings.metrics),
             metrics_every: self.settings.metrics_every,
+            max_row_bytes: self.settings.max_row_bytes,
             discard: false,
         };
         let worker = self.settings.id.clone();

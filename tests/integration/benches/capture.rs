@@ -325,6 +325,7 @@ async fn start_loop(
         heartbeat: Duration::from_secs(1),
         metrics: Arc::clone(&metrics),
         metrics_every: Duration::from_secs(10),
+        max_row_bytes: ferry_worker::MAX_ROW_BYTES,
         discard,
     };
     let claim = Claim {

@@ -174,6 +174,7 @@ async fn run_capture(
         heartbeat: Duration::from_secs(1),
         metrics: std::sync::Arc::default(),
         metrics_every: Duration::from_secs(10),
+        max_row_bytes: ferry_worker::MAX_ROW_BYTES,
         discard: false,
     };
     let claim = Claim {

@@ -436,6 +436,55 @@ async fn an_oversized_record_fails_the_task_instead_of_being_dropped() {
     w.stop().await.unwrap();
 }
 
+/// A row larger than the worker's bound (`FERRY_MAX_ROW_BYTES`) fails the task with a hint
+/// before it is encoded: never a silent drop, and nothing of it reaches the topic.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_over_the_workers_bound_fails_the_task_before_encoding() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE docs (id INT PRIMARY KEY, body LONGTEXT)")
+        .await
+        .unwrap();
+    let config = json!({"source": ctx.stack_source(), "objects": {"databases": [{"name": ctx.mysql_database()}]}});
+    let (id, topic) = api.start_tracking_task("cdc", config).await.unwrap();
+    let worker = ctx
+        .worker_process_with(15, &[("FERRY_MAX_ROW_BYTES", "65536".into())])
+        .unwrap();
+    api.wait_state(&id.parse().unwrap(), "incremental", Duration::from_secs(60))
+        .await
+        .unwrap();
+    db.query_drop("INSERT INTO docs VALUES (1, 'small')")
+        .await
+        .unwrap();
+    db.query_drop("INSERT INTO docs VALUES (2, REPEAT('x', 200000))")
+        .await
+        .unwrap();
+    let failed = eventually("the task to fail", Duration::from_secs(120), || async {
+        let t = api
+            .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
+            .await?;
+        Ok((t.body["state"] == "failed").then_some(t.body))
+    })
+    .await
+    .unwrap();
+    assert_failed(
+        &failed,
+        "row_too_large",
+        "200000 bytes",
+        "FERRY_MAX_ROW_BYTES",
+    );
+    let rows: Vec<_> = ctx
+        .topic_records(&topic)
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.row_key.is_some())
+        .collect();
+    assert_eq!(rows.len(), 1, "the small row only");
+    assert!(rows[0].payload.len() < 2000);
+    worker.terminate(Duration::from_secs(10)).unwrap();
+}
+
 /// A task on a throwaway server, run once and stopped; `break_it` changes the server while no
 /// worker runs; the restarted task must fail with the returned error.
 async fn fails_on_restart_after(break_it: &[&str]) -> Value {

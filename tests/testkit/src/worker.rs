@@ -32,6 +32,7 @@ impl InProcessWorker {
             heartbeat: Duration::from_millis(300),
             metrics_every: Duration::from_secs(1),
             metrics: Arc::clone(&metrics),
+            max_row_bytes: ferry_worker::MAX_ROW_BYTES,
         };
         let (stop, rx) = watch::channel(false);
         let worker = Worker::new(state.clone(), settings);

@@ -50,7 +50,7 @@ use tokio::sync::watch;
 
 use crate::CaptureSettings;
 use crate::delivery::{self, Delivery, Destination, Opened};
-use crate::error::{TaskError, transient};
+use crate::error::{DefiniteError, TaskError, transient};
 use crate::heartbeat;
 use crate::lease::Claim;
 use crate::session::{CHECKPOINT_EVERY, Check, Session};
@@ -289,6 +289,19 @@ async fn read<D: Destination>(
                     }
                     rows.changes.clear();
                     rows.carried = None;
+                }
+            }
+            // Bounded memory: a row larger than the bound fails the task before it is encoded.
+            if rows.carried.is_some() {
+                let limit = session.settings.max_row_bytes;
+                if let Some(row) = rows.changes.iter().find(|c| c.size_bytes() > limit) {
+                    return Err(DefiniteError::RowTooLarge {
+                        table: row.table().name().to_string(),
+                        position: event.position.to_string(),
+                        bytes: row.size_bytes(),
+                        limit,
+                    }
+                    .into());
                 }
             }
         }
