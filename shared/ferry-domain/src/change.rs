@@ -249,10 +249,19 @@ impl ChangeEvent {
     /// A key that is the same every time this event is read from the binlog, and differs from
     /// every other event's: `{transaction id}/{event index}`, or `hb/{position}` for heartbeats.
     pub fn idempotency_key(&self) -> String {
-        match &self.transaction {
-            Some(t) => format!("{}/{}", t.id, t.event_index),
-            None => format!("hb/{}", self.position),
-        }
+        let mut key = String::new();
+        self.write_idempotency_key(&mut key);
+        key
+    }
+
+    /// Appends [`ChangeEvent::idempotency_key`] to `out` (a reused buffer).
+    pub fn write_idempotency_key(&self, out: &mut String) {
+        use std::fmt::Write;
+        // Writing to a String cannot fail.
+        let _ = match &self.transaction {
+            Some(t) => write!(out, "{}/{}", t.id, t.event_index),
+            None => write!(out, "hb/{}", self.position),
+        };
     }
 }
 

@@ -12,6 +12,8 @@
 //! | `ferry_heartbeat_errors_total{instance}` | counter | failures of the heartbeat writer (it retries) |
 //! | `ferry_tasks_running` | gauge | capture loops this worker runs |
 //! | `ferry_connection_errors_total{side}` | counter | failures of a task's `source` or `target` connection (the task is retried) |
+//! | `ferry_record_handoff_seconds{instance}` | histogram | Ferry's own share of a record's latency: its event read from the binlog → the record handed to the producer |
+//! | `ferry_record_ack_seconds{instance}` | histogram | its event read → the record acknowledged by the destination |
 //!
 //! Counters are per worker process: a task that moves to another worker continues there from
 //! zero, as Prometheus counters do after a restart. The per-minute totals in the store are added
@@ -34,6 +36,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -68,6 +71,18 @@ pub struct WorkerMetrics {
     running: Gauge,
     connection_errors: Family<SideLabels, Counter>,
     loop_ends: Family<EndLabels, Counter>,
+    handoff: Family<TaskLabels, Histogram, fn() -> Histogram>,
+    acked: Family<TaskLabels, Histogram, fn() -> Histogram>,
+}
+
+/// Buckets of the record latency histograms, in seconds: 0.25 ms to 5 s.
+const LATENCY_BUCKETS: [f64; 20] = [
+    0.000_25, 0.000_5, 0.001, 0.002, 0.003, 0.005, 0.007_5, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075,
+    0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 5.0,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
 }
 
 impl Default for WorkerMetrics {
@@ -85,6 +100,10 @@ impl Default for WorkerMetrics {
         let running = Gauge::default();
         let connection_errors = Family::default();
         let loop_ends = Family::default();
+        let handoff: Family<TaskLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        let acked: Family<TaskLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
         registry.register("rows", "Row changes delivered", rows.clone());
         registry.register(
             "records",
@@ -133,6 +152,16 @@ impl Default for WorkerMetrics {
             "Failures of a task's source or target connection (the task is retried)",
             connection_errors.clone(),
         );
+        registry.register(
+            "record_handoff_seconds",
+            "Ferry's own share of a record's latency: its event read from the binlog until the record is handed to the producer",
+            handoff.clone(),
+        );
+        registry.register(
+            "record_ack_seconds",
+            "A record's event read from the binlog until the destination acknowledged the record",
+            acked.clone(),
+        );
         Self {
             registry,
             rows,
@@ -147,6 +176,8 @@ impl Default for WorkerMetrics {
             running,
             connection_errors,
             loop_ends,
+            handoff,
+            acked,
         }
     }
 }
@@ -167,6 +198,8 @@ impl WorkerMetrics {
             heartbeat_errors: self.heartbeat_errors.get_or_create(&labels).clone(),
             statements_skipped: self.statements_skipped.get_or_create(&labels).clone(),
             delay: self.delay.get_or_create(&labels).clone(),
+            handoff: self.handoff.get_or_create(&labels).clone(),
+            acked: self.acked.get_or_create(&labels).clone(),
             target_delay: None,
             last_applied_ms: Arc::new(AtomicI64::new(0)),
             last_event_ms: Arc::new(AtomicI64::new(0)),
@@ -236,6 +269,8 @@ pub struct TaskMeter {
     heartbeat_errors: Counter,
     statements_skipped: Counter,
     delay: Gauge<f64, AtomicU64>,
+    handoff: Histogram,
+    acked: Histogram,
     /// Sync tasks only (see [`TaskMeter::for_sync`]).
     target_delay: Option<Gauge<f64, AtomicU64>>,
     /// The source time of the newest change applied to the target (sync tasks).
@@ -264,6 +299,8 @@ impl Drop for TaskMeter {
         }
         self.owner.delay.remove(&self.labels);
         self.owner.target_delay.remove(&self.labels);
+        self.owner.handoff.remove(&self.labels);
+        self.owner.acked.remove(&self.labels);
     }
 }
 
@@ -300,6 +337,16 @@ impl TaskMeter {
         self.records.inc_by(rows as u64);
         self.rows.inc_by(rows as u64);
         self.bytes.inc_by(bytes as u64);
+    }
+
+    /// A record was handed to the producer `since_read` after its event was read.
+    pub fn handed_off(&self, since_read: Duration) {
+        self.handoff.observe(since_read.as_secs_f64());
+    }
+
+    /// A record was acknowledged `since_read` after its event was read.
+    pub fn acknowledged(&self, since_read: Duration) {
+        self.acked.observe(since_read.as_secs_f64());
     }
 
     /// A record of `bytes` was queued; `row` when it carries a row change.

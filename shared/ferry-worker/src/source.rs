@@ -168,7 +168,8 @@ impl Drop for AbortOnDrop {
 /// producing instead of taking turns with them; the bounded channel is the backpressure. The
 /// stream's end or an error is passed on and ends the task.
 pub(crate) struct Events {
-    received: mpsc::Receiver<Result<Option<ReadEvent>, ReaderError>>,
+    /// Each event with when the reader had it (the start of its latency in the worker).
+    received: mpsc::Receiver<(std::time::Instant, Result<Option<ReadEvent>, ReaderError>)>,
     reading: AbortOnDrop,
 }
 
@@ -199,7 +200,7 @@ impl Events {
             loop {
                 let next = reader.next().await;
                 let last = !matches!(next, Ok(Some(_)));
-                if tx.send(next).await.is_err() || last {
+                if tx.send((std::time::Instant::now(), next)).await.is_err() || last {
                     break;
                 }
             }
@@ -217,14 +218,19 @@ impl Events {
         self.reading.0.abort();
     }
 
-    /// The next event; `None` when none came within `wait` (the source sends heartbeats, so
-    /// a silent stream is worth a look at the desired state).
-    pub(crate) async fn next(&mut self, wait: Duration) -> Result<Option<ReadEvent>, TaskError> {
+    /// The next event and when it was read; `None` when none came within `wait` (the source
+    /// sends heartbeats, so a silent stream is worth a look at the desired state).
+    pub(crate) async fn next(
+        &mut self,
+        wait: Duration,
+    ) -> Result<Option<(ReadEvent, std::time::Instant)>, TaskError> {
         match tokio::time::timeout(wait, self.received.recv()).await {
             Err(_) => Ok(None),
-            Ok(Some(Ok(Some(event)))) => Ok(Some(event)),
-            Ok(Some(Err(e))) => Err(e.into()),
-            Ok(None | Some(Ok(None))) => Err(source_failed("the source closed the binlog stream")),
+            Ok(Some((at, Ok(Some(event))))) => Ok(Some((event, at))),
+            Ok(Some((_, Err(e)))) => Err(e.into()),
+            Ok(None | Some((_, Ok(None)))) => {
+                Err(source_failed("the source closed the binlog stream"))
+            }
         }
     }
 }

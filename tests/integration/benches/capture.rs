@@ -57,6 +57,11 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    // Which measurements to run (`FERRY_BENCH_STEPS`, e.g. `own` under a profiler); the
+    // backlog is always written first.
+    let steps = std::env::var("FERRY_BENCH_STEPS")
+        .unwrap_or_else(|_| "decode,own,raw,catchup,latency".into());
+    let wants = |step: &str| steps.split(',').any(|s| s.trim() == step);
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
     let mut db = ctx.mysql().await.unwrap();
@@ -109,180 +114,197 @@ async fn main() {
     }
     .print();
 
-    // 2. Decode only: Ferry's binlog reader and decoder, nothing produced.
-    let params = ConnectParams {
-        host: env.mysql_host.clone(),
-        port: env.mysql_port,
-        user: env.mysql_capture_user.clone(),
-        password: env.mysql_capture_password.clone(),
-        database: None,
-    };
-    let (wall0, cpu0) = (Instant::now(), cpu_seconds());
-    let start = Start::File {
-        file: file.parse::<BinlogFile>().unwrap(),
-        offset,
-    };
-    let mut reader = BinlogReader::start(&params, 0x3f00_0001, start, Duration::from_secs(1))
-        .await
-        .unwrap();
-    let mut decoded = 0u64;
-    while decoded < rows {
-        if let Some(e) = reader.next().await.unwrap()
-            && let SourceEvent::Rows(r) = e.event
-        {
-            decoded += r
-                .iter()
-                .filter(|c| c.table().name().database == ctx.mysql_database())
-                .count() as u64;
+    if wants("decode") {
+        // 2. Decode only: Ferry's binlog reader and decoder, nothing produced.
+        let params = ConnectParams {
+            host: env.mysql_host.clone(),
+            port: env.mysql_port,
+            user: env.mysql_capture_user.clone(),
+            password: env.mysql_capture_password.clone(),
+            database: None,
+        };
+        let (wall0, cpu0) = (Instant::now(), cpu_seconds());
+        let start = Start::File {
+            file: file.parse::<BinlogFile>().unwrap(),
+            offset,
+        };
+        let mut reader = BinlogReader::start(&params, 0x3f00_0001, start, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let mut decoded = 0u64;
+        while decoded < rows {
+            if let Some(e) = reader.next().await.unwrap()
+                && let SourceEvent::Rows(r) = e.event
+            {
+                decoded += r
+                    .iter()
+                    .filter(|c| c.table().name().database == ctx.mysql_database())
+                    .count() as u64;
+            }
         }
+        let _ = reader.close().await;
+        Measure {
+            name: "binlog read + decode (Ferry, no produce)",
+            rows,
+            wall: wall0.elapsed(),
+            cpu: cpu_seconds() - cpu0,
+        }
+        .print();
     }
-    let _ = reader.close().await;
-    Measure {
-        name: "binlog read + decode (Ferry, no produce)",
-        rows,
-        wall: wall0.elapsed(),
-        cpu: cpu_seconds() - cpu0,
+    if wants("own") {
+        // 2b. The worker's own path: read, decode, select, frame and encode, then discard (no
+        //     broker): what the worker costs per row before producing.
+        let (wall0, cpu0) = (Instant::now(), cpu_seconds());
+        let own = start_loop(&api, &own_id, &start_position, true).await;
+        own.wait_rows(rows).await;
+        Measure {
+            name: "Ferry worker's own path (discard destination)",
+            rows,
+            wall: wall0.elapsed(),
+            cpu: cpu_seconds() - cpu0,
+        }
+        .print();
+        own.stop().await;
     }
-    .print();
-
-    // 2b. The worker's own path: read, decode, select, frame and encode, then discard (no
-    //     broker): what the worker costs per row before producing.
-    let (wall0, cpu0) = (Instant::now(), cpu_seconds());
-    let own = start_loop(&api, &own_id, &start_position, true).await;
-    own.wait_rows(rows).await;
-    Measure {
-        name: "Ferry worker's own path (discard destination)",
-        rows,
-        wall: wall0.elapsed(),
-        cpu: cpu_seconds() - cpu0,
-    }
-    .print();
-    own.stop().await;
-
-    // 3. Raw limit: the broker taking records of the size Ferry's debezium-json records of this
-    //    table have, with two headers as Ferry's carry, from an idempotent producer.
-    let raw_topic = ctx.topic("raw");
-    ferry_kafka::sink::ensure_topic(&env.kafka_bootstrap, &raw_topic, 1, 3_600_000)
-        .await
-        .unwrap();
-    let producer: FutureProducer = ctx
-        .kafka_config()
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("compression.type", "lz4")
-        .create()
-        .unwrap();
     let payload_size: usize = std::env::var("FERRY_BENCH_RECORD_BYTES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(850);
-    let payload = vec![b'x'; payload_size];
-    let (wall0, cpu0) = (Instant::now(), cpu_seconds());
-    let mut pending = Vec::new();
-    for i in 0..rows {
-        let key = i.to_string();
-        loop {
-            match producer.send_result(
-                FutureRecord::to(&raw_topic)
-                    .key(&key)
-                    .payload(&payload)
-                    .partition(0),
-            ) {
-                Ok(d) => {
-                    pending.push(d);
-                    break;
+    if wants("raw") {
+        // 3. Raw limit: the broker taking records of the size Ferry's debezium-json records of this
+        //    table have, with two headers as Ferry's carry, from an idempotent producer.
+        let raw_topic = ctx.topic("raw");
+        ferry_kafka::sink::ensure_topic(&env.kafka_bootstrap, &raw_topic, 1, 3_600_000)
+            .await
+            .unwrap();
+        let producer: FutureProducer = ctx
+            .kafka_config()
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .create()
+            .unwrap();
+        let payload = vec![b'x'; payload_size];
+        let (wall0, cpu0) = (Instant::now(), cpu_seconds());
+        let mut pending = Vec::new();
+        for i in 0..rows {
+            let key = i.to_string();
+            loop {
+                match producer.send_result(
+                    FutureRecord::to(&raw_topic)
+                        .key(&key)
+                        .payload(&payload)
+                        .partition(0),
+                ) {
+                    Ok(d) => {
+                        pending.push(d);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(2)).await,
+            }
+            if pending.len() >= 10_000 {
+                for d in pending.drain(..) {
+                    d.await.unwrap().unwrap();
+                }
             }
         }
-        if pending.len() >= 10_000 {
-            for d in pending.drain(..) {
-                d.await.unwrap().unwrap();
+        for d in pending.drain(..) {
+            d.await.unwrap().unwrap();
+        }
+        Measure {
+            name: "Kafka produce (raw limit, same record size)",
+            rows,
+            wall: wall0.elapsed(),
+            cpu: cpu_seconds() - cpu0,
+        }
+        .print();
+    }
+    if wants("catchup") {
+        // 4. Ferry end to end: the worker catches up the backlog into the task's topic.
+        let topic = api.state.topic_for(&id, 0);
+        let (wall0, cpu0) = (Instant::now(), cpu_seconds());
+        let capture = start_loop(&api, &id, &start_position, false).await;
+        let consumer: BaseConsumer = ctx.kafka_config().create().unwrap();
+        loop {
+            let high = consumer
+                .fetch_watermarks(&topic, 0, Duration::from_secs(10))
+                .map(|(_, h)| h)
+                .unwrap_or(0);
+            if high as u64 >= rows {
+                break;
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-    for d in pending.drain(..) {
-        d.await.unwrap().unwrap();
-    }
-    Measure {
-        name: "Kafka produce (raw limit, same record size)",
-        rows,
-        wall: wall0.elapsed(),
-        cpu: cpu_seconds() - cpu0,
-    }
-    .print();
-
-    // 4. Ferry end to end: the worker catches up the backlog into the task's topic.
-    let topic = api.state.topic_for(&id, 0);
-    let (wall0, cpu0) = (Instant::now(), cpu_seconds());
-    let capture = start_loop(&api, &id, &start_position, false).await;
-    let consumer: BaseConsumer = ctx.kafka_config().create().unwrap();
-    loop {
-        let high = consumer
-            .fetch_watermarks(&topic, 0, Duration::from_secs(10))
-            .map(|(_, h)| h)
-            .unwrap_or(0);
-        if high as u64 >= rows {
-            break;
+        Measure {
+            name: "Ferry catch-up, binlog to topic (debezium-json)",
+            rows,
+            wall: wall0.elapsed(),
+            cpu: cpu_seconds() - cpu0,
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Measure {
-        name: "Ferry catch-up, binlog to topic (debezium-json)",
-        rows,
-        wall: wall0.elapsed(),
-        cpu: cpu_seconds() - cpu0,
-    }
-    .print();
-    let sample: rdkafka::consumer::StreamConsumer = ctx
-        .kafka_config()
-        .set("group.id", ctx.group("size"))
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    sample.subscribe(&[&topic]).unwrap();
-    let m = tokio::time::timeout(Duration::from_secs(30), sample.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    println!(
-        "(a record of the task's topic has {} bytes of payload; the raw limit used {payload_size})",
-        rdkafka::Message::payload(&m).map_or(0, <[u8]>::len)
-    );
-
-    // 5. Latency: commit → consumer at fixed rates, the worker caught up and running.
-    let rates: Vec<u64> = std::env::var("FERRY_BENCH_RATES")
-        .unwrap_or_else(|_| "2000,10000".into())
-        .split(',')
-        .filter_map(|r| r.trim().parse().ok())
-        .collect();
-    let secs: u64 = std::env::var("FERRY_BENCH_LATENCY_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
-    println!();
-    println!("| write rate | rows | p50 | p99 | max |");
-    println!("|---:|---:|---:|---:|---:|");
-    let mut first_id = rows;
-    for rate in rates {
-        let latencies = latency(&ctx, &mut db, &topic, first_id, rate, secs).await;
-        first_id += rate * secs + 1000;
-        let pct = |p: f64| {
-            let i = ((latencies.len() as f64 - 1.0) * p).round() as usize;
-            latencies
-                .get(i)
-                .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
-        };
+        .print();
+        let sample: rdkafka::consumer::StreamConsumer = ctx
+            .kafka_config()
+            .set("group.id", ctx.group("size"))
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        sample.subscribe(&[&topic]).unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(30), sample.recv())
+            .await
+            .unwrap()
+            .unwrap();
         println!(
-            "| {rate} rows/s (100-row transactions every {} ms) | {} | {:.1} ms | {:.1} ms | {:.1} ms |",
-            100_000 / rate.max(1),
-            latencies.len(),
-            pct(0.5),
-            pct(0.99),
-            pct(1.0)
+            "(a record of the task's topic has {} bytes of payload; the raw limit used {payload_size})",
+            rdkafka::Message::payload(&m).map_or(0, <[u8]>::len)
         );
+
+        // 5. Latency: commit → consumer at fixed rates, the worker caught up and running.
+        if wants("latency") {
+            let rates: Vec<u64> = std::env::var("FERRY_BENCH_RATES")
+                .unwrap_or_else(|_| "2000,10000".into())
+                .split(',')
+                .filter_map(|r| r.trim().parse().ok())
+                .collect();
+            let secs: u64 = std::env::var("FERRY_BENCH_LATENCY_SECS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(20);
+            println!();
+            println!(
+                "| write rate | rows | end to end p50 / p99 / max | broker alone p50 / p99 / max | Ferry's share: read → handed to producer p50 / p99 | read → acknowledged p50 / p99 |"
+            );
+            println!("|---:|---:|---|---|---|---|");
+            let mut first_id = rows;
+            for rate in rates {
+                let before = (
+                    capture.histogram("ferry_record_handoff_seconds"),
+                    capture.histogram("ferry_record_ack_seconds"),
+                );
+                let latencies = latency(&ctx, &mut db, &topic, first_id, rate, secs).await;
+                let handoff = capture
+                    .histogram("ferry_record_handoff_seconds")
+                    .since(&before.0);
+                let acked = capture
+                    .histogram("ferry_record_ack_seconds")
+                    .since(&before.1);
+                first_id += rate * secs + 1000;
+                let alone = broker_latency(&ctx, rate, secs, payload_size).await;
+                println!(
+                    "| {rate} rows/s (100-row transactions every {} ms) | {} | {} | {} | ≤ {} / ≤ {} ms | ≤ {} / ≤ {} ms |",
+                    100_000 / rate.max(1),
+                    latencies.len(),
+                    percentiles(&latencies),
+                    percentiles(&alone),
+                    handoff.quantile_ms(0.5),
+                    handoff.quantile_ms(0.99),
+                    acked.quantile_ms(0.5),
+                    acked.quantile_ms(0.99),
+                );
+            }
+        }
+        capture.stop().await;
     }
-    capture.stop().await;
 }
 
 /// A capture loop run by the bench.
@@ -485,4 +507,158 @@ fn settle(
         }
         None => true,
     });
+}
+
+/// p50 / p99 / max of sorted latencies, in milliseconds.
+fn percentiles(sorted: &[Duration]) -> String {
+    let pct = |p: f64| {
+        let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    format!("{:.1} / {:.1} / {:.1} ms", pct(0.5), pct(0.99), pct(1.0))
+}
+
+/// A Prometheus histogram's cumulative bucket counts: (upper bound in seconds, count).
+struct Buckets(Vec<(f64, u64)>);
+
+impl Buckets {
+    /// The counts added since `earlier`.
+    fn since(&self, earlier: &Buckets) -> Buckets {
+        Buckets(
+            self.0
+                .iter()
+                .map(|(le, n)| {
+                    let was = earlier
+                        .0
+                        .iter()
+                        .find(|(l, _)| l == le)
+                        .map_or(0, |(_, n)| *n);
+                    (*le, n.saturating_sub(was))
+                })
+                .collect(),
+        )
+    }
+
+    /// The upper bound (ms) of the bucket holding quantile `q`: the quantile is at most this.
+    fn quantile_ms(&self, q: f64) -> String {
+        let total = self.0.last().map_or(0, |(_, n)| *n);
+        if total == 0 {
+            return "–".into();
+        }
+        let wanted = (total as f64 * q).ceil() as u64;
+        self.0
+            .iter()
+            .find(|(_, n)| *n >= wanted)
+            .map_or_else(|| "> 5000".into(), |(le, _)| format!("{}", le * 1000.0))
+    }
+}
+
+impl Loop {
+    /// The loop's histogram `name` (from its worker's metrics text).
+    fn histogram(&self, name: &str) -> Buckets {
+        let text = self.metrics.encode();
+        let prefix = format!("{name}_bucket{{");
+        let mut out: Vec<(f64, u64)> = text
+            .lines()
+            .filter(|l| l.starts_with(&prefix) && l.contains(self.instance.as_str()))
+            .filter_map(|l| {
+                let le = l.split("le=\"").nth(1)?.split('"').next()?;
+                let le: f64 = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                let n: f64 = l.rsplit(' ').next()?.parse().ok()?;
+                Some((le, n as u64))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.total_cmp(&b.0));
+        Buckets(out)
+    }
+}
+
+/// The broker alone at the same rate and record size: an idempotent producer (Ferry's settings:
+/// lz4, linger 5 ms) writes batches of 100 records at `rate` records/s for `secs` seconds to a
+/// topic of its own, and a consumer at the topic's end notes when each arrives. Returns the
+/// latencies (send → receive), sorted.
+async fn broker_latency(ctx: &TestContext, rate: u64, secs: u64, size: usize) -> Vec<Duration> {
+    use rdkafka::Message;
+    use rdkafka::consumer::StreamConsumer;
+    const BATCH: u64 = 100;
+    let topic = ctx.topic(&format!("alone-{rate}"));
+    let env = ctx.env();
+    ferry_kafka::sink::ensure_topic(&env.kafka_bootstrap, &topic, 1, 3_600_000)
+        .await
+        .unwrap();
+    let producer: FutureProducer = ctx
+        .kafka_config()
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .create()
+        .unwrap();
+    let consumer: StreamConsumer = ctx
+        .kafka_config()
+        .set("group.id", ctx.group("alone"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "5")
+        .create()
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset(&topic, 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let batches = rate * secs / BATCH;
+    let total = (batches * BATCH) as usize;
+    let started = Instant::now();
+    let reader = tokio::spawn(async move {
+        let mut out = Vec::with_capacity(total);
+        while out.len() < total {
+            let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+                .await
+                .expect("records keep arriving")
+                .unwrap();
+            let at = started.elapsed();
+            let sent_us: u64 = std::str::from_utf8(m.key().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap();
+            out.push(at.saturating_sub(Duration::from_micros(sent_us)));
+        }
+        out
+    });
+    let payload = vec![b'x'; size];
+    let interval = Duration::from_nanos(1_000_000_000 * BATCH / rate.max(1));
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending = Vec::new();
+    for _ in 0..batches {
+        tick.tick().await;
+        for _ in 0..BATCH {
+            let key = started.elapsed().as_micros().to_string();
+            pending.push(
+                producer
+                    .send_result(
+                        FutureRecord::to(&topic)
+                            .key(&key)
+                            .payload(&payload)
+                            .partition(0),
+                    )
+                    .map_err(|(e, _)| e)
+                    .unwrap(),
+            );
+        }
+        if pending.len() >= 10_000 {
+            for d in pending.drain(..) {
+                d.await.unwrap().unwrap();
+            }
+        }
+    }
+    for d in pending.drain(..) {
+        d.await.unwrap().unwrap();
+    }
+    let mut latencies = reader.await.unwrap();
+    latencies.sort();
+    latencies
 }

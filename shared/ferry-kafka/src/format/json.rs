@@ -20,23 +20,13 @@ use std::fmt;
 
 use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;
-use ferry_domain::value::Value;
+use ferry_domain::value::{IsoDateTime, IsoTimestamp, Value};
 use serde::{Serialize, Serializer};
 use serde_json::Value as Json;
 
 /// A value as JSON (the table above).
 #[derive(Debug, Clone, Copy)]
 pub struct JsonValue<'a>(pub &'a Value);
-
-/// `DATETIME` in ISO form: the date and time joined by `T`.
-struct IsoDateTime<'a>(&'a ferry_domain::value::DateTime);
-
-impl fmt::Display for IsoDateTime<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = self.0.to_string();
-        f.write_str(&text.replacen(' ', "T", 1))
-    }
-}
 
 /// Members of a SET, comma-separated.
 struct Members<'a>(&'a [String]);
@@ -70,12 +60,7 @@ impl Serialize for JsonValue<'_> {
             Value::Date(d) => s.collect_str(d),
             Value::DateTime(dt) => s.collect_str(&IsoDateTime(dt)),
             Value::Time(t) => s.collect_str(t),
-            Value::Timestamp(t) => match t.to_utc() {
-                Some(utc) => {
-                    s.serialize_str(&utc.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
-                }
-                None => s.serialize_str("0000-00-00T00:00:00Z"),
-            },
+            Value::Timestamp(t) => s.collect_str(&IsoTimestamp(t)),
             Value::Bit(b) if b.width == 1 => s.serialize_bool(b.to_u64() == 1),
             Value::Bit(b) => s.collect_str(&Base64Display::new(&b.bytes, &STANDARD)),
             Value::Enum(e) => s.serialize_str(&e.name),

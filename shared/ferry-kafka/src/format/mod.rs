@@ -20,7 +20,7 @@ use ferry_domain::selection::ColumnMask;
 use ferry_domain::task_config::Format;
 
 /// A record ready to produce: key, payload and the headers every record carries.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Record {
     /// The row's key as JSON (`{"id": 7}`), for compaction and partitioning; `None` for
     /// transaction and DDL records.
@@ -47,18 +47,45 @@ pub fn encode(
     total_order: u64,
     columns: &ColumnMask,
 ) -> Result<Option<Record>, UnsupportedFormat> {
-    match format {
-        Format::DebeziumJson => Ok(match &event.kind {
-            ChangeKind::Row(row) => Some(debezium::row(topic, event, row, total_order, columns)),
+    let mut record = Record::default();
+    Ok(encode_into(format, topic, event, total_order, columns, &mut record)?.then_some(record))
+}
+
+/// [`encode`] into `record`, whose buffers are reused (the capture loop keeps one): `false`
+/// for events the format does not carry (`record` is then left as it was). Debezium rows, the
+/// hot path, allocate nothing once the buffers have grown.
+pub fn encode_into(
+    format: Format,
+    topic: &str,
+    event: &ChangeEvent,
+    total_order: u64,
+    columns: &ColumnMask,
+    record: &mut Record,
+) -> Result<bool, UnsupportedFormat> {
+    let made = match format {
+        Format::DebeziumJson => match &event.kind {
+            ChangeKind::Row(row) => {
+                debezium::row(topic, event, row, total_order, columns, record);
+                return Ok(true);
+            }
             _ => debezium::record(topic, event, total_order, columns),
-        }),
-        Format::CanalJson => Ok(canal::record(event, total_order, columns)),
-        Format::MaxwellJson => Ok(maxwell::record(event, columns)),
-        Format::DtsAvro => dts_avro::record(event, columns).map_err(|reason| UnsupportedFormat {
-            format: Format::DtsAvro,
-            reason,
-        }),
-    }
+        },
+        Format::CanalJson => canal::record(event, total_order, columns),
+        Format::MaxwellJson => maxwell::record(event, columns),
+        Format::DtsAvro => {
+            dts_avro::record(event, columns).map_err(|reason| UnsupportedFormat {
+                format: Format::DtsAvro,
+                reason,
+            })?
+        }
+    };
+    Ok(match made {
+        Some(r) => {
+            *record = r;
+            true
+        }
+        None => false,
+    })
 }
 
 #[cfg(test)]

@@ -186,10 +186,12 @@ async fn capture<D: Destination>(
             gone = session.stop_signal() => if gone { break } else { continue },
             event = events.next(wait) => event?,
         };
-        let Some(event) = event else { continue };
+        let Some((event, read_at)) = event else {
+            continue;
+        };
         session.meter.observe(&event);
         let position = event.position.clone();
-        let idle = read(session, &mut framing, event, &mut framed, out).await?;
+        let idle = read(session, &mut framing, event, read_at, &mut framed, out).await?;
         if !framing.in_transaction() {
             switch(session, &mut objects, &position, &mut events).await?;
         }
@@ -270,6 +272,7 @@ async fn read<D: Destination>(
     session: &Session<'_>,
     framing: &mut Framing,
     mut event: ReadEvent,
+    read_at: Instant,
     framed: &mut Vec<Framed>,
     out: &mut Delivery<D>,
 ) -> Result<bool, TaskError> {
@@ -340,7 +343,7 @@ async fn read<D: Destination>(
     }
     let boundary = framing.on_event(event, deliver_ddl, framed);
     for f in framed.drain(..) {
-        out.produce(&f.event, f.order, &f.columns).await?;
+        out.produce(&f.event, f.order, &f.columns, read_at).await?;
     }
     Ok(match boundary {
         Boundary::Commit(position, time) => {

@@ -18,7 +18,7 @@ mod window;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use ferry_api::AppState;
@@ -26,7 +26,7 @@ use ferry_domain::change::{ChangeEvent, ChangeKind};
 use ferry_domain::position::Position;
 use ferry_domain::selection::ColumnMask;
 use ferry_domain::task_config::{Destination as Kind, Format, Partitioning, TaskConfig};
-use ferry_kafka::format::{Record, encode};
+use ferry_kafka::format::{Record, encode_into};
 use ferry_kafka::sink::{AckedProducer, ensure_topic, last_records};
 use tokio::sync::mpsc;
 
@@ -162,6 +162,8 @@ pub(crate) struct Delivery<D> {
     lease: LeaseClock,
     /// The idempotency key of the last record sent (written with checkpoints).
     last_key: Option<String>,
+    /// The record being encoded: its buffers are reused from record to record.
+    record: Record,
 }
 
 impl<D: Destination> Delivery<D> {
@@ -183,28 +185,33 @@ impl<D: Destination> Delivery<D> {
             meter,
             lease,
             last_key,
+            record: Record::default(),
         }
     }
 
     /// Encodes and sends one event numbered `order` in the stream, carrying `columns` of a row,
-    /// unless the topic already has it from before a restart.
+    /// unless the topic already has it from before a restart; `read_at` is when the event was
+    /// read from the binlog (for the record latency metrics).
     pub(crate) async fn produce(
         &mut self,
         event: &ChangeEvent,
         order: u64,
         columns: &ColumnMask,
+        read_at: Instant,
     ) -> Result<(), TaskError> {
-        let record = encode(self.format, self.dest.name(), event, order, columns).map_err(|e| {
-            DefiniteError::Encode {
+        let record = &mut self.record;
+        let made = encode_into(self.format, self.dest.name(), event, order, columns, record)
+            .map_err(|e| DefiniteError::Encode {
                 message: e.to_string(),
                 position: event.position.to_string(),
-            }
-        })?;
-        let Some(record) = record else { return Ok(()) };
+            })?;
+        if !made {
+            return Ok(());
+        }
         let index = event.transaction.as_ref().map_or(0, |t| t.event_index);
         if self
             .tails
-            .covers(self.dest.partition_of(&record), &event.position, index)
+            .covers(self.dest.partition_of(record), &event.position, index)
         {
             return Ok(());
         }
@@ -216,14 +223,17 @@ impl<D: Destination> Delivery<D> {
                 TaskError::from(e)
             })
         };
-        let seq = self.window.send();
-        self.dest.send(seq, event, &record, &may_send).await?;
+        let seq = self.window.send(read_at);
+        self.dest.send(seq, event, record, &may_send).await?;
+        self.meter.handed_off(read_at.elapsed());
         RecordDelivered {
             bytes: record.payload.len(),
             row: matches!(event.kind, ChangeKind::Row(_)),
         }
         .emit(&self.meter);
-        self.last_key = Some(record.idempotency_key);
+        let last = self.last_key.get_or_insert_with(String::new);
+        last.clear();
+        last.push_str(&record.idempotency_key);
         Ok(())
     }
 
@@ -261,7 +271,9 @@ impl<D: Destination> Delivery<D> {
 
     fn acknowledge(&mut self, ack: Ack) -> Result<(), TaskError> {
         ack.result?;
-        self.window.acknowledge(ack.seq);
+        if let Some(read_at) = self.window.acknowledge(ack.seq) {
+            self.meter.acknowledged(read_at.elapsed());
+        }
         Ok(())
     }
 

@@ -9,6 +9,7 @@
 //! at a settled commit never runs ahead of what the destination holds.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use ferry_domain::position::Position;
@@ -20,36 +21,41 @@ pub(crate) struct AckWindow {
     next: u64,
     /// Every record before this one is acknowledged.
     frontier: u64,
-    /// For each record from `frontier` to `next`: acknowledged yet?
-    acked: VecDeque<bool>,
+    /// For each record from `frontier` to `next`: when its event was read, and whether it is
+    /// acknowledged yet.
+    acked: VecDeque<(Instant, bool)>,
     /// Commits in order: (records sent before it, its position, its source time).
     commits: VecDeque<(u64, Position, DateTime<Utc>)>,
 }
 
 impl AckWindow {
-    /// Takes a sequence number for a record about to be sent.
-    pub(crate) fn send(&mut self) -> u64 {
+    /// Takes a sequence number for a record about to be sent, whose event was read at
+    /// `read_at`.
+    pub(crate) fn send(&mut self, read_at: Instant) -> u64 {
         let seq = self.next;
         self.next += 1;
-        self.acked.push_back(false);
+        self.acked.push_back((read_at, false));
         seq
     }
 
-    /// Record `seq` was acknowledged. Unknown or repeated numbers are ignored.
-    pub(crate) fn acknowledge(&mut self, seq: u64) {
-        let Some(offset) = seq
+    /// Record `seq` was acknowledged: returns when its event was read, the first time.
+    /// Unknown or repeated numbers are ignored.
+    pub(crate) fn acknowledge(&mut self, seq: u64) -> Option<Instant> {
+        let offset = seq
             .checked_sub(self.frontier)
-            .and_then(|o| usize::try_from(o).ok())
-        else {
-            return;
+            .and_then(|o| usize::try_from(o).ok())?;
+        let read_at = match self.acked.get_mut(offset) {
+            Some((read_at, acked)) if !*acked => {
+                *acked = true;
+                Some(*read_at)
+            }
+            _ => None,
         };
-        if let Some(slot) = self.acked.get_mut(offset) {
-            *slot = true;
-        }
-        while self.acked.front() == Some(&true) {
+        while self.acked.front().is_some_and(|(_, acked)| *acked) {
             self.acked.pop_front();
             self.frontier += 1;
         }
+        read_at
     }
 
     /// A transaction boundary after every record sent so far.
@@ -93,14 +99,19 @@ mod tests {
     #[test]
     fn a_commit_settles_when_every_record_before_it_is_acknowledged() {
         let mut w = AckWindow::default();
-        let a = w.send();
-        let b = w.send();
+        let read = Instant::now();
+        let a = w.send(read);
+        let b = w.send(read);
         w.commit(at(100), time());
-        let c = w.send();
+        let c = w.send(read);
         w.commit(at(200), time());
         assert_eq!(w.in_flight(), 3);
         assert_eq!(w.settled(), None, "nothing acknowledged yet");
-        w.acknowledge(b);
+        assert_eq!(
+            w.acknowledge(b),
+            Some(read),
+            "the read time, for the latency"
+        );
         assert_eq!(
             w.settled(),
             None,
@@ -121,9 +132,10 @@ mod tests {
     #[test]
     fn a_commit_without_records_settles_at_once() {
         let mut w = AckWindow::default();
+        let read = Instant::now();
         w.commit(at(50), time());
         assert_eq!(w.settled(), Some((at(50), time())));
-        let a = w.send();
+        let a = w.send(read);
         w.commit(at(60), time());
         w.commit(at(70), time());
         assert_eq!(w.settled(), None);
@@ -134,15 +146,16 @@ mod tests {
     #[test]
     fn unknown_and_repeated_acknowledgements_change_nothing() {
         let mut w = AckWindow::default();
-        let a = w.send();
+        let read = Instant::now();
+        let a = w.send(read);
         w.commit(at(10), time());
-        w.acknowledge(a + 5);
-        w.acknowledge(u64::MAX);
+        assert_eq!(w.acknowledge(a + 5), None);
+        assert_eq!(w.acknowledge(u64::MAX), None);
         assert_eq!(w.settled(), None);
-        w.acknowledge(a);
-        w.acknowledge(a);
+        assert_eq!(w.acknowledge(a), Some(read));
+        assert_eq!(w.acknowledge(a), None, "counted once");
         assert_eq!(w.settled(), Some((at(10), time())));
-        let b = w.send();
+        let b = w.send(read);
         assert_eq!(b, 1, "numbers keep counting");
         w.acknowledge(b);
         assert_eq!(w.in_flight(), 0);

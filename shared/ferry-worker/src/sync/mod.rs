@@ -143,7 +143,7 @@ pub async fn sync_task(
             }
             event = events.next(wait) => event?,
         };
-        let Some(event) = event else {
+        let Some((event, _read_at)) = event else {
             // No event: an idle boundary, if outside a transaction.
             if !in_transaction {
                 applier.boundary(true).await?;
