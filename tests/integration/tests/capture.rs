@@ -471,7 +471,7 @@ async fn a_row_over_the_workers_bound_fails_the_task_before_encoding() {
     assert_failed(
         &failed,
         "row_too_large",
-        "200000 bytes",
+        "more than the worker's bound of 65536",
         "FERRY_MAX_ROW_BYTES",
     );
     let rows: Vec<_> = ctx
