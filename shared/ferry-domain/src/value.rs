@@ -348,6 +348,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn iso_forms_match_chrono_rfc3339() {
+        for (seconds, micros) in [
+            (1_709_212_455, 0),
+            (1_709_212_455, 678_000),
+            (1_709_212_455, 123_456),
+            (1, 1),
+            (2_147_483_647, 999_999),
+        ] {
+            let t = Timestamp { seconds, micros };
+            let chrono = t
+                .to_utc()
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+            assert_eq!(IsoTimestamp(&t).to_string(), chrono);
+        }
+        assert_eq!(
+            IsoTimestamp(&Timestamp {
+                seconds: 0,
+                micros: 0
+            })
+            .to_string(),
+            "0000-00-00T00:00:00Z"
+        );
+        let dt = DateTime {
+            date: Date {
+                year: 2024,
+                month: 2,
+                day: 29,
+            },
+            hour: 1,
+            minute: 2,
+            second: 3,
+            micros: 450_000,
+        };
+        assert_eq!(IsoDateTime(&dt).to_string(), "2024-02-29T01:02:03.45");
+        assert_eq!(dt.to_string(), "2024-02-29 01:02:03.45");
+        let whole = DateTime { micros: 0, ..dt };
+        assert_eq!(IsoDateTime(&whole).to_string(), "2024-02-29T01:02:03");
+        let tiny = DateTime { micros: 1, ..dt };
+        assert_eq!(tiny.to_string(), "2024-02-29 01:02:03.000001");
+    }
+
+    #[test]
     fn decimals_are_exact_strings() {
         for ok in [
             "0",

@@ -5,9 +5,12 @@
 //! `cargo bench -p ferry-tests --bench capture` with the stack up (`infra/local/stack up`);
 //! `FERRY_BENCH_ROWS` sets the backlog (default 1,000,000 rows of 8 columns). Then, with the
 //! worker caught up, the end-to-end latency from a commit to a consumer receiving its records
-//! at fixed write rates (`FERRY_BENCH_RATES` rows/s, default `2000,10000`, each for
-//! `FERRY_BENCH_LATENCY_SECS`, default 20 s): p50, p99 and max. Results go to
-//! docs/benchmarks.md by hand, with the machine they were measured on.
+//! at fixed write rates (`FERRY_BENCH_RATES` rows/s, default `1000,2000,5000,10000`, each for
+//! `FERRY_BENCH_LATENCY_SECS`, default 15 s): p50, p99 and max, beside the broker alone at the
+//! same rate and record size and Ferry's own share (the worker's record latency histograms).
+//! `FERRY_BENCH_STEPS` picks measurements (`decode,own,raw,catchup,latency`, and `alone` for the
+//! broker alone). Results go to docs/benchmarks.md by hand, with the machine they were
+//! measured on.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench may unwrap
 
@@ -166,13 +169,11 @@ async fn main() {
         .print();
         own.stop().await;
     }
-    let payload_size: usize = std::env::var("FERRY_BENCH_RECORD_BYTES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(850);
     if wants("raw") {
-        // 3. Raw limit: the broker taking records of the size Ferry's debezium-json records of this
-        //    table have, with two headers as Ferry's carry, from an idempotent producer.
+        // 3. Raw limit: the broker taking the same records Ferry writes (debezium-json records
+        //    of this table, made by Ferry's encoder, with Ferry's three headers and the source
+        //    time as timestamp) from an idempotent producer with Ferry's settings, as fast as
+        //    it takes them. 10,000 distinct records are made first and sent in turn.
         let raw_topic = ctx.topic("raw");
         ferry_kafka::sink::ensure_topic(&env.kafka_bootstrap, &raw_topic, 1, 3_600_000)
             .await
@@ -180,20 +181,39 @@ async fn main() {
         let producer: FutureProducer = ctx
             .kafka_config()
             .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
+            .set(
+                "linger.ms",
+                std::env::var("FERRY_BENCH_LINGER_MS").unwrap_or_else(|_| "5".into()),
+            )
             .set("compression.type", "lz4")
             .create()
             .unwrap();
-        let payload = vec![b'x'; payload_size];
+        let records = ferry_records(&raw_topic, 10_000);
         let (wall0, cpu0) = (Instant::now(), cpu_seconds());
         let mut pending = Vec::new();
+        let now_ms = Utc::now().timestamp_millis();
         for i in 0..rows {
-            let key = i.to_string();
+            let r = &records[(i % 10_000) as usize];
             loop {
+                let headers = rdkafka::message::OwnedHeaders::new_with_capacity(3)
+                    .insert(rdkafka::message::Header {
+                        key: ferry_kafka::KEY_HEADER,
+                        value: Some(r.idempotency_key.as_bytes()),
+                    })
+                    .insert(rdkafka::message::Header {
+                        key: ferry_kafka::POSITION_HEADER,
+                        value: Some(r.position.as_bytes()),
+                    })
+                    .insert(rdkafka::message::Header {
+                        key: ferry_kafka::SOURCE_HEADER,
+                        value: Some(&b"server_id:1"[..]),
+                    });
                 match producer.send_result(
                     FutureRecord::to(&raw_topic)
-                        .key(&key)
-                        .payload(&payload)
+                        .key(r.key.as_deref().unwrap_or_default())
+                        .payload(&r.payload)
+                        .headers(headers)
+                        .timestamp(now_ms)
                         .partition(0),
                 ) {
                     Ok(d) => {
@@ -213,12 +233,23 @@ async fn main() {
             d.await.unwrap().unwrap();
         }
         Measure {
-            name: "Kafka produce (raw limit, same record size)",
+            name: "Kafka produce (raw limit, the same records)",
             rows,
             wall: wall0.elapsed(),
             cpu: cpu_seconds() - cpu0,
         }
         .print();
+    }
+    if wants("alone") {
+        // The broker alone at the latency rates (no Ferry): for probing the broker's settings
+        // (`FERRY_BENCH_LINGER_MS`, `FERRY_BENCH_FETCH_WAIT_MS`).
+        println!();
+        println!("| rate | records | broker alone p50 / p99 / max |");
+        println!("|---:|---:|---|");
+        for rate in latency_rates() {
+            let alone = broker_latency(&ctx, rate, latency_secs(), 550).await;
+            println!("| {rate} | {} | {} |", alone.len(), percentiles(&alone));
+        }
     }
     if wants("catchup") {
         // 4. Ferry end to end: the worker catches up the backlog into the task's topic.
@@ -255,21 +286,14 @@ async fn main() {
             .unwrap()
             .unwrap();
         println!(
-            "(a record of the task's topic has {} bytes of payload; the raw limit used {payload_size})",
+            "(a record of the task's topic has {} bytes of payload)",
             rdkafka::Message::payload(&m).map_or(0, <[u8]>::len)
         );
 
         // 5. Latency: commit → consumer at fixed rates, the worker caught up and running.
         if wants("latency") {
-            let rates: Vec<u64> = std::env::var("FERRY_BENCH_RATES")
-                .unwrap_or_else(|_| "2000,10000".into())
-                .split(',')
-                .filter_map(|r| r.trim().parse().ok())
-                .collect();
-            let secs: u64 = std::env::var("FERRY_BENCH_LATENCY_SECS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(20);
+            let rates = latency_rates();
+            let secs = latency_secs();
             println!();
             println!(
                 "| write rate | rows | end to end p50 / p99 / max | broker alone p50 / p99 / max | Ferry's share: read → handed to producer p50 / p99 | read → acknowledged p50 / p99 |"
@@ -289,7 +313,7 @@ async fn main() {
                     .histogram("ferry_record_ack_seconds")
                     .since(&before.1);
                 first_id += rate * secs + 1000;
-                let alone = broker_latency(&ctx, rate, secs, payload_size).await;
+                let alone = broker_latency(&ctx, rate, secs, 550).await;
                 println!(
                     "| {rate} rows/s (100-row transactions every {} ms) | {} | {} | {} | ≤ {} / ≤ {} ms | ≤ {} / ≤ {} ms |",
                     100_000 / rate.max(1),
@@ -509,6 +533,23 @@ fn settle(
     });
 }
 
+/// The write rates of the latency runs (`FERRY_BENCH_RATES`, rows/s).
+fn latency_rates() -> Vec<u64> {
+    std::env::var("FERRY_BENCH_RATES")
+        .unwrap_or_else(|_| "1000,2000,5000,10000".into())
+        .split(',')
+        .filter_map(|r| r.trim().parse().ok())
+        .collect()
+}
+
+/// How long each latency run writes (`FERRY_BENCH_LATENCY_SECS`).
+fn latency_secs() -> u64 {
+    std::env::var("FERRY_BENCH_LATENCY_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15)
+}
+
 /// p50 / p99 / max of sorted latencies, in milliseconds.
 fn percentiles(sorted: &[Duration]) -> String {
     let pct = |p: f64| {
@@ -590,10 +631,12 @@ async fn broker_latency(ctx: &TestContext, rate: u64, secs: u64, size: usize) ->
     ferry_kafka::sink::ensure_topic(&env.kafka_bootstrap, &topic, 1, 3_600_000)
         .await
         .unwrap();
+    let linger = std::env::var("FERRY_BENCH_LINGER_MS").unwrap_or_else(|_| "5".into());
+    let fetch_wait = std::env::var("FERRY_BENCH_FETCH_WAIT_MS").unwrap_or_else(|_| "5".into());
     let producer: FutureProducer = ctx
         .kafka_config()
         .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
+        .set("linger.ms", &linger)
         .set("compression.type", "lz4")
         .create()
         .unwrap();
@@ -601,7 +644,7 @@ async fn broker_latency(ctx: &TestContext, rate: u64, secs: u64, size: usize) ->
         .kafka_config()
         .set("group.id", ctx.group("alone"))
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "5")
+        .set("fetch.wait.max.ms", &fetch_wait)
         .create()
         .unwrap();
     let mut assignment = rdkafka::TopicPartitionList::new();
@@ -611,6 +654,21 @@ async fn broker_latency(ctx: &TestContext, rate: u64, secs: u64, size: usize) ->
     consumer.assign(&assignment).unwrap();
     let batches = rate * secs / BATCH;
     let total = (batches * BATCH) as usize;
+    // Warm up: one record through before timing (topic metadata, the consumer's first fetch).
+    producer
+        .send(
+            FutureRecord::to(&topic)
+                .key("warm-up")
+                .payload("x")
+                .partition(0),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("the warm-up record arrives")
+        .unwrap();
     let started = Instant::now();
     let reader = tokio::spawn(async move {
         let mut out = Vec::with_capacity(total);
@@ -661,4 +719,86 @@ async fn broker_latency(ctx: &TestContext, rate: u64, secs: u64, size: usize) ->
     let mut latencies = reader.await.unwrap();
     latencies.sort();
     latencies
+}
+
+/// `n` records as Ferry writes them for rows of the bench's table (debezium-json, made by
+/// Ferry's encoder), for the broker's raw limit.
+fn ferry_records(topic: &str, n: u64) -> Vec<ferry_kafka::format::Record> {
+    use ferry_domain::change::{
+        ChangeEvent, ChangeKind, Column, ObjectName, RowChange, TableSchema, TransactionRef,
+    };
+    use ferry_domain::value::{Date, DateTime, Decimal, Timestamp, Value};
+    let col = |name: &str, t: &str| Column {
+        name: name.into(),
+        source_type: t.into(),
+        nullable: false,
+    };
+    let table = Arc::new(
+        TableSchema::new(
+            ObjectName {
+                database: "bench".into(),
+                table: "orders".into(),
+            },
+            vec![
+                col("id", "bigint"),
+                col("customer", "int"),
+                col("total", "decimal(10,2)"),
+                col("status", "varchar(16)"),
+                col("note", "varchar(64)"),
+                col("placed_at", "datetime(6)"),
+                col("updated_at", "timestamp(3)"),
+                col("flags", "int unsigned"),
+            ],
+            vec![0],
+        )
+        .unwrap(),
+    );
+    (0..n)
+        .map(|i| {
+            let values = vec![
+                Value::Int(i as i64),
+                Value::Int((i % 9973) as i64),
+                Value::Decimal(Decimal::try_from(format!("{}.{:02}", i % 1000, i % 100)).unwrap()),
+                Value::String("paid".into()),
+                Value::String(format!("note {i}")),
+                Value::DateTime(DateTime {
+                    date: Date {
+                        year: 2026,
+                        month: 11,
+                        day: 22,
+                    },
+                    hour: 10,
+                    minute: 0,
+                    second: 0,
+                    micros: (i % 1_000_000) as u32,
+                }),
+                Value::Timestamp(Timestamp {
+                    seconds: 1_764_000_000 + i as i64,
+                    micros: 123_000,
+                }),
+                Value::UInt(i % 7),
+            ];
+            let event = ChangeEvent {
+                position: format!("binlog.000001:{}@0-1-{}", 4 + i * 600, i / 1000)
+                    .parse()
+                    .unwrap(),
+                server_id: 1,
+                timestamp: Utc::now(),
+                transaction: Some(TransactionRef {
+                    id: format!("0-1-{}", i / 1000),
+                    event_index: (i % 1000) as u32 + 1,
+                }),
+                kind: ChangeKind::Row(RowChange::insert(Arc::clone(&table), values).unwrap()),
+            };
+            ferry_kafka::format::encode(
+                ferry_domain::task_config::Format::DebeziumJson,
+                topic,
+                &event,
+                i,
+                &ferry_domain::selection::ColumnMask::All,
+            )
+            .unwrap()
+            .unwrap()
+        })
+        .collect()
 }

@@ -44,6 +44,7 @@ impl Destination for Discard {
         let _ = self.acks.send(Ack {
             seq,
             result: Ok(()),
+            at: std::time::Instant::now(),
         });
         Ok(())
     }

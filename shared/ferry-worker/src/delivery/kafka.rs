@@ -38,6 +38,7 @@ impl KafkaTopic {
             let _ = acks.send(super::Ack {
                 seq,
                 result: result.map_err(TaskError::from),
+                at: std::time::Instant::now(),
             });
         }
     }

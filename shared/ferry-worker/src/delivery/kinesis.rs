@@ -73,7 +73,11 @@ impl Destination for KinesisStream {
                     "the stream sink was closed before a record was delivered",
                 )),
             };
-            let _ = acks.send(Ack { seq, result });
+            let _ = acks.send(Ack {
+                seq,
+                result,
+                at: std::time::Instant::now(),
+            });
         });
         Ok(())
     }

@@ -45,11 +45,12 @@ use crate::metrics::TaskMeter;
 /// waits for the oldest half while the destination keeps receiving the rest.
 const MAX_IN_FLIGHT: usize = 10_000;
 
-/// A record's outcome, reported by its destination.
+/// A record's outcome, reported by its destination when it learned it.
 #[derive(Debug)]
 pub(crate) struct Ack {
     pub(crate) seq: u64,
     pub(crate) result: Result<(), TaskError>,
+    pub(crate) at: Instant,
 }
 
 pub(crate) type AckSender = mpsc::UnboundedSender<Ack>;
@@ -272,7 +273,8 @@ impl<D: Destination> Delivery<D> {
     fn acknowledge(&mut self, ack: Ack) -> Result<(), TaskError> {
         ack.result?;
         if let Some(read_at) = self.window.acknowledge(ack.seq) {
-            self.meter.acknowledged(read_at.elapsed());
+            self.meter
+                .acknowledged(ack.at.saturating_duration_since(read_at));
         }
         Ok(())
     }
