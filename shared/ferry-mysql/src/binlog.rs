@@ -912,15 +912,9 @@ fn decode_rows(
                     .map_err(|e| bad(e.to_string()))
             })
             .transpose()?;
-        let table = plan.schema().clone();
-        let change = match (before, after) {
-            (None, Some(a)) => RowChange::insert(table, a),
-            (Some(b), Some(a)) => RowChange::update(table, b, a),
-            (Some(b), None) => RowChange::delete(table, b),
-            (None, None) => continue,
+        if let Some(change) = row_change(plan, before, after).map_err(|e| bad(e.to_string()))? {
+            out.push(change);
         }
-        .map_err(|e| bad(e.to_string()))?;
-        out.push(change);
     }
     Ok((out, count))
 }
@@ -978,17 +972,26 @@ fn read_prepared(
         if !decode {
             continue;
         }
-        let table = plan.schema().clone();
-        let change = match (before, after) {
-            (None, Some(a)) => RowChange::insert(table, a),
-            (Some(b), Some(a)) => RowChange::update(table, b, a),
-            (Some(b), None) => RowChange::delete(table, b),
-            (None, None) => continue,
+        if let Some(change) = row_change(plan, before, after).map_err(|e| bad(e.to_string()))? {
+            out.push(change);
         }
-        .map_err(|e| bad(e.to_string()))?;
-        out.push(change);
     }
     Ok((out, count))
+}
+
+/// The row change of a row's images (`None` for a row with neither).
+fn row_change(
+    plan: &TablePlan,
+    before: Option<Vec<ferry_domain::value::Value>>,
+    after: Option<Vec<ferry_domain::value::Value>>,
+) -> Result<Option<RowChange>, ferry_domain::InvalidInput> {
+    let table = plan.schema().clone();
+    match (before, after) {
+        (None, Some(a)) => RowChange::insert(table, a).map(Some),
+        (Some(b), Some(a)) => RowChange::update(table, b, a).map(Some),
+        (Some(b), None) => RowChange::delete(table, b).map(Some),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Whether a statement changes rows (a statement-based event in a ROW binlog).

@@ -150,23 +150,11 @@ impl<'a> Session<'a> {
         &self,
         position: Position,
     ) -> Result<Option<Checkpoint>, TaskError> {
-        let c = Checkpoint {
-            position,
-            source_time: Utc::now(),
-            last_key: None,
-            token: self.fence.token,
-            written_at: Utc::now(),
-            source: Some(self.fence.source.clone()),
-        };
-        match self
-            .state
-            .store()
-            .write_checkpoint(self.instance, &c, self.fence.config_version)
-            .await?
-        {
-            CheckpointOutcome::Written => Ok(Some(c)),
-            CheckpointOutcome::Fenced => Err(TaskError::LeaseLost),
-            CheckpointOutcome::ConfigChanged => Ok(None),
+        let c = self.checkpoint_at(position, Utc::now(), None);
+        match self.put_checkpoint(&c).await {
+            Ok(()) => Ok(Some(c)),
+            Err(TaskError::ConfigChanged) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -178,28 +166,42 @@ impl<'a> Session<'a> {
         source_time: DateTime<Utc>,
         last_key: Option<&str>,
     ) -> Result<(), TaskError> {
-        let c = Checkpoint {
-            position: position.clone(),
+        self.put_checkpoint(&self.checkpoint_at(position.clone(), source_time, last_key))
+            .await?;
+        CheckpointWritten {
+            instance: self.instance,
+            position,
+        }
+        .emit(&self.meter);
+        Ok(())
+    }
+
+    fn checkpoint_at(
+        &self,
+        position: Position,
+        source_time: DateTime<Utc>,
+        last_key: Option<&str>,
+    ) -> Checkpoint {
+        Checkpoint {
+            position,
             source_time,
             last_key: last_key.map(str::to_owned),
             token: self.fence.token,
             written_at: Utc::now(),
             source: Some(self.fence.source.clone()),
-        };
+        }
+    }
+
+    /// The conditional write: refused for a stale token ([`TaskError::LeaseLost`]) or
+    /// configuration version ([`TaskError::ConfigChanged`]).
+    async fn put_checkpoint(&self, c: &Checkpoint) -> Result<(), TaskError> {
         match self
             .state
             .store()
-            .write_checkpoint(self.instance, &c, self.fence.config_version)
+            .write_checkpoint(self.instance, c, self.fence.config_version)
             .await?
         {
-            CheckpointOutcome::Written => {
-                CheckpointWritten {
-                    instance: self.instance,
-                    position,
-                }
-                .emit(&self.meter);
-                Ok(())
-            }
+            CheckpointOutcome::Written => Ok(()),
             CheckpointOutcome::Fenced => Err(TaskError::LeaseLost),
             CheckpointOutcome::ConfigChanged => Err(TaskError::ConfigChanged),
         }

@@ -619,7 +619,7 @@ impl Loop {
 }
 
 /// The broker alone at the same rate and record size: an idempotent producer (Ferry's settings:
-/// lz4, linger 5 ms) writes batches of 100 records at `rate` records/s for `secs` seconds to a
+/// lz4, linger 5 ms, three headers like Ferry's) writes batches of 100 records at `rate` records/s for `secs` seconds to a
 /// topic of its own, and a consumer at the topic's end notes when each arrives. Returns the
 /// latencies (send → receive), sorted.
 async fn broker_latency(ctx: &TestContext, rate: u64, secs: u64, size: usize) -> Vec<Duration> {
@@ -695,12 +695,27 @@ async fn broker_latency(ctx: &TestContext, rate: u64, secs: u64, size: usize) ->
         tick.tick().await;
         for _ in 0..BATCH {
             let key = started.elapsed().as_micros().to_string();
+            // Ferry's three headers, as its records carry them.
+            let headers = rdkafka::message::OwnedHeaders::new_with_capacity(3)
+                .insert(rdkafka::message::Header {
+                    key: ferry_kafka::KEY_HEADER,
+                    value: Some(&b"0-1-123456/42"[..]),
+                })
+                .insert(rdkafka::message::Header {
+                    key: ferry_kafka::POSITION_HEADER,
+                    value: Some(&b"binlog.000001:123456789@0-1-123456"[..]),
+                })
+                .insert(rdkafka::message::Header {
+                    key: ferry_kafka::SOURCE_HEADER,
+                    value: Some(&b"server_id:1"[..]),
+                });
             pending.push(
                 producer
                     .send_result(
                         FutureRecord::to(&topic)
                             .key(&key)
                             .payload(&payload)
+                            .headers(headers)
                             .partition(0),
                     )
                     .map_err(|(e, _)| e)

@@ -113,6 +113,9 @@ pub(super) fn row(
 ) {
     let out = &mut record.payload;
     out.clear();
+    // Room for both images at once (base64 is 4/3 of the bytes): a large row's record is not
+    // grown by doubling past twice its size.
+    out.reserve(row.size_bytes() * 3 / 2 + 1024);
     out.extend_from_slice(b"{\"before\":");
     match row.before() {
         Some(v) => write_image(out, row, v, columns),

@@ -44,12 +44,21 @@ pub(crate) fn key_of(row: &RowChange) -> Json {
 
 /// The record key written to bytes; the same JSON as [`key_of`].
 pub(crate) fn write_key(out: &mut Vec<u8>, row: &RowChange) {
+    write_object(out, row, key_image(row), key_indexes(row));
+}
+
+/// `{"name": value, …}` of `values` at `indexes`, written to bytes.
+fn write_object(
+    out: &mut Vec<u8>,
+    row: &RowChange,
+    values: &[Value],
+    indexes: impl Iterator<Item = usize>,
+) {
     let table = row.table();
-    let image = key_image(row);
     out.push(b'{');
     let mut first = true;
-    for i in key_indexes(row) {
-        if let (Some(col), Some(v)) = (table.columns().get(i), image.get(i)) {
+    for i in indexes {
+        if let (Some(col), Some(v)) = (table.columns().get(i), values.get(i)) {
             if !first {
                 out.push(b',');
             }
@@ -81,21 +90,7 @@ pub(crate) fn write_image(
     values: &[Value],
     columns: &ColumnMask,
 ) {
-    let table = row.table();
-    out.push(b'{');
-    let mut first = true;
-    for i in carried(row, columns) {
-        if let (Some(col), Some(v)) = (table.columns().get(i), values.get(i)) {
-            if !first {
-                out.push(b',');
-            }
-            first = false;
-            write_str(out, &col.name);
-            out.push(b':');
-            write_value(out, v);
-        }
-    }
-    out.push(b'}');
+    write_object(out, row, values, carried(row, columns));
 }
 
 /// The carried columns whose value an update changed, as (index, before value).

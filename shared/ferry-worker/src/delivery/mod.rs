@@ -45,6 +45,9 @@ use crate::metrics::TaskMeter;
 /// waits for the oldest half while the destination keeps receiving the rest.
 const MAX_IN_FLIGHT: usize = 10_000;
 
+/// The record buffer is kept between records up to this capacity (a large row's is dropped).
+const KEEP_BUFFER: usize = 1 << 20;
+
 /// A record's outcome, reported by its destination when it learned it.
 #[derive(Debug)]
 pub(crate) struct Ack {
@@ -235,6 +238,10 @@ impl<D: Destination> Delivery<D> {
         let last = self.last_key.get_or_insert_with(String::new);
         last.clear();
         last.push_str(&record.idempotency_key);
+        // A large row's buffer is not kept for the small ones after it.
+        if record.payload.capacity() > KEEP_BUFFER {
+            record.payload = Vec::new();
+        }
         Ok(())
     }
 
