@@ -18,8 +18,6 @@ use ferry_mysql::binlog::ReaderError;
 use ferry_store::StoreError;
 use ferry_target::TargetError;
 
-use crate::lease::Expiry;
-
 /// A cause retrying cannot fix: the task fails with [`DefiniteError::code`], the message
 /// (`Display`) and [`DefiniteError::hint`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -246,15 +244,6 @@ impl From<StoreError> for TaskError {
         match e {
             StoreError::Conflict { .. } => Self::LeaseLost,
             other => Self::Transient(other.to_string()),
-        }
-    }
-}
-
-impl From<Expiry> for TaskError {
-    fn from(e: Expiry) -> Self {
-        match e {
-            Expiry::Lost => Self::LeaseLost,
-            Expiry::Expiring => Self::LeaseExpiring,
         }
     }
 }

@@ -161,6 +161,15 @@ impl LeaseClock {
     }
 }
 
+impl From<Expiry> for crate::error::TaskError {
+    fn from(e: Expiry) -> Self {
+        match e {
+            Expiry::Lost => Self::LeaseLost,
+            Expiry::Expiring => Self::LeaseExpiring,
+        }
+    }
+}
+
 /// A lease a running loop holds: its clock, and the renewer keeping it, stopped with the loop.
 pub(crate) struct Held {
     pub(crate) clock: LeaseClock,

@@ -20,30 +20,9 @@ pub mod sync;
 mod verify;
 pub mod worker;
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use ferry_domain::id::WorkerId;
-
 pub use capture::capture_task;
 pub use error::{DefiniteError, TaskError};
 pub use lease::{Claim, LeaseTimes};
+pub use session::CaptureSettings;
 pub use sync::sync_task;
 pub use worker::{MAX_ROW_BYTES, Worker, WorkerSettings};
-
-/// How a task's loop behaves.
-#[derive(Debug, Clone)]
-pub struct CaptureSettings {
-    pub worker: WorkerId,
-    pub lease_ttl: Duration,
-    /// How often the source sends a heartbeat when idle.
-    pub heartbeat: Duration,
-    /// The worker's metrics, and how often a loop adds its counts to the store.
-    pub metrics: Arc<metrics::WorkerMetrics>,
-    pub metrics_every: Duration,
-    /// The largest row the loop encodes (see `WorkerSettings::max_row_bytes`).
-    pub max_row_bytes: usize,
-    /// Benchmarks only: records are encoded and then discarded instead of delivered (the
-    /// worker's own path measured without a broker). No configuration sets it.
-    pub discard: bool,
-}

@@ -26,7 +26,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ferry_api::AppState;
 use ferry_api::lifecycle::transition;
-use ferry_domain::id::InstanceId;
+use ferry_domain::id::{InstanceId, WorkerId};
 use ferry_domain::position::Position;
 use ferry_domain::task::{Stage, TaskEvent, TaskState};
 use ferry_domain::task_config::TaskConfig;
@@ -34,12 +34,28 @@ use ferry_mysql::ConnectParams;
 use ferry_store::{Checkpoint, CheckpointOutcome, TaskRecord, Versioned};
 use tokio::sync::watch;
 
-use crate::CaptureSettings;
 use crate::error::{TaskError, transient};
 use crate::internal_events::CheckpointWritten;
 use crate::lease::{Claim, Held, LeaseClock, hold};
 use crate::metrics::TaskMeter;
 use crate::source::{AbortOnDrop, same_source, source_identity, source_params};
+
+/// How a task's loop behaves.
+#[derive(Debug, Clone)]
+pub struct CaptureSettings {
+    pub worker: WorkerId,
+    pub lease_ttl: Duration,
+    /// How often the source sends a heartbeat when idle.
+    pub heartbeat: Duration,
+    /// The worker's metrics, and how often a loop adds its counts to the store.
+    pub metrics: Arc<crate::metrics::WorkerMetrics>,
+    pub metrics_every: Duration,
+    /// The largest row the loop encodes (see `WorkerSettings::max_row_bytes`).
+    pub max_row_bytes: usize,
+    /// Benchmarks only: records are encoded and then discarded instead of delivered (the
+    /// worker's own path measured without a broker). No configuration sets it.
+    pub discard: bool,
+}
 
 /// How often the loop reads its task's desired state.
 pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);

@@ -33,12 +33,12 @@ use ferry_store::PageToken;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::CaptureSettings;
 use crate::capture::capture_task;
 use crate::error::TaskError;
 use crate::internal_events::{ConnectionFailed, LoopEnded, TaskFailed};
 use crate::lease::Claim;
 use crate::metrics::WorkerMetrics;
+use crate::session::CaptureSettings;
 
 /// How a worker behaves.
 #[derive(Debug, Clone)]

@@ -6,8 +6,8 @@ use ferry_domain::selection::ColumnMask;
 use ferry_domain::value::Value;
 use serde_json::{Map, Value as Json, json};
 
-use super::Record;
 use super::json::value;
+use super::record::Record;
 use super::rows::{carried, changed, key_of};
 
 /// An event as a Canal flat message; `id` is the record's order in the stream.

@@ -14,8 +14,8 @@ use ferry_domain::change::{ChangeEvent, ChangeKind, Operation, RowChange};
 use ferry_domain::selection::ColumnMask;
 use serde_json::json;
 
-use super::Record;
 use super::json::write_str;
+use super::record::Record;
 use super::rows::{image, key_of, write_image, write_key};
 
 fn op(row: &RowChange) -> &'static str {

@@ -17,7 +17,7 @@ use ferry_domain::value::Value;
 
 use ferry_domain::selection::ColumnMask;
 
-use super::Record;
+use super::record::Record;
 use super::rows::{carried, key_of};
 
 /// The schema, as shipped.

@@ -5,8 +5,8 @@ use ferry_domain::change::{ChangeEvent, ChangeKind};
 use ferry_domain::selection::ColumnMask;
 use serde_json::{Map, Value as Json, json};
 
-use super::Record;
 use super::json::value;
+use super::record::Record;
 use super::rows::{changed, image, key_of};
 
 /// A row event as a Maxwell record; `None` for every other event.

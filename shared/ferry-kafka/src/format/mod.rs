@@ -13,30 +13,14 @@ pub mod json;
 mod canal;
 mod debezium;
 mod maxwell;
+mod record;
 mod rows;
 
 use ferry_domain::change::{ChangeEvent, ChangeKind};
 use ferry_domain::selection::ColumnMask;
 use ferry_domain::task_config::Format;
 
-/// A record ready to produce: key, payload and the headers every record carries.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Record {
-    /// The row's key as JSON (`{"id": 7}`), for compaction and partitioning; `None` for
-    /// transaction and DDL records.
-    pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
-    pub idempotency_key: String,
-    pub position: String,
-}
-
-/// Why an event cannot be encoded in the task's format.
-#[derive(Debug, thiserror::Error)]
-#[error("format {format:?} cannot encode this event: {reason}")]
-pub struct UnsupportedFormat {
-    pub format: Format,
-    pub reason: String,
-}
+pub use record::{Record, UnsupportedFormat};
 
 /// Encodes an event; `columns` is the column mask of a row's table map (ignored for other
 /// events). Returns `None` for events the format does not carry.

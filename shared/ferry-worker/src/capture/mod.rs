@@ -48,11 +48,11 @@ use ferry_mysql::binlog::{ReadEvent, SourceEvent};
 use ferry_store::Checkpoint;
 use tokio::sync::watch;
 
-use crate::CaptureSettings;
 use crate::delivery::{self, Delivery, Destination, Opened};
 use crate::error::{DefiniteError, TaskError, transient};
 use crate::heartbeat;
 use crate::lease::Claim;
+use crate::session::CaptureSettings;
 use crate::session::{CHECKPOINT_EVERY, Check, Session};
 use crate::source::{AbortOnDrop, Events, current_position, schema_at, snapshot_schema};
 use cadence::Cadence;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ferry_domain::change::ChangeEvent;
 use ferry_kafka::format::Record;
 
-use super::{Ack, AckSender, Destination};
+use super::destination::{Ack, AckSender, Destination};
 use crate::error::TaskError;
 
 pub(crate) struct Discard {

@@ -12,7 +12,7 @@ use ferry_domain::change::ChangeEvent;
 use ferry_kafka::format::Record;
 use ferry_kafka::sink::{AckedProducer, SinkError, partition_for};
 
-use super::{AckSender, Destination};
+use super::destination::{AckSender, Destination};
 use crate::error::TaskError;
 
 /// The task's topic.
@@ -35,7 +35,7 @@ impl KafkaTopic {
     /// Acknowledgements of this topic's records go to `acks`.
     pub(crate) fn acks_to(acks: AckSender) -> impl Fn(u64, Result<(), SinkError>) + Send + Sync {
         move |seq, result| {
-            let _ = acks.send(super::Ack {
+            let _ = acks.send(super::destination::Ack {
                 seq,
                 result: result.map_err(TaskError::from),
                 at: std::time::Instant::now(),

@@ -9,7 +9,7 @@ use ferry_aws::streams::{StreamSink, partition_key};
 use ferry_domain::change::{ChangeEvent, ChangeKind};
 use ferry_kafka::format::Record;
 
-use super::{Ack, AckSender, Destination};
+use super::destination::{Ack, AckSender, Destination};
 use crate::error::{TaskError, target_failed};
 
 pub(crate) struct KinesisStream {

@@ -10,15 +10,15 @@
 //! has it, sends it with a sequence number, and takes acknowledgements as they arrive; the loop
 //! only asks it which commit is settled.
 
+mod destination;
 mod discard;
 mod kafka;
 mod kinesis;
 mod tail;
 mod window;
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use ferry_api::AppState;
@@ -30,6 +30,7 @@ use ferry_kafka::format::{Record, encode_into};
 use ferry_kafka::sink::{AckedProducer, ensure_topic, last_records};
 use tokio::sync::mpsc;
 
+pub(crate) use destination::{Ack, Destination};
 pub(crate) use discard::Discard;
 pub(crate) use kafka::KafkaTopic;
 pub(crate) use kinesis::KinesisStream;
@@ -47,46 +48,6 @@ const MAX_IN_FLIGHT: usize = 10_000;
 
 /// The record buffer is kept between records up to this capacity (a large row's is dropped).
 const KEEP_BUFFER: usize = 1 << 20;
-
-/// A record's outcome, reported by its destination when it learned it.
-#[derive(Debug)]
-pub(crate) struct Ack {
-    pub(crate) seq: u64,
-    pub(crate) result: Result<(), TaskError>,
-    pub(crate) at: Instant,
-}
-
-pub(crate) type AckSender = mpsc::UnboundedSender<Ack>;
-
-/// Where records go. A destination queues a record numbered `seq` and later reports its
-/// outcome on the [`AckSender`] it was made with.
-pub(crate) trait Destination: Send + Sync {
-    /// The topic or stream name records are encoded for.
-    fn name(&self) -> &str;
-
-    /// The partition `record` goes to (whose tail decides whether it is already there).
-    fn partition_of(&self, record: &Record) -> usize;
-
-    /// Queues `record` of `event` as number `seq`; `may_send` is asked first (the lease).
-    fn send(
-        &self,
-        seq: u64,
-        event: &ChangeEvent,
-        record: &Record,
-        may_send: &(dyn Fn() -> Result<(), TaskError> + Sync),
-    ) -> impl Future<Output = Result<(), TaskError>> + Send;
-
-    /// Drops what is queued and not yet sent (the lease is ending).
-    fn purge(&self);
-
-    /// Waits for every queued record (at the loop's end).
-    fn flush(&self) -> impl Future<Output = Result<(), TaskError>> + Send;
-
-    /// After the loop failed: drops what is queued and waits, at most `within`, until every
-    /// record in flight is acknowledged or failed, so that none of this loop's records can
-    /// land after the next loop has read the topic's tail.
-    fn abandon(&self, within: Duration) -> impl Future<Output = ()> + Send;
-}
 
 /// The destination a task's configuration names, opened.
 pub(crate) enum Opened {

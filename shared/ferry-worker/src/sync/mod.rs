@@ -41,11 +41,11 @@ use ferry_mysql::binlog::{ReadEvent, RowsEvent, SourceEvent};
 use ferry_target::Target;
 use tokio::sync::watch;
 
-use crate::CaptureSettings;
 use crate::copy::Copies;
 use crate::error::TaskError;
 use crate::lease::Claim;
 use crate::metrics::TaskMeter;
+use crate::session::CaptureSettings;
 use crate::session::{CHECKPOINT_EVERY, Check, Session};
 use crate::source::{AbortOnDrop, Events, schema_at};
 use crate::verify::start_verification;

@@ -1,0 +1,51 @@
+//! What a destination is to the loop: it queues a record with a sequence number and reports the
+//! record's outcome later, on the channel it was made with.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use ferry_domain::change::ChangeEvent;
+use ferry_kafka::format::Record;
+use tokio::sync::mpsc;
+
+use crate::error::TaskError;
+
+/// A record's outcome, reported by its destination when it learned it.
+#[derive(Debug)]
+pub(crate) struct Ack {
+    pub(crate) seq: u64,
+    pub(crate) result: Result<(), TaskError>,
+    pub(crate) at: Instant,
+}
+
+pub(crate) type AckSender = mpsc::UnboundedSender<Ack>;
+
+/// Where records go. A destination queues a record numbered `seq` and later reports its
+/// outcome on the [`AckSender`] it was made with.
+pub(crate) trait Destination: Send + Sync {
+    /// The topic or stream name records are encoded for.
+    fn name(&self) -> &str;
+
+    /// The partition `record` goes to (whose tail decides whether it is already there).
+    fn partition_of(&self, record: &Record) -> usize;
+
+    /// Queues `record` of `event` as number `seq`; `may_send` is asked first (the lease).
+    fn send(
+        &self,
+        seq: u64,
+        event: &ChangeEvent,
+        record: &Record,
+        may_send: &(dyn Fn() -> Result<(), TaskError> + Sync),
+    ) -> impl Future<Output = Result<(), TaskError>> + Send;
+
+    /// Drops what is queued and not yet sent (the lease is ending).
+    fn purge(&self);
+
+    /// Waits for every queued record (at the loop's end).
+    fn flush(&self) -> impl Future<Output = Result<(), TaskError>> + Send;
+
+    /// After the loop failed: drops what is queued and waits, at most `within`, until every
+    /// record in flight is acknowledged or failed, so that none of this loop's records can
+    /// land after the next loop has read the topic's tail.
+    fn abandon(&self, within: Duration) -> impl Future<Output = ()> + Send;
+}
