@@ -18,7 +18,7 @@ mod tail;
 mod window;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use ferry_api::AppState;
@@ -45,6 +45,12 @@ use crate::metrics::TaskMeter;
 /// At most this many records wait for the destination's acknowledgement; past that the loop
 /// waits for the oldest half while the destination keeps receiving the rest.
 const MAX_IN_FLIGHT: usize = 10_000;
+
+/// A record in flight longer than this holds the loop back until it is acknowledged: what the
+/// loop hands the producer is what the destination takes in about a second, so no record
+/// waits in the producer's queue long enough to reach its message timeout (a few seconds,
+/// below the lease's margin) however slow the destination is.
+const MAX_IN_FLIGHT_AGE: Duration = Duration::from_secs(1);
 
 /// The record buffer is kept between records up to this capacity (a large row's is dropped).
 const KEEP_BUFFER: usize = 1 << 20;
@@ -212,15 +218,23 @@ impl<D: Destination> Delivery<D> {
     }
 
     /// Takes the acknowledgements that have arrived, without waiting; then, if too many
-    /// records are in flight, waits for the oldest half (bounded memory).
+    /// records are in flight (bounded memory) or the oldest has waited too long (a slow
+    /// destination), waits for acknowledgements before the loop sends more.
     pub(crate) async fn settle(&mut self) -> Result<(), TaskError> {
         while let Ok(ack) = self.acks.try_recv() {
             self.acknowledge(ack)?;
         }
-        if self.window.in_flight() >= MAX_IN_FLIGHT {
+        if self.window.in_flight() >= MAX_IN_FLIGHT || self.lagging() {
             self.wait_until(MAX_IN_FLIGHT / 2).await?;
         }
         Ok(())
+    }
+
+    /// Whether the oldest record in flight was sent more than [`MAX_IN_FLIGHT_AGE`] ago.
+    fn lagging(&self) -> bool {
+        self.window
+            .oldest_sent()
+            .is_some_and(|sent| sent.elapsed() > MAX_IN_FLIGHT_AGE)
     }
 
     /// Waits until every record sent is acknowledged.
@@ -228,8 +242,9 @@ impl<D: Destination> Delivery<D> {
         self.wait_until(0).await
     }
 
+    /// Waits until at most `in_flight` records are in flight and the oldest is recent.
     async fn wait_until(&mut self, in_flight: usize) -> Result<(), TaskError> {
-        while self.window.in_flight() > in_flight {
+        while self.window.in_flight() > in_flight || self.lagging() {
             let ack = self.acks.recv().await.ok_or_else(|| {
                 target_failed("the producer was closed before a record was delivered")
             })?;

@@ -21,9 +21,9 @@ pub(crate) struct AckWindow {
     next: u64,
     /// Every record before this one is acknowledged.
     frontier: u64,
-    /// For each record from `frontier` to `next`: when its event was read, and whether it is
-    /// acknowledged yet.
-    acked: VecDeque<(Instant, bool)>,
+    /// For each record from `frontier` to `next`: when its event was read, when it was sent,
+    /// and whether it is acknowledged yet.
+    acked: VecDeque<(Instant, Instant, bool)>,
     /// Commits in order: (records sent before it, its position, its source time).
     commits: VecDeque<(u64, Position, DateTime<Utc>)>,
 }
@@ -34,7 +34,7 @@ impl AckWindow {
     pub(crate) fn send(&mut self, read_at: Instant) -> u64 {
         let seq = self.next;
         self.next += 1;
-        self.acked.push_back((read_at, false));
+        self.acked.push_back((read_at, Instant::now(), false));
         seq
     }
 
@@ -45,17 +45,25 @@ impl AckWindow {
             .checked_sub(self.frontier)
             .and_then(|o| usize::try_from(o).ok())?;
         let read_at = match self.acked.get_mut(offset) {
-            Some((read_at, acked)) if !*acked => {
+            Some((read_at, _, acked)) if !*acked => {
                 *acked = true;
                 Some(*read_at)
             }
             _ => None,
         };
-        while self.acked.front().is_some_and(|(_, acked)| *acked) {
+        while self.acked.front().is_some_and(|(_, _, acked)| *acked) {
             self.acked.pop_front();
             self.frontier += 1;
         }
         read_at
+    }
+
+    /// When the oldest record not yet acknowledged was sent.
+    pub(crate) fn oldest_sent(&self) -> Option<Instant> {
+        self.acked
+            .iter()
+            .find(|(_, _, acked)| !*acked)
+            .map(|(_, sent, _)| *sent)
     }
 
     /// A transaction boundary after every record sent so far.
@@ -127,6 +135,20 @@ mod tests {
             "both commits settle at once; the newest is returned"
         );
         assert_eq!(w.settled(), None, "a settled commit is returned once");
+    }
+
+    #[test]
+    fn the_oldest_record_in_flight_is_known() {
+        let mut w = AckWindow::default();
+        assert_eq!(w.oldest_sent(), None);
+        let read = Instant::now();
+        let a = w.send(read);
+        let b = w.send(read);
+        let first = w.oldest_sent().unwrap();
+        w.acknowledge(b);
+        assert_eq!(w.oldest_sent(), Some(first), "a is still in flight");
+        w.acknowledge(a);
+        assert_eq!(w.oldest_sent(), None);
     }
 
     #[test]
