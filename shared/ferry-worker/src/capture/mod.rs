@@ -116,9 +116,20 @@ async fn run<D: Destination>(
 ) -> Result<(), TaskError> {
     let result = capture(session, existing, &mut out).await;
     if result.is_err() {
-        out.destination()
-            .abandon(session.lease.times().message_timeout())
-            .await;
+        let within = session.lease.times().message_timeout();
+        out.destination().abandon(within).await;
+        // A record the producer gave up on (its request timed out) may still be applied by a
+        // slow broker: the next loop reads the topic's tail only after such a request would
+        // have landed, or it could produce the record again.
+        if matches!(
+            result,
+            Err(TaskError::Connection {
+                side: ferry_domain::metrics::Side::Target,
+                ..
+            })
+        ) {
+            tokio::time::sleep(within).await;
+        }
     }
     result
 }
