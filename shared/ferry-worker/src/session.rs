@@ -26,8 +26,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ferry_api::AppState;
 use ferry_api::lifecycle::transition;
+use ferry_domain::change::ObjectName;
 use ferry_domain::id::{InstanceId, WorkerId};
 use ferry_domain::position::Position;
+use ferry_domain::schema::SchemaCatalog;
 use ferry_domain::task::{Stage, TaskEvent, TaskState};
 use ferry_domain::task_config::TaskConfig;
 use ferry_mysql::ConnectParams;
@@ -38,7 +40,7 @@ use crate::error::{TaskError, transient};
 use crate::internal_events::CheckpointWritten;
 use crate::lease::{Claim, Held, LeaseClock, hold};
 use crate::metrics::TaskMeter;
-use crate::source::{AbortOnDrop, same_source, source_identity, source_params};
+use crate::source::{AbortOnDrop, Events, same_source, source_identity, source_params};
 
 /// How a task's loop behaves.
 #[derive(Debug, Clone)]
@@ -250,6 +252,25 @@ impl<'a> Session<'a> {
             .publish_or_log(&event.into_iter().collect::<Vec<_>>())
             .await;
         Ok(())
+    }
+
+    /// The binlog from `at`, decoded with `catalog` for the loop's objects (and `watched`).
+    pub(crate) async fn events(
+        &self,
+        at: &Position,
+        catalog: SchemaCatalog,
+        watched: Option<ObjectName>,
+    ) -> Result<Events, TaskError> {
+        Events::open(
+            &self.params,
+            self.instance,
+            at,
+            catalog,
+            &self.config.objects,
+            watched,
+            self.settings.heartbeat,
+        )
+        .await
     }
 
     /// Starts adding the loop's counts to the store every `metrics_every`.

@@ -264,16 +264,8 @@ async fn open_events(
     at: &Position,
     catalog: SchemaCatalog,
 ) -> Result<Events, TaskError> {
-    Events::open(
-        &session.params,
-        session.instance,
-        at,
-        catalog,
-        &session.config.objects,
-        session.config.heartbeat.as_ref().map(heartbeat::table),
-        session.settings.heartbeat,
-    )
-    .await
+    let heartbeat = session.config.heartbeat.as_ref().map(heartbeat::table);
+    session.events(at, catalog, heartbeat).await
 }
 
 /// Handles one event: the heartbeat table's rows set the delay, DDL is recorded in the schema

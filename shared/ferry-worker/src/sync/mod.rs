@@ -47,11 +47,11 @@ use crate::lease::Claim;
 use crate::metrics::TaskMeter;
 use crate::session::CaptureSettings;
 use crate::session::{CHECKPOINT_EVERY, Check, Session};
-use crate::source::{AbortOnDrop, Events, schema_at};
+use crate::source::{AbortOnDrop, schema_at};
 use crate::verify::start_verification;
 use applier::{Applier, checkpoint_applied, load_due};
 use evolution::{Evolution, on_ddl};
-use setup::{copies_of, first_start, target_params};
+use setup::{connect_target, copies_of, first_start};
 
 /// Runs the sync loop of `instance`'s task while this worker holds its lease (`claim`), until
 /// `stop` turns true, the task is no longer wanted running, or an error.
@@ -65,11 +65,8 @@ pub async fn sync_task(
     let mut session =
         Session::open(state, settings, instance, claim, stop, TaskMeter::for_sync).await?;
     // 1. The target, guarded by the lease: nothing is committed once it is ending.
-    let tparams = target_params(state, &session.config, session.lease.times()).await?;
+    let (mut target, tparams) = connect_target(&session).await?;
     let engine = tparams.engine;
-    let mut target = Target::connect(&tparams).await?;
-    let guard = session.lease.clone();
-    target.guard(Arc::new(move || guard.check().is_ok()));
     // 2. Where to resume; on the first start, schema sync and copy plans first.
     let checkpoint = match session.checkpoint().await? {
         Some(c) => c,
@@ -81,25 +78,17 @@ pub async fn sync_task(
     // 3. The selected tables and the copies of their rows.
     let (tables, mut copies) = copies_of(&session, &mut target, &catalog, engine).await?;
     let mut incremental = copies.all_done();
-    session
-        .enter(if incremental {
-            Stage::Incremental
-        } else {
-            Stage::FullSync
-        })
-        .await?;
+    let stage = if incremental {
+        Stage::Incremental
+    } else {
+        Stage::FullSync
+    };
+    session.enter(stage).await?;
     tracing::info!(instance = %instance, position = %checkpoint.position, "sync starting");
     // 4. The binlog read ahead, the reporter, the applier.
-    let mut events = Events::open(
-        &session.params,
-        instance,
-        &checkpoint.position,
-        catalog.clone(),
-        &session.config.objects,
-        None,
-        settings.heartbeat,
-    )
-    .await?;
+    let mut events = session
+        .events(&checkpoint.position, catalog.clone(), None)
+        .await?;
     session.report();
     let mut applier = Applier::new(target, engine, tables, &session);
     let mut stream_at = checkpoint.position;

@@ -30,7 +30,7 @@ fn target_engine(engine: Engine) -> TargetEngine {
     }
 }
 
-pub(super) async fn target_params(
+async fn target_params(
     state: &AppState,
     config: &TaskConfig,
     lease: LeaseTimes,
@@ -54,6 +54,17 @@ pub(super) async fn target_params(
         database: target.database().map(str::to_owned),
         idle_transaction: Some(lease.apply_timeout()),
     })
+}
+
+/// Connects to the task's target, guarded by the lease: nothing is committed once it is ending.
+pub(super) async fn connect_target(
+    session: &Session<'_>,
+) -> Result<(Target, TargetParams), TaskError> {
+    let tparams = target_params(session.state, &session.config, session.lease.times()).await?;
+    let mut target = Target::connect(&tparams).await?;
+    let guard = session.lease.clone();
+    target.guard(Arc::new(move || guard.check().is_ok()));
+    Ok((target, tparams))
 }
 
 /// The selected tables of `catalog` as target tables.
