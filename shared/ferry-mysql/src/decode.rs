@@ -422,37 +422,7 @@ impl TablePlan {
         buf: &mut ParseBuf<'a>,
         present: &[bool],
     ) -> Result<(), DecodeError> {
-        let width = self.columns.len();
-        let err = |reason: String| DecodeError {
-            table: self.schema.name().to_string(),
-            column: "(row)".into(),
-            reason,
-        };
-        let bit = |i: usize| present.get(i).copied().unwrap_or(false);
-        let count = (0..width).filter(|i| bit(*i)).count();
-        let nulls: &[u8] = buf
-            .checked_eat(count.div_ceil(8))
-            .ok_or_else(|| err("the row ends before its null bitmap".into()))?;
-        let mut image_index = 0usize;
-        for (index, plan) in self.columns.iter().enumerate() {
-            if !bit(index) {
-                continue;
-            }
-            let null = nulls
-                .get(image_index / 8)
-                .is_none_or(|b| b & (1 << (image_index % 8)) != 0);
-            image_index += 1;
-            if !null {
-                let ctx = (
-                    plan.column_type,
-                    plan.meta.as_slice(),
-                    plan.meta_unsigned,
-                    false,
-                );
-                let _: BinlogValue<'_> = buf.parse(ctx).map_err(|e| err(e.to_string()))?;
-            }
-        }
-        Ok(())
+        self.walk_image(buf, present, None).map(drop)
     }
 
     /// Whether rows can be read with [`TablePlan::read_image`].
@@ -472,6 +442,17 @@ impl TablePlan {
         present: &[bool],
         charsets: &Charsets,
     ) -> Result<Vec<Value>, DecodeError> {
+        self.walk_image(buf, present, Some(charsets))
+    }
+
+    /// One row image: its null bitmap, then each present value parsed, and converted when
+    /// `charsets` is given (else skipped: the values come back empty).
+    fn walk_image<'a>(
+        &'a self,
+        buf: &mut ParseBuf<'a>,
+        present: &[bool],
+        charsets: Option<&Charsets>,
+    ) -> Result<Vec<Value>, DecodeError> {
         let width = self.columns.len();
         let err = |index: usize, reason: String| DecodeError {
             table: self.schema.name().to_string(),
@@ -487,7 +468,11 @@ impl TablePlan {
         let nulls: &[u8] = buf
             .checked_eat(count.div_ceil(8))
             .ok_or_else(|| err(0, "the row ends before its null bitmap".into()))?;
-        let mut values = vec![Value::Null; width];
+        let mut values = if charsets.is_some() {
+            vec![Value::Null; width]
+        } else {
+            Vec::new()
+        };
         let mut image_index = 0usize;
         for (index, plan) in self.columns.iter().enumerate() {
             if !bit(index) {
@@ -509,6 +494,9 @@ impl TablePlan {
             let value: BinlogValue<'_> = buf
                 .parse(ctx)
                 .map_err(|e| err(index, format!("{e} (binlog type {:?})", plan.column_type)))?;
+            let Some(charsets) = charsets else {
+                continue;
+            };
             let unsigned = plan.unsigned || plan.meta_unsigned;
             let encoding = match (plan.charset, plan.text) {
                 (0, Some(declared)) => declared,
