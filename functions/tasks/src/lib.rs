@@ -233,7 +233,11 @@ async fn configure(
             _ => None,
         },
         objects: req.objects,
-        delivery: req.delivery,
+        delivery: {
+            let mut delivery = req.delivery;
+            delivery.state_values();
+            delivery
+        },
         heartbeat: req.heartbeat,
         sync: req.sync,
     };

@@ -76,6 +76,10 @@ pub(crate) enum TaskCmd {
         /// debezium-json, canal-json, maxwell-json or dts-avro.
         #[arg(long)]
         format: Option<String>,
+        /// `compatible` (as the format's tool writes; the default where the format has it) or
+        /// `readable` (Ferry's earlier mapping).
+        #[arg(long)]
+        values: Option<String>,
     },
     /// Show the task: state, configuration (no passwords), checkpoint, topic.
     Show { id: String },
@@ -263,7 +267,11 @@ fn task_human(t: &Value) {
             .map(|d| cell(&d["name"]))
             .collect();
         println!("objects   {}", dbs.join(", "));
-        println!("format    {}", cell(&c["delivery"]["format"]));
+        println!(
+            "format    {} ({} values)",
+            cell(&c["delivery"]["format"]),
+            c["delivery"]["values"].as_str().unwrap_or("readable")
+        );
     }
     println!("config    v{}", cell(&t["config_version"]));
     if let Some(a) = t.get("objects_applied") {
@@ -551,6 +559,7 @@ pub(crate) async fn task(api: &Api, json_out: bool, cmd: TaskCmd) -> Result<()> 
             password_env,
             database,
             format,
+            values,
         } => {
             let body = match file {
                 Some(f) => read_json(&f)?,
@@ -571,7 +580,10 @@ pub(crate) async fn task(api: &Api, json_out: bool, cmd: TaskCmd) -> Result<()> 
                     let dbs: Vec<Value> = database.iter().map(|d| json!({"name": d})).collect();
                     let mut body = json!({"source": source, "objects": {"databases": dbs}});
                     if let Some(f) = format {
-                        body["delivery"] = json!({"format": f});
+                        body["delivery"]["format"] = json!(f);
+                    }
+                    if let Some(v) = values {
+                        body["delivery"]["values"] = json!(v);
                     }
                     body
                 }

@@ -225,17 +225,29 @@ pub enum ChangeKind {
 /// Which transaction an event belongs to, and where in it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TransactionRef {
-    /// The GTID of the transaction, or `file:offset` of its first event without GTIDs.
-    pub id: String,
+    /// The GTID of the transaction, or `file:offset` of its first event without GTIDs (shared
+    /// by the transaction's records).
+    pub id: Arc<str>,
     /// The 0-based index of this event within the transaction (BEGIN is 0).
     pub event_index: u32,
+    /// For a row: its 0-based index among the transaction's carried rows (Maxwell's
+    /// `xoffset`).
+    #[serde(default)]
+    pub carried_index: u32,
+    /// For a row: whether it is the transaction's last carried row (Maxwell's `commit`).
+    #[serde(default)]
+    pub last: bool,
 }
 
 /// One record of the change stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangeEvent {
-    /// Where the event is in the source's binlog.
-    pub position: Position,
+    /// Where the event is in the source's binlog (shared by the records of one binlog event).
+    pub position: Arc<Position>,
+    /// Where the binlog event holding this record starts, in the position's file (Maxwell's
+    /// `position`, Debezium's `source.pos`).
+    #[serde(default)]
+    pub event_offset: u64,
     /// The server that wrote the event.
     pub server_id: u32,
     /// When the source executed it (binlog event time, second precision).
@@ -317,12 +329,15 @@ mod tests {
     fn idempotency_keys() {
         let position: Position = "binlog.000001:300@0-1-9".parse().unwrap();
         let mut e = ChangeEvent {
-            position: position.clone(),
+            position: Arc::new(position),
+            event_offset: 0,
             server_id: 1,
             timestamp: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             transaction: Some(TransactionRef {
                 id: "0-1-9".into(),
                 event_index: 3,
+                carried_index: 0,
+                last: false,
             }),
             kind: ChangeKind::Commit { xid: Some(44) },
         };

@@ -21,6 +21,70 @@ pub enum Format {
     DtsAvro,
 }
 
+impl Format {
+    /// Whether the format has its tool-compatible value mapping ([`Values::Compatible`]) yet.
+    /// A format without it keeps [`Values::Readable`] until it does, so a task's records never
+    /// change shape under it.
+    pub fn has_compatible_values(self) -> bool {
+        matches!(self, Self::MaxwellJson)
+    }
+}
+
+/// How a format writes its records and values (`delivery.values`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Values {
+    /// As the tool the format is named after writes them with its default settings (the
+    /// default for a new task, for the formats that have it: see
+    /// [`Format::has_compatible_values`]).
+    Compatible,
+    /// Ferry's readable mapping from before: ISO-8601 temporal strings, exact decimal strings,
+    /// keys in alphabetical order. A task configured before `values` existed keeps it.
+    Readable,
+}
+
+/// Maxwell's `output_*` switches, for `maxwell-json` with `values: compatible`: the record
+/// shape Maxwell writes with the same settings. Defaults are Maxwell's (its CLI's, where its
+/// documentation differs: `output_xoffset` is on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaxwellOptions {
+    /// `position`: `file:offset` of the rows event.
+    pub output_binlog_position: bool,
+    /// `gtid`: the transaction's GTID (null without GTIDs).
+    pub output_gtid_position: bool,
+    /// `xid` on every row and `commit: true` on a transaction's last row.
+    pub output_commit_info: bool,
+    /// `xoffset`: the row's index in its transaction (not on the last row).
+    pub output_xoffset: bool,
+    /// Null values in `data` and `old` (else left out).
+    pub output_nulls: bool,
+    /// `server_id`.
+    pub output_server_id: bool,
+    /// `primary_key`: the key's values, in key order.
+    pub output_primary_keys: bool,
+    /// `primary_key_columns`: the key's column names.
+    pub output_primary_key_columns: bool,
+    /// Zero dates as `null` (else `"0000-00-00…"`).
+    pub output_null_zerodates: bool,
+}
+
+impl Default for MaxwellOptions {
+    fn default() -> Self {
+        Self {
+            output_binlog_position: false,
+            output_gtid_position: false,
+            output_commit_info: true,
+            output_xoffset: true,
+            output_nulls: true,
+            output_server_id: false,
+            output_primary_keys: false,
+            output_primary_key_columns: false,
+            output_null_zerodates: false,
+        }
+    }
+}
+
 /// How records are spread over the topic's partitions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type", deny_unknown_fields)]
@@ -71,6 +135,17 @@ pub struct Delivery {
     /// Also write a heartbeat record when the source reports it is idle.
     #[serde(default)]
     pub heartbeat_records: bool,
+    /// The value mapping; when a task is configured without it, `compatible` for a format
+    /// that has it, else `readable` (see [`Delivery::values`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Values>,
+    /// Maxwell's `output_*` switches (`maxwell-json`, `values: compatible`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub maxwell: MaxwellOptions,
+}
+
+fn is_default<T: Default + PartialEq>(t: &T) -> bool {
+    *t == T::default()
 }
 
 fn default_retention_hours() -> u32 {
@@ -87,12 +162,54 @@ impl Default for Delivery {
             retention_hours: default_retention_hours(),
             transaction_records: false,
             heartbeat_records: false,
+            values: None,
+            maxwell: MaxwellOptions::default(),
         }
     }
 }
 
 impl Delivery {
+    /// The value mapping the task's records use: as configured; `readable` for a task
+    /// configured before `values` existed (its topic keeps its shape).
+    pub fn values(&self) -> Values {
+        self.values.unwrap_or(Values::Readable)
+    }
+
+    /// States the value mapping of a task being configured without one: `compatible` where
+    /// the format has it, else `readable`.
+    pub fn state_values(&mut self) {
+        if self.values.is_none() {
+            self.values = Some(if self.format.has_compatible_values() {
+                Values::Compatible
+            } else {
+                Values::Readable
+            });
+        }
+    }
+
     pub fn validate(&self) -> Result<(), InvalidInput> {
+        if self.values == Some(Values::Compatible) && !self.format.has_compatible_values() {
+            return Err(InvalidInput::new(
+                "values",
+                format!(
+                    "{} has no tool-compatible value mapping yet",
+                    serde_json::to_value(self.format)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                ),
+                "leave `values` out or give \"readable\"; maxwell-json has the compatible mapping",
+            ));
+        }
+        if self.maxwell != MaxwellOptions::default()
+            && (self.format != Format::MaxwellJson || self.values() != Values::Compatible)
+        {
+            return Err(InvalidInput::new(
+                "maxwell",
+                "Maxwell's output switches apply to maxwell-json with values \"compatible\" only",
+                "remove `maxwell`, or use format maxwell-json",
+            ));
+        }
         if !(1..=MAX_RETENTION_HOURS).contains(&self.retention_hours) {
             return Err(InvalidInput::new(
                 "retention_hours",

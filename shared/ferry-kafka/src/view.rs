@@ -94,10 +94,9 @@ pub fn view(format: Format, raw: &RawRecord<'_>) -> Result<ChangeView, ViewError
     let key = raw
         .key
         .and_then(|k| serde_json::from_slice::<Json>(k).ok())
-        // Maxwell's key names the table too: the row key is its `pk`.
-        .map(|k| match k.get("pk") {
-            Some(pk) if format == Format::MaxwellJson => pk.clone(),
-            _ => k,
+        .and_then(|k| match format {
+            Format::MaxwellJson => maxwell_key(&k, parts.after.as_ref().or(parts.before.as_ref())),
+            _ => Some(k),
         })
         .filter(|_| matches!(parts.operation, "insert" | "update" | "delete"));
     Ok(ChangeView {
@@ -206,6 +205,27 @@ fn canal(p: &Json) -> Result<Parts, String> {
         }),
         other => Err(format!("unknown type {other:?}")),
     }
+}
+
+/// The row key of a Maxwell record's key: Ferry's readable `{"pk": {…}}`, or Maxwell's own
+/// `{"database", "table", "pk.<column>": …}` (column names lower-cased: the row's own names
+/// are taken from `row`). `None` for a table without a key (`_uuid`).
+fn maxwell_key(k: &Json, row: Option<&Json>) -> Option<Json> {
+    if let Some(pk) = k.get("pk") {
+        return Some(pk.clone());
+    }
+    let mut key = Map::new();
+    for (name, v) in k.as_object()? {
+        let Some(lower) = name.strip_prefix("pk.") else {
+            continue;
+        };
+        let column = row
+            .and_then(Json::as_object)
+            .and_then(|r| r.keys().find(|c| c.to_lowercase() == lower))
+            .map_or_else(|| lower.to_owned(), Clone::clone);
+        key.insert(column, v.clone());
+    }
+    (!key.is_empty()).then_some(Json::Object(key))
 }
 
 fn maxwell(p: &Json) -> Result<Parts, String> {
@@ -400,12 +420,15 @@ mod tests {
 
     fn event(kind: ChangeKind) -> ChangeEvent {
         ChangeEvent {
-            position: "binlog.000001:900@0-1-7".parse().unwrap(),
+            position: std::sync::Arc::new("binlog.000001:900@0-1-7".parse().unwrap()),
+            event_offset: 0,
             server_id: 1,
             timestamp: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             transaction: Some(TransactionRef {
                 id: "0-1-7".into(),
                 event_index: 2,
+                carried_index: 0,
+                last: false,
             }),
             kind,
         }

@@ -146,6 +146,9 @@ impl IntoIterator for RowsEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadEvent {
     pub position: Position,
+    /// Where the event starts in the position's file (for an event inside a compressed
+    /// transaction, where that transaction's event starts).
+    pub event_offset: u64,
     pub server_id: u32,
     pub timestamp: DateTime<Utc>,
     pub event: SourceEvent,
@@ -242,6 +245,8 @@ pub struct EventDecoder {
     standalone: bool,
     /// The position of the last event that had one.
     last_log_pos: u32,
+    /// Where that event starts.
+    last_start: u32,
     /// Refuse partial row images (live capture); a file reader shows them as they are.
     require_full_images: bool,
     /// The schema history, kept current by the DDL statements of the stream.
@@ -455,6 +460,7 @@ impl EventDecoder {
             pending_mysql: None,
             standalone: false,
             last_log_pos: 0,
+            last_start: 0,
             require_full_images: true,
             catalog: SchemaCatalog::new(),
             tracked: false,
@@ -545,6 +551,7 @@ impl EventDecoder {
             0 => self.last_log_pos,
             p => {
                 self.last_log_pos = p;
+                self.last_start = p.saturating_sub(header.event_size());
                 verify_checksum(event)?;
                 p
             }
@@ -552,6 +559,7 @@ impl EventDecoder {
         let made = |this: &Self, e: SourceEvent| -> Result<Option<ReadEvent>, ReaderError> {
             Ok(Some(ReadEvent {
                 position: this.position(log_pos)?,
+                event_offset: u64::from(this.last_start),
                 server_id: header.server_id(),
                 timestamp: DateTime::from_timestamp(i64::from(header.timestamp()), 0)
                     .unwrap_or_default(),

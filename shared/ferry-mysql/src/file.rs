@@ -10,6 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use ferry_domain::position::BinlogFile;
+use ferry_domain::selection::ObjectSelection;
 use mysql_common::binlog::EventStreamReader;
 use mysql_common::binlog::consts::EventType;
 use mysql_common::binlog::consts::{BinlogChecksumAlg, BinlogVersion};
@@ -19,7 +20,9 @@ use mysql_common::binlog::events::TransactionPayloadEvent;
 /// may hold uncompressed: 1 GiB, MySQL's own max_allowed_packet ceiling.
 const MAX_UNCOMPRESSED_PAYLOAD: u64 = 1 << 30;
 
-use crate::binlog::{EventDecoder, ReadEvent, ReaderError, RowParser, guarded, panic_text};
+use crate::binlog::{
+    EventDecoder, ReadEvent, ReaderError, RowParser, SourceEvent, guarded, panic_text,
+};
 use crate::decode::Charsets;
 
 /// Every event of interest in the binlog file at `path`, in order.
@@ -65,6 +68,38 @@ pub fn decode_bytes_with(
     file: Option<BinlogFile>,
     parser: RowParser,
 ) -> Result<Vec<ReadEvent>, ReaderError> {
+    decode_bytes_selected(bytes, file, parser, None)
+}
+
+/// How many rows each rows event of `bytes` holds, no row decoded: every row is read past by
+/// its values' widths, as the capture worker reads the rows of tables its task does not carry.
+/// Tests and the fuzzer check these counts against a full decode's.
+pub fn count_rows(bytes: &[u8], file: Option<BinlogFile>) -> Result<Vec<u32>, ReaderError> {
+    let nothing = ObjectSelection {
+        databases: Vec::new(),
+        operations: Vec::new(),
+    };
+    let events = decode_bytes_selected(bytes, file, RowParser::Prepared, Some(nothing))?;
+    Ok(row_counts(&events))
+}
+
+/// The row count of each rows event among `events`, in order.
+pub fn row_counts(events: &[ReadEvent]) -> Vec<u32> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            SourceEvent::Rows(rows) => Some(rows.count),
+            _ => None,
+        })
+        .collect()
+}
+
+fn decode_bytes_selected(
+    bytes: &[u8],
+    file: Option<BinlogFile>,
+    parser: RowParser,
+    selection: Option<ObjectSelection>,
+) -> Result<Vec<ReadEvent>, ReaderError> {
     const MAGIC: &[u8] = b"\xfebin";
     let damaged = |e: std::io::Error| ReaderError::Definite {
         message: format!("the binlog file is damaged: {e}"),
@@ -80,6 +115,9 @@ pub fn decode_bytes_with(
     let mut decoder = EventDecoder::new(Charsets::builtin(), file, None)
         .allow_partial_images()
         .with_row_parser(parser);
+    if let Some(selection) = selection {
+        decoder = decoder.with_selection(selection);
+    }
     let mut out = Vec::new();
     let mut offset = MAGIC.len();
     while !rest.is_empty() {

@@ -8,7 +8,7 @@
 //! at fixed write rates (`FERRY_BENCH_RATES` rows/s, default `1000,2000,5000,10000`, each for
 //! `FERRY_BENCH_LATENCY_SECS`, default 15 s): p50, p99 and max, beside the broker alone at the
 //! same rate and record size and Ferry's own share (the worker's record latency histograms).
-//! `FERRY_BENCH_STEPS` picks measurements (`decode,own,raw,catchup,latency`, and `alone` for the
+//! `FERRY_BENCH_STEPS` picks measurements (`decode,skip,own,raw,catchup,latency`, and `alone` for the
 //! broker alone). Results go to docs/benchmarks.md by hand, with the machine they were
 //! measured on.
 
@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use ferry_domain::id::{InstanceId, WorkerId};
 use ferry_domain::position::BinlogFile;
+use ferry_domain::schema::SchemaCatalog;
+use ferry_domain::selection::ObjectSelection;
 use ferry_mysql::ConnectParams;
 use ferry_mysql::binlog::{BinlogReader, SourceEvent, Start};
 use ferry_store::Checkpoint;
@@ -63,7 +65,7 @@ async fn main() {
     // Which measurements to run (`FERRY_BENCH_STEPS`, e.g. `own` under a profiler); the
     // backlog is always written first.
     let steps = std::env::var("FERRY_BENCH_STEPS")
-        .unwrap_or_else(|_| "decode,own,raw,catchup,latency".into());
+        .unwrap_or_else(|_| "decode,skip,own,raw,catchup,latency".into());
     let wants = |step: &str| steps.split(',').any(|s| s.trim() == step);
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
@@ -117,15 +119,15 @@ async fn main() {
     }
     .print();
 
+    let params = ConnectParams {
+        host: env.mysql_host.clone(),
+        port: env.mysql_port,
+        user: env.mysql_capture_user.clone(),
+        password: env.mysql_capture_password.clone(),
+        database: None,
+    };
     if wants("decode") {
         // 2. Decode only: Ferry's binlog reader and decoder, nothing produced.
-        let params = ConnectParams {
-            host: env.mysql_host.clone(),
-            port: env.mysql_port,
-            user: env.mysql_capture_user.clone(),
-            password: env.mysql_capture_password.clone(),
-            database: None,
-        };
         let (wall0, cpu0) = (Instant::now(), cpu_seconds());
         let start = Start::File {
             file: file.parse::<BinlogFile>().unwrap(),
@@ -148,6 +150,39 @@ async fn main() {
         let _ = reader.close().await;
         Measure {
             name: "binlog read + decode (Ferry, no produce)",
+            rows,
+            wall: wall0.elapsed(),
+            cpu: cpu_seconds() - cpu0,
+        }
+        .print();
+    }
+    if wants("skip") {
+        // 2a. The same rows as a table the task does not carry: read past by their values'
+        //     widths and counted (for the transaction's event indexes), never converted.
+        let (wall0, cpu0) = (Instant::now(), cpu_seconds());
+        let start = Start::File {
+            file: file.parse::<BinlogFile>().unwrap(),
+            offset,
+        };
+        let nothing = ObjectSelection {
+            databases: Vec::new(),
+            operations: Vec::new(),
+        };
+        let mut reader = BinlogReader::start(&params, 0x3f00_0002, start, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .with_schema(SchemaCatalog::new(), nothing);
+        let mut counted = 0u64;
+        while counted < rows {
+            if let Some(e) = reader.next().await.unwrap()
+                && let SourceEvent::Rows(r) = e.event
+            {
+                counted += u64::from(r.count);
+            }
+        }
+        let _ = reader.close().await;
+        Measure {
+            name: "binlog read + skip (rows not carried)",
             rows,
             wall: wall0.elapsed(),
             cpu: cpu_seconds() - cpu0,
@@ -794,14 +829,19 @@ fn ferry_records(topic: &str, n: u64) -> Vec<ferry_kafka::format::Record> {
                 Value::UInt(i % 7),
             ];
             let event = ChangeEvent {
-                position: format!("binlog.000001:{}@0-1-{}", 4 + i * 600, i / 1000)
-                    .parse()
-                    .unwrap(),
+                position: Arc::new(
+                    format!("binlog.000001:{}@0-1-{}", 4 + i * 600, i / 1000)
+                        .parse()
+                        .unwrap(),
+                ),
+                event_offset: 0,
                 server_id: 1,
                 timestamp: Utc::now(),
                 transaction: Some(TransactionRef {
-                    id: format!("0-1-{}", i / 1000),
+                    id: format!("0-1-{}", i / 1000).into(),
                     event_index: (i % 1000) as u32 + 1,
+                    carried_index: 0,
+                    last: false,
                 }),
                 kind: ChangeKind::Row(RowChange::insert(Arc::clone(&table), values).unwrap()),
             };

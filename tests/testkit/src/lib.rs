@@ -24,6 +24,7 @@ mod app;
 mod env;
 pub mod faults;
 pub mod gateway;
+pub mod json;
 mod mariadb;
 mod process;
 mod topic;

@@ -81,7 +81,7 @@ pub(super) fn record(
             } else {
                 "END"
             };
-            let id = e.transaction.as_ref().map(|t| t.id.clone());
+            let id = e.transaction.as_ref().map(|t| &*t.id);
             (
                 None,
                 json!({"status": status, "id": id, "event_count": total_order, "ts_ms": ts_ms, "source": source}),

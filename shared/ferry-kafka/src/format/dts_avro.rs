@@ -184,7 +184,7 @@ pub(super) fn record(e: &ChangeEvent, columns: &ColumnMask) -> Result<Option<Rec
     let txid = e
         .transaction
         .as_ref()
-        .map_or_else(|| position.clone(), |t| t.id.clone());
+        .map_or_else(|| position.clone(), |t| t.id.to_string());
     let mut tags = std::collections::HashMap::new();
     tags.insert("ferry.key".to_owned(), Avro::String(key_text.clone()));
     if let Some(g) = e.position.gtid() {
@@ -515,12 +515,15 @@ mod tests {
 
     fn event(kind: ChangeKind) -> ChangeEvent {
         ChangeEvent {
-            position: Position::new("bin.000003".parse().unwrap(), 1234, None),
+            position: std::sync::Arc::new(Position::new("bin.000003".parse().unwrap(), 1234, None)),
+            event_offset: 0,
             server_id: 1,
             timestamp: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             transaction: Some(TransactionRef {
                 id: "0-1-9".into(),
                 event_index: 2,
+                carried_index: 0,
+                last: false,
             }),
             kind,
         }

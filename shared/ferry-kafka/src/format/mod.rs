@@ -12,40 +12,83 @@ pub mod json;
 
 mod canal;
 mod debezium;
+mod java;
 mod maxwell;
 mod record;
 mod rows;
+mod wkt;
 
 use ferry_domain::change::{ChangeEvent, ChangeKind};
 use ferry_domain::selection::ColumnMask;
-use ferry_domain::task_config::Format;
+use ferry_domain::task_config::{Delivery, Format, MaxwellOptions, Values};
 
 pub use record::{Record, UnsupportedFormat};
+
+/// How a task's records are written: the format, its value mapping and the format's options
+/// (from the task's `delivery`). A bare [`Format`] is its readable mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    pub format: Format,
+    pub values: Values,
+    pub maxwell: MaxwellOptions,
+}
+
+impl Style {
+    /// The style a task's `delivery` asks for.
+    pub fn of(delivery: &Delivery) -> Self {
+        Self {
+            format: delivery.format,
+            values: delivery.values(),
+            maxwell: delivery.maxwell,
+        }
+    }
+
+    /// `format` with the tool-compatible mapping and the tool's default options.
+    pub fn compatible(format: Format) -> Self {
+        Self {
+            format,
+            values: Values::Compatible,
+            maxwell: MaxwellOptions::default(),
+        }
+    }
+}
+
+impl From<Format> for Style {
+    fn from(format: Format) -> Self {
+        Self {
+            format,
+            values: Values::Readable,
+            maxwell: MaxwellOptions::default(),
+        }
+    }
+}
 
 /// Encodes an event; `columns` is the column mask of a row's table map (ignored for other
 /// events). Returns `None` for events the format does not carry.
 pub fn encode(
-    format: Format,
+    style: impl Into<Style>,
     topic: &str,
     event: &ChangeEvent,
     total_order: u64,
     columns: &ColumnMask,
 ) -> Result<Option<Record>, UnsupportedFormat> {
     let mut record = Record::default();
-    Ok(encode_into(format, topic, event, total_order, columns, &mut record)?.then_some(record))
+    Ok(encode_into(style, topic, event, total_order, columns, &mut record)?.then_some(record))
 }
 
 /// [`encode`] into `record`, whose buffers are reused (the capture loop keeps one): `false`
 /// for events the format does not carry (`record` is then left as it was). Debezium rows, the
 /// hot path, allocate nothing once the buffers have grown.
 pub fn encode_into(
-    format: Format,
+    style: impl Into<Style>,
     topic: &str,
     event: &ChangeEvent,
     total_order: u64,
     columns: &ColumnMask,
     record: &mut Record,
 ) -> Result<bool, UnsupportedFormat> {
+    let style = style.into();
+    let format = style.format;
     let made = match format {
         Format::DebeziumJson => match &event.kind {
             ChangeKind::Row(row) => {
@@ -55,7 +98,10 @@ pub fn encode_into(
             _ => debezium::record(topic, event, total_order, columns),
         },
         Format::CanalJson => canal::record(event, total_order, columns),
-        Format::MaxwellJson => maxwell::record(event, columns),
+        Format::MaxwellJson => match style.values {
+            Values::Compatible => maxwell::compatible(event, columns, &style.maxwell),
+            Values::Readable => maxwell::readable(event, columns),
+        },
         Format::DtsAvro => {
             dts_avro::record(event, columns).map_err(|reason| UnsupportedFormat {
                 format: Format::DtsAvro,
@@ -133,12 +179,15 @@ mod tests {
 
     fn event(kind: ChangeKind) -> ChangeEvent {
         ChangeEvent {
-            position: "binlog.000001:900@0-1-7".parse().unwrap(),
+            position: std::sync::Arc::new("binlog.000001:900@0-1-7".parse().unwrap()),
+            event_offset: 0,
             server_id: 1,
             timestamp: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             transaction: Some(TransactionRef {
                 id: "0-1-7".into(),
                 event_index: 2,
+                carried_index: 0,
+                last: false,
             }),
             kind,
         }

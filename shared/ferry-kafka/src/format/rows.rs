@@ -107,3 +107,43 @@ pub(crate) fn changed<'a>(
         _ => None,
     })
 }
+
+/// The fraction digits of a DATETIME(n), TIMESTAMP(n) or TIME(n) column (its declared type,
+/// `datetime(6)`); 0 for other columns and for a type without `(n)`.
+pub(crate) fn fraction_digits(source_type: &str) -> u8 {
+    let t = source_type.trim().to_ascii_lowercase();
+    if !["datetime", "timestamp", "time"]
+        .iter()
+        .any(|k| t.starts_with(k))
+    {
+        return 0;
+    }
+    t.split_once('(')
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .and_then(|(n, _)| n.trim().parse::<u8>().ok())
+        .map_or(0, |n| n.min(6))
+}
+
+/// Whether the column is BINARY(n) (fixed width, padded with zero bytes).
+pub(crate) fn is_fixed_binary(source_type: &str) -> bool {
+    source_type
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("binary")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fraction_digits_come_from_the_declared_type() {
+        assert_eq!(fraction_digits("datetime(6)"), 6);
+        assert_eq!(fraction_digits("timestamp(3)"), 3);
+        assert_eq!(fraction_digits("TIME(4)"), 4);
+        assert_eq!(fraction_digits("datetime"), 0);
+        assert_eq!(fraction_digits("decimal(10,2)"), 0);
+        assert!(is_fixed_binary("binary(10)"));
+        assert!(!is_fixed_binary("varbinary(10)"));
+    }
+}

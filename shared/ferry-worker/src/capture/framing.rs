@@ -14,6 +14,8 @@
 //!   (debezium's `total_order`, canal's `id`); a COMMIT record carries the number of rows its
 //!   transaction carried.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use ferry_domain::change::{ChangeEvent, ChangeKind, TransactionRef};
 use ferry_domain::position::Position;
@@ -47,8 +49,9 @@ pub(crate) struct Framing {
     transaction_records: bool,
     /// Write heartbeat records.
     heartbeat_records: bool,
-    /// The open transaction's id (its GTID, or the position of its BEGIN).
-    txid: String,
+    /// The open transaction's id (its GTID, or the position of its BEGIN), shared by its
+    /// records.
+    txid: Arc<str>,
     /// Rows of the open transaction so far, carried or not.
     index: u32,
     /// Records numbered so far (see the module documentation).
@@ -59,6 +62,9 @@ pub(crate) struct Framing {
     begin_written: bool,
     /// Rows of the open transaction carried.
     carried: u64,
+    /// The open transaction's latest carried row, held until the next one or the commit
+    /// says whether it is the last.
+    held: Option<Framed>,
 }
 
 impl Framing {
@@ -78,8 +84,10 @@ impl Framing {
 
     fn in_tx(&self, index: u32) -> Option<TransactionRef> {
         Some(TransactionRef {
-            id: self.txid.clone(),
+            id: Arc::clone(&self.txid),
             event_index: index,
+            carried_index: 0,
+            last: false,
         })
     }
 
@@ -94,12 +102,16 @@ impl Framing {
     ) -> Boundary {
         let ReadEvent {
             position,
+            event_offset,
             server_id,
             timestamp,
             event,
         } = e;
-        let at = |position: &Position, transaction, kind| ChangeEvent {
-            position: position.clone(),
+        // One binlog event's records share its position.
+        let position = Arc::new(position);
+        let at = |position: &Arc<Position>, transaction, kind| ChangeEvent {
+            position: Arc::clone(position),
+            event_offset,
             server_id,
             timestamp,
             transaction,
@@ -107,7 +119,10 @@ impl Framing {
         };
         match event {
             SourceEvent::Begin { gtid } => {
-                self.txid = gtid.unwrap_or_else(|| position.to_string());
+                // A transaction that never committed in the stream (cut off by a restart)
+                // leaves nothing held into the next.
+                self.held = None;
+                self.txid = gtid.map_or_else(|| position.to_string().into(), Into::into);
                 self.index = 0;
                 self.in_transaction = true;
                 self.begin_written = false;
@@ -132,13 +147,18 @@ impl Framing {
                         });
                         self.begin_written = true;
                     }
+                    let mut transaction = self.in_tx(self.index);
+                    if let Some(t) = &mut transaction {
+                        t.carried_index = u32::try_from(self.carried).unwrap_or(u32::MAX);
+                    }
                     self.carried += 1;
                     self.order += 1;
-                    out.push(Framed {
-                        event: at(&position, self.in_tx(self.index), ChangeKind::Row(change)),
+                    let row = Framed {
+                        event: at(&position, transaction, ChangeKind::Row(change)),
                         order: self.order,
                         columns: carried.columns().clone(),
-                    });
+                    };
+                    out.extend(self.held.replace(row));
                 }
                 Boundary::None
             }
@@ -150,8 +170,10 @@ impl Framing {
                 if deliver_ddl {
                     self.order += 1;
                     let id = Some(TransactionRef {
-                        id: position.to_string(),
+                        id: position.to_string().into(),
                         event_index: 0,
+                        carried_index: 0,
+                        last: false,
                     });
                     out.push(Framed {
                         event: at(
@@ -166,11 +188,17 @@ impl Framing {
                         columns: ColumnMask::All,
                     });
                 }
-                Boundary::Commit(position, timestamp)
+                Boundary::Commit(Arc::unwrap_or_clone(position), timestamp)
             }
             SourceEvent::Commit { xid } => {
                 self.in_transaction = false;
                 self.pending_begin = None;
+                if let Some(mut last) = self.held.take() {
+                    if let Some(t) = &mut last.event.transaction {
+                        t.last = true;
+                    }
+                    out.push(last);
+                }
                 if std::mem::take(&mut self.begin_written) {
                     let index = self.index.saturating_add(1);
                     out.push(Framed {
@@ -179,7 +207,7 @@ impl Framing {
                         columns: ColumnMask::All,
                     });
                 }
-                Boundary::Commit(position, timestamp)
+                Boundary::Commit(Arc::unwrap_or_clone(position), timestamp)
             }
             SourceEvent::Heartbeat => {
                 if self.heartbeat_records && !self.in_transaction {
@@ -209,6 +237,7 @@ mod tests {
     fn read(offset: u64, event: SourceEvent) -> ReadEvent {
         ReadEvent {
             position: format!("binlog.000001:{offset}").parse().unwrap(),
+            event_offset: offset - 40,
             server_id: 1,
             timestamp: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             event,
@@ -304,6 +333,40 @@ mod tests {
     }
 
     #[test]
+    fn a_row_is_held_until_the_next_says_whether_it_is_the_transactions_last() {
+        let mut f = Framing::new(false, false);
+        let mut out = Vec::new();
+        f.on_event(read(100, begin()), false, &mut out);
+        f.on_event(read(200, rows(2, true)), false, &mut out);
+        assert_eq!(out.len(), 1, "the second row waits");
+        f.on_event(read(300, rows(1, false)), false, &mut out);
+        f.on_event(read(400, rows(1, true)), false, &mut out);
+        assert_eq!(out.len(), 2);
+        f.on_event(read(500, commit()), false, &mut out);
+        let rows: Vec<(String, u32, bool, u64)> = out
+            .iter()
+            .map(|r| {
+                let t = r.event.transaction.as_ref().unwrap();
+                (
+                    r.event.idempotency_key(),
+                    t.carried_index,
+                    t.last,
+                    r.event.event_offset,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("0-1-7/1".to_owned(), 0, false, 160),
+                ("0-1-7/2".to_owned(), 1, false, 160),
+                ("0-1-7/4".to_owned(), 2, true, 360),
+            ],
+            "carried rows numbered from 0 (uncarried ones skipped); the last one marked"
+        );
+    }
+
+    #[test]
     fn a_transaction_carrying_nothing_leaves_no_records() {
         let mut f = Framing::new(true, true);
         let mut out = Vec::new();
@@ -331,6 +394,7 @@ mod tests {
             &mut out,
         );
         f.on_event(read(500, rows(1, true)), false, &mut out);
+        f.on_event(read(600, commit()), false, &mut out);
         assert_eq!(
             summary(&out),
             [

@@ -83,7 +83,7 @@ pub async fn capture_task(
     .await?;
     let last_key = existing.as_ref().and_then(|c| c.last_key.clone());
     let (format, meter, lease) = (
-        session.config.delivery.format,
+        ferry_kafka::format::Style::of(&session.config.delivery),
         session.meter.clone(),
         session.lease.clone(),
     );

@@ -29,12 +29,14 @@ pub(crate) trait Destination: Send + Sync {
     /// The partition `record` goes to (whose tail decides whether it is already there).
     fn partition_of(&self, record: &Record) -> usize;
 
-    /// Queues `record` of `event` as number `seq`; `may_send` is asked first (the lease).
+    /// Queues `record` of `event` as number `seq` to `partition` (from
+    /// [`Destination::partition_of`]); `may_send` is asked first (the lease).
     fn send(
         &self,
         seq: u64,
         event: &ChangeEvent,
         record: &Record,
+        partition: usize,
         may_send: &(dyn Fn() -> Result<(), TaskError> + Sync),
     ) -> impl Future<Output = Result<(), TaskError>> + Send;
 

@@ -38,6 +38,7 @@ impl Destination for Discard {
         seq: u64,
         _event: &ChangeEvent,
         _record: &Record,
+        _partition: usize,
         may_send: &(dyn Fn() -> Result<(), TaskError> + Sync),
     ) -> Result<(), TaskError> {
         may_send()?;

@@ -67,6 +67,7 @@ impl Destination for KafkaTopic {
         seq: u64,
         event: &ChangeEvent,
         record: &Record,
+        partition: usize,
         may_send: &(dyn Fn() -> Result<(), TaskError> + Sync),
     ) -> Result<(), TaskError> {
         let at = kafka_timestamp(
@@ -74,7 +75,8 @@ impl Destination for KafkaTopic {
             Utc::now().timestamp_millis(),
             self.retention_ms,
         );
-        let partition = partition_for(record.key.as_deref(), self.partitions);
+        // A partition of this topic: fewer than i32::MAX.
+        let partition = i32::try_from(partition).unwrap_or_default();
         self.producer
             .send(seq, record, partition, at, may_send)
             .await

@@ -59,6 +59,7 @@ impl Destination for KinesisStream {
         seq: u64,
         event: &ChangeEvent,
         record: &Record,
+        _partition: usize,
         may_send: &(dyn Fn() -> Result<(), TaskError> + Sync),
     ) -> Result<(), TaskError> {
         may_send()?;

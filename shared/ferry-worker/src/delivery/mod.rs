@@ -25,8 +25,8 @@ use ferry_api::AppState;
 use ferry_domain::change::{ChangeEvent, ChangeKind};
 use ferry_domain::position::Position;
 use ferry_domain::selection::ColumnMask;
-use ferry_domain::task_config::{Destination as Kind, Format, Partitioning, TaskConfig};
-use ferry_kafka::format::{Record, encode_into};
+use ferry_domain::task_config::{Destination as Kind, Partitioning, TaskConfig};
+use ferry_kafka::format::{Record, Style, encode_into};
 use ferry_kafka::sink::{AckedProducer, ensure_topic, last_records};
 use tokio::sync::mpsc;
 
@@ -127,7 +127,7 @@ pub(crate) struct Delivery<D> {
     acks: mpsc::UnboundedReceiver<Ack>,
     window: AckWindow,
     tails: Tails,
-    format: Format,
+    style: Style,
     meter: Arc<TaskMeter>,
     /// Nothing is sent once the lease is ending (see `crate::lease`).
     lease: LeaseClock,
@@ -142,7 +142,7 @@ impl<D: Destination> Delivery<D> {
         dest: D,
         acks: mpsc::UnboundedReceiver<Ack>,
         tails: Tails,
-        format: Format,
+        style: Style,
         meter: Arc<TaskMeter>,
         lease: LeaseClock,
         last_key: Option<String>,
@@ -152,7 +152,7 @@ impl<D: Destination> Delivery<D> {
             acks,
             window: AckWindow::default(),
             tails,
-            format,
+            style,
             meter,
             lease,
             last_key,
@@ -171,7 +171,7 @@ impl<D: Destination> Delivery<D> {
         read_at: Instant,
     ) -> Result<(), TaskError> {
         let record = &mut self.record;
-        let made = encode_into(self.format, self.dest.name(), event, order, columns, record)
+        let made = encode_into(self.style, self.dest.name(), event, order, columns, record)
             .map_err(|e| DefiniteError::Encode {
                 message: e.to_string(),
                 position: event.position.to_string(),
@@ -180,10 +180,8 @@ impl<D: Destination> Delivery<D> {
             return Ok(());
         }
         let index = event.transaction.as_ref().map_or(0, |t| t.event_index);
-        if self
-            .tails
-            .covers(self.dest.partition_of(record), &event.position, index)
-        {
+        let partition = self.dest.partition_of(record);
+        if self.tails.covers(partition, &event.position, index) {
             return Ok(());
         }
         let lease = &self.lease;
@@ -195,7 +193,9 @@ impl<D: Destination> Delivery<D> {
             })
         };
         let seq = self.window.send(read_at);
-        self.dest.send(seq, event, record, &may_send).await?;
+        self.dest
+            .send(seq, event, record, partition, &may_send)
+            .await?;
         self.meter.handed_off(read_at.elapsed());
         RecordDelivered {
             bytes: record.payload.len(),

@@ -78,12 +78,9 @@ pub async fn sync_task(
     // 3. The selected tables and the copies of their rows.
     let (tables, mut copies) = copies_of(&session, &mut target, &catalog, engine).await?;
     let mut incremental = copies.all_done();
-    let stage = if incremental {
-        Stage::Incremental
-    } else {
-        Stage::FullSync
-    };
-    session.enter(stage).await?;
+    session
+        .enter([Stage::FullSync, Stage::Incremental][usize::from(incremental)])
+        .await?;
     tracing::info!(instance = %instance, position = %checkpoint.position, "sync starting");
     // 4. The binlog read ahead, the reporter, the applier.
     let mut events = session
@@ -171,9 +168,18 @@ pub async fn sync_task(
             checkpointed_at = tokio::time::Instant::now();
         }
     }
-    // 6. Stopped: apply what is batched up to the last commit. Inside a transaction the batch
-    //    holds part of it: dropped, the target stays at the last applied boundary and the next
-    //    start re-applies from the checkpoint.
+    // 6. Stopped.
+    stopped(session, applier, in_transaction).await
+}
+
+/// The end of a stopped loop: what is batched up to the last commit is applied and
+/// checkpointed. Inside a transaction the batch holds part of it: dropped, the target stays at
+/// the last applied boundary and the next start re-applies from the checkpoint.
+async fn stopped(
+    mut session: Session<'_>,
+    mut applier: Applier,
+    in_transaction: bool,
+) -> Result<(), TaskError> {
     if !in_transaction {
         applier.flush().await?;
     }

@@ -1,0 +1,223 @@
+//! Wire-format scenarios: every folder of `tests/scenarios/formats/` (setup SQL, workload SQL,
+//! and per format the records the tool the format is named after writes for it) runs against
+//! the stack's MariaDB through a real change-tracking task per format, and each scenario's
+//! tables must hold exactly its expected records, in order, value for value: keys in the same
+//! order, numbers with the same digits. The fields a tool's own test runner leaves out (they
+//! hold times and server numbers) are left out here too; `tests/scenarios/formats/README.md`
+//! says which, where the facts come from, and which of the tool's fixtures do not apply.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (house rule)
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferry_testkit::json::Json;
+use ferry_testkit::{Step, TestContext, progressing};
+use mysql_async::prelude::Queryable;
+use serde_json::json;
+
+/// One scenario folder.
+struct Scenario {
+    name: String,
+    setup: Vec<String>,
+    workload: Vec<String>,
+    /// The tables the scenario creates: its records are theirs.
+    tables: Vec<String>,
+    /// The expected records, `$db` replaced.
+    expected: Vec<Json>,
+}
+
+fn scenarios_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scenarios/formats")
+}
+
+/// The statements of a SQL file: separated by `;` at a line's end; `--` lines are comments.
+fn statements(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("--") || line.trim().is_empty() {
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+        if line.trim_end().ends_with(';') {
+            out.push(current.trim().trim_end_matches(';').to_owned());
+            current.clear();
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current.trim().to_owned());
+    }
+    out
+}
+
+/// The table a `CREATE TABLE` statement creates.
+fn created_table(statement: &str) -> Option<String> {
+    let words: Vec<&str> = statement.split_whitespace().collect();
+    let at = words
+        .windows(2)
+        .position(|w| w[0].eq_ignore_ascii_case("create") && w[1].eq_ignore_ascii_case("table"))?;
+    words
+        .get(at + 2)
+        .map(|t| t.trim_matches('`').trim_end_matches('(').to_owned())
+}
+
+/// Every scenario with expected records for `format`, database name `db`.
+fn load(format: &str, db: &str) -> Vec<Scenario> {
+    let mut out = Vec::new();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(scenarios_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let expected_path = dir.join(format!("{format}.jsonl"));
+        if !expected_path.exists() {
+            continue;
+        }
+        let setup = statements(&dir.join("setup.sql"));
+        let workload = statements(&dir.join("workload.sql"));
+        let tables = setup
+            .iter()
+            .chain(&workload)
+            .filter_map(|s| created_table(s))
+            .collect();
+        let expected = std::fs::read_to_string(&expected_path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                Json::parse(&l.replace("$db", db))
+                    .unwrap_or_else(|e| panic!("{}: {e}: {l}", expected_path.display()))
+            })
+            .collect();
+        out.push(Scenario {
+            name: dir.file_name().unwrap().to_string_lossy().into_owned(),
+            setup,
+            workload,
+            tables,
+            expected,
+        });
+    }
+    out
+}
+
+/// Runs every scenario of `format` through one task; `ignored` are the record fields left
+/// out of the comparison; `table_of` finds a record's table.
+async fn run(format: &str, ignored: &[&str], table_of: fn(&Json) -> Option<String>) {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let db = ctx.mysql_database().to_owned();
+    let scenarios = load(format, &db);
+    assert!(
+        !scenarios.is_empty(),
+        "no scenario has expected {format} records"
+    );
+    let mut conn = ctx.mysql().await.unwrap();
+    for s in &scenarios {
+        for statement in &s.setup {
+            conn.query_drop(statement)
+                .await
+                .unwrap_or_else(|e| panic!("{} setup `{statement}`: {e}", s.name));
+        }
+    }
+    let config = json!({
+        "source": ctx.stack_source(),
+        "objects": {"databases": [{"name": db}]},
+        "delivery": {"format": format},
+    });
+    let (id, topic, worker) = api.running_task(config).await.unwrap();
+    let mut rows = 0;
+    for s in &scenarios {
+        // Each workload in a session of its own (its SET statements stay in it), in UTC as
+        // the tools' own test servers run.
+        let mut conn = ctx.mysql().await.unwrap();
+        conn.query_drop("SET time_zone = '+00:00', NAMES utf8mb4")
+            .await
+            .unwrap();
+        for statement in &s.workload {
+            conn.query_drop(statement)
+                .await
+                .unwrap_or_else(|e| panic!("{} workload `{statement}`: {e}", s.name));
+        }
+        rows += s.expected.len();
+    }
+    let records = progressing(
+        &format!("{rows} records in {topic}"),
+        Duration::from_secs(90),
+        || async {
+            let records = ctx.topic_records(&topic)?;
+            let have = records.iter().filter(|r| r.row_key.is_some()).count();
+            Ok(if have >= rows {
+                Step::Done(records)
+            } else {
+                Step::At(have.to_string())
+            })
+        },
+    )
+    .await
+    .unwrap();
+    worker.stop().await.unwrap();
+    let _ = id;
+
+    let mut by_table: BTreeMap<String, Vec<Json>> = BTreeMap::new();
+    for r in &records {
+        let text = String::from_utf8_lossy(&r.payload);
+        let Ok(record) = Json::parse(&text) else {
+            continue;
+        };
+        if let Some(table) = table_of(&record) {
+            by_table.entry(table).or_default().push(record);
+        }
+    }
+    let mut failures = Vec::new();
+    for s in &scenarios {
+        let actual: Vec<Json> = s
+            .tables
+            .iter()
+            .flat_map(|t| by_table.get(t).cloned().unwrap_or_default())
+            .map(|r| r.without(ignored))
+            .collect();
+        let expected: Vec<Json> = s
+            .expected
+            .iter()
+            .map(|r| r.clone().without(ignored))
+            .collect();
+        if actual != expected {
+            let show = |v: &[Json]| {
+                v.iter()
+                    .map(|r| format!("    {r}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            failures.push(format!(
+                "{}:\n  expected\n{}\n  got\n{}",
+                s.name,
+                show(&expected),
+                show(&actual)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} {format} scenarios differ:\n{}",
+        failures.len(),
+        scenarios.len(),
+        failures.join("\n")
+    );
+}
+
+fn top_level_table(record: &Json) -> Option<String> {
+    record.get("table")?.as_str().map(str::to_owned)
+}
+
+/// Maxwell's scenarios, compared as Maxwell's own test runner does, without `ts` and `xid`
+/// (it also leaves out `xoffset` and `commit`; these are compared here).
+#[tokio::test(flavor = "multi_thread")]
+async fn maxwell_json_writes_what_maxwell_writes() {
+    run("maxwell-json", &["ts", "xid"], top_level_table).await;
+}

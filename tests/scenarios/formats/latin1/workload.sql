@@ -1,0 +1,1 @@
+INSERT INTO latin1_text (t, c) VALUES ('áááááááá', '€ab');

@@ -1,0 +1,1 @@
+CREATE TABLE sets (id INT AUTO_INCREMENT PRIMARY KEY, s SET('foo','bar','baz') NOT NULL);

@@ -1,0 +1,4 @@
+INSERT INTO temporal (dt) VALUES ('0001-01-01 00:00:00');
+INSERT INTO temporal (t, small_t, dt, small_dt, ts, d, y) VALUES ('12:23:33.123456', '12:23:33.345', '2012-01-01 22:32:34.222222', '2012-01-01 22:32:34.123', '2012-01-01 22:32:34.1234', '2024-02-29', 2024);
+INSERT INTO temporal (dt, small_dt) VALUES ('2000-01-01 01:00:00.999999', '1950-01-01 01:00:00.999');
+INSERT INTO temporal (t, ts) VALUES ('00:00:00.5', '1970-01-01 00:00:01');

@@ -1,0 +1,11 @@
+INSERT INTO tracked (textcol) VALUES ('test_col_1');
+INSERT INTO tracked (textcol) VALUES ('test_col_2');
+ALTER TABLE tracked ADD COLUMN datecol DATETIME NULL AFTER id;
+INSERT INTO tracked (datecol, textcol) VALUES ('1979-10-01 00:00:00', 'test_col_3');
+UPDATE tracked SET textcol = 'test_col_5' WHERE id = 1;
+UPDATE tracked SET datecol = '1979-10-01 00:00:00' WHERE id = 1;
+ALTER TABLE tracked ADD COLUMN dummycol MEDIUMINT DEFAULT 10;
+UPDATE tracked SET dummycol = 5 WHERE id = 2;
+ALTER TABLE tracked DROP COLUMN dummycol;
+UPDATE tracked SET textcol = textcol WHERE id = 3;
+DELETE FROM tracked;

@@ -1,0 +1,1 @@
+CREATE TABLE zero_dates (id INT AUTO_INCREMENT PRIMARY KEY, t TIME(6), small_t TIME(3), dt DATETIME(6), small_dt DATETIME(3), ts TIMESTAMP(4) NULL, raw_dt DATETIME, dcol DATE);
