@@ -465,12 +465,11 @@ mod tests {
         event(ChangeKind::Row(row))
     }
 
-    fn shown(format: Format, e: &ChangeEvent) -> ChangeView {
-        let r = encode(format, "t", e, 1, &ColumnMask::All)
-            .unwrap()
-            .unwrap();
+    fn shown(style: impl Into<crate::format::Style>, e: &ChangeEvent) -> ChangeView {
+        let style = style.into();
+        let r = encode(style, "t", e, 1, &ColumnMask::All).unwrap().unwrap();
         view(
-            format,
+            style.format,
             &RawRecord {
                 partition: 0,
                 offset: 3,
@@ -520,6 +519,18 @@ mod tests {
             Some(json!({"id": "7", "total": "2.50", "note": "a"}))
         );
         assert_eq!(canal.key, Some(json!({"id": 7})));
+        // Maxwell's own record: its hash key, decimals as numbers.
+        let maxwell = shown(crate::format::Style::compatible(Format::MaxwellJson), &e);
+        assert_eq!(maxwell.key, Some(json!({"id": 7})));
+        assert_eq!(maxwell.operation, "update");
+        assert_eq!(
+            maxwell.before,
+            Some(json!({"id": 7, "total": 1.5, "note": "a"}))
+        );
+        assert_eq!(
+            maxwell.after,
+            Some(json!({"id": 7, "total": 2.5, "note": "a"}))
+        );
     }
 
     #[test]

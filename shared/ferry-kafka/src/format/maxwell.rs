@@ -38,13 +38,16 @@ use base64::engine::general_purpose::STANDARD;
 use ferry_domain::change::{ChangeEvent, ChangeKind, Column, RowChange};
 use ferry_domain::selection::ColumnMask;
 use ferry_domain::task_config::MaxwellOptions;
-use ferry_domain::value::{Date, DateTime, Timestamp, Value};
+use ferry_domain::value::{Date, Value};
 use serde_json::{Map, Value as Json, json};
 
 use super::java::{java_big_decimal, java_double, java_float};
 use super::json::{value, write_str};
 use super::record::Record;
-use super::rows::{carried, changed, fraction_digits, image, is_fixed_binary, key_of};
+use super::rows::{
+    Bytes, carried, changed, fraction_digits, image, is_fixed_binary, key_of, trim_zero_padding,
+};
+use super::temporal::{datetime_text, time_text, timestamp_text, zero_datetime};
 use super::wkt::mysql_geometry_wkt;
 
 /// A row event as Maxwell's record; `None` for every other event.
@@ -143,16 +146,6 @@ pub(super) fn compatible(
     })
 }
 
-/// `io::Write` over a `Vec<u8>` for `write!` of small formatted parts.
-struct Bytes<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for Bytes<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
-}
-
 /// Maxwell's `xid` for a transaction Ferry identifies by `id`: its GTID's sequence number
 /// (`0-1-524` → 524, `uuid:77` → 77), or the offset of its BEGIN (`binlog.000003:1234` → 1234).
 /// The server's own XID is written only at the commit, after the rows; any number that is the
@@ -239,17 +232,7 @@ fn write_value(out: &mut Vec<u8>, col: &Column, v: &Value, options: &MaxwellOpti
             Some(text) => write_str(out, &text),
             None => zero(out, &zero_datetime(fsp)),
         },
-        Value::Time(t) => {
-            let mut text = format!(
-                "{}{:02}:{:02}:{:02}",
-                if t.negative { "-" } else { "" },
-                t.hours,
-                t.minutes,
-                t.seconds
-            );
-            push_fraction(&mut text, t.micros, fsp);
-            write_str(out, &text);
-        }
+        Value::Time(t) => write_str(out, &time_text(t, fsp)),
         Value::Bit(b) => {
             let _ = write!(Bytes(out), "{}", b.to_u64());
         }
@@ -324,45 +307,6 @@ fn raw_or_null(out: &mut Vec<u8>, text: Option<String>) {
         Some(t) => out.extend_from_slice(t.as_bytes()),
         None => out.extend_from_slice(b"null"),
     }
-}
-
-/// BINARY(n) values without the zero bytes MySQL pads them with (the binlog does not carry
-/// them; Ferry's decoder restores them for the readable mapping and for sync).
-fn trim_zero_padding(b: &[u8]) -> &[u8] {
-    let end = b.iter().rposition(|x| *x != 0).map_or(0, |p| p + 1);
-    &b[..end]
-}
-
-/// `.` and the first `fsp` digits of the microseconds (truncated, as MySQL stores them).
-fn push_fraction(text: &mut String, micros: u32, fsp: u8) {
-    if fsp > 0 {
-        let digits = format!("{micros:06}");
-        text.push('.');
-        text.push_str(&digits[..usize::from(fsp.min(6))]);
-    }
-}
-
-fn datetime_text(dt: &DateTime, fsp: u8) -> String {
-    let mut text = format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        dt.date.year, dt.date.month, dt.date.day, dt.hour, dt.minute, dt.second
-    );
-    push_fraction(&mut text, dt.micros, fsp);
-    text
-}
-
-fn zero_datetime(fsp: u8) -> String {
-    let mut text = "0000-00-00 00:00:00".to_owned();
-    push_fraction(&mut text, 0, fsp);
-    text
-}
-
-/// A TIMESTAMP in UTC; `None` for the zero timestamp.
-fn timestamp_text(t: &Timestamp, fsp: u8) -> Option<String> {
-    let utc = t.to_utc()?;
-    let mut text = utc.format("%Y-%m-%d %H:%M:%S").to_string();
-    push_fraction(&mut text, t.micros, fsp);
-    Some(text)
 }
 
 /// Maxwell's hash key: `{"database","table","pk.<column>":value…}`; `_uuid` without a key.

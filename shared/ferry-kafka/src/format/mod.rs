@@ -16,6 +16,7 @@ mod java;
 mod maxwell;
 mod record;
 mod rows;
+mod temporal;
 mod wkt;
 
 use ferry_domain::change::{ChangeEvent, ChangeKind};
@@ -97,7 +98,10 @@ pub fn encode_into(
             }
             _ => debezium::record(topic, event, total_order, columns),
         },
-        Format::CanalJson => canal::record(event, total_order, columns),
+        Format::CanalJson => match style.values {
+            Values::Compatible => canal::compatible(event, total_order, columns),
+            Values::Readable => canal::readable(event, total_order, columns),
+        },
         Format::MaxwellJson => match style.values {
             Values::Compatible => maxwell::compatible(event, columns, &style.maxwell),
             Values::Readable => maxwell::readable(event, columns),

@@ -132,6 +132,24 @@ pub(crate) fn is_fixed_binary(source_type: &str) -> bool {
         .starts_with("binary")
 }
 
+/// `write!` into a record's bytes (formatted parts of a hand-written JSON record).
+pub(crate) struct Bytes<'a>(pub(crate) &'a mut Vec<u8>);
+
+impl std::fmt::Write for Bytes<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// BINARY(n) values without the zero bytes MySQL pads them with: the binlog does not carry them
+/// (Ferry's decoder restores them for the readable mapping and for sync), and neither Maxwell
+/// nor Canal writes them.
+pub(crate) fn trim_zero_padding(b: &[u8]) -> &[u8] {
+    let end = b.iter().rposition(|x| *x != 0).map_or(0, |p| p + 1);
+    &b[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
