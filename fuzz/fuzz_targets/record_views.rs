@@ -1,14 +1,20 @@
-//! Records read back from a task's topic for `/changes` (`ferry_kafka::view::view`), in each of
-//! the four formats: a record that is not what its format says is an error, never a panic.
+//! Records read back from a task's topic for `/changes` (`ferry_kafka::view::view_with`), in
+//! each of the four formats and both value mappings: a record that is not what its format says
+//! is an error, never a panic.
 #![no_main]
 
-use ferry_domain::task_config::Format;
-use ferry_kafka::view::{RawRecord, view};
+use ferry_domain::task_config::{Format, Values};
+use ferry_kafka::view::{RawRecord, view_with};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, rest)) = data.split_first() else {
         return;
+    };
+    let values = if selector & 0x80 == 0 {
+        Values::Readable
+    } else {
+        Values::Compatible
     };
     let format = match selector % 4 {
         0 => Format::DebeziumJson,
@@ -30,5 +36,5 @@ fuzz_target!(|data: &[u8]| {
         idempotency_key: "0-1-1/1",
         position: "binlog.000001:4",
     };
-    let _ = view(format, &raw);
+    let _ = view_with(format, values, &raw);
 });

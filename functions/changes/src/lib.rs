@@ -238,6 +238,7 @@ async fn list(
     let request = BrowseRequest {
         topic: state.topic_of(&task.value),
         format: config.delivery.format,
+        values: config.delivery.values(),
         from_ms: from.timestamp_millis(),
         to_ms: to.timestamp_millis(),
         cursor,

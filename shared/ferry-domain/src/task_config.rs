@@ -26,7 +26,7 @@ impl Format {
     /// A format without it keeps [`Values::Readable`] until it does, so a task's records never
     /// change shape under it.
     pub fn has_compatible_values(self) -> bool {
-        matches!(self, Self::MaxwellJson | Self::CanalJson)
+        matches!(self, Self::MaxwellJson | Self::CanalJson | Self::DtsAvro)
     }
 }
 
@@ -198,7 +198,7 @@ impl Delivery {
                         .and_then(|v| v.as_str().map(str::to_owned))
                         .unwrap_or_default()
                 ),
-                "leave `values` out or give \"readable\"; maxwell-json and canal-json have the compatible mapping",
+                "leave `values` out or give \"readable\"; maxwell-json, canal-json and dts-avro have the compatible mapping",
             ));
         }
         if self.maxwell != MaxwellOptions::default()

@@ -11,14 +11,14 @@
 
 use std::time::{Duration, Instant};
 
-use ferry_domain::task_config::Format;
+use ferry_domain::task_config::{Format, Values};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::sink::{SinkError, client_config};
-use crate::view::{ChangeView, RawRecord, view};
+use crate::view::{ChangeView, RawRecord, view_with};
 use crate::{KEY_HEADER, POSITION_HEADER};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,6 +36,8 @@ pub struct BrowseCursor {
 pub struct BrowseRequest {
     pub topic: String,
     pub format: Format,
+    /// The task's value mapping (`dts-avro` records of each are read with their own schema).
+    pub values: Values,
     /// The time range, milliseconds since the epoch, both ends included.
     pub from_ms: i64,
     pub to_ms: i64,
@@ -233,7 +235,7 @@ fn browse_blocking(
             idempotency_key: header(&m, KEY_HEADER),
             position: header(&m, POSITION_HEADER),
         };
-        let change = view(req.format, &raw).map_err(|e| SinkError::Definite {
+        let change = view_with(req.format, req.values, &raw).map_err(|e| SinkError::Definite {
             message: e.to_string(),
             hint: "only Ferry may write to a task's topic".into(),
         })?;

@@ -13,7 +13,7 @@ use std::io::Cursor;
 use apache_avro::types::Value as Avro;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ferry_domain::task_config::Format;
+use ferry_domain::task_config::{Format, Values};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
@@ -70,8 +70,17 @@ struct Parts {
     statement: Option<String>,
 }
 
-/// The view of `raw`, a record of a topic in `format`.
+/// The view of `raw`, a record of a topic in `format` with Ferry's readable mapping.
 pub fn view(format: Format, raw: &RawRecord<'_>) -> Result<ChangeView, ViewError> {
+    view_with(format, Values::Readable, raw)
+}
+
+/// The view of `raw`, a record of a topic in `format` written with `values`.
+pub fn view_with(
+    format: Format,
+    values: Values,
+    raw: &RawRecord<'_>,
+) -> Result<ChangeView, ViewError> {
     let err = |reason: String| ViewError {
         partition: raw.partition,
         offset: raw.offset,
@@ -79,7 +88,7 @@ pub fn view(format: Format, raw: &RawRecord<'_>) -> Result<ChangeView, ViewError
         reason,
     };
     let parts = match format {
-        Format::DtsAvro => dts_avro(raw.payload),
+        Format::DtsAvro => dts_avro(raw.payload, values),
         json_format => {
             let payload: Json =
                 serde_json::from_slice(raw.payload).map_err(|e| err(e.to_string()))?;
@@ -301,9 +310,10 @@ fn avro_value(v: &Avro) -> Json {
             }
             other => avro_string(other).map_or(Json::Null, Json::String),
         },
-        ["timestamp", "micros"] => {
+        // Ferry's readable Timestamp has `micros`; DTS's `millis` holds microseconds too.
+        ["timestamp", "micros"] | ["timestamp", "millis"] => {
             let secs = avro_int(get("timestamp")).unwrap_or_default();
-            let micros = avro_int(get("micros")).unwrap_or_default();
+            let micros = avro_int(get("micros").or(get("millis"))).unwrap_or_default();
             chrono::DateTime::from_timestamp(secs, u32::try_from(micros * 1000).unwrap_or(0))
                 .map_or(Json::Null, |t| {
                     Json::String(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
@@ -313,20 +323,22 @@ fn avro_value(v: &Avro) -> Json {
             Some(Avro::Bytes(b)) => Json::String(STANDARD.encode(b)),
             other => avro_string(other).map_or(Json::Null, Json::String),
         },
-        _ if names.contains(&"negative") => {
-            let part = |n: &str| avro_int(get(n));
+        // DateTime: Ferry's readable one says `negative`; DTS's makes every part negative.
+        _ if names.contains(&"negative") || names.contains(&"year") => {
+            let part = |n: &str| avro_int(get(n)).map(i64::abs);
+            let negative = matches!(get("negative"), Some(Avro::Boolean(true)))
+                || ["hour", "minute", "second", "millis"]
+                    .iter()
+                    .any(|n| avro_int(get(n)).is_some_and(|v| v < 0));
             let date = match (part("year"), part("month"), part("day")) {
                 (Some(y), Some(m), Some(d)) => Some(format!("{y:04}-{m:02}-{d:02}")),
                 _ => None,
             };
             let time = match (part("hour"), part("minute"), part("second")) {
                 (Some(h), Some(m), Some(s)) => {
-                    let sign = if matches!(get("negative"), Some(Avro::Boolean(true))) {
-                        "-"
-                    } else {
-                        ""
-                    };
+                    let sign = if negative { "-" } else { "" };
                     let micros = part("micros")
+                        .or(part("millis"))
                         .filter(|u| *u > 0)
                         .map(|u| format!(".{u:06}"))
                         .unwrap_or_default();
@@ -338,16 +350,17 @@ fn avro_value(v: &Avro) -> Json {
                 (Some(d), Some(t)) => Json::String(format!("{d}T{t}")),
                 (Some(d), None) => Json::String(d),
                 (None, Some(t)) => Json::String(t),
-                (None, None) => Json::Null,
+                // YEAR in DTS's layout: the year alone.
+                (None, None) => part("year").map_or(Json::Null, Json::from),
             }
         }
         _ => Json::Null,
     }
 }
 
-fn dts_avro(payload: &[u8]) -> Result<Parts, String> {
-    let schema = crate::format::dts_avro::schema()?;
-    crate::format::dts_avro::check_datum(payload)?;
+fn dts_avro(payload: &[u8], values: Values) -> Result<Parts, String> {
+    let schema = crate::format::dts_avro::schema_for(values)?;
+    crate::format::dts_avro::check_datum(payload, values)?;
     let datum = apache_avro::from_avro_datum(schema, &mut Cursor::new(payload), None)
         .map_err(|e| e.to_string())?;
     let operation = match avro_string(field(&datum, "operation")).as_deref() {
@@ -467,9 +480,12 @@ mod tests {
 
     fn shown(style: impl Into<crate::format::Style>, e: &ChangeEvent) -> ChangeView {
         let style = style.into();
-        let r = encode(style, "t", e, 1, &ColumnMask::All).unwrap().unwrap();
-        view(
+        let r = encode(&style, "t", e, 1, &ColumnMask::All)
+            .unwrap()
+            .unwrap();
+        view_with(
             style.format,
+            style.values,
             &RawRecord {
                 partition: 0,
                 offset: 3,
@@ -519,6 +535,14 @@ mod tests {
             Some(json!({"id": "7", "total": "2.50", "note": "a"}))
         );
         assert_eq!(canal.key, Some(json!({"id": 7})));
+        // DTS's own Avro record, read with the published schema.
+        let dts = shown(crate::format::Style::compatible(Format::DtsAvro), &e);
+        assert_eq!(dts.operation, "update");
+        assert_eq!(dts.key, Some(json!({"id": 7})));
+        assert_eq!(
+            dts.after,
+            Some(json!({"id": 7, "total": "2.50", "note": "a"}))
+        );
         // Maxwell's own record: its hash key, decimals as numbers.
         let maxwell = shown(crate::format::Style::compatible(Format::MaxwellJson), &e);
         assert_eq!(maxwell.key, Some(json!({"id": 7})));

@@ -86,6 +86,17 @@ pub(crate) async fn current_position(params: &ConnectParams) -> Result<Position,
     Ok(Position::new(file, offset, None))
 }
 
+/// The source server's version (`SELECT VERSION()`), which `dts-avro` records carry.
+pub(crate) async fn source_version(params: &ConnectParams) -> Result<String, TaskError> {
+    let mut conn = connect(params).await?;
+    let version: Option<String> = conn
+        .query_first("SELECT VERSION()")
+        .await
+        .map_err(source_failed)?;
+    let _ = conn.disconnect().await;
+    Ok(version.unwrap_or_default())
+}
+
 /// The identity of the source server (see `ferry_mysql::snapshot::server_identity`).
 pub(crate) async fn source_identity(params: &ConnectParams) -> Result<String, TaskError> {
     let mut conn = connect(params).await?;

@@ -774,68 +774,104 @@ async fn a_python_confluent_kafka_consumer_reads_the_default_format() {
     w.stop().await.unwrap();
 }
 
-/// The DTS-style Avro format through the worker: each record decodes with the shipped schema.
+/// The DTS Avro format through the worker, in both value mappings: each record decodes with
+/// its shipped schema (the published one for `compatible`, Ferry's earlier one for `readable`,
+/// which the topics made before keep).
 #[tokio::test(flavor = "multi_thread")]
 async fn dts_avro_records_decode_with_the_shipped_schema() {
     use apache_avro::types::Value as Avro;
+    use ferry_domain::task_config::Values;
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
     let mut db = ctx.mysql().await.unwrap();
     db.query_drop("CREATE TABLE items (id INT PRIMARY KEY, price DECIMAL(6,2), name VARCHAR(20))")
         .await
         .unwrap();
-    let config = json!({
-        "source": ctx.stack_source(),
-        "objects": {"databases": [{"name": ctx.mysql_database()}]},
-        "delivery": {"format": "dts-avro"},
-    });
-    let (_id, topic, w) = api.running_task(config).await.unwrap();
-    db.query_drop("INSERT INTO items VALUES (7, 12.50, 'lamp')")
-        .await
-        .unwrap();
-    db.query_drop("DELETE FROM items").await.unwrap();
-    let records = ctx.read_raw_records(&topic, 2).await.unwrap();
-    let schema = ferry_kafka::format::dts_avro::schema().unwrap();
-    let decoded: Vec<Avro> = records
-        .iter()
-        .map(|(_, payload, _)| {
-            apache_avro::from_avro_datum(schema, &mut payload.as_slice(), None).unwrap()
-        })
-        .collect();
-    let field = |v: &Avro, name: &str| -> Avro {
-        let Avro::Record(fields) = v else {
-            panic!("a record")
+    let version: String = db.query_first("SELECT VERSION()").await.unwrap().unwrap();
+    for (values, fields_branch) in [(Values::Readable, 1), (Values::Compatible, 2)] {
+        let config = json!({
+            "source": ctx.stack_source(),
+            "objects": {"databases": [{"name": ctx.mysql_database()}]},
+            "delivery": {"format": "dts-avro", "values": values},
+        });
+        let (_id, topic, w) = api.running_task(config).await.unwrap();
+        db.query_drop("INSERT INTO items VALUES (7, 12.50, 'lamp')")
+            .await
+            .unwrap();
+        db.query_drop("DELETE FROM items").await.unwrap();
+        let records = ctx.read_raw_records(&topic, 2).await.unwrap();
+        let schema = ferry_kafka::format::dts_avro::schema_for(values).unwrap();
+        let decoded: Vec<Avro> = records
+            .iter()
+            .map(|(_, payload, _)| {
+                apache_avro::from_avro_datum(schema, &mut payload.as_slice(), None).unwrap()
+            })
+            .collect();
+        let field = |v: &Avro, name: &str| -> Avro {
+            let Avro::Record(fields) = v else {
+                panic!("a record")
+            };
+            fields.iter().find(|(k, _)| k == name).unwrap().1.clone()
         };
-        fields.iter().find(|(k, _)| k == name).unwrap().1.clone()
-    };
-    assert_eq!(
-        field(&decoded[0], "operation"),
-        Avro::Enum(0, "INSERT".into())
-    );
-    assert_eq!(
-        field(&decoded[1], "operation"),
-        Avro::Enum(2, "DELETE".into())
-    );
-    assert_eq!(
-        field(&decoded[0], "objectName"),
-        Avro::Union(
-            1,
-            Box::new(Avro::String(format!("{}.items", ctx.mysql_database())))
-        )
-    );
-    let Avro::Union(2, after) = field(&decoded[0], "afterImages") else {
-        panic!("an after image")
-    };
-    let Avro::Array(values) = *after else {
-        panic!("values")
-    };
-    let Avro::Union(3, price) = &values[1] else {
-        panic!("a Decimal")
-    };
-    assert_eq!(field(price, "value"), Avro::String("12.50".into()));
-    assert_eq!(
-        field(&decoded[1], "afterImages"),
-        Avro::Union(0, Box::new(Avro::Null))
-    );
-    w.stop().await.unwrap();
+        assert_eq!(
+            field(&decoded[0], "operation"),
+            Avro::Enum(0, "INSERT".into())
+        );
+        assert_eq!(
+            field(&decoded[1], "operation"),
+            Avro::Enum(2, "DELETE".into())
+        );
+        assert_eq!(
+            field(&decoded[0], "objectName"),
+            Avro::Union(
+                1,
+                Box::new(Avro::String(format!("{}.items", ctx.mysql_database())))
+            )
+        );
+        assert!(
+            matches!(field(&decoded[0], "fields"), Avro::Union(b, _) if b == fields_branch),
+            "{values:?}: the fields' branch"
+        );
+        let Avro::Union(2, after) = field(&decoded[0], "afterImages") else {
+            panic!("an after image")
+        };
+        let Avro::Array(values_of_row) = *after else {
+            panic!("values")
+        };
+        let Avro::Union(3, price) = &values_of_row[1] else {
+            panic!("a Decimal")
+        };
+        assert_eq!(field(price, "value"), Avro::String("12.50".into()));
+        assert_eq!(
+            field(&decoded[1], "afterImages"),
+            Avro::Union(0, Box::new(Avro::Null))
+        );
+        if values == Values::Compatible {
+            // DTS's own: the source's version, `offset@file index`, the key in pk_uk_info.
+            let Avro::Record(source) = field(&decoded[0], "source") else {
+                panic!("a source")
+            };
+            assert_eq!(source[1].1, Avro::String(version.clone()));
+            let Avro::String(at) = field(&decoded[0], "sourcePosition") else {
+                panic!("a position")
+            };
+            assert!(
+                at.split_once('@')
+                    .is_some_and(|(o, f)| o.parse::<u64>().is_ok() && f.parse::<u64>().is_ok()),
+                "{at}"
+            );
+            let Avro::Map(tags) = field(&decoded[0], "tags") else {
+                panic!("tags")
+            };
+            assert_eq!(
+                tags.get("pk_uk_info"),
+                Some(&Avro::String(r#"{"PRIMARY":["id"]}"#.into()))
+            );
+            let Avro::Union(2, name) = &values_of_row[2] else {
+                panic!("a Character")
+            };
+            assert_eq!(field(name, "charset"), Avro::String("utf8mb4".into()));
+        }
+        w.stop().await.unwrap();
+    }
 }

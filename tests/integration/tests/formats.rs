@@ -246,6 +246,17 @@ type AccountRow = (
 /// transactions, and ends with exactly the source's rows. `tags` renders a SET value (members
 /// comma-separated) the way the format writes it.
 async fn a_consumer_applies_the_stream(format: &str, script: &str, tags: fn(&str) -> String) {
+    a_consumer_applies_the_stream_with(format, script, tags, 23).await;
+}
+
+/// [`a_consumer_applies_the_stream`] where the consumer shows DATETIME values with
+/// `datetime_len` characters (23: milliseconds; 26: microseconds).
+async fn a_consumer_applies_the_stream_with(
+    format: &str,
+    script: &str,
+    tags: fn(&str) -> String,
+    datetime_len: usize,
+) {
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
     let db = ctx.mysql_database().to_owned();
@@ -282,12 +293,18 @@ async fn a_consumer_applies_the_stream(format: &str, script: &str, tags: fn(&str
     }
     let spec = json!({"bootstrap": ctx.env().kafka_bootstrap, "topic": topic,
                       "records": changes, "timeout_s": 120});
-    let python = ctx.env().kafka_python.clone();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../clients")
-        .join(script);
+    let clients = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../clients");
+    // DTS's demo reads with its own pinned libraries and the published schema.
+    let (python, schema) = if format == "dts-avro" {
+        let schema = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/ferry-kafka/src/format/dts_record_compatible.avsc");
+        (ctx.env().dts_python.clone(), Some(schema))
+    } else {
+        (ctx.env().kafka_python.clone(), None)
+    };
     let out = tokio::process::Command::new(&python)
-        .arg(&script)
+        .arg(clients.join(script))
+        .args(schema)
         .arg(spec.to_string())
         .output()
         .await
@@ -307,8 +324,8 @@ async fn a_consumer_applies_the_stream(format: &str, script: &str, tags: fn(&str
 
     let rows: Vec<AccountRow> = conn
         .query(
-            "SELECT id, owner, CAST(balance AS CHAR), LEFT(DATE_FORMAT(opened, '%Y-%m-%d %H:%i:%s.%f'), 23), \
-             tags, note FROM accounts ORDER BY id",
+            format!("SELECT id, owner, CAST(balance AS CHAR), LEFT(DATE_FORMAT(opened, '%Y-%m-%d %H:%i:%s.%f'), {datetime_len}), \
+             tags, note FROM accounts ORDER BY id"),
         )
         .await
         .unwrap();
@@ -345,4 +362,12 @@ async fn a_canal_consumer_applies_the_stream_and_ends_with_the_source_rows() {
         mask.to_string()
     })
     .await;
+}
+
+/// DTS's users read its Avro records as its Python demo does (fastavro's `schemaless_reader`
+/// with the published schema, the demo's pinned libraries), key rows by `pk_uk_info`; SET
+/// values are TextObjects of the member names.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dts_consumer_decodes_with_the_published_schema_and_ends_with_the_source_rows() {
+    a_consumer_applies_the_stream_with("dts-avro", "dts_apply.py", str::to_owned, 26).await;
 }

@@ -25,13 +25,16 @@ pub struct StackEnv {
     pub python: PathBuf,
     /// A Python with kafka-python (a pure-Python Kafka client), for the gateway's tests.
     pub kafka_python: PathBuf,
+    /// A Python with the libraries cloud DTS's consumer demo pins (kafka-python 2.0.2,
+    /// fastavro 1.8.3), for reading `dts-avro` topics as that demo does.
+    pub dts_python: PathBuf,
     /// `node_modules` with kafkajs, for the gateway's tests.
     pub node_path: PathBuf,
     /// The Kafka-protocol broker's binary (for private brokers a test may kill).
     pub nisshi: PathBuf,
 }
 
-const VARS: [&str; 15] = [
+const VARS: [&str; 16] = [
     "FERRY_STACK_DIR",
     "FERRY_MYSQL_HOST",
     "FERRY_MYSQL_PORT",
@@ -44,6 +47,7 @@ const VARS: [&str; 15] = [
     "FERRY_AWS_ENDPOINT",
     "FERRY_PYTHON",
     "FERRY_KAFKA_PYTHON",
+    "FERRY_DTS_PYTHON",
     "FERRY_NODE_PATH",
     "FERRY_NISSHI",
     "AWS_REGION",
@@ -95,6 +99,7 @@ impl StackEnv {
             aws_endpoint: get("FERRY_AWS_ENDPOINT")?,
             python: PathBuf::from(get("FERRY_PYTHON")?),
             kafka_python: PathBuf::from(get("FERRY_KAFKA_PYTHON")?),
+            dts_python: PathBuf::from(get("FERRY_DTS_PYTHON")?),
             node_path: PathBuf::from(get("FERRY_NODE_PATH")?),
             nisshi: PathBuf::from(get("FERRY_NISSHI")?),
             state_dir: vars

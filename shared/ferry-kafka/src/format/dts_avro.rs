@@ -12,7 +12,8 @@ use std::sync::LazyLock;
 
 use apache_avro::Schema;
 use apache_avro::types::Value as Avro;
-use ferry_domain::change::{ChangeEvent, ChangeKind, Operation, RowChange};
+use ferry_domain::change::{ChangeEvent, ChangeKind, Column, Operation, RowChange};
+use ferry_domain::task_config::Values;
 use ferry_domain::value::Value;
 
 use ferry_domain::selection::ColumnMask;
@@ -40,8 +41,8 @@ pub fn schema() -> Result<&'static Schema, String> {
 /// could ask for gigabytes (`fuzz/regressions/record_views`); a well-formed datum of this schema
 /// never holds more items than bytes (no item of it is empty). Written here because the library
 /// has no such bound.
-pub(crate) fn check_datum(payload: &[u8]) -> Result<(), String> {
-    let schema = schema()?;
+pub(crate) fn check_datum(payload: &[u8], values: Values) -> Result<(), String> {
+    let schema = schema_for(values)?;
     let resolved =
         apache_avro::schema::ResolvedSchema::try_from(schema).map_err(|e| e.to_string())?;
     let mut rest = payload;
@@ -177,7 +178,8 @@ fn blocks(
     }
 }
 
-/// Encodes one event; `None` for events the format does not carry.
+/// Encodes one event in Ferry's readable mapping (`values: readable`); `None` for events the
+/// format does not carry.
 pub(super) fn record(e: &ChangeEvent, columns: &ColumnMask) -> Result<Option<Record>, String> {
     let key_text = e.idempotency_key();
     let position = e.position.to_string();
@@ -318,6 +320,379 @@ pub(super) fn record(e: &ChangeEvent, columns: &ColumnMask) -> Result<Option<Rec
         idempotency_key: key_text,
         position,
     }))
+}
+
+/// The compatible schema: the published `Record.avsc` of cloud DTS change tracking, as
+/// `dts_record_compatible.avsc` restates it.
+pub const COMPATIBLE_SCHEMA_TEXT: &str = include_str!("dts_record_compatible.avsc");
+
+static COMPATIBLE_SCHEMA: LazyLock<Result<Schema, String>> =
+    LazyLock::new(|| Schema::parse_str(COMPATIBLE_SCHEMA_TEXT).map_err(|e| e.to_string()));
+
+/// The schema records of `values` are written in.
+pub fn schema_for(values: Values) -> Result<&'static Schema, String> {
+    match values {
+        Values::Compatible => COMPATIBLE_SCHEMA.as_ref().map_err(Clone::clone),
+        Values::Readable => schema(),
+    }
+}
+
+/// An event as cloud DTS's own Avro record (`values: compatible`); `None` for events the
+/// format does not carry. `source_version` is the source server's `VERSION()`.
+pub(super) fn compatible(
+    e: &ChangeEvent,
+    columns: &ColumnMask,
+    source_version: &str,
+) -> Result<Option<Record>, String> {
+    let key_text = e.idempotency_key();
+    let file_index = e
+        .position
+        .file()
+        .name()
+        .rsplit('.')
+        .next()
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    let at = |offset: u64| format!("{offset}@{file_index}");
+    let mut tags = std::collections::HashMap::new();
+    tags.insert("ferry.key".to_owned(), Avro::String(key_text.clone()));
+    tags.insert(
+        "readerThroughoutTime".to_owned(),
+        Avro::String(chrono::Utc::now().timestamp_millis().to_string()),
+    );
+    tags.insert(
+        "server_id".to_owned(),
+        Avro::String(e.server_id.to_string()),
+    );
+    let transaction = e.transaction.as_ref();
+    if e.position.gtid().is_some()
+        && let Some(t) = transaction
+    {
+        tags.insert("GTID".to_owned(), Avro::String(t.id.to_string()));
+    }
+    let null = || Avro::Union(0, Box::new(Avro::Null));
+    let (operation, object, fields, before, after, key) = match &e.kind {
+        ChangeKind::Row(row) => {
+            let table = row.table();
+            let selected: Vec<usize> = carried(row, columns).collect();
+            if !table.key().is_empty() {
+                let pk: Vec<&str> = table
+                    .key()
+                    .iter()
+                    .map(|i| table.columns()[*i].name.as_str())
+                    .collect();
+                tags.insert(
+                    "pk_uk_info".to_owned(),
+                    Avro::String(serde_json::json!({ "PRIMARY": pk }).to_string()),
+                );
+            }
+            let fields = Avro::Array(
+                selected
+                    .iter()
+                    .map(|i| {
+                        let c = &table.columns()[*i];
+                        Avro::Record(vec![
+                            ("name".into(), Avro::String(c.name.clone())),
+                            (
+                                "dataTypeNumber".into(),
+                                Avro::Int(client_type_number(&c.source_type)),
+                            ),
+                        ])
+                    })
+                    .collect(),
+            );
+            let image = |values: Option<&[Value]>| match values {
+                None => null(),
+                Some(v) => Avro::Union(
+                    2,
+                    Box::new(Avro::Array(
+                        selected
+                            .iter()
+                            .map(|i| compatible_value(&table.columns()[*i], &v[*i]))
+                            .collect(),
+                    )),
+                ),
+            };
+            let operation = match row.operation() {
+                Operation::Insert => 0,
+                Operation::Update => 1,
+                Operation::Delete => 2,
+            };
+            let name = table.name();
+            (
+                operation,
+                Some(format!(
+                    "{}.{}",
+                    escape_dots(&name.database),
+                    escape_dots(&name.table)
+                )),
+                Avro::Union(2, Box::new(fields)),
+                image(row.before()),
+                image(row.after()),
+                Some(key_json(row)),
+            )
+        }
+        ChangeKind::Ddl {
+            database,
+            statement,
+        } => (
+            3,
+            database.as_deref().map(escape_dots),
+            null(),
+            null(),
+            Avro::Union(1, Box::new(Avro::String(statement.clone()))),
+            None,
+        ),
+        ChangeKind::Begin => (4, None, null(), null(), null(), None),
+        ChangeKind::Commit { .. } => (5, None, null(), null(), null(), None),
+        ChangeKind::Heartbeat => (8, None, null(), null(), null(), None),
+    };
+    const OPERATIONS: [&str; 9] = [
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "DDL",
+        "BEGIN",
+        "COMMIT",
+        "ROLLBACK",
+        "ABORT",
+        "HEARTBEAT",
+    ];
+    // Where to resume without missing the record: the transaction's BEGIN when Ferry knows its
+    // offset (no GTIDs), else where the record's event starts.
+    let safe = match transaction.map(|t| &*t.id) {
+        Some(id)
+            if matches!(e.kind, ChangeKind::Row(_) | ChangeKind::Begin)
+                && id.contains(':')
+                && !id.contains('-') =>
+        {
+            id.rsplit(':')
+                .next()
+                .and_then(|o| o.parse::<u64>().ok())
+                .map_or_else(|| at(e.event_offset), at)
+        }
+        _ if matches!(e.kind, ChangeKind::Row(_)) => at(e.event_offset),
+        _ => at(e.position.offset()),
+    };
+    let seconds = e.timestamp.timestamp();
+    let record = Avro::Record(vec![
+        ("version".into(), Avro::Int(0)),
+        ("id".into(), Avro::Long(record_id(&key_text))),
+        ("sourceTimestamp".into(), Avro::Long(seconds)),
+        (
+            "sourcePosition".into(),
+            Avro::String(at(e.position.offset())),
+        ),
+        ("safeSourcePosition".into(), Avro::String(safe)),
+        ("sourceTxid".into(), Avro::String("0".into())),
+        (
+            "source".into(),
+            Avro::Record(vec![
+                ("sourceType".into(), Avro::Enum(0, "MySQL".into())),
+                ("version".into(), Avro::String(source_version.to_owned())),
+            ]),
+        ),
+        (
+            "operation".into(),
+            Avro::Enum(operation, OPERATIONS[operation as usize].into()),
+        ),
+        (
+            "objectName".into(),
+            match object {
+                Some(o) => Avro::Union(1, Box::new(Avro::String(o))),
+                None => null(),
+            },
+        ),
+        ("processTimestamps".into(), null()),
+        ("tags".into(), Avro::Map(tags)),
+        ("fields".into(), fields),
+        ("beforeImages".into(), before),
+        ("afterImages".into(), after),
+        ("bornTimestamp".into(), Avro::Long(seconds)),
+    ]);
+    let payload = apache_avro::to_avro_datum(schema_for(Values::Compatible)?, record)
+        .map_err(|e| e.to_string())?;
+    Ok(Some(Record {
+        key,
+        payload,
+        idempotency_key: key_text,
+        position: e.position.to_string(),
+    }))
+}
+
+/// A name with its dots written as the six characters `\u002E`, as DTS writes them in
+/// `objectName` (whose parts are split at dots).
+fn escape_dots(name: &str) -> String {
+    name.replace('.', "\\u002E")
+}
+
+/// The type number DTS gives a column: MySQL's client-protocol type (`VARCHAR` 253, `DATETIME`
+/// 12, `DECIMAL` 246), not the binlog's (15, 18, …), which DTS's Java converter does not know.
+fn client_type_number(source_type: &str) -> i32 {
+    match type_number(source_type) {
+        15 => 253,
+        n => n,
+    }
+}
+
+/// One value as a member of the compatible image union (indexes follow the published schema:
+/// null 0, Integer 1, Character 2, Decimal 3, Float 4, Timestamp 5, DateTime 6, …,
+/// BinaryGeometry 8, BinaryObject 10, TextObject 11), chosen by the column's type as DTS's
+/// converters expect (`docs/formats.md`).
+fn compatible_value(col: &Column, v: &Value) -> Avro {
+    let rec = |index: u32, fields: Vec<(&str, Avro)>| {
+        Avro::Union(
+            index,
+            Box::new(Avro::Record(
+                fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            )),
+        )
+    };
+    let int = |precision: i32, text: String| {
+        rec(
+            1,
+            vec![
+                ("precision", Avro::Int(precision)),
+                ("value", Avro::String(text)),
+            ],
+        )
+    };
+    let object = |index: u32, kind: &str, value: Avro| {
+        rec(
+            index,
+            vec![("type", Avro::String(kind.into())), ("value", value)],
+        )
+    };
+    let opt = |v: Option<i32>| match v {
+        Some(n) => Avro::Union(1, Box::new(Avro::Int(n))),
+        None => Avro::Union(0, Box::new(Avro::Null)),
+    };
+    let datetime = |parts: [Option<i32>; 7]| {
+        let names = ["year", "month", "day", "hour", "minute", "second", "millis"];
+        rec(6, names.iter().copied().zip(parts.map(opt)).collect())
+    };
+    let code = client_type_number(&col.source_type);
+    // TEXT and BLOB columns (249–252) are BinaryObjects; (VAR)CHAR and (VAR)BINARY Characters.
+    let large = (249..=252).contains(&code);
+    let text_kind = if col.source_type.to_ascii_lowercase().contains("text") {
+        "TEXT"
+    } else {
+        "BLOB"
+    };
+    let n = |x: u32| i32::try_from(x).unwrap_or(i32::MAX);
+    match v {
+        Value::Null => Avro::Union(0, Box::new(Avro::Null)),
+        Value::Int(i) => int(storage_bytes(code), i.to_string()),
+        Value::UInt(u) => int(storage_bytes(code), u.to_string()),
+        Value::Bit(b) => int(i32::from(b.width.div_ceil(8)), b.to_u64().to_string()),
+        Value::Year(y) => datetime([Some(i32::from(*y)), None, None, None, None, None, None]),
+        Value::Float(f) => rec(
+            4,
+            vec![
+                ("value", Avro::Double(f64::from(*f))),
+                ("precision", Avro::Int(0)),
+                ("scale", Avro::Int(0)),
+            ],
+        ),
+        Value::Double(f) => rec(
+            4,
+            vec![
+                ("value", Avro::Double(*f)),
+                ("precision", Avro::Int(0)),
+                ("scale", Avro::Int(0)),
+            ],
+        ),
+        Value::Decimal(d) => {
+            // Java's BigDecimal precision and scale of the value written (DTS's).
+            let digits = d.as_str().trim_start_matches('-');
+            let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+            let unscaled = format!("{whole}{frac}");
+            let significant = unscaled.trim_start_matches('0').len().max(1);
+            rec(
+                3,
+                vec![
+                    ("value", Avro::String(d.as_str().to_owned())),
+                    (
+                        "precision",
+                        Avro::Int(i32::try_from(significant).unwrap_or(i32::MAX)),
+                    ),
+                    (
+                        "scale",
+                        Avro::Int(i32::try_from(frac.len()).unwrap_or(i32::MAX)),
+                    ),
+                ],
+            )
+        }
+        Value::String(s) if large => object(10, text_kind, Avro::Bytes(s.as_bytes().to_vec())),
+        Value::Bytes(b) if large => object(10, text_kind, Avro::Bytes(b.clone())),
+        Value::String(s) => rec(
+            2,
+            vec![
+                ("charset", Avro::String("utf8mb4".into())),
+                ("value", Avro::Bytes(s.as_bytes().to_vec())),
+            ],
+        ),
+        Value::Bytes(b) => rec(
+            2,
+            vec![
+                ("charset", Avro::String("binary".into())),
+                ("value", Avro::Bytes(b.clone())),
+            ],
+        ),
+        Value::Enum(e) => object(11, "ENUM", Avro::String(e.name.clone())),
+        Value::Set(s) => object(11, "SET", Avro::String(s.names.join(","))),
+        Value::Json(j) => object(11, "JSON", Avro::String(j.clone())),
+        Value::Geometry(g) => object(8, "GEOMETRY", Avro::Bytes(g.clone())),
+        Value::Timestamp(t) => rec(
+            5,
+            vec![
+                ("timestamp", Avro::Long(t.seconds)),
+                ("millis", Avro::Int(n(t.micros))),
+            ],
+        ),
+        Value::Date(d) => datetime([
+            Some(i32::from(d.year)),
+            Some(i32::from(d.month)),
+            Some(i32::from(d.day)),
+            None,
+            None,
+            None,
+            None,
+        ]),
+        Value::DateTime(dt) => datetime([
+            Some(i32::from(dt.date.year)),
+            Some(i32::from(dt.date.month)),
+            Some(i32::from(dt.date.day)),
+            Some(i32::from(dt.hour)),
+            Some(i32::from(dt.minute)),
+            Some(i32::from(dt.second)),
+            Some(n(dt.micros)),
+        ]),
+        Value::Time(t) => {
+            // A negative TIME has every part negative, as DTS's converters read it.
+            let sign = if t.negative { -1 } else { 1 };
+            datetime([
+                None,
+                None,
+                None,
+                Some(sign * i32::from(t.hours)),
+                Some(sign * i32::from(t.minutes)),
+                Some(sign * i32::from(t.seconds)),
+                Some(sign * n(t.micros)),
+            ])
+        }
+    }
+}
+
+/// The storage width in bytes of an integer column, DTS's `Integer.precision`.
+fn storage_bytes(code: i32) -> i32 {
+    match code {
+        1 => 1,
+        2 => 2,
+        9 => 3,
+        3 => 4,
+        _ => 8,
+    }
 }
 
 /// A stable 63-bit id from the idempotency key (FNV-1a 64), so a re-read record has the same id.
@@ -496,14 +871,18 @@ fn type_number(source_type: &str) -> i32 {
 
 #[cfg(test)]
 mod tests {
+    use ferry_domain::task_config::Values;
+
     #[test]
     fn a_datum_claiming_more_than_it_holds_is_refused_before_decoding() {
         // version 1, id 2, then a string of 2^40 bytes in a 12-byte payload.
         let hostile = [2u8, 4, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40, b'x'];
-        let e = check_datum(&hostile).unwrap_err();
-        assert!(e.contains("length"), "{e}");
-        assert!(check_datum(&[]).is_err());
-        assert!(check_datum(&[0xff; 12]).is_err());
+        for values in [Values::Readable, Values::Compatible] {
+            let e = check_datum(&hostile, values).unwrap_err();
+            assert!(e.contains("length"), "{e}");
+            assert!(check_datum(&[], values).is_err());
+            assert!(check_datum(&[0xff; 12], values).is_err());
+        }
     }
 
     use std::sync::Arc;
@@ -755,5 +1134,58 @@ mod tests {
         assert_eq!(type_number("varchar(20)"), 15);
         assert_eq!(type_number("enum('a')"), 247);
         assert_eq!(type_number("something_new"), 253);
+    }
+
+    #[test]
+    fn compatible_values_take_the_branches_dts_converters_expect() {
+        let col = |t: &str| Column {
+            name: "c".into(),
+            source_type: t.into(),
+            nullable: true,
+        };
+        let branch = |c: &Column, v: &Value| match compatible_value(c, v) {
+            Avro::Union(i, inner) => (i, *inner),
+            other => panic!("{other:?}"),
+        };
+        let field = |v: &Avro, name: &str| match v {
+            Avro::Record(f) => f.iter().find(|(k, _)| k == name).unwrap().1.clone(),
+            other => panic!("{other:?}"),
+        };
+        let (i, int) = branch(&col("smallint(6)"), &Value::Int(-7));
+        assert_eq!((i, field(&int, "precision")), (1, Avro::Int(2)));
+        let (i, dec) = branch(
+            &col("decimal(8,2)"),
+            &Value::Decimal(Decimal::try_from("348.00".to_owned()).unwrap()),
+        );
+        assert_eq!(
+            (i, field(&dec, "precision"), field(&dec, "scale")),
+            (3, Avro::Int(5), Avro::Int(2)),
+            "the value's precision and scale, as DTS writes them"
+        );
+        let (i, text) = branch(&col("mediumtext"), &Value::String("x".into()));
+        assert_eq!((i, field(&text, "type")), (10, Avro::String("TEXT".into())));
+        let (i, chars) = branch(&col("varchar(10)"), &Value::String("x".into()));
+        assert_eq!(
+            (i, field(&chars, "charset")),
+            (2, Avro::String("utf8mb4".into()))
+        );
+        let (i, t) = branch(
+            &col("time"),
+            &Value::Time(Time {
+                negative: true,
+                hours: 838,
+                minutes: 59,
+                seconds: 58,
+                micros: 0,
+            }),
+        );
+        assert_eq!(i, 6);
+        assert_eq!(field(&t, "hour"), Avro::Union(1, Box::new(Avro::Int(-838))));
+        assert_eq!(field(&t, "year"), Avro::Union(0, Box::new(Avro::Null)));
+        let (i, _) = branch(&col("json"), &Value::Json("{}".into()));
+        assert_eq!(i, 11);
+        assert_eq!(client_type_number("varchar(20)"), 253);
+        assert_eq!(escape_dots("a.b"), "a\\u002Eb");
+        assert!(schema_for(Values::Compatible).is_ok());
     }
 }

@@ -27,11 +27,13 @@ pub use record::{Record, UnsupportedFormat};
 
 /// How a task's records are written: the format, its value mapping and the format's options
 /// (from the task's `delivery`). A bare [`Format`] is its readable mapping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Style {
     pub format: Format,
     pub values: Values,
     pub maxwell: MaxwellOptions,
+    /// The source server's version (`SELECT VERSION()`), which `dts-avro` records carry.
+    pub source_version: Option<std::sync::Arc<str>>,
 }
 
 impl Style {
@@ -41,7 +43,13 @@ impl Style {
             format: delivery.format,
             values: delivery.values(),
             maxwell: delivery.maxwell,
+            source_version: None,
         }
+    }
+
+    /// Whether records carry the source server's version (set it with `source_version`).
+    pub fn needs_source_version(&self) -> bool {
+        self.format == Format::DtsAvro && self.values == Values::Compatible
     }
 
     /// `format` with the tool-compatible mapping and the tool's default options.
@@ -50,6 +58,7 @@ impl Style {
             format,
             values: Values::Compatible,
             maxwell: MaxwellOptions::default(),
+            source_version: None,
         }
     }
 }
@@ -60,7 +69,14 @@ impl From<Format> for Style {
             format,
             values: Values::Readable,
             maxwell: MaxwellOptions::default(),
+            source_version: None,
         }
+    }
+}
+
+impl From<&Style> for Style {
+    fn from(style: &Style) -> Self {
+        style.clone()
     }
 }
 
@@ -106,12 +122,18 @@ pub fn encode_into(
             Values::Compatible => maxwell::compatible(event, columns, &style.maxwell),
             Values::Readable => maxwell::readable(event, columns),
         },
-        Format::DtsAvro => {
-            dts_avro::record(event, columns).map_err(|reason| UnsupportedFormat {
-                format: Format::DtsAvro,
-                reason,
-            })?
+        Format::DtsAvro => match style.values {
+            Values::Compatible => dts_avro::compatible(
+                event,
+                columns,
+                style.source_version.as_deref().unwrap_or_default(),
+            ),
+            Values::Readable => dts_avro::record(event, columns),
         }
+        .map_err(|reason| UnsupportedFormat {
+            format: Format::DtsAvro,
+            reason,
+        })?,
     };
     Ok(match made {
         Some(r) => {

@@ -54,7 +54,9 @@ use crate::heartbeat;
 use crate::lease::Claim;
 use crate::session::CaptureSettings;
 use crate::session::{CHECKPOINT_EVERY, Check, Session};
-use crate::source::{AbortOnDrop, Events, current_position, schema_at, snapshot_schema};
+use crate::source::{
+    AbortOnDrop, Events, current_position, schema_at, snapshot_schema, source_version,
+};
 use cadence::Cadence;
 use framing::{Boundary, Framed, Framing};
 use objects::Objects;
@@ -82,11 +84,11 @@ pub async fn capture_task(
     )
     .await?;
     let last_key = existing.as_ref().and_then(|c| c.last_key.clone());
-    let (format, meter, lease) = (
-        ferry_kafka::format::Style::of(&session.config.delivery),
-        session.meter.clone(),
-        session.lease.clone(),
-    );
+    let mut style = ferry_kafka::format::Style::of(&session.config.delivery);
+    if style.needs_source_version() {
+        style.source_version = Some(source_version(&session.params).await?.into());
+    }
+    let (format, meter, lease) = (style, session.meter.clone(), session.lease.clone());
     let result = match opened {
         Opened::Kafka(d) => {
             let out = Delivery::new(d, acks, tails, format, meter, lease, last_key);

@@ -171,7 +171,7 @@ impl<D: Destination> Delivery<D> {
         read_at: Instant,
     ) -> Result<(), TaskError> {
         let record = &mut self.record;
-        let made = encode_into(self.style, self.dest.name(), event, order, columns, record)
+        let made = encode_into(&self.style, self.dest.name(), event, order, columns, record)
             .map_err(|e| DefiniteError::Encode {
                 message: e.to_string(),
                 position: event.position.to_string(),
