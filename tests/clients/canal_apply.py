@@ -11,17 +11,10 @@ Argument: a JSON object {"bootstrap": "127.0.0.1:9093", "topic": "...", "records
 import json
 import sqlite3
 import sys
-import time
 
-from kafka import KafkaConsumer, TopicPartition
+from topic_table import print_tables, read_topic
 
 spec = json.loads(sys.argv[1])
-consumer = KafkaConsumer(bootstrap_servers=spec["bootstrap"], enable_auto_commit=False,
-                         group_id=None)
-partitions = [TopicPartition(spec["topic"], p)
-              for p in sorted(consumer.partitions_for_topic(spec["topic"]) or [0])]
-consumer.assign(partitions)
-consumer.seek_to_beginning(*partitions)
 
 db = sqlite3.connect(":memory:")
 columns = {}
@@ -56,18 +49,12 @@ def apply(message):
     return len(message["data"])
 
 
-applied = 0
-deadline = time.time() + spec.get("timeout_s", 60)
-while applied < spec["records"] and time.time() < deadline:
-    for batch in consumer.poll(timeout_ms=500).values():
-        for m in batch:
-            message = json.loads(m.value)
-            if not message.get("isDdl") and message.get("type") in ("INSERT", "UPDATE", "DELETE"):
-                applied += apply(message)
-if applied < spec["records"]:
-    print(json.dumps({"error": f"only {applied} of {spec['records']} rows in time"}))
-    sys.exit(1)
-for table, cols in columns.items():
-    names = ", ".join(f'"{c}"' for c in cols)
-    for row in db.execute(f'SELECT {names} FROM "{table}" ORDER BY row_key'):
-        print(json.dumps({"table": table, "row": dict(zip(cols, row))}), flush=True)
+def handle(m):
+    message = json.loads(m.value)
+    if message.get("isDdl") or message.get("type") not in ("INSERT", "UPDATE", "DELETE"):
+        return 0
+    return apply(message)
+
+
+read_topic(spec, handle)
+print_tables(db, columns)

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ferry_domain::task_config::Values;
 use ferry_testkit::json::Json;
 use ferry_testkit::{Step, TestContext, progressing};
 use mysql_async::prelude::Queryable;
@@ -109,6 +110,19 @@ fn load(format: &str, db: &str) -> Vec<Scenario> {
 /// Runs every scenario of `format` through one task; `ignored` are the record fields left
 /// out of the comparison; `table_of` finds a record's table.
 async fn run(format: &str, ignored: &[&str], table_of: fn(&Json) -> Option<String>) {
+    run_decoded(format, ignored, table_of, |payload| {
+        Json::parse(&String::from_utf8_lossy(payload)).ok()
+    })
+    .await;
+}
+
+/// [`run`] for records that `decode` turns into JSON (Avro).
+async fn run_decoded(
+    format: &str,
+    ignored: &[&str],
+    table_of: fn(&Json) -> Option<String>,
+    decode: fn(&[u8]) -> Option<Json>,
+) {
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
     let db = ctx.mysql_database().to_owned();
@@ -144,15 +158,24 @@ async fn run(format: &str, ignored: &[&str], table_of: fn(&Json) -> Option<Strin
                 .await
                 .unwrap_or_else(|e| panic!("{} workload `{statement}`: {e}", s.name));
         }
-        // Row and DDL records alike (the tasks write no transaction or heartbeat records).
+        // Row and DDL records of the scenario's tables alike.
         rows += s.expected.len();
     }
+    let tables: std::collections::HashSet<&String> =
+        scenarios.iter().flat_map(|s| &s.tables).collect();
     let records = progressing(
         &format!("{rows} records in {topic}"),
         Duration::from_secs(90),
         || async {
-            let records = ctx.topic_records(&topic)?;
-            let have = records.len();
+            let records: Vec<Json> = ctx
+                .topic_records(&topic)?
+                .iter()
+                .filter_map(|r| decode(&r.payload))
+                .collect();
+            let have = records
+                .iter()
+                .filter(|r| table_of(r).is_some_and(|t| tables.contains(&t)))
+                .count();
             Ok(if have >= rows {
                 Step::Done(records)
             } else {
@@ -166,11 +189,7 @@ async fn run(format: &str, ignored: &[&str], table_of: fn(&Json) -> Option<Strin
     let _ = id;
 
     let mut by_table: BTreeMap<String, Vec<Json>> = BTreeMap::new();
-    for r in &records {
-        let text = String::from_utf8_lossy(&r.payload);
-        let Ok(record) = Json::parse(&text) else {
-            continue;
-        };
+    for record in records {
         if let Some(table) = table_of(&record) {
             by_table.entry(table).or_default().push(record);
         }
@@ -370,4 +389,174 @@ async fn a_canal_consumer_applies_the_stream_and_ends_with_the_source_rows() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dts_consumer_decodes_with_the_published_schema_and_ends_with_the_source_rows() {
     a_consumer_applies_the_stream_with("dts-avro", "dts_apply.py", str::to_owned, 26).await;
+}
+
+/// A DTS Avro record as JSON with its fields in schema order, for the scenario runner: union
+/// branches as their values, enums as their symbols, bytes as hex, `tags` kept to
+/// `pk_uk_info` (the others hold times and server numbers).
+fn dts_record_json(payload: &[u8]) -> Option<Json> {
+    use apache_avro::types::Value as Avro;
+    fn convert(v: &Avro) -> Json {
+        match v {
+            Avro::Null => Json::Null,
+            Avro::Boolean(b) => Json::Bool(*b),
+            Avro::Int(i) => Json::Number(i.to_string()),
+            Avro::Long(i) => Json::Number(i.to_string()),
+            Avro::Double(d) => Json::Number(format!("{d:?}")),
+            Avro::String(s) | Avro::Enum(_, s) => Json::String(s.clone()),
+            Avro::Bytes(b) => Json::String(b.iter().map(|x| format!("{x:02x}")).collect()),
+            Avro::Union(_, inner) => convert(inner),
+            Avro::Array(items) => Json::Array(items.iter().map(convert).collect()),
+            Avro::Map(m) => {
+                let mut members: Vec<(String, Json)> =
+                    m.iter().map(|(k, v)| (k.clone(), convert(v))).collect();
+                members.sort_by(|a, b| a.0.cmp(&b.0));
+                Json::Object(members)
+            }
+            Avro::Record(fields) => Json::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match (k.as_str(), v) {
+                            ("tags", Avro::Map(m)) => Json::Object(
+                                m.get("pk_uk_info")
+                                    .map(|p| ("pk_uk_info".to_owned(), convert(p)))
+                                    .into_iter()
+                                    .collect(),
+                            ),
+                            _ => convert(v),
+                        };
+                        (k.clone(), v)
+                    })
+                    .collect(),
+            ),
+            other => Json::String(format!("{other:?}")),
+        }
+    }
+    let schema = ferry_kafka::format::dts_avro::schema_for(Values::Compatible).ok()?;
+    let datum = apache_avro::from_avro_datum(schema, &mut &payload[..], None).ok()?;
+    Some(convert(&datum))
+}
+
+/// A DTS record's table: the table part of `objectName` (`db.table`), or the database of a DDL
+/// record, which the scenarios leave out (DTS's DDL records name no table).
+fn dts_table(record: &Json) -> Option<String> {
+    let name = record.get("objectName")?.as_str()?;
+    name.split_once('.').map(|(_, t)| t.to_owned())
+}
+
+/// DTS's scenarios, read as DTS's own decoders read them (the published schema), without the
+/// fields that hold times, stream numbers and positions.
+#[tokio::test(flavor = "multi_thread")]
+async fn dts_avro_writes_what_dts_writes() {
+    run_decoded(
+        "dts-avro",
+        &[
+            "id",
+            "sourceTimestamp",
+            "sourcePosition",
+            "safeSourcePosition",
+            "bornTimestamp",
+            "source",
+        ],
+        dts_table,
+        dts_record_json,
+    )
+    .await;
+}
+
+/// `shared/fixtures/mysql-binlogs` of the workplace: `FERRY_FIXTURES`, or the first ancestor of
+/// this crate that has it.
+fn mysql_fixture(name: &str) -> PathBuf {
+    let dir = std::env::var("FERRY_FIXTURES")
+        .map(|d| PathBuf::from(d).join("mysql-binlogs"))
+        .ok()
+        .or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .ancestors()
+                .map(|a| a.join("shared/fixtures/mysql-binlogs"))
+                .find(|d| d.is_dir())
+        })
+        .expect("the MySQL binlog fixtures (shared/fixtures/mysql-binlogs); set FERRY_FIXTURES");
+    dir.join(name)
+}
+
+/// What MariaDB cannot write, from MySQL's own binlog files: MySQL's binary JSON, in each
+/// format's compatible mapping, is what its tool writes: Maxwell embeds the JSON value, Canal
+/// writes MySQL's text (`{"k": v}`), DTS a `TextObject` of type JSON.
+#[test]
+fn mysql_json_columns_are_written_as_each_tool_writes_them() {
+    use ferry_domain::change::{ChangeEvent, ChangeKind, TransactionRef};
+    use ferry_domain::selection::ColumnMask;
+    use ferry_domain::task_config::Format;
+    use ferry_domain::value::Value;
+    use ferry_kafka::format::{Style, encode};
+    use ferry_mysql::binlog::SourceEvent;
+
+    let events = ferry_mysql::file::read_file(&mysql_fixture("json.binlog.000001")).unwrap();
+    let mut checked = 0;
+    for e in events {
+        let SourceEvent::Rows(rows) = e.event else {
+            continue;
+        };
+        for change in rows.changes {
+            let Some(after) = change.after() else {
+                continue;
+            };
+            let Some(j) = after.iter().position(|v| matches!(v, Value::Json(_))) else {
+                continue;
+            };
+            let Value::Json(text) = &after[j] else {
+                unreachable!()
+            };
+            let document: serde_json::Value = serde_json::from_str(text).unwrap();
+            let name = change.table().columns()[j].name.clone();
+            let event = ChangeEvent {
+                position: std::sync::Arc::new(e.position.clone()),
+                event_offset: e.event_offset,
+                server_id: e.server_id,
+                timestamp: e.timestamp,
+                transaction: Some(TransactionRef {
+                    id: "3e11fa47-71ca-11e1-9e33-c80aa9429562:1".into(),
+                    event_index: 1,
+                    carried_index: 0,
+                    last: true,
+                }),
+                kind: ChangeKind::Row(change),
+            };
+            let encoded = |format| {
+                encode(Style::compatible(format), "t", &event, 1, &ColumnMask::All)
+                    .unwrap()
+                    .unwrap()
+                    .payload
+            };
+            let maxwell: serde_json::Value =
+                serde_json::from_slice(&encoded(Format::MaxwellJson)).unwrap();
+            assert_eq!(maxwell["data"][&name], document, "Maxwell embeds the value");
+            let canal: serde_json::Value =
+                serde_json::from_slice(&encoded(Format::CanalJson)).unwrap();
+            let canal_text = canal["data"][0][&name].as_str().unwrap().to_owned();
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&canal_text).unwrap(),
+                document,
+                "Canal writes the text of the same document"
+            );
+            if document.as_object().is_some_and(|o| o.len() > 1) {
+                assert!(canal_text.contains(", "), "MySQL's spacing: {canal_text}");
+            }
+            let dts = encoded(Format::DtsAvro);
+            let schema = ferry_kafka::format::dts_avro::schema_for(
+                ferry_domain::task_config::Values::Compatible,
+            )
+            .unwrap();
+            let datum = apache_avro::from_avro_datum(schema, &mut dts.as_slice(), None).unwrap();
+            let shown = format!("{datum:?}");
+            assert!(
+                shown.contains(r#"String("JSON")"#),
+                "a TextObject of type JSON: {shown}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "only {checked} JSON values in the fixture");
 }

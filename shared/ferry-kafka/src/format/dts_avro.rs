@@ -19,7 +19,7 @@ use ferry_domain::value::Value;
 use ferry_domain::selection::ColumnMask;
 
 use super::record::Record;
-use super::rows::{carried, key_of};
+use super::rows::{carried, is_fixed_binary, key_of, trim_zero_padding};
 
 /// The schema, as shipped.
 pub const SCHEMA_TEXT: &str = include_str!("dts_record.avsc");
@@ -203,30 +203,8 @@ pub(super) fn record(e: &ChangeEvent, columns: &ColumnMask) -> Result<Option<Rec
                 .filter_map(|i| table.columns().get(*i).map(|c| c.name.as_str()))
                 .collect();
             tags.insert("pk".to_owned(), Avro::String(pk.join(",")));
-            let fields = Avro::Array(
-                selected
-                    .iter()
-                    .map(|i| {
-                        let c = &table.columns()[*i];
-                        Avro::Record(vec![
-                            ("name".into(), Avro::String(c.name.clone())),
-                            (
-                                "dataTypeNumber".into(),
-                                Avro::Int(type_number(&c.source_type)),
-                            ),
-                        ])
-                    })
-                    .collect(),
-            );
-            let image = |values: Option<&[Value]>| match values {
-                None => null(),
-                Some(v) => Avro::Union(
-                    2,
-                    Box::new(Avro::Array(
-                        selected.iter().map(|i| value(&v[*i])).collect(),
-                    )),
-                ),
-            };
+            let fields = fields_of(row, &selected, type_number);
+            let image = |values| image_of(values, &selected, |_, v| value(v));
             let operation = match row.operation() {
                 Operation::Insert => 0,
                 Operation::Update => 1,
@@ -386,32 +364,11 @@ pub(super) fn compatible(
                     Avro::String(serde_json::json!({ "PRIMARY": pk }).to_string()),
                 );
             }
-            let fields = Avro::Array(
-                selected
-                    .iter()
-                    .map(|i| {
-                        let c = &table.columns()[*i];
-                        Avro::Record(vec![
-                            ("name".into(), Avro::String(c.name.clone())),
-                            (
-                                "dataTypeNumber".into(),
-                                Avro::Int(client_type_number(&c.source_type)),
-                            ),
-                        ])
-                    })
-                    .collect(),
-            );
-            let image = |values: Option<&[Value]>| match values {
-                None => null(),
-                Some(v) => Avro::Union(
-                    2,
-                    Box::new(Avro::Array(
-                        selected
-                            .iter()
-                            .map(|i| compatible_value(&table.columns()[*i], &v[*i]))
-                            .collect(),
-                    )),
-                ),
+            let fields = fields_of(row, &selected, client_type_number);
+            let image = |values| {
+                image_of(values, &selected, |i, v| {
+                    compatible_value(&table.columns()[i], v)
+                })
             };
             let operation = match row.operation() {
                 Operation::Insert => 0,
@@ -632,11 +589,19 @@ fn compatible_value(col: &Column, v: &Value) -> Avro {
                 ("value", Avro::Bytes(s.as_bytes().to_vec())),
             ],
         ),
+        // BINARY(n) as the binlog carries it, without its zero padding.
         Value::Bytes(b) => rec(
             2,
             vec![
                 ("charset", Avro::String("binary".into())),
-                ("value", Avro::Bytes(b.clone())),
+                (
+                    "value",
+                    Avro::Bytes(if is_fixed_binary(&col.source_type) {
+                        trim_zero_padding(b).to_vec()
+                    } else {
+                        b.clone()
+                    }),
+                ),
             ],
         ),
         Value::Enum(e) => object(11, "ENUM", Avro::String(e.name.clone())),
@@ -692,6 +657,42 @@ fn storage_bytes(code: i32) -> i32 {
         9 => 3,
         3 => 4,
         _ => 8,
+    }
+}
+
+/// The `fields` array of the carried columns: name and type number (`number` of the declared
+/// type).
+fn fields_of(row: &RowChange, selected: &[usize], number: fn(&str) -> i32) -> Avro {
+    let columns = row.table().columns();
+    Avro::Array(
+        selected
+            .iter()
+            .map(|i| {
+                let c = &columns[*i];
+                Avro::Record(vec![
+                    ("name".into(), Avro::String(c.name.clone())),
+                    ("dataTypeNumber".into(), Avro::Int(number(&c.source_type))),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// An image as the array branch of its union (null without one): `value` of each carried
+/// column (its index and value).
+fn image_of(
+    values: Option<&[Value]>,
+    selected: &[usize],
+    value: impl Fn(usize, &Value) -> Avro,
+) -> Avro {
+    match values {
+        None => Avro::Union(0, Box::new(Avro::Null)),
+        Some(v) => Avro::Union(
+            2,
+            Box::new(Avro::Array(
+                selected.iter().map(|i| value(*i, &v[*i])).collect(),
+            )),
+        ),
     }
 }
 
