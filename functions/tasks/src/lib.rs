@@ -235,7 +235,7 @@ async fn configure(
         objects: req.objects,
         delivery: {
             let mut delivery = req.delivery;
-            delivery.state_values();
+            delivery.state_values(previous.as_ref().map(|c| &c.delivery));
             delivery
         },
         heartbeat: req.heartbeat,

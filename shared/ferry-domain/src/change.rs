@@ -237,6 +237,9 @@ pub struct TransactionRef {
     /// For a row: whether it is the transaction's last carried row (Maxwell's `commit`).
     #[serde(default)]
     pub last: bool,
+    /// For a row: its 0-based index in its binlog rows event (Debezium's `source.row`).
+    #[serde(default)]
+    pub event_row: u32,
 }
 
 /// One record of the change stream.
@@ -338,6 +341,7 @@ mod tests {
                 event_index: 3,
                 carried_index: 0,
                 last: false,
+                event_row: 0,
             }),
             kind: ChangeKind::Commit { xid: Some(44) },
         };

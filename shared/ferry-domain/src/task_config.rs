@@ -22,10 +22,11 @@ pub enum Format {
 }
 
 impl Format {
-    /// Whether the format has its tool-compatible value mapping ([`Values::Compatible`]) yet.
-    /// A format without it keeps [`Values::Readable`] until it does, so a task's records never
-    /// change shape under it.
-    pub fn has_compatible_values(self) -> bool {
+    /// Whether a new task in this format gets the tool-compatible mapping
+    /// ([`Values::Compatible`]) when it does not say. `debezium-json` has it on request; its
+    /// default stays `readable` until the records it changes (Ferry's own tests, benchmarks and
+    /// examples lean on the readable shape) have moved.
+    pub fn compatible_by_default(self) -> bool {
         matches!(self, Self::MaxwellJson | Self::CanalJson | Self::DtsAvro)
     }
 }
@@ -35,8 +36,7 @@ impl Format {
 #[serde(rename_all = "snake_case")]
 pub enum Values {
     /// As the tool the format is named after writes them with its default settings (the
-    /// default for a new task, for the formats that have it: see
-    /// [`Format::has_compatible_values`]).
+    /// default for a new task, for the formats of [`Format::compatible_by_default`]).
     Compatible,
     /// Ferry's readable mapping from before: ISO-8601 temporal strings, exact decimal strings,
     /// keys in alphabetical order. A task configured before `values` existed keeps it.
@@ -83,6 +83,55 @@ impl Default for MaxwellOptions {
             output_null_zerodates: false,
         }
     }
+}
+
+/// Debezium's connector and converter settings that change its records, for `debezium-json`
+/// with `values: compatible`; defaults are Debezium's (and Kafka Connect's JsonConverter with
+/// `schemas.enable=true`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DebeziumOptions {
+    /// The `{"schema": …, "payload": …}` envelope of JsonConverter's `schemas.enable` (on);
+    /// off writes the payload alone.
+    pub schemas_enable: bool,
+    /// `decimal.handling.mode`.
+    pub decimal_handling_mode: DecimalMode,
+    /// `bigint.unsigned.handling.mode`.
+    pub bigint_unsigned_handling_mode: BigintUnsignedMode,
+}
+
+impl Default for DebeziumOptions {
+    fn default() -> Self {
+        Self {
+            schemas_enable: true,
+            decimal_handling_mode: DecimalMode::Precise,
+            bigint_unsigned_handling_mode: BigintUnsignedMode::Long,
+        }
+    }
+}
+
+/// Debezium's `decimal.handling.mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecimalMode {
+    /// Connect's `Decimal`: the unscaled value's bytes (base64 in JSON).
+    #[default]
+    Precise,
+    /// The exact digits as a string.
+    String,
+    /// A double (loses digits past 15–17).
+    Double,
+}
+
+/// Debezium's `bigint.unsigned.handling.mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BigintUnsignedMode {
+    /// A long: values past 2^63 - 1 wrap to negative numbers, as Debezium writes them.
+    #[default]
+    Long,
+    /// Connect's `Decimal` with scale 0: exact.
+    Precise,
 }
 
 /// How records are spread over the topic's partitions.
@@ -135,13 +184,15 @@ pub struct Delivery {
     /// Also write a heartbeat record when the source reports it is idle.
     #[serde(default)]
     pub heartbeat_records: bool,
-    /// The value mapping; when a task is configured without it, `compatible` for a format
-    /// that has it, else `readable` (see [`Delivery::values`]).
+    /// The value mapping; when a task is configured without it, see [`Delivery::state_values`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub values: Option<Values>,
     /// Maxwell's `output_*` switches (`maxwell-json`, `values: compatible`).
     #[serde(default, skip_serializing_if = "is_default")]
     pub maxwell: MaxwellOptions,
+    /// Debezium's settings (`debezium-json`, `values: compatible`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub debezium: DebeziumOptions,
 }
 
 fn is_default<T: Default + PartialEq>(t: &T) -> bool {
@@ -164,6 +215,7 @@ impl Default for Delivery {
             heartbeat_records: false,
             values: None,
             maxwell: MaxwellOptions::default(),
+            debezium: DebeziumOptions::default(),
         }
     }
 }
@@ -175,32 +227,21 @@ impl Delivery {
         self.values.unwrap_or(Values::Readable)
     }
 
-    /// States the value mapping of a task being configured without one: `compatible` where
-    /// the format has it, else `readable`.
-    pub fn state_values(&mut self) {
+    /// States the value mapping of a task being configured without one: the mapping its topic
+    /// already has (`previous`, the configuration it replaces, in the same format), so a
+    /// reconfiguration never changes a topic's shape; for a new task or another format,
+    /// `compatible` where the format has it, else `readable`.
+    pub fn state_values(&mut self, previous: Option<&Delivery>) {
         if self.values.is_none() {
-            self.values = Some(if self.format.has_compatible_values() {
-                Values::Compatible
-            } else {
-                Values::Readable
+            self.values = Some(match previous {
+                Some(p) if p.format == self.format => p.values(),
+                _ if self.format.compatible_by_default() => Values::Compatible,
+                _ => Values::Readable,
             });
         }
     }
 
     pub fn validate(&self) -> Result<(), InvalidInput> {
-        if self.values == Some(Values::Compatible) && !self.format.has_compatible_values() {
-            return Err(InvalidInput::new(
-                "values",
-                format!(
-                    "{} has no tool-compatible value mapping yet",
-                    serde_json::to_value(self.format)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default()
-                ),
-                "leave `values` out or give \"readable\"; maxwell-json, canal-json and dts-avro have the compatible mapping",
-            ));
-        }
         if self.maxwell != MaxwellOptions::default()
             && (self.format != Format::MaxwellJson || self.values() != Values::Compatible)
         {
@@ -208,6 +249,15 @@ impl Delivery {
                 "maxwell",
                 "Maxwell's output switches apply to maxwell-json with values \"compatible\" only",
                 "remove `maxwell`, or use format maxwell-json",
+            ));
+        }
+        if self.debezium != DebeziumOptions::default()
+            && (self.format != Format::DebeziumJson || self.values() != Values::Compatible)
+        {
+            return Err(InvalidInput::new(
+                "debezium",
+                "Debezium's settings apply to debezium-json with values \"compatible\" only",
+                "remove `debezium`, or use format debezium-json",
             ));
         }
         if !(1..=MAX_RETENTION_HOURS).contains(&self.retention_hours) {
@@ -347,6 +397,62 @@ impl TaskConfig {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_reconfigured_task_keeps_its_topics_value_mapping() {
+        let delivery = |format: Format, values: Option<Values>| Delivery {
+            format,
+            values,
+            ..Delivery::default()
+        };
+        let stated = |mut d: Delivery, previous: Option<&Delivery>| {
+            d.state_values(previous);
+            d.values
+        };
+        let legacy = delivery(Format::MaxwellJson, None);
+        assert_eq!(
+            legacy.values(),
+            Values::Readable,
+            "configured before `values`"
+        );
+        assert_eq!(
+            stated(delivery(Format::MaxwellJson, None), Some(&legacy)),
+            Some(Values::Readable)
+        );
+        assert_eq!(
+            stated(delivery(Format::MaxwellJson, None), None),
+            Some(Values::Compatible)
+        );
+        assert_eq!(
+            stated(delivery(Format::CanalJson, None), Some(&legacy)),
+            Some(Values::Compatible),
+            "another format is another shape anyway"
+        );
+        assert_eq!(
+            stated(delivery(Format::DebeziumJson, None), None),
+            Some(Values::Readable)
+        );
+        assert_eq!(
+            stated(
+                delivery(Format::MaxwellJson, Some(Values::Compatible)),
+                Some(&legacy)
+            ),
+            Some(Values::Compatible),
+            "a stated mapping is kept"
+        );
+        assert!(
+            delivery(Format::DebeziumJson, Some(Values::Compatible))
+                .validate()
+                .is_ok(),
+            "debezium-json's compatible mapping on request"
+        );
+        let mut maxwell_options = delivery(Format::DebeziumJson, None);
+        maxwell_options.maxwell.output_server_id = true;
+        assert!(
+            maxwell_options.validate().is_err(),
+            "Maxwell's switches on another format"
+        );
+    }
+
     use super::*;
 
     #[test]

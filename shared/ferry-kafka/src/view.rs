@@ -442,6 +442,7 @@ mod tests {
                 event_index: 2,
                 carried_index: 0,
                 last: false,
+                event_row: 0,
             }),
             kind,
         }

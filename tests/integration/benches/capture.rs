@@ -842,6 +842,7 @@ fn ferry_records(topic: &str, n: u64) -> Vec<ferry_kafka::format::Record> {
                     event_index: (i % 1000) as u32 + 1,
                     carried_index: 0,
                     last: false,
+                    event_row: 0,
                 }),
                 kind: ChangeKind::Row(RowChange::insert(Arc::clone(&table), values).unwrap()),
             };

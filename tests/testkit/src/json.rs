@@ -50,12 +50,27 @@ impl Json {
         }
     }
 
-    /// Removes the members `keys` of an object (no-op on other values).
+    /// Removes the members `keys` of an object (no-op on other values); a key with dots
+    /// (`payload.source.ts_ms`) names a member of a member.
     pub fn without(mut self, keys: &[&str]) -> Self {
-        if let Self::Object(members) = &mut self {
-            members.retain(|(k, _)| !keys.contains(&k.as_str()));
+        for key in keys {
+            self.remove_path(key);
         }
         self
+    }
+
+    fn remove_path(&mut self, path: &str) {
+        let Self::Object(members) = self else {
+            return;
+        };
+        match path.split_once('.') {
+            None => members.retain(|(k, _)| k != path),
+            Some((head, rest)) => {
+                if let Some((_, inner)) = members.iter_mut().find(|(k, _)| k == head) {
+                    inner.remove_path(rest);
+                }
+            }
+        }
     }
 }
 
@@ -245,6 +260,11 @@ mod tests {
         );
         assert_eq!(j.get("b"), Some(&Json::Number("603.00".into())));
         assert!(Json::parse("{\"a\":1} x").is_err());
+        let nested = Json::parse(r#"{"p":{"s":{"t":1,"u":2}},"v":3}"#).unwrap();
+        assert_eq!(
+            nested.without(&["p.s.t", "v"]).to_string(),
+            r#"{"p":{"s":{"u":2}}}"#
+        );
         assert!(Json::parse("[1,").is_err());
     }
 }

@@ -904,6 +904,7 @@ mod tests {
                 event_index: 2,
                 carried_index: 0,
                 last: false,
+                event_row: 0,
             }),
             kind,
         }

@@ -458,6 +458,7 @@ mod tests {
                 event_index: 2,
                 carried_index: 1,
                 last,
+                event_row: 0,
             }),
             kind: ChangeKind::Row(kind),
         }

@@ -12,6 +12,7 @@ pub mod json;
 
 mod canal;
 mod debezium;
+mod debezium_connect;
 mod java;
 mod maxwell;
 mod record;
@@ -21,7 +22,7 @@ mod wkt;
 
 use ferry_domain::change::{ChangeEvent, ChangeKind};
 use ferry_domain::selection::ColumnMask;
-use ferry_domain::task_config::{Delivery, Format, MaxwellOptions, Values};
+use ferry_domain::task_config::{DebeziumOptions, Delivery, Format, MaxwellOptions, Values};
 
 pub use record::{Record, UnsupportedFormat};
 
@@ -34,6 +35,10 @@ pub struct Style {
     pub maxwell: MaxwellOptions,
     /// The source server's version (`SELECT VERSION()`), which `dts-avro` records carry.
     pub source_version: Option<std::sync::Arc<str>>,
+    pub debezium: DebeziumOptions,
+    /// Whether Debezium's `transaction` block is filled (the task's `transaction_records`,
+    /// Debezium's `provide.transaction.metadata`).
+    pub transaction_metadata: bool,
 }
 
 impl Style {
@@ -44,6 +49,8 @@ impl Style {
             values: delivery.values(),
             maxwell: delivery.maxwell,
             source_version: None,
+            debezium: delivery.debezium,
+            transaction_metadata: delivery.transaction_records,
         }
     }
 
@@ -59,6 +66,8 @@ impl Style {
             values: Values::Compatible,
             maxwell: MaxwellOptions::default(),
             source_version: None,
+            debezium: DebeziumOptions::default(),
+            transaction_metadata: false,
         }
     }
 }
@@ -70,6 +79,8 @@ impl From<Format> for Style {
             values: Values::Readable,
             maxwell: MaxwellOptions::default(),
             source_version: None,
+            debezium: DebeziumOptions::default(),
+            transaction_metadata: false,
         }
     }
 }
@@ -108,6 +119,27 @@ pub fn encode_into(
     let format = style.format;
     let made = match format {
         Format::DebeziumJson => match &event.kind {
+            ChangeKind::Row(row) if style.values == Values::Compatible => {
+                let (key, payload) = debezium_connect::row_record(
+                    topic,
+                    event,
+                    row,
+                    total_order,
+                    columns,
+                    &style.debezium,
+                    style.transaction_metadata,
+                );
+                record.key = key;
+                record.payload = payload;
+                record.idempotency_key.clear();
+                event.write_idempotency_key(&mut record.idempotency_key);
+                record.position.clear();
+                let _ = std::fmt::Write::write_fmt(
+                    &mut record.position,
+                    format_args!("{}", event.position),
+                );
+                return Ok(true);
+            }
             ChangeKind::Row(row) => {
                 debezium::row(topic, event, row, total_order, columns, record);
                 return Ok(true);
@@ -214,6 +246,7 @@ mod tests {
                 event_index: 2,
                 carried_index: 0,
                 last: false,
+                event_row: 0,
             }),
             kind,
         }

@@ -88,6 +88,7 @@ impl Framing {
             event_index: index,
             carried_index: 0,
             last: false,
+            event_row: 0,
         })
     }
 
@@ -137,7 +138,7 @@ impl Framing {
                     self.index = self.index.saturating_add(rows.count);
                     return Boundary::None;
                 };
-                for change in rows.changes {
+                for (event_row, change) in rows.changes.into_iter().enumerate() {
                     self.index = self.index.saturating_add(1);
                     if let Some(begin) = self.pending_begin.take() {
                         out.push(Framed {
@@ -150,6 +151,7 @@ impl Framing {
                     let mut transaction = self.in_tx(self.index);
                     if let Some(t) = &mut transaction {
                         t.carried_index = u32::try_from(self.carried).unwrap_or(u32::MAX);
+                        t.event_row = u32::try_from(event_row).unwrap_or(u32::MAX);
                     }
                     self.carried += 1;
                     self.order += 1;
@@ -174,6 +176,7 @@ impl Framing {
                         event_index: 0,
                         carried_index: 0,
                         last: false,
+                        event_row: 0,
                     });
                     out.push(Framed {
                         event: at(

@@ -283,3 +283,56 @@ async fn a_task_never_started_has_no_changes_yet() {
     assert_eq!(page.body["changes"], json!([]));
     assert!(page.body["next_page_token"].is_null(), "{}", page.text);
 }
+
+/// `delivery.values`: a new task gets its format's tool-compatible mapping where it is the
+/// default; a reconfiguration that does not say keeps the mapping the topic already has;
+/// another format's options are refused with a hint.
+#[tokio::test(flavor = "multi_thread")]
+async fn value_mappings_default_per_format_and_survive_a_reconfiguration() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = api(&ctx).await;
+    orders_table(&ctx).await;
+    let id = tracking_instance(&api).await;
+    let with = |delivery: serde_json::Value| {
+        let mut config = tracking_config(&ctx);
+        config["delivery"] = delivery;
+        config
+    };
+    let values =
+        |answer: &ferry_testkit::Answer| answer.body["config"]["delivery"]["values"].clone();
+    let new = configure(&api, &id, with(json!({"format": "maxwell-json"}))).await;
+    assert_eq!(new.status, StatusCode::OK, "{}", new.text);
+    assert_eq!(values(&new), "compatible");
+    let readable = configure(
+        &api,
+        &id,
+        with(json!({"format": "maxwell-json", "values": "readable"})),
+    )
+    .await;
+    assert_eq!(values(&readable), "readable");
+    let again = configure(&api, &id, with(json!({"format": "maxwell-json"}))).await;
+    assert_eq!(values(&again), "readable", "the topic keeps its shape");
+    let debezium = configure(&api, &id, with(json!({"format": "debezium-json"}))).await;
+    assert_eq!(values(&debezium), "readable");
+    let asked = configure(
+        &api,
+        &id,
+        with(json!({"format": "debezium-json", "values": "compatible"})),
+    )
+    .await;
+    assert_eq!(asked.status, StatusCode::OK, "{}", asked.text);
+    assert_eq!(values(&asked), "compatible");
+    let refused = configure(
+        &api,
+        &id,
+        with(json!({"format": "canal-json", "maxwell": {"output_server_id": true}})),
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
+        "{}",
+        refused.text
+    );
+    assert!(refused.text.contains("maxwell"), "{}", refused.text);
+}
