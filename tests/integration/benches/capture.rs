@@ -9,8 +9,9 @@
 //! `FERRY_BENCH_LATENCY_SECS`, default 15 s): p50, p99 and max, beside the broker alone at the
 //! same rate and record size and Ferry's own share (the worker's record latency histograms).
 //! `FERRY_BENCH_STEPS` picks measurements (`decode,skip,own,raw,catchup,latency`, and `alone` for the
-//! broker alone). Results go to docs/benchmarks.md by hand, with the machine they were
-//! measured on.
+//! broker alone). `FERRY_BENCH_FORMAT` and `FERRY_BENCH_VALUES` pick the tasks' format and value
+//! mapping (default `debezium-json`, `readable`). Results go to docs/benchmarks.md by hand, with
+//! the machine they were measured on.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench may unwrap
 
@@ -80,9 +81,14 @@ async fn main() {
 
     // A task whose checkpoint is the position before the backlog.
     let env = ctx.env();
+    // The format and value mapping measured (`FERRY_BENCH_FORMAT`, `FERRY_BENCH_VALUES`):
+    // debezium-json, readable by default.
+    let format = std::env::var("FERRY_BENCH_FORMAT").unwrap_or_else(|_| "debezium-json".into());
+    let values = std::env::var("FERRY_BENCH_VALUES").unwrap_or_else(|_| "readable".into());
     let config = json!({
         "source": {"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password},
         "objects": {"databases": [{"name": ctx.mysql_database()}]},
+        "delivery": {"format": format, "values": values},
     });
     let (id, _topic) = api
         .start_tracking_task("bench", config.clone())
