@@ -558,49 +558,10 @@ pub(super) fn row_record(
 ) -> (Option<Vec<u8>>, Vec<u8>) {
     let table = row.table();
     let names = table.columns();
-    let selected: Vec<usize> = carried(row, columns).collect();
-    let kinds: Vec<Kind> = names
-        .iter()
-        .map(|c| kind_of(&c.source_type, options))
-        .collect();
-    let prefix = schema_prefix(topic, row);
-    let mut out = Vec::with_capacity(2048 + row.size_bytes() * 3 / 2);
-    if options.schemas_enable {
-        out.extend_from_slice(b"{\"schema\":{\"type\":\"struct\",\"fields\":[");
-        for (n, image) in ["before", "after"].iter().enumerate() {
-            if n > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(b"{\"type\":\"struct\",\"fields\":[");
-            for (k, i) in selected.iter().enumerate() {
-                if k > 0 {
-                    out.push(b',');
-                }
-                write_field_schema(
-                    &mut out,
-                    &names[*i].name,
-                    &kinds[*i],
-                    names[*i].nullable,
-                    options,
-                );
-            }
-            out.extend_from_slice(b"],\"optional\":true,\"name\":");
-            write_str(&mut out, &format!("{prefix}.Value"));
-            let _ = write!(Bytes(&mut out), ",\"field\":\"{image}\"}}");
-        }
-        out.push(b',');
-        out.extend_from_slice(SOURCE_SCHEMA.as_bytes());
-        out.push(b',');
-        out.extend_from_slice(TRANSACTION_SCHEMA.as_bytes());
-        out.extend_from_slice(
-            b",{\"type\":\"string\",\"optional\":false,\"field\":\"op\"},\
-{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_ms\"},\
-{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_us\"},\
-{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_ns\"}],\"optional\":false,\"name\":",
-        );
-        write_str(&mut out, &format!("{prefix}.Envelope"));
-        out.extend_from_slice(b",\"version\":2},\"payload\":");
-    }
+    let prepared = prepared(topic, row, columns, options);
+    let (selected, kinds) = (&prepared.selected, &prepared.kinds);
+    let mut out = Vec::with_capacity(prepared.head.len() + 1024 + row.size_bytes() * 3 / 2);
+    out.extend_from_slice(&prepared.head);
     let image = |out: &mut Vec<u8>, values: Option<&[Value]>| match values {
         None => out.extend_from_slice(b"null"),
         Some(v) => {
@@ -682,16 +643,118 @@ pub(super) fn row_record(
     if options.schemas_enable {
         out.push(b'}');
     }
-    (key(&prefix, row, &kinds, options), out)
+    (key(&prepared, row, options), out)
+}
+
+/// What every record of one table map's rows repeats: the carried columns, their kinds and
+/// the schema part of the value (everything before the payload), made once per table map,
+/// column mask, topic and options instead of once per row.
+struct Prepared {
+    table: std::sync::Arc<ferry_domain::change::TableSchema>,
+    mask: ColumnMask,
+    topic: String,
+    options: DebeziumOptions,
+    selected: Vec<usize>,
+    kinds: Vec<Kind>,
+    prefix: String,
+    /// `{"schema":…,"payload":` (empty without `schemas_enable`).
+    head: Vec<u8>,
+}
+
+thread_local! {
+    /// The last table's [`Prepared`]: a capture loop writes runs of rows of one table. It
+    /// holds the table's `Arc`, so a match by pointer is the same table map.
+    static PREPARED: std::cell::RefCell<Option<std::rc::Rc<Prepared>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn prepared(
+    topic: &str,
+    row: &RowChange,
+    columns: &ColumnMask,
+    options: &DebeziumOptions,
+) -> std::rc::Rc<Prepared> {
+    PREPARED.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if let Some(p) = cell.as_ref()
+            && std::sync::Arc::ptr_eq(&p.table, row.table())
+            && p.mask == *columns
+            && p.topic == topic
+            && p.options == *options
+        {
+            return std::rc::Rc::clone(p);
+        }
+        let p = std::rc::Rc::new(prepare(topic, row, columns, options));
+        *cell = Some(std::rc::Rc::clone(&p));
+        p
+    })
+}
+
+fn prepare(
+    topic: &str,
+    row: &RowChange,
+    columns: &ColumnMask,
+    options: &DebeziumOptions,
+) -> Prepared {
+    let names = row.table().columns();
+    let selected: Vec<usize> = carried(row, columns).collect();
+    let kinds: Vec<Kind> = names
+        .iter()
+        .map(|c| kind_of(&c.source_type, options))
+        .collect();
+    let prefix = schema_prefix(topic, row);
+    let mut out = Vec::with_capacity(2048);
+    if options.schemas_enable {
+        out.extend_from_slice(b"{\"schema\":{\"type\":\"struct\",\"fields\":[");
+        for (n, image) in ["before", "after"].iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"type\":\"struct\",\"fields\":[");
+            for (k, i) in selected.iter().enumerate() {
+                if k > 0 {
+                    out.push(b',');
+                }
+                write_field_schema(
+                    &mut out,
+                    &names[*i].name,
+                    &kinds[*i],
+                    names[*i].nullable,
+                    options,
+                );
+            }
+            out.extend_from_slice(b"],\"optional\":true,\"name\":");
+            write_str(&mut out, &format!("{prefix}.Value"));
+            let _ = write!(Bytes(&mut out), ",\"field\":\"{image}\"}}");
+        }
+        out.push(b',');
+        out.extend_from_slice(SOURCE_SCHEMA.as_bytes());
+        out.push(b',');
+        out.extend_from_slice(TRANSACTION_SCHEMA.as_bytes());
+        out.extend_from_slice(
+            b",{\"type\":\"string\",\"optional\":false,\"field\":\"op\"},\
+{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_ms\"},\
+{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_us\"},\
+{\"type\":\"int64\",\"optional\":true,\"field\":\"ts_ns\"}],\"optional\":false,\"name\":",
+        );
+        write_str(&mut out, &format!("{prefix}.Envelope"));
+        out.extend_from_slice(b",\"version\":2},\"payload\":");
+    }
+    Prepared {
+        table: std::sync::Arc::clone(row.table()),
+        mask: columns.clone(),
+        topic: topic.to_owned(),
+        options: *options,
+        selected,
+        kinds,
+        prefix,
+        head: out,
+    }
 }
 
 /// `{"schema": <prefix>.Key, "payload": {primary key}}`; `None` without a primary key.
-fn key(
-    prefix: &str,
-    row: &RowChange,
-    kinds: &[Kind],
-    options: &DebeziumOptions,
-) -> Option<Vec<u8>> {
+fn key(prepared: &Prepared, row: &RowChange, options: &DebeziumOptions) -> Option<Vec<u8>> {
+    let (prefix, kinds) = (&prepared.prefix, &prepared.kinds);
     let table = row.table();
     if table.key().is_empty() {
         return None;
