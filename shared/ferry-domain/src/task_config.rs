@@ -98,6 +98,8 @@ pub struct DebeziumOptions {
     pub decimal_handling_mode: DecimalMode,
     /// `bigint.unsigned.handling.mode`.
     pub bigint_unsigned_handling_mode: BigintUnsignedMode,
+    /// `binary.handling.mode`: BINARY, VARBINARY and BLOB values.
+    pub binary_handling_mode: BinaryMode,
 }
 
 impl Default for DebeziumOptions {
@@ -106,6 +108,7 @@ impl Default for DebeziumOptions {
             schemas_enable: true,
             decimal_handling_mode: DecimalMode::Precise,
             bigint_unsigned_handling_mode: BigintUnsignedMode::Long,
+            binary_handling_mode: BinaryMode::Bytes,
         }
     }
 }
@@ -121,6 +124,21 @@ pub enum DecimalMode {
     String,
     /// A double (loses digits past 15–17).
     Double,
+}
+
+/// Debezium's `binary.handling.mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BinaryMode {
+    /// Connect bytes (base64 in JSON).
+    #[default]
+    Bytes,
+    /// A string of standard base64.
+    Base64,
+    /// A string of URL-safe base64.
+    Base64UrlSafe,
+    /// A string of lower-case hex.
+    Hex,
 }
 
 /// Debezium's `bigint.unsigned.handling.mode`.

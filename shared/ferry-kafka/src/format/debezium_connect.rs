@@ -20,7 +20,7 @@ use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;
 use ferry_domain::change::{ChangeEvent, Column, Operation, RowChange};
 use ferry_domain::selection::ColumnMask;
-use ferry_domain::task_config::{BigintUnsignedMode, DebeziumOptions, DecimalMode};
+use ferry_domain::task_config::{BigintUnsignedMode, BinaryMode, DebeziumOptions, DecimalMode};
 use ferry_domain::value::{Date, Value};
 
 use super::java::{java_double, java_float};
@@ -209,7 +209,10 @@ fn write_field_schema(
         Kind::ZonedTimestamp { .. } => logical(out, "string", "io.debezium.time.ZonedTimestamp"),
         Kind::Year => logical(out, "int32", "io.debezium.time.Year"),
         Kind::String => plain(out, "string", optional),
-        Kind::Bytes => plain(out, "bytes", optional),
+        Kind::Bytes => match options.binary_handling_mode {
+            BinaryMode::Bytes => plain(out, "bytes", optional),
+            _ => plain(out, "string", optional),
+        },
         Kind::Bits { length } => {
             logical(out, "bytes", "io.debezium.data.Bits");
             let _ = write!(Bytes(out), ",\"parameters\":{{\"length\":\"{length}\"}}");
@@ -447,6 +450,23 @@ fn write_value(out: &mut Vec<u8>, kind: &Kind, col: &Column, v: &Value, options:
             let _ = write!(Bytes(out), "{}", b.to_u64());
         }
         (_, Value::String(s) | Value::Json(s)) => write_str(out, s),
+        (Kind::Bytes, Value::Bytes(b)) => match options.binary_handling_mode {
+            BinaryMode::Bytes | BinaryMode::Base64 => base64(out, b),
+            BinaryMode::Base64UrlSafe => {
+                let _ = write!(
+                    Bytes(out),
+                    "\"{}\"",
+                    Base64Display::new(b, &base64::engine::general_purpose::URL_SAFE)
+                );
+            }
+            BinaryMode::Hex => {
+                out.push(b'"');
+                for x in b {
+                    let _ = write!(Bytes(out), "{x:02x}");
+                }
+                out.push(b'"');
+            }
+        },
         (_, Value::Bytes(b)) => base64(out, b),
         (_, Value::Enum(e)) => write_str(out, &e.name),
         (_, Value::Set(s)) => write_str(out, &s.names.join(",")),
@@ -807,6 +827,36 @@ mod tests {
         assert_eq!(b64(false, "1528000"), "F1DA");
         assert_eq!(unscaled("3.444", 5), (false, "344400".to_owned()));
         assert_eq!(unscaled("-2.111", 3), (true, "2111".to_owned()));
+    }
+
+    #[test]
+    fn binary_values_follow_the_binary_handling_mode() {
+        let col = Column {
+            name: "b".into(),
+            source_type: "varbinary(8)".into(),
+            nullable: true,
+        };
+        let v = Value::Bytes(vec![0xfb, 0xff]);
+        let written = |mode| {
+            let options = DebeziumOptions {
+                binary_handling_mode: mode,
+                ..DebeziumOptions::default()
+            };
+            let kind = kind_of(&col.source_type, &options);
+            let (mut schema, mut value) = (Vec::new(), Vec::new());
+            write_field_schema(&mut schema, "b", &kind, true, &options);
+            write_value(&mut value, &kind, &col, &v, &options);
+            (
+                String::from_utf8(schema).unwrap(),
+                String::from_utf8(value).unwrap(),
+            )
+        };
+        let (schema, value) = written(BinaryMode::Bytes);
+        assert!(schema.contains("\"bytes\""), "{schema}");
+        assert_eq!(value, "\"+/8=\"");
+        assert!(written(BinaryMode::Base64).0.contains("\"string\""));
+        assert_eq!(written(BinaryMode::Base64UrlSafe).1, "\"-_8=\"");
+        assert_eq!(written(BinaryMode::Hex).1, "\"fbff\"");
     }
 
     #[test]
