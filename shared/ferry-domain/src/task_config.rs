@@ -100,6 +100,8 @@ pub struct DebeziumOptions {
     pub bigint_unsigned_handling_mode: BigintUnsignedMode,
     /// `binary.handling.mode`: BINARY, VARBINARY and BLOB values.
     pub binary_handling_mode: BinaryMode,
+    /// `time.precision.mode`: DATE, TIME and DATETIME values.
+    pub time_precision_mode: TimePrecisionMode,
 }
 
 impl Default for DebeziumOptions {
@@ -109,6 +111,7 @@ impl Default for DebeziumOptions {
             decimal_handling_mode: DecimalMode::Precise,
             bigint_unsigned_handling_mode: BigintUnsignedMode::Long,
             binary_handling_mode: BinaryMode::Bytes,
+            time_precision_mode: TimePrecisionMode::AdaptiveTimeMicroseconds,
         }
     }
 }
@@ -124,6 +127,17 @@ pub enum DecimalMode {
     String,
     /// A double (loses digits past 15–17).
     Double,
+}
+
+/// Debezium's `time.precision.mode` (the two its MySQL connector offers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimePrecisionMode {
+    /// DATE as days, TIME as microseconds, DATETIME as milli- or microseconds by its precision.
+    #[default]
+    AdaptiveTimeMicroseconds,
+    /// Kafka Connect's own `Date`, `Time` and `Timestamp`: days, milliseconds, milliseconds.
+    Connect,
 }
 
 /// Debezium's `binary.handling.mode`.

@@ -20,7 +20,9 @@ use base64::display::Base64Display;
 use base64::engine::general_purpose::STANDARD;
 use ferry_domain::change::{ChangeEvent, Column, Operation, RowChange};
 use ferry_domain::selection::ColumnMask;
-use ferry_domain::task_config::{BigintUnsignedMode, BinaryMode, DebeziumOptions, DecimalMode};
+use ferry_domain::task_config::{
+    BigintUnsignedMode, BinaryMode, DebeziumOptions, DecimalMode, TimePrecisionMode,
+};
 use ferry_domain::value::{Date, Value};
 
 use super::java::{java_double, java_float};
@@ -45,6 +47,10 @@ enum Kind {
     UnsignedDecimal,
     Date,
     MicroTime,
+    /// Kafka Connect's own temporal types (`time_precision_mode: connect`).
+    ConnectDate,
+    ConnectTime,
+    ConnectTimestamp,
     /// DATETIME(0–3): epoch milliseconds.
     Timestamp,
     /// DATETIME(4–6): epoch microseconds.
@@ -136,6 +142,15 @@ fn kind_of(source_type: &str, options: &DebeziumOptions) -> Kind {
             precision: numbers.first().copied().unwrap_or(10),
             scale: numbers.get(1).copied().unwrap_or(0),
         },
+        "date" | "time" | "datetime"
+            if options.time_precision_mode == TimePrecisionMode::Connect =>
+        {
+            match base.as_str() {
+                "date" => Kind::ConnectDate,
+                "time" => Kind::ConnectTime,
+                _ => Kind::ConnectTimestamp,
+            }
+        }
         "date" => Kind::Date,
         "time" => Kind::MicroTime,
         "datetime" if fraction_digits(&t) > 3 => Kind::MicroTimestamp,
@@ -203,6 +218,11 @@ fn write_field_schema(
             );
         }
         Kind::Date => logical(out, "int32", "io.debezium.time.Date"),
+        Kind::ConnectDate => logical(out, "int32", "org.apache.kafka.connect.data.Date"),
+        Kind::ConnectTime => logical(out, "int32", "org.apache.kafka.connect.data.Time"),
+        Kind::ConnectTimestamp => {
+            logical(out, "int64", "org.apache.kafka.connect.data.Timestamp");
+        }
         Kind::MicroTime => logical(out, "int64", "io.debezium.time.MicroTime"),
         Kind::Timestamp => logical(out, "int64", "io.debezium.time.Timestamp"),
         Kind::MicroTimestamp => logical(out, "int64", "io.debezium.time.MicroTimestamp"),
@@ -417,7 +437,14 @@ fn write_value(out: &mut Vec<u8>, kind: &Kind, col: &Column, v: &Value, options:
                 (i64::from(t.hours) * 3600 + i64::from(t.minutes) * 60 + i64::from(t.seconds))
                     * 1_000_000
                     + i64::from(t.micros);
-            let _ = write!(Bytes(out), "{}", if t.negative { -micros } else { micros });
+            let micros = if t.negative { -micros } else { micros };
+            // Connect's Time is milliseconds.
+            let value = if *kind == Kind::ConnectTime {
+                micros.div_euclid(1000)
+            } else {
+                micros
+            };
+            let _ = write!(Bytes(out), "{value}");
         }
         (_, Value::Timestamp(t)) => match t.to_utc() {
             Some(utc) => {
@@ -857,6 +884,48 @@ mod tests {
         assert!(written(BinaryMode::Base64).0.contains("\"string\""));
         assert_eq!(written(BinaryMode::Base64UrlSafe).1, "\"-_8=\"");
         assert_eq!(written(BinaryMode::Hex).1, "\"fbff\"");
+    }
+
+    #[test]
+    fn connect_time_precision_uses_connects_own_types() {
+        let options = DebeziumOptions {
+            time_precision_mode: TimePrecisionMode::Connect,
+            ..DebeziumOptions::default()
+        };
+        assert_eq!(kind_of("datetime(6)", &options), Kind::ConnectTimestamp);
+        assert_eq!(kind_of("date", &options), Kind::ConnectDate);
+        assert_eq!(
+            kind_of("timestamp(3)", &options),
+            Kind::ZonedTimestamp { fsp: 3 }
+        );
+        let col = Column {
+            name: "t".into(),
+            source_type: "time(6)".into(),
+            nullable: true,
+        };
+        let kind = kind_of(&col.source_type, &options);
+        let mut out = Vec::new();
+        write_value(
+            &mut out,
+            &kind,
+            &col,
+            &Value::Time(ferry_domain::value::Time {
+                negative: false,
+                hours: 1,
+                minutes: 0,
+                seconds: 0,
+                micros: 500_999,
+            }),
+            &options,
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), "3600500");
+        let mut schema = Vec::new();
+        write_field_schema(&mut schema, "t", &kind, true, &options);
+        assert!(
+            String::from_utf8(schema)
+                .unwrap()
+                .contains("org.apache.kafka.connect.data.Time")
+        );
     }
 
     #[test]
