@@ -481,7 +481,7 @@ mod tests {
 
     fn shown(style: impl Into<crate::format::Style>, e: &ChangeEvent) -> ChangeView {
         let style = style.into();
-        let r = encode(&style, "t", e, 1, &ColumnMask::All)
+        let r = encode(style.clone(), "t", e, 1, &ColumnMask::All)
             .unwrap()
             .unwrap();
         view_with(

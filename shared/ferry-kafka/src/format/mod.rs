@@ -85,12 +85,6 @@ impl From<Format> for Style {
     }
 }
 
-impl From<&Style> for Style {
-    fn from(style: &Style) -> Self {
-        style.clone()
-    }
-}
-
 /// Encodes an event; `columns` is the column mask of a row's table map (ignored for other
 /// events). Returns `None` for events the format does not carry.
 pub fn encode(
@@ -101,21 +95,28 @@ pub fn encode(
     columns: &ColumnMask,
 ) -> Result<Option<Record>, UnsupportedFormat> {
     let mut record = Record::default();
-    Ok(encode_into(style, topic, event, total_order, columns, &mut record)?.then_some(record))
+    Ok(encode_into(
+        &style.into(),
+        topic,
+        event,
+        total_order,
+        columns,
+        &mut record,
+    )?
+    .then_some(record))
 }
 
 /// [`encode`] into `record`, whose buffers are reused (the capture loop keeps one): `false`
 /// for events the format does not carry (`record` is then left as it was). Debezium rows, the
 /// hot path, allocate nothing once the buffers have grown.
 pub fn encode_into(
-    style: impl Into<Style>,
+    style: &Style,
     topic: &str,
     event: &ChangeEvent,
     total_order: u64,
     columns: &ColumnMask,
     record: &mut Record,
 ) -> Result<bool, UnsupportedFormat> {
-    let style = style.into();
     let format = style.format;
     let made = match format {
         Format::DebeziumJson => match &event.kind {
