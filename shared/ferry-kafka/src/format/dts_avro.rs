@@ -492,41 +492,53 @@ fn client_type_number(source_type: &str) -> i32 {
     }
 }
 
+/// A record of the value union: branch `index` (both schemas number their branches the same
+/// way for the records they share: Integer 1, Character 2, Decimal 3, Float 4, Timestamp 5,
+/// DateTime 6).
+fn branch(index: u32, fields: Vec<(&str, Avro)>) -> Avro {
+    Avro::Union(
+        index,
+        Box::new(Avro::Record(
+            fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        )),
+    )
+}
+
+/// `Integer{precision, value}`.
+fn integer(precision: i32, text: String) -> Avro {
+    branch(
+        1,
+        vec![
+            ("precision", Avro::Int(precision)),
+            ("value", Avro::String(text)),
+        ],
+    )
+}
+
+/// `{type, value}` at branch `index` (the object and geometry records).
+fn object(index: u32, kind: &str, value: Avro) -> Avro {
+    branch(
+        index,
+        vec![("type", Avro::String(kind.into())), ("value", value)],
+    )
+}
+
+/// An optional int (`[null, int]`).
+fn opt(v: Option<i32>) -> Avro {
+    match v {
+        Some(n) => Avro::Union(1, Box::new(Avro::Int(n))),
+        None => Avro::Union(0, Box::new(Avro::Null)),
+    }
+}
+
 /// One value as a member of the compatible image union (indexes follow the published schema:
 /// null 0, Integer 1, Character 2, Decimal 3, Float 4, Timestamp 5, DateTime 6, …,
 /// BinaryGeometry 8, BinaryObject 10, TextObject 11), chosen by the column's type as DTS's
 /// converters expect (`docs/formats.md`).
 fn compatible_value(col: &Column, v: &Value) -> Avro {
-    let rec = |index: u32, fields: Vec<(&str, Avro)>| {
-        Avro::Union(
-            index,
-            Box::new(Avro::Record(
-                fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-            )),
-        )
-    };
-    let int = |precision: i32, text: String| {
-        rec(
-            1,
-            vec![
-                ("precision", Avro::Int(precision)),
-                ("value", Avro::String(text)),
-            ],
-        )
-    };
-    let object = |index: u32, kind: &str, value: Avro| {
-        rec(
-            index,
-            vec![("type", Avro::String(kind.into())), ("value", value)],
-        )
-    };
-    let opt = |v: Option<i32>| match v {
-        Some(n) => Avro::Union(1, Box::new(Avro::Int(n))),
-        None => Avro::Union(0, Box::new(Avro::Null)),
-    };
     let datetime = |parts: [Option<i32>; 7]| {
         let names = ["year", "month", "day", "hour", "minute", "second", "millis"];
-        rec(6, names.iter().copied().zip(parts.map(opt)).collect())
+        branch(6, names.iter().copied().zip(parts.map(opt)).collect())
     };
     let code = client_type_number(&col.source_type);
     // TEXT and BLOB columns (249–252) are BinaryObjects; (VAR)CHAR and (VAR)BINARY Characters.
@@ -539,11 +551,11 @@ fn compatible_value(col: &Column, v: &Value) -> Avro {
     let n = |x: u32| i32::try_from(x).unwrap_or(i32::MAX);
     match v {
         Value::Null => Avro::Union(0, Box::new(Avro::Null)),
-        Value::Int(i) => int(storage_bytes(code), i.to_string()),
-        Value::UInt(u) => int(storage_bytes(code), u.to_string()),
-        Value::Bit(b) => int(i32::from(b.width.div_ceil(8)), b.to_u64().to_string()),
+        Value::Int(i) => integer(storage_bytes(code), i.to_string()),
+        Value::UInt(u) => integer(storage_bytes(code), u.to_string()),
+        Value::Bit(b) => integer(i32::from(b.width.div_ceil(8)), b.to_u64().to_string()),
         Value::Year(y) => datetime([Some(i32::from(*y)), None, None, None, None, None, None]),
-        Value::Float(f) => rec(
+        Value::Float(f) => branch(
             4,
             vec![
                 ("value", Avro::Double(f64::from(*f))),
@@ -551,7 +563,7 @@ fn compatible_value(col: &Column, v: &Value) -> Avro {
                 ("scale", Avro::Int(0)),
             ],
         ),
-        Value::Double(f) => rec(
+        Value::Double(f) => branch(
             4,
             vec![
                 ("value", Avro::Double(*f)),
@@ -565,7 +577,7 @@ fn compatible_value(col: &Column, v: &Value) -> Avro {
             let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
             let unscaled = format!("{whole}{frac}");
             let significant = unscaled.trim_start_matches('0').len().max(1);
-            rec(
+            branch(
                 3,
                 vec![
                     ("value", Avro::String(d.as_str().to_owned())),
@@ -582,7 +594,7 @@ fn compatible_value(col: &Column, v: &Value) -> Avro {
         }
         Value::String(s) if large => object(10, text_kind, Avro::Bytes(s.as_bytes().to_vec())),
         Value::Bytes(b) if large => object(10, text_kind, Avro::Bytes(b.clone())),
-        Value::String(s) => rec(
+        Value::String(s) => branch(
             2,
             vec![
                 ("charset", Avro::String("utf8mb4".into())),
@@ -590,7 +602,7 @@ fn compatible_value(col: &Column, v: &Value) -> Avro {
             ],
         ),
         // BINARY(n) as the binlog carries it, without its zero padding.
-        Value::Bytes(b) => rec(
+        Value::Bytes(b) => branch(
             2,
             vec![
                 ("charset", Avro::String("binary".into())),
@@ -608,7 +620,7 @@ fn compatible_value(col: &Column, v: &Value) -> Avro {
         Value::Set(s) => object(11, "SET", Avro::String(s.names.join(","))),
         Value::Json(j) => object(11, "JSON", Avro::String(j.clone())),
         Value::Geometry(g) => object(8, "GEOMETRY", Avro::Bytes(g.clone())),
-        Value::Timestamp(t) => rec(
+        Value::Timestamp(t) => branch(
             5,
             vec![
                 ("timestamp", Avro::Long(t.seconds)),
@@ -710,41 +722,14 @@ fn key_json(row: &RowChange) -> Vec<u8> {
 
 /// One value as a member of the image union (indexes follow `dts_record.avsc`).
 fn value(v: &Value) -> Avro {
-    let rec = |index: u32, fields: Vec<(&str, Avro)>| {
-        Avro::Union(
-            index,
-            Box::new(Avro::Record(
-                fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
-            )),
-        )
-    };
-    let int = |precision: i32, text: String| {
-        rec(
-            1,
-            vec![
-                ("precision", Avro::Int(precision)),
-                ("value", Avro::String(text)),
-            ],
-        )
-    };
     let text = |charset: &str, s: &str| {
-        rec(
+        branch(
             2,
             vec![
                 ("charset", Avro::String(charset.into())),
                 ("value", Avro::Bytes(s.as_bytes().to_vec())),
             ],
         )
-    };
-    let object = |index: u32, kind: &str, value: Avro| {
-        rec(
-            index,
-            vec![("type", Avro::String(kind.into())), ("value", value)],
-        )
-    };
-    let opt = |v: Option<i32>| match v {
-        Some(n) => Avro::Union(1, Box::new(Avro::Int(n))),
-        None => Avro::Union(0, Box::new(Avro::Null)),
     };
     let datetime = |date: Option<(u16, u8, u8)>, time: Option<(u32, u8, u8, u32)>, negative| {
         let (y, mo, d) = date.map_or((None, None, None), |(y, m, d)| {
@@ -758,7 +743,7 @@ fn value(v: &Value) -> Avro {
                 Some(i32::try_from(us).unwrap_or(i32::MAX)),
             )
         });
-        rec(
+        branch(
             6,
             vec![
                 ("year", opt(y)),
@@ -774,11 +759,11 @@ fn value(v: &Value) -> Avro {
     };
     match v {
         Value::Null => Avro::Union(0, Box::new(Avro::Null)),
-        Value::Int(i) => int(64, i.to_string()),
-        Value::UInt(u) => int(64, u.to_string()),
-        Value::Year(y) => int(16, y.to_string()),
-        Value::Bit(b) => int(i32::from(b.width), b.to_u64().to_string()),
-        Value::Float(f) => rec(
+        Value::Int(i) => integer(64, i.to_string()),
+        Value::UInt(u) => integer(64, u.to_string()),
+        Value::Year(y) => integer(16, y.to_string()),
+        Value::Bit(b) => integer(i32::from(b.width), b.to_u64().to_string()),
+        Value::Float(f) => branch(
             4,
             vec![
                 ("value", Avro::Double(f64::from(*f))),
@@ -786,7 +771,7 @@ fn value(v: &Value) -> Avro {
                 ("scale", Avro::Int(0)),
             ],
         ),
-        Value::Double(f) => rec(
+        Value::Double(f) => branch(
             4,
             vec![
                 ("value", Avro::Double(*f)),
@@ -798,7 +783,7 @@ fn value(v: &Value) -> Avro {
             let digits = d.as_str().trim_start_matches('-');
             let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
             let count = |s: &str| i32::try_from(s.len()).unwrap_or(i32::MAX);
-            rec(
+            branch(
                 3,
                 vec![
                     ("value", Avro::String(d.as_str().to_owned())),
@@ -813,7 +798,7 @@ fn value(v: &Value) -> Avro {
         Value::Bytes(b) => object(8, "BINARY", Avro::Bytes(b.clone())),
         Value::Json(j) => object(9, "JSON", Avro::String(j.clone())),
         Value::Geometry(g) => object(7, "GEOMETRY", Avro::Bytes(g.clone())),
-        Value::Timestamp(t) => rec(
+        Value::Timestamp(t) => branch(
             5,
             vec![
                 ("timestamp", Avro::Long(t.seconds)),
