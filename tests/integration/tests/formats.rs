@@ -313,6 +313,27 @@ async fn a_consumer_applies_the_stream_with(
         conn.query_drop(statement).await.unwrap();
         changes += conn.affected_rows();
     }
+    // The worker's pace depends on the machine: wait while the topic grows, then give the
+    // consumer a topic that already holds every change.
+    let rows = usize::try_from(changes).unwrap();
+    progressing(
+        &format!("{rows} rows in {topic}"),
+        Duration::from_secs(90),
+        || async {
+            let have = ctx
+                .topic_records(&topic)?
+                .iter()
+                .filter(|r| r.row_key.is_some())
+                .count();
+            Ok(if have >= rows {
+                Step::Done(())
+            } else {
+                Step::At(have.to_string())
+            })
+        },
+    )
+    .await
+    .unwrap();
     let spec = json!({"bootstrap": ctx.env().kafka_bootstrap, "topic": topic,
                       "records": changes, "timeout_s": 120});
     let clients = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../clients");
