@@ -840,9 +840,19 @@ async fn tail(topic: &str, bootstrap: &str, count: usize, wait: u64, json_out: b
             break;
         };
         let m = m?;
-        let payload: Value =
-            serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or(Value::Null);
         seen += 1;
+        let Some(bytes) = m.payload() else {
+            // Debezium's tombstone after a delete: the key, no value.
+            if !json_out {
+                println!("offset {:<4} tombstone", m.offset());
+            }
+            continue;
+        };
+        let mut payload: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
+        // JsonConverter's envelope (`schemas.enable`): the record is its payload.
+        if payload.get("schema").is_some() && payload.get("payload").is_some() {
+            payload = payload["payload"].take();
+        }
         if json_out {
             println!("{payload}");
         } else {

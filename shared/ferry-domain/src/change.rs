@@ -185,7 +185,6 @@ impl RowChange {
         (self.before, self.after)
     }
 
-    /// The key values of the row: from the after image, or the before image of a delete.
     /// The bytes the row's images hold (see `Value::size_bytes`).
     pub fn size_bytes(&self) -> usize {
         [self.before(), self.after()]
@@ -196,6 +195,15 @@ impl RowChange {
             .sum()
     }
 
+    /// Whether an update changes the row's key (never for a table without one).
+    pub fn key_changed(&self) -> bool {
+        match (&self.before, &self.after) {
+            (Some(before), Some(after)) => self.table.key.iter().any(|k| before[*k] != after[*k]),
+            _ => false,
+        }
+    }
+
+    /// The key values of the row: from the after image, or the before image of a delete.
     pub fn key_values(&self) -> Vec<&Value> {
         let image = self.after.as_ref().or(self.before.as_ref());
         image.map_or_else(Vec::new, |values| {
@@ -270,6 +278,9 @@ impl ChangeEvent {
     }
 
     /// Appends [`ChangeEvent::idempotency_key`] to `out` (a reused buffer).
+    ///
+    /// An event a format writes as several records (Debezium's delete and its tombstone) gives
+    /// the records after its first `#<part>` after this key: see [`split_part`].
     pub fn write_idempotency_key(&self, out: &mut String) {
         use std::fmt::Write;
         // Writing to a String cannot fail.
@@ -280,9 +291,28 @@ impl ChangeEvent {
     }
 }
 
+/// An idempotency key split into the event's key and the record's part in it: `0-1-9/3#2` is
+/// part 2 of event `0-1-9/3`; a key without `#` is part 0 (every event's first record).
+pub fn split_part(key: &str) -> (&str, u8) {
+    match key.rsplit_once('#') {
+        Some((event, part)) => match part.parse() {
+            Ok(n) => (event, n),
+            Err(_) => (key, 0),
+        },
+        None => (key, 0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_of_an_event_have_keys_of_their_own() {
+        assert_eq!(split_part("0-1-9/3"), ("0-1-9/3", 0));
+        assert_eq!(split_part("0-1-9/3#2"), ("0-1-9/3", 2));
+        assert_eq!(split_part("hb/binlog.000001:4"), ("hb/binlog.000001:4", 0));
+    }
 
     fn table() -> Arc<TableSchema> {
         let col = |name: &str| Column {

@@ -21,22 +21,12 @@ pub enum Format {
     DtsAvro,
 }
 
-impl Format {
-    /// Whether a new task in this format gets the tool-compatible mapping
-    /// ([`Values::Compatible`]) when it does not say. `debezium-json` has it on request; its
-    /// default stays `readable` until the records it changes (Ferry's own tests, benchmarks and
-    /// examples lean on the readable shape) have moved.
-    pub fn compatible_by_default(self) -> bool {
-        matches!(self, Self::MaxwellJson | Self::CanalJson | Self::DtsAvro)
-    }
-}
-
 /// How a format writes its records and values (`delivery.values`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Values {
     /// As the tool the format is named after writes them with its default settings (the
-    /// default for a new task, for the formats of [`Format::compatible_by_default`]).
+    /// default for a new task).
     Compatible,
     /// Ferry's readable mapping from before: ISO-8601 temporal strings, exact decimal strings,
     /// keys in alphabetical order. A task configured before `values` existed keeps it.
@@ -102,6 +92,9 @@ pub struct DebeziumOptions {
     pub binary_handling_mode: BinaryMode,
     /// `time.precision.mode`: DATE, TIME and DATETIME values.
     pub time_precision_mode: TimePrecisionMode,
+    /// `tombstones.on.delete`: a delete is followed by a record with the same key and no value,
+    /// so that a compacted topic drops the row (on; Kafka topics only).
+    pub tombstones_on_delete: bool,
 }
 
 impl Default for DebeziumOptions {
@@ -112,6 +105,7 @@ impl Default for DebeziumOptions {
             bigint_unsigned_handling_mode: BigintUnsignedMode::Long,
             binary_handling_mode: BinaryMode::Bytes,
             time_precision_mode: TimePrecisionMode::AdaptiveTimeMicroseconds,
+            tombstones_on_delete: true,
         }
     }
 }
@@ -261,14 +255,13 @@ impl Delivery {
 
     /// States the value mapping of a task being configured without one: the mapping its topic
     /// already has (`previous`, the configuration it replaces, in the same format), so a
-    /// reconfiguration never changes a topic's shape; for a new task or another format,
-    /// `compatible` where the format has it, else `readable`.
+    /// reconfiguration never changes a topic's shape; `compatible` for a new task or another
+    /// format.
     pub fn state_values(&mut self, previous: Option<&Delivery>) {
         if self.values.is_none() {
             self.values = Some(match previous {
                 Some(p) if p.format == self.format => p.values(),
-                _ if self.format.compatible_by_default() => Values::Compatible,
-                _ => Values::Readable,
+                _ => Values::Compatible,
             });
         }
     }
@@ -461,7 +454,17 @@ mod tests {
         );
         assert_eq!(
             stated(delivery(Format::DebeziumJson, None), None),
-            Some(Values::Readable)
+            Some(Values::Compatible),
+            "every format's new tasks"
+        );
+        let readable_debezium = delivery(Format::DebeziumJson, Some(Values::Readable));
+        assert_eq!(
+            stated(
+                delivery(Format::DebeziumJson, None),
+                Some(&readable_debezium)
+            ),
+            Some(Values::Readable),
+            "a debezium topic from before the switch keeps its shape"
         );
         assert_eq!(
             stated(

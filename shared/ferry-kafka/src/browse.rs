@@ -222,6 +222,10 @@ fn browse_blocking(
         }
         span.1 = m.offset() + 1;
         scanned += 1;
+        // A tombstone (Debezium's, after a delete) is no change of its own: the delete is.
+        if m.payload().is_none() {
+            continue;
+        }
         let timestamp_ms = m.timestamp().to_millis();
         if timestamp_ms.is_some_and(|t| t < req.from_ms || t > req.to_ms) {
             continue;

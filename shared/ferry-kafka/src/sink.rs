@@ -282,11 +282,13 @@ impl AckedProducer {
                     key: SOURCE_HEADER,
                     value: Some(self.source.as_bytes()),
                 });
-            let mut r = BaseRecord::with_opaque_to(&self.topic, opaque)
-                .payload(&record.payload)
+            let mut r = BaseRecord::<[u8], [u8], usize>::with_opaque_to(&self.topic, opaque)
                 .partition(partition)
                 .timestamp(timestamp_ms)
                 .headers(headers);
+            if !record.tombstone {
+                r = r.payload(&record.payload);
+            }
             if let Some(k) = &record.key {
                 r = r.key(k);
             }

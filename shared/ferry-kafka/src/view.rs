@@ -8,6 +8,8 @@
 //! (`canal-json`, `maxwell-json`) is shown with the before image rebuilt from the after image
 //! and the changed columns.
 
+mod connect;
+
 use std::io::Cursor;
 
 use apache_avro::types::Value as Avro;
@@ -103,6 +105,7 @@ pub fn view_with(
     let key = raw
         .key
         .and_then(|k| serde_json::from_slice::<Json>(k).ok())
+        .map(|k| connect_payload(k).0)
         .and_then(|k| match format {
             Format::MaxwellJson => maxwell_key(&k, parts.after.as_ref().or(parts.before.as_ref())),
             _ => Some(k),
@@ -134,7 +137,40 @@ fn object(v: Option<&Json>) -> Option<Json> {
     v.filter(|v| v.is_object()).cloned()
 }
 
-fn debezium(p: &Json) -> Result<Parts, String> {
+/// A record in Kafka Connect's JsonConverter envelope (`{"schema": …, "payload": …}`,
+/// debezium-json's compatible values) as (payload, schema); any other record as itself.
+fn connect_payload(mut record: Json) -> (Json, Option<Json>) {
+    match record.as_object_mut() {
+        Some(o) if o.len() == 2 && o.contains_key("schema") && o.contains_key("payload") => {
+            let schema = o.remove("schema");
+            (o.remove("payload").unwrap_or_default(), schema)
+        }
+        _ => (record, None),
+    }
+}
+
+/// A Debezium record as its payload, with the row images read by the schema part when it has
+/// one: Connect's logical types become the values Ferry's readable mapping shows (DECIMAL
+/// digits, dates and times as text). A record without the envelope is returned as it is.
+pub fn debezium_readable(record: Json) -> Json {
+    let (mut p, schema) = connect_payload(record);
+    let Some(schema) = schema else {
+        return p;
+    };
+    for name in ["before", "after"] {
+        let fields = schema["fields"]
+            .as_array()
+            .and_then(|f| f.iter().find(|f| f["field"] == name))
+            .and_then(|f| f["fields"].as_array());
+        if let (Some(fields), Some(image)) = (fields, p.get_mut(name)) {
+            *image = connect::readable_image(image.take(), fields);
+        }
+    }
+    p
+}
+
+fn debezium(record: &Json) -> Result<Parts, String> {
+    let p = debezium_readable(record.clone());
     let source = &p["source"];
     let row = |operation| Parts {
         operation,
@@ -543,6 +579,17 @@ mod tests {
         assert_eq!(
             dts.after,
             Some(json!({"id": 7, "total": "2.50", "note": "a"}))
+        );
+        // Debezium's own record (JsonConverter's envelope): values read by their schema.
+        let debezium = shown(crate::format::Style::compatible(Format::DebeziumJson), &e);
+        assert_eq!(debezium.operation, "update");
+        assert_eq!(debezium.key, Some(json!({"id": 7})));
+        assert_eq!(
+            (debezium.before, debezium.after),
+            (
+                Some(json!({"id": 7, "total": "1.50", "note": "a"})),
+                Some(json!({"id": 7, "total": "2.50", "note": "a"}))
+            )
         );
         // Maxwell's own record: its hash key, decimals as numbers.
         let maxwell = shown(crate::format::Style::compatible(Format::MaxwellJson), &e);

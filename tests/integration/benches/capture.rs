@@ -10,7 +10,7 @@
 //! same rate and record size and Ferry's own share (the worker's record latency histograms).
 //! `FERRY_BENCH_STEPS` picks measurements (`decode,skip,own,raw,catchup,latency`, and `alone` for the
 //! broker alone). `FERRY_BENCH_FORMAT` and `FERRY_BENCH_VALUES` pick the tasks' format and value
-//! mapping (default `debezium-json`, `readable`). Results go to docs/benchmarks.md by hand, with
+//! mapping (default `debezium-json`, `compatible`: a new task's default). Results go to docs/benchmarks.md by hand, with
 //! the machine they were measured on.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench may unwrap
@@ -82,9 +82,9 @@ async fn main() {
     // A task whose checkpoint is the position before the backlog.
     let env = ctx.env();
     // The format and value mapping measured (`FERRY_BENCH_FORMAT`, `FERRY_BENCH_VALUES`):
-    // debezium-json, readable by default.
+    // debezium-json, compatible by default (a new task's default).
     let format = std::env::var("FERRY_BENCH_FORMAT").unwrap_or_else(|_| "debezium-json".into());
-    let values = std::env::var("FERRY_BENCH_VALUES").unwrap_or_else(|_| "readable".into());
+    let values = std::env::var("FERRY_BENCH_VALUES").unwrap_or_else(|_| "compatible".into());
     let config = json!({
         "source": {"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password},
         "objects": {"databases": [{"name": ctx.mysql_database()}]},
@@ -211,8 +211,8 @@ async fn main() {
         own.stop().await;
     }
     if wants("raw") {
-        // 3. Raw limit: the broker taking the same records Ferry writes (debezium-json records
-        //    of this table, made by Ferry's encoder, with Ferry's three headers and the source
+        // 3. Raw limit: the broker taking the same records Ferry writes (records of this table
+        //    in the measured format and mapping, made by Ferry's encoder, with Ferry's three headers and the source
         //    time as timestamp) from an idempotent producer with Ferry's settings, as fast as
         //    it takes them. 10,000 distinct records are made first and sent in turn.
         let raw_topic = ctx.topic("raw");
@@ -229,7 +229,10 @@ async fn main() {
             .set("compression.type", "lz4")
             .create()
             .unwrap();
-        let records = ferry_records(&raw_topic, 10_000);
+        let delivery: ferry_domain::task_config::Delivery =
+            serde_json::from_value(json!({"format": format, "values": values})).unwrap();
+        let style = ferry_kafka::format::Style::of(&delivery);
+        let records = ferry_records(&raw_topic, 10_000, &style);
         let (wall0, cpu0) = (Instant::now(), cpu_seconds());
         let mut pending = Vec::new();
         let now_ms = Utc::now().timestamp_millis();
@@ -777,9 +780,13 @@ async fn broker_latency(ctx: &TestContext, rate: u64, secs: u64, size: usize) ->
     latencies
 }
 
-/// `n` records as Ferry writes them for rows of the bench's table (debezium-json, made by
-/// Ferry's encoder), for the broker's raw limit.
-fn ferry_records(topic: &str, n: u64) -> Vec<ferry_kafka::format::Record> {
+/// `n` records as Ferry writes them for rows of the bench's table (in `style`, made by Ferry's
+/// encoder), for the broker's raw limit.
+fn ferry_records(
+    topic: &str,
+    n: u64,
+    style: &ferry_kafka::format::Style,
+) -> Vec<ferry_kafka::format::Record> {
     use ferry_domain::change::{
         ChangeEvent, ChangeKind, Column, ObjectName, RowChange, TableSchema, TransactionRef,
     };
@@ -853,7 +860,7 @@ fn ferry_records(topic: &str, n: u64) -> Vec<ferry_kafka::format::Record> {
                 kind: ChangeKind::Row(RowChange::insert(Arc::clone(&table), values).unwrap()),
             };
             ferry_kafka::format::encode(
-                ferry_domain::task_config::Format::DebeziumJson,
+                style.clone(),
                 topic,
                 &event,
                 i,

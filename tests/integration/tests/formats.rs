@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ferry_domain::change::split_part;
 use ferry_domain::task_config::Values;
 use ferry_testkit::json::Json;
-use ferry_testkit::{Step, TestContext, progressing};
+use ferry_testkit::{Step, TestContext, TopicRecord, progressing};
 use mysql_async::prelude::Queryable;
 use serde_json::json;
 
@@ -110,10 +111,7 @@ fn load(format: &str, db: &str) -> Vec<Scenario> {
 /// Runs every scenario of `format` through one task; `ignored` are the record fields left
 /// out of the comparison; `table_of` finds a record's table.
 async fn run(format: &str, ignored: &[&str], table_of: fn(&Json) -> Option<String>) {
-    run_decoded(format, ignored, table_of, |payload| {
-        Json::parse(&String::from_utf8_lossy(payload)).ok()
-    })
-    .await;
+    run_decoded(format, ignored, table_of, json_record).await;
 }
 
 /// [`run`] for records that `decode` turns into JSON (Avro).
@@ -121,7 +119,7 @@ async fn run_decoded(
     format: &str,
     ignored: &[&str],
     table_of: fn(&Json) -> Option<String>,
-    decode: fn(&[u8]) -> Option<Json>,
+    decode: fn(&TopicRecord) -> Option<Json>,
 ) {
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
@@ -170,7 +168,7 @@ async fn run_decoded(
             let records: Vec<Json> = ctx
                 .topic_records(&topic)?
                 .iter()
-                .filter_map(|r| decode(&r.payload))
+                .filter_map(decode)
                 // The topic's name (in Debezium's schema names and `source.name`) varies by
                 // test: `$topic` in the expected records.
                 .filter_map(|r| Json::parse(&r.to_string().replace(&topic, "$topic")).ok())
@@ -232,6 +230,15 @@ async fn run_decoded(
         scenarios.len(),
         failures.join("\n")
     );
+}
+
+/// A JSON record; a tombstone (a key and no value) as `{"tombstone": <key>}`.
+fn json_record(r: &TopicRecord) -> Option<Json> {
+    if r.is_tombstone() {
+        let key = String::from_utf8_lossy(r.row_key.as_deref()?).into_owned();
+        return Json::parse(&format!("{{\"tombstone\":{key}}}")).ok();
+    }
+    Json::parse(&String::from_utf8_lossy(&r.payload)).ok()
 }
 
 fn top_level_table(record: &Json) -> Option<String> {
@@ -314,19 +321,20 @@ async fn a_consumer_applies_the_stream_with(
         changes += conn.affected_rows();
     }
     // The worker's pace depends on the machine: wait while the topic grows, then give the
-    // consumer a topic that already holds every change.
+    // consumer a topic that already holds every change. A change is one record, or several
+    // (Debezium writes a key change as a delete and a create, each delete followed by a
+    // tombstone): its first record's idempotency key has no part (`#n`). The consumer applies
+    // every record that is not a tombstone.
     let rows = usize::try_from(changes).unwrap();
-    progressing(
+    let records = progressing(
         &format!("{rows} rows in {topic}"),
         Duration::from_secs(90),
         || async {
-            let have = ctx
-                .topic_records(&topic)?
-                .iter()
-                .filter(|r| r.row_key.is_some())
-                .count();
+            let records = ctx.topic_records(&topic)?;
+            let row_records = || records.iter().filter(|r| r.row_key.is_some());
+            let have = row_records().filter(|r| split_part(&r.key).1 == 0).count();
             Ok(if have >= rows {
-                Step::Done(())
+                Step::Done(row_records().filter(|r| !r.is_tombstone()).count())
             } else {
                 Step::At(have.to_string())
             })
@@ -335,7 +343,7 @@ async fn a_consumer_applies_the_stream_with(
     .await
     .unwrap();
     let spec = json!({"bootstrap": ctx.env().kafka_bootstrap, "topic": topic,
-                      "records": changes, "timeout_s": 120});
+                      "records": records, "timeout_s": 120});
     let clients = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../clients");
     // DTS's demo reads with its own pinned libraries and the published schema.
     let (python, schema) = if format == "dts-avro" {
@@ -418,8 +426,9 @@ async fn a_dts_consumer_decodes_with_the_published_schema_and_ends_with_the_sour
 /// A DTS Avro record as JSON with its fields in schema order, for the scenario runner: union
 /// branches as their values, enums as their symbols, bytes as hex, `tags` kept to
 /// `pk_uk_info` (the others hold times and server numbers).
-fn dts_record_json(payload: &[u8]) -> Option<Json> {
+fn dts_record_json(record: &TopicRecord) -> Option<Json> {
     use apache_avro::types::Value as Avro;
+    let payload = &record.payload;
     fn convert(v: &Avro) -> Json {
         match v {
             Avro::Null => Json::Null,
@@ -602,8 +611,14 @@ async fn a_debezium_consumer_decodes_by_the_schema_and_ends_with_the_source_rows
     a_consumer_applies_the_stream("debezium-json", "debezium_apply.py", str::to_owned).await;
 }
 
-/// A Debezium record's table: `payload.source.table`.
+/// A Debezium record's table: `payload.source.table`; a tombstone's from its key's schema
+/// name (`<topic>.<db>.<table>.Key`).
 fn debezium_table(record: &Json) -> Option<String> {
+    if let Some(key) = record.get("tombstone") {
+        let name = key.get("schema")?.get("name")?.as_str()?;
+        let name = name.strip_suffix(".Key")?;
+        return name.rsplit_once('.').map(|(_, t)| t.to_owned());
+    }
     record
         .get("payload")?
         .get("source")?

@@ -64,7 +64,7 @@ async fn read_stream(
                 last_new = std::time::Instant::now();
             }
             for r in page.records() {
-                let record: Value = serde_json::from_slice(r.data().as_ref()).unwrap();
+                let record = ferry_testkit::change_json(Some(r.data().as_ref())).unwrap();
                 distinct.insert(change_of(&record));
                 out.push((shard.clone(), record));
             }

@@ -48,7 +48,9 @@ fn consume(c: &BaseConsumer, n: usize) -> Vec<(i64, DateTime<Utc>, i64)> {
             continue;
         };
         let m = m.unwrap();
-        let v: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        let Some(v) = ferry_testkit::change_json(m.payload()) else {
+            continue; // a tombstone
+        };
         let at = DateTime::from_timestamp_millis(m.timestamp().to_millis().unwrap()).unwrap();
         out.push((m.offset(), at, v["after"]["id"].as_i64().unwrap()));
         last = Some(m);
@@ -391,7 +393,10 @@ async fn reselecting_objects_under_load_switches_at_a_boundary_without_gap_or_du
             "b's last row did not arrive"
         );
         if let Some(m) = c.poll(Duration::from_millis(200)) {
-            let v: Value = serde_json::from_slice(m.unwrap().payload().unwrap()).unwrap();
+            let m = m.unwrap();
+            let Some(v) = ferry_testkit::change_json(m.payload()) else {
+                continue; // a tombstone
+            };
             records.push((
                 v["source"]["table"].as_str().unwrap().to_owned(),
                 v["after"]["id"].as_i64().unwrap(),

@@ -324,7 +324,8 @@ impl TestContext {
     /// The first `expected` records of `topic`, from every partition, as (partition, payload
     /// JSON, idempotency key), read by a consumer group of their own; fails when no record
     /// arrives for 180 s (a worker catching up with the busy shared binlog of a loaded machine
-    /// may take a while), or one has no idempotency key or is not JSON.
+    /// may take a while), or one has no idempotency key or is not JSON. Payloads are read by
+    /// [`change_json`]; tombstones are not counted (see [`TestContext::read_raw_records`]).
     pub async fn read_records(
         &self,
         topic: &str,
@@ -334,14 +335,16 @@ impl TestContext {
             .await?
             .into_iter()
             .map(|(p, payload, key)| {
-                let json = serde_json::from_slice(&payload)
-                    .context("a record whose payload is not JSON")?;
+                let json =
+                    change_json(Some(&payload)).context("a record whose payload is not JSON")?;
                 Ok((p, json, key))
             })
             .collect()
     }
 
-    /// Like [`TestContext::read_records`], with the payloads as bytes.
+    /// Like [`TestContext::read_records`], with the payloads as bytes as written. Tombstones
+    /// (the records with a key and no value that Debezium writes after a delete) are skipped:
+    /// `expected` counts the records that are changes.
     pub async fn read_raw_records(
         &self,
         topic: &str,
@@ -379,10 +382,24 @@ impl TestContext {
                         .map(|v| String::from_utf8_lossy(v).into_owned())
                 })
                 .context("a record without an idempotency key")?;
-            out.push((m.partition(), m.payload().unwrap_or_default().to_vec(), key));
+            let Some(payload) = m.payload() else {
+                continue;
+            };
+            out.push((m.partition(), payload.to_vec(), key));
         }
         Ok(out)
     }
+}
+
+/// A record's payload as JSON; a record in Kafka Connect's JsonConverter envelope
+/// (`{"schema": …, "payload": …}`, debezium-json's compatible values) as its payload, with the
+/// row images read by the schema (`ferry_kafka::view::debezium_readable`: DECIMAL digits,
+/// dates and times as text), so tests of delivery read values as people do. `None` for a
+/// tombstone (no value) or a payload that is not JSON. The wire format itself is checked by the
+/// formats tests.
+pub fn change_json(payload: Option<&[u8]>) -> Option<serde_json::Value> {
+    let json: serde_json::Value = serde_json::from_slice(payload?).ok()?;
+    Some(ferry_kafka::view::debezium_readable(json))
 }
 
 /// The `p` percentile (0..=1) of sorted durations, in milliseconds (the benches' tables).

@@ -93,6 +93,7 @@ pub(super) fn readable(e: &ChangeEvent, id: u64, columns: &ColumnMask) -> Option
     };
     Some(Record {
         key,
+        tombstone: false,
         payload: payload.to_string().into_bytes(),
         idempotency_key: e.idempotency_key(),
         position: e.position.to_string(),
@@ -197,6 +198,7 @@ pub(super) fn compatible(e: &ChangeEvent, id: u64, columns: &ColumnMask) -> Opti
     };
     Some(Record {
         key,
+        tombstone: false,
         payload: out,
         idempotency_key: e.idempotency_key(),
         position: e.position.to_string(),

@@ -94,6 +94,7 @@ pub(super) fn record(
     };
     Some(Record {
         key,
+        tombstone: false,
         payload: payload.to_string().into_bytes(),
         idempotency_key: e.idempotency_key(),
         position,

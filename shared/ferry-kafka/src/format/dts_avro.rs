@@ -294,6 +294,7 @@ pub(super) fn record(e: &ChangeEvent, columns: &ColumnMask) -> Result<Option<Rec
     let payload = apache_avro::to_avro_datum(schema()?, record).map_err(|e| e.to_string())?;
     Ok(Some(Record {
         key,
+        tombstone: false,
         payload,
         idempotency_key: key_text,
         position,
@@ -471,6 +472,7 @@ pub(super) fn compatible(
         .map_err(|e| e.to_string())?;
     Ok(Some(Record {
         key,
+        tombstone: false,
         payload,
         idempotency_key: key_text,
         position: e.position.to_string(),

@@ -140,6 +140,7 @@ pub(super) fn compatible(
     out.push(b'}');
     Some(Record {
         key: Some(hash_key(e, row, data, options)),
+        tombstone: false,
         payload: out,
         idempotency_key: e.idempotency_key(),
         position: e.position.to_string(),
@@ -387,6 +388,7 @@ pub(super) fn readable(e: &ChangeEvent, columns: &ColumnMask) -> Option<Record> 
     }
     Some(Record {
         key: Some(json!({"database": table.name().database, "table": table.name().table, "pk": key_of(row)}).to_string().into_bytes()),
+        tombstone: false,
         payload: payload.to_string().into_bytes(),
         idempotency_key: e.idempotency_key(),
         position: e.position.to_string(),

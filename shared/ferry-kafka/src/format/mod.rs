@@ -20,7 +20,7 @@ mod rows;
 mod temporal;
 mod wkt;
 
-use ferry_domain::change::{ChangeEvent, ChangeKind};
+use ferry_domain::change::{ChangeEvent, ChangeKind, Operation, RowChange};
 use ferry_domain::selection::ColumnMask;
 use ferry_domain::task_config::{DebeziumOptions, Delivery, Format, MaxwellOptions, Values};
 
@@ -85,6 +85,131 @@ impl From<Format> for Style {
     }
 }
 
+/// One of the records an event is written as. Most events are one record ([`Part::Whole`]).
+/// Debezium (compatible values) follows a delete with a tombstone, and writes an update that
+/// changes the primary key as a delete of the old key, its tombstone and a create of the new
+/// key, as its MySQL connector does. A record's part is its index in [`Style::parts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The event as one record.
+    Whole,
+    /// The previous record's key with no value (it must follow the record it ends).
+    Tombstone,
+    /// An update's before image as a delete (its key changed).
+    Delete,
+    /// An update's after image as a create (its key changed).
+    Create,
+}
+
+impl Style {
+    /// The records `event` is written as, in order.
+    pub fn parts(&self, event: &ChangeEvent) -> &'static [Part] {
+        let ChangeKind::Row(row) = &event.kind else {
+            return &[Part::Whole];
+        };
+        if self.format != Format::DebeziumJson || self.values != Values::Compatible {
+            return &[Part::Whole];
+        }
+        let tombstones = self.debezium.tombstones_on_delete;
+        match row.operation() {
+            Operation::Delete if tombstones => &[Part::Whole, Part::Tombstone],
+            Operation::Update if row.key_changed() => {
+                if tombstones {
+                    &[Part::Delete, Part::Tombstone, Part::Create]
+                } else {
+                    &[Part::Delete, Part::Create]
+                }
+            }
+            _ => &[Part::Whole],
+        }
+    }
+}
+
+/// Encodes part number `n` of `event` (see [`Style::parts`]) into `record`, which holds the
+/// previous part for a [`Part::Tombstone`]; `false` when the format does not carry the event.
+pub fn encode_part_into(
+    style: &Style,
+    topic: &str,
+    event: &ChangeEvent,
+    total_order: u64,
+    columns: &ColumnMask,
+    (n, part): (usize, Part),
+    record: &mut Record,
+) -> Result<bool, UnsupportedFormat> {
+    // One image of an update as a row of its own (an update's key changed: rare, so copied).
+    let half = |row: &RowChange, op: Operation| {
+        let table = row.table().clone();
+        let image = match op {
+            Operation::Delete => row.before(),
+            _ => row.after(),
+        }
+        .map(<[_]>::to_vec)
+        .unwrap_or_default();
+        match op {
+            Operation::Delete => RowChange::delete(table, image),
+            _ => RowChange::insert(table, image),
+        }
+        .map_err(|e| UnsupportedFormat {
+            format: style.format,
+            reason: e.to_string(),
+        })
+    };
+    let made = match (part, &event.kind) {
+        (Part::Whole, _) => encode_into(style, topic, event, total_order, columns, record)?,
+        (Part::Tombstone, _) => {
+            record.payload.clear();
+            record.tombstone = true;
+            true
+        }
+        (Part::Delete, ChangeKind::Row(row)) => {
+            let delete = half(row, Operation::Delete)?;
+            debezium_row(style, topic, event, &delete, total_order, columns, record);
+            true
+        }
+        (Part::Create, ChangeKind::Row(row)) => {
+            let create = half(row, Operation::Insert)?;
+            debezium_row(style, topic, event, &create, total_order, columns, record);
+            true
+        }
+        _ => false,
+    };
+    if made && n > 0 {
+        use std::fmt::Write;
+        record.idempotency_key.clear();
+        event.write_idempotency_key(&mut record.idempotency_key);
+        let _ = write!(record.idempotency_key, "#{n}");
+    }
+    Ok(made)
+}
+
+/// A Debezium (compatible) row record of `row`, one of `event`'s.
+fn debezium_row(
+    style: &Style,
+    topic: &str,
+    event: &ChangeEvent,
+    row: &RowChange,
+    total_order: u64,
+    columns: &ColumnMask,
+    record: &mut Record,
+) {
+    let (key, payload) = debezium_connect::row_record(
+        topic,
+        event,
+        row,
+        total_order,
+        columns,
+        &style.debezium,
+        style.transaction_metadata,
+    );
+    record.key = key;
+    record.payload = payload;
+    record.tombstone = false;
+    record.idempotency_key.clear();
+    event.write_idempotency_key(&mut record.idempotency_key);
+    record.position.clear();
+    let _ = std::fmt::Write::write_fmt(&mut record.position, format_args!("{}", event.position));
+}
+
 /// Encodes an event; `columns` is the column mask of a row's table map (ignored for other
 /// events). Returns `None` for events the format does not carry.
 pub fn encode(
@@ -121,27 +246,11 @@ pub fn encode_into(
     let made = match format {
         Format::DebeziumJson => match &event.kind {
             ChangeKind::Row(row) if style.values == Values::Compatible => {
-                let (key, payload) = debezium_connect::row_record(
-                    topic,
-                    event,
-                    row,
-                    total_order,
-                    columns,
-                    &style.debezium,
-                    style.transaction_metadata,
-                );
-                record.key = key;
-                record.payload = payload;
-                record.idempotency_key.clear();
-                event.write_idempotency_key(&mut record.idempotency_key);
-                record.position.clear();
-                let _ = std::fmt::Write::write_fmt(
-                    &mut record.position,
-                    format_args!("{}", event.position),
-                );
+                debezium_row(style, topic, event, row, total_order, columns, record);
                 return Ok(true);
             }
             ChangeKind::Row(row) => {
+                record.tombstone = false;
                 debezium::row(topic, event, row, total_order, columns, record);
                 return Ok(true);
             }

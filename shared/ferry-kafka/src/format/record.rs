@@ -9,6 +9,9 @@ pub struct Record {
     /// transaction and DDL records.
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
+    /// A tombstone: the key with no value at all (Kafka's null, not an empty payload), which a
+    /// compacted topic takes as "drop this key".
+    pub tombstone: bool,
     pub idempotency_key: String,
     pub position: String,
 }

@@ -26,6 +26,12 @@ pub(crate) trait Destination: Send + Sync {
     /// The topic or stream name records are encoded for.
     fn name(&self) -> &str;
 
+    /// Whether this destination takes tombstones (records with a key and no value: Kafka
+    /// topics do; a Kinesis record always has data, so a stream skips them).
+    fn carries_tombstones(&self) -> bool {
+        true
+    }
+
     /// The partition `record` goes to (whose tail decides whether it is already there).
     fn partition_of(&self, record: &Record) -> usize;
 

@@ -50,6 +50,10 @@ impl Destination for KinesisStream {
         &self.stream
     }
 
+    fn carries_tombstones(&self) -> bool {
+        false
+    }
+
     fn partition_of(&self, _record: &Record) -> usize {
         0
     }

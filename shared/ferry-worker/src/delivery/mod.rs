@@ -26,7 +26,7 @@ use ferry_domain::change::{ChangeEvent, ChangeKind};
 use ferry_domain::position::Position;
 use ferry_domain::selection::ColumnMask;
 use ferry_domain::task_config::{Destination as Kind, Partitioning, TaskConfig};
-use ferry_kafka::format::{Record, Style, encode_into};
+use ferry_kafka::format::{Part, Record, Style, encode_part_into};
 use ferry_kafka::sink::{AckedProducer, ensure_topic, last_records};
 use tokio::sync::mpsc;
 
@@ -161,8 +161,9 @@ impl<D: Destination> Delivery<D> {
     }
 
     /// Encodes and sends one event numbered `order` in the stream, carrying `columns` of a row,
-    /// unless the topic already has it from before a restart; `read_at` is when the event was
-    /// read from the binlog (for the record latency metrics).
+    /// as the records the format writes it as (see `Style::parts`), each unless the topic
+    /// already has it from before a restart; `read_at` is when the event was read from the
+    /// binlog (for the record latency metrics).
     pub(crate) async fn produce(
         &mut self,
         event: &ChangeEvent,
@@ -170,16 +171,47 @@ impl<D: Destination> Delivery<D> {
         columns: &ColumnMask,
         read_at: Instant,
     ) -> Result<(), TaskError> {
-        let record = &mut self.record;
-        let made = encode_into(&self.style, self.dest.name(), event, order, columns, record)
+        let index = event.transaction.as_ref().map_or(0, |t| t.event_index);
+        for (n, part) in self.style.parts(event).iter().enumerate() {
+            if *part == Part::Tombstone && !self.dest.carries_tombstones() {
+                continue;
+            }
+            let made = encode_part_into(
+                &self.style,
+                self.dest.name(),
+                event,
+                order,
+                columns,
+                (n, *part),
+                &mut self.record,
+            )
             .map_err(|e| DefiniteError::Encode {
                 message: e.to_string(),
                 position: event.position.to_string(),
             })?;
-        if !made {
-            return Ok(());
+            if !made {
+                return Ok(());
+            }
+            // Fewer than 256 parts: `Style::parts` gives at most three.
+            let part_index = u8::try_from(n).unwrap_or(u8::MAX);
+            self.send(event, (index, part_index), read_at).await?;
         }
-        let index = event.transaction.as_ref().map_or(0, |t| t.event_index);
+        // A large row's buffer is not kept for the small ones after it.
+        if self.record.payload.capacity() > KEEP_BUFFER {
+            self.record.payload = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Sends the record just encoded, record `index` of `event`, unless its partition's tail
+    /// already has it.
+    async fn send(
+        &mut self,
+        event: &ChangeEvent,
+        index: (u32, u8),
+        read_at: Instant,
+    ) -> Result<(), TaskError> {
+        let record = &self.record;
         let partition = self.dest.partition_of(record);
         if self.tails.covers(partition, &event.position, index) {
             return Ok(());
@@ -199,16 +231,12 @@ impl<D: Destination> Delivery<D> {
         self.meter.handed_off(read_at.elapsed());
         RecordDelivered {
             bytes: record.payload.len(),
-            row: matches!(event.kind, ChangeKind::Row(_)),
+            row: matches!(event.kind, ChangeKind::Row(_)) && !record.tombstone,
         }
         .emit(&self.meter);
         let last = self.last_key.get_or_insert_with(String::new);
         last.clear();
         last.push_str(&record.idempotency_key);
-        // A large row's buffer is not kept for the small ones after it.
-        if record.payload.capacity() > KEEP_BUFFER {
-            record.payload = Vec::new();
-        }
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 //! position it was read at; a tail written from another source server's binlog is refused
 //! (positions of two servers are not comparable).
 
+use ferry_domain::change::split_part;
 use ferry_domain::position::Position;
 use ferry_kafka::sink::TailHeaders;
 
@@ -15,9 +16,10 @@ use crate::error::DefiniteError;
 #[derive(Debug)]
 pub(crate) struct Tail {
     pub(crate) position: Position,
-    /// The record's event index in its transaction; `u32::MAX` for a heartbeat, which covers
+    /// The record's event index in its transaction and its part in the event (see
+    /// `ferry_domain::change::split_part`); `(u32::MAX, u8::MAX)` for a heartbeat, which covers
     /// every event at its position.
-    index: u32,
+    index: (u32, u8),
 }
 
 impl Tail {
@@ -37,12 +39,14 @@ impl Tail {
         };
         // A heartbeat's key is `hb/<position>`: every event up to its position was before it.
         let index = if h.key.starts_with("hb/") {
-            u32::MAX
+            (u32::MAX, u8::MAX)
         } else {
-            h.key
+            let (event, part) = split_part(&h.key);
+            let index = event
                 .rsplit_once('/')
                 .and_then(|(_, i)| i.parse().ok())
-                .ok_or_else(bad)?
+                .ok_or_else(bad)?;
+            (index, part)
         };
         Ok(Self {
             position: h.position.parse().map_err(|_| bad())?,
@@ -50,9 +54,9 @@ impl Tail {
         })
     }
 
-    /// Whether the event at `position` with row `index` is at or before this tail. Rows of one
-    /// rows event share its position and are told apart by their index.
-    pub(crate) fn covers(&self, position: &Position, index: u32) -> bool {
+    /// Whether part `index.1` of the event at `position` with row `index.0` is at or before
+    /// this tail. Rows of one rows event share its position and are told apart by their index.
+    pub(crate) fn covers(&self, position: &Position, index: (u32, u8)) -> bool {
         match position.cmp_file_offset(&self.position) {
             std::cmp::Ordering::Less => true,
             std::cmp::Ordering::Equal => index <= self.index,
@@ -70,8 +74,14 @@ impl Tails {
         Self(tails)
     }
 
-    /// Whether the event at `position` with `index`, going to `partition`, is already there.
-    pub(crate) fn covers(&mut self, partition: usize, position: &Position, index: u32) -> bool {
+    /// Whether the record at `position` with `index` (see [`Tail::covers`]), going to
+    /// `partition`, is already there.
+    pub(crate) fn covers(
+        &mut self,
+        partition: usize,
+        position: &Position,
+        index: (u32, u8),
+    ) -> bool {
         let Some(slot) = self.0.get_mut(partition) else {
             return false;
         };
@@ -112,16 +122,42 @@ mod tests {
     fn the_tail_covers_what_was_produced() {
         let tail = parse("0-1-9/2", "binlog.000002:500@0-1-9").unwrap();
         let at = |p: &str| p.parse::<Position>().unwrap();
-        assert!(tail.covers(&at("binlog.000001:900"), 7), "an earlier file");
-        assert!(tail.covers(&at("binlog.000002:400"), 9), "an earlier event");
-        assert!(tail.covers(&at("binlog.000002:500"), 2), "the tail itself");
         assert!(
-            !tail.covers(&at("binlog.000002:500"), 3),
+            tail.covers(&at("binlog.000001:900"), (7, 0)),
+            "an earlier file"
+        );
+        assert!(
+            tail.covers(&at("binlog.000002:400"), (9, 0)),
+            "an earlier event"
+        );
+        assert!(
+            tail.covers(&at("binlog.000002:500"), (2, 0)),
+            "the tail itself"
+        );
+        assert!(
+            !tail.covers(&at("binlog.000002:500"), (3, 0)),
             "a later row of the same event"
         );
-        assert!(!tail.covers(&at("binlog.000002:501"), 1));
+        assert!(!tail.covers(&at("binlog.000002:501"), (1, 0)));
         assert!(parse("no-index", "binlog.000002:500").is_err());
+        assert!(parse("no-index#1", "binlog.000002:500").is_err());
         assert!(parse("x/1", "not a position").is_err());
+    }
+
+    #[test]
+    fn the_parts_of_one_event_are_told_apart() {
+        // A delete (part 0) landed, its tombstone (part 1) did not.
+        let at = |p: &str| p.parse::<Position>().unwrap();
+        let tail = parse("0-1-9/2", "binlog.000002:500").unwrap();
+        assert!(tail.covers(&at("binlog.000002:500"), (2, 0)));
+        assert!(
+            !tail.covers(&at("binlog.000002:500"), (2, 1)),
+            "the tombstone is sent"
+        );
+        let tail = parse("0-1-9/2#1", "binlog.000002:500").unwrap();
+        assert!(tail.covers(&at("binlog.000002:500"), (2, 1)));
+        assert!(!tail.covers(&at("binlog.000002:500"), (2, 2)));
+        assert!(!tail.covers(&at("binlog.000002:500"), (3, 0)));
     }
 
     #[test]
@@ -129,15 +165,18 @@ mod tests {
         let tail = parse("hb/binlog.000002:500@0-1-9", "binlog.000002:500@0-1-9").unwrap();
         let at = |p: &str| p.parse::<Position>().unwrap();
         assert!(
-            tail.covers(&at("binlog.000002:500"), 0),
+            tail.covers(&at("binlog.000002:500"), (0, 0)),
             "a heartbeat again"
         );
         assert!(
-            tail.covers(&at("binlog.000002:500"), 7),
+            tail.covers(&at("binlog.000002:500"), (7, 0)),
             "the commit before it"
         );
-        assert!(tail.covers(&at("binlog.000001:900"), 3));
-        assert!(!tail.covers(&at("binlog.000002:501"), 0), "the next event");
+        assert!(tail.covers(&at("binlog.000001:900"), (3, 0)));
+        assert!(
+            !tail.covers(&at("binlog.000002:501"), (0, 0)),
+            "the next event"
+        );
     }
 
     #[test]
@@ -159,18 +198,18 @@ mod tests {
             Some(parse("0-1-9/2", "binlog.000002:500").unwrap()),
             None,
         ]);
-        assert!(tails.covers(0, &at("binlog.000002:500"), 1));
+        assert!(tails.covers(0, &at("binlog.000002:500"), (1, 0)));
         assert!(
-            !tails.covers(1, &at("binlog.000001:4"), 1),
+            !tails.covers(1, &at("binlog.000001:4"), (1, 0)),
             "an empty partition"
         );
-        assert!(!tails.covers(0, &at("binlog.000002:600"), 0));
+        assert!(!tails.covers(0, &at("binlog.000002:600"), (0, 0)));
         assert!(
-            !tails.covers(0, &at("binlog.000002:500"), 1),
+            !tails.covers(0, &at("binlog.000002:500"), (1, 0)),
             "once passed, the tail is gone"
         );
         assert!(
-            !tails.covers(7, &at("binlog.000001:4"), 0),
+            !tails.covers(7, &at("binlog.000001:4"), (0, 0)),
             "no such partition"
         );
     }

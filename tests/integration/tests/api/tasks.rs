@@ -284,8 +284,7 @@ async fn a_task_never_started_has_no_changes_yet() {
     assert!(page.body["next_page_token"].is_null(), "{}", page.text);
 }
 
-/// `delivery.values`: a new task gets its format's tool-compatible mapping where it is the
-/// default; a reconfiguration that does not say keeps the mapping the topic already has;
+/// `delivery.values`: a new task gets its format's tool-compatible mapping; a reconfiguration that does not say keeps the mapping the topic already has;
 /// another format's options are refused with a hint.
 #[tokio::test(flavor = "multi_thread")]
 async fn value_mappings_default_per_format_and_survive_a_reconfiguration() {
@@ -313,15 +312,25 @@ async fn value_mappings_default_per_format_and_survive_a_reconfiguration() {
     let again = configure(&api, &id, with(json!({"format": "maxwell-json"}))).await;
     assert_eq!(values(&again), "readable", "the topic keeps its shape");
     let debezium = configure(&api, &id, with(json!({"format": "debezium-json"}))).await;
-    assert_eq!(values(&debezium), "readable");
+    assert_eq!(
+        values(&debezium),
+        "compatible",
+        "another format: its tool's shape"
+    );
     let asked = configure(
         &api,
         &id,
-        with(json!({"format": "debezium-json", "values": "compatible"})),
+        with(json!({"format": "debezium-json", "values": "readable"})),
     )
     .await;
     assert_eq!(asked.status, StatusCode::OK, "{}", asked.text);
-    assert_eq!(values(&asked), "compatible");
+    assert_eq!(values(&asked), "readable");
+    let kept = configure(&api, &id, with(json!({"format": "debezium-json"}))).await;
+    assert_eq!(
+        values(&kept),
+        "readable",
+        "the debezium topic keeps its shape too"
+    );
     let refused = configure(
         &api,
         &id,

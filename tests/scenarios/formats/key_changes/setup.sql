@@ -1,0 +1,1 @@
+CREATE TABLE keyed (id INT PRIMARY KEY, note VARCHAR(20));
