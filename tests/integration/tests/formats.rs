@@ -275,16 +275,19 @@ type AccountRow = (
 /// transactions, and ends with exactly the source's rows. `tags` renders a SET value (members
 /// comma-separated) the way the format writes it.
 async fn a_consumer_applies_the_stream(format: &str, script: &str, tags: fn(&str) -> String) {
-    a_consumer_applies_the_stream_with(format, script, tags, 23).await;
+    a_consumer_applies_the_stream_with(format, script, tags, 23, json!({}), json!({})).await;
 }
 
 /// [`a_consumer_applies_the_stream`] where the consumer shows DATETIME values with
-/// `datetime_len` characters (23: milliseconds; 26: microseconds).
+/// `datetime_len` characters (23: milliseconds; 26: microseconds), is given `spec` besides
+/// the topic, and the task's `delivery` has `delivery` besides the format.
 async fn a_consumer_applies_the_stream_with(
     format: &str,
     script: &str,
     tags: fn(&str) -> String,
     datetime_len: usize,
+    spec: serde_json::Value,
+    delivery: serde_json::Value,
 ) {
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
@@ -299,7 +302,7 @@ async fn a_consumer_applies_the_stream_with(
     let config = json!({
         "source": ctx.stack_source(),
         "objects": {"databases": [{"name": db, "tables": [{"name": "accounts"}]}]},
-        "delivery": {"format": format, "values": "compatible"},
+        "delivery": merged(json!({"format": format, "values": "compatible"}), &delivery),
     });
     let (_id, topic, worker) = api.running_task(config).await.unwrap();
     let workload = [
@@ -342,14 +345,19 @@ async fn a_consumer_applies_the_stream_with(
     )
     .await
     .unwrap();
-    let spec = json!({"bootstrap": ctx.env().kafka_bootstrap, "topic": topic,
-                      "records": records, "timeout_s": 120});
+    let spec = merged(
+        json!({"bootstrap": ctx.env().kafka_bootstrap, "topic": topic,
+               "records": records, "timeout_s": 120, "datetime_len": datetime_len}),
+        &spec,
+    );
     let clients = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../clients");
     // DTS's demo reads with its own pinned libraries and the published schema.
     let (python, schema) = if format == "dts-avro" {
         let schema = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("../../shared/ferry-kafka/src/format/dts_record_compatible.avsc");
         (ctx.env().dts_python.clone(), Some(schema))
+    } else if script == "flink_apply.py" {
+        (ctx.env().flink_python.clone(), None)
     } else {
         (ctx.env().kafka_python.clone(), None)
     };
@@ -404,15 +412,17 @@ async fn a_maxwell_consumer_applies_the_stream_and_ends_with_the_source_rows() {
 /// Canal's users key rows by `pkNames`; SET values are their bitmask (`a,c` → `5`).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_canal_consumer_applies_the_stream_and_ends_with_the_source_rows() {
-    a_consumer_applies_the_stream("canal-json", "canal_apply.py", |set| {
-        let mask: u64 = set
-            .split(',')
-            .filter(|m| !m.is_empty())
-            .map(|m| 1u64 << (u32::from(m.as_bytes()[0]) - u32::from(b'a')))
-            .sum();
-        mask.to_string()
-    })
-    .await;
+    a_consumer_applies_the_stream("canal-json", "canal_apply.py", canal_set_mask).await;
+}
+
+/// Canal's text of a SET value of `accounts.tags` (`SET('a','b','c')`): its bitmask.
+fn canal_set_mask(set: &str) -> String {
+    let mask: u64 = set
+        .split(',')
+        .filter(|m| !m.is_empty())
+        .map(|m| 1u64 << (u32::from(m.as_bytes()[0]) - u32::from(b'a')))
+        .sum();
+    mask.to_string()
 }
 
 /// DTS's users read its Avro records as its Python demo does (fastavro's `schemaless_reader`
@@ -420,7 +430,15 @@ async fn a_canal_consumer_applies_the_stream_and_ends_with_the_source_rows() {
 /// values are TextObjects of the member names.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dts_consumer_decodes_with_the_published_schema_and_ends_with_the_source_rows() {
-    a_consumer_applies_the_stream_with("dts-avro", "dts_apply.py", str::to_owned, 26).await;
+    a_consumer_applies_the_stream_with(
+        "dts-avro",
+        "dts_apply.py",
+        str::to_owned,
+        26,
+        json!({}),
+        json!({}),
+    )
+    .await;
 }
 
 /// A DTS Avro record as JSON with its fields in schema order, for the scenario runner: union
@@ -609,6 +627,92 @@ fn mysql_json_columns_are_written_as_each_tool_writes_them() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_debezium_consumer_decodes_by_the_schema_and_ends_with_the_source_rows() {
     a_consumer_applies_the_stream("debezium-json", "debezium_apply.py", str::to_owned).await;
+}
+
+/// `base` with the fields of `extra` (an object) set over it.
+fn merged(mut base: serde_json::Value, extra: &serde_json::Value) -> serde_json::Value {
+    if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    base
+}
+
+/// The Flink SQL columns of the consumer tests' `accounts` table, `opened` and `tags` as each
+/// format carries them, and the query that shows them.
+fn flink_spec(
+    format: &str,
+    opened: &str,
+    tags: &str,
+    options: serde_json::Value,
+) -> serde_json::Value {
+    let opened_shown = if opened == "BIGINT" {
+        // Debezium's DATETIME(3): epoch milliseconds of the wall clock read as UTC.
+        "CAST(TO_TIMESTAMP_LTZ(opened, 3) AS TIMESTAMP(3))"
+    } else {
+        "opened"
+    };
+    json!({
+        "format": format,
+        "options": options,
+        "columns": format!("id INT, owner STRING, balance DECIMAL(12, 2), opened {opened}, tags {tags}, note STRING"),
+        "query": format!("SELECT id, owner, balance, {opened_shown} AS opened, tags, note FROM src"),
+    })
+}
+
+/// Apache Flink's own `debezium-json` format (PyFlink) reads the topic, schema part included,
+/// as a Flink job reads Debezium's; the task writes DECIMAL as strings
+/// (`decimal_handling_mode: string`), the setting Flink's format needs for Debezium's decimals.
+#[tokio::test(flavor = "multi_thread")]
+async fn flink_reads_debezium_json_into_the_source_rows() {
+    a_consumer_applies_the_stream_with(
+        "debezium-json",
+        "flink_apply.py",
+        str::to_owned,
+        23,
+        flink_spec(
+            "debezium-json",
+            "BIGINT",
+            "STRING",
+            json!({"debezium-json.schema-include": "true"}),
+        ),
+        json!({"debezium": {"decimal_handling_mode": "string"}}),
+    )
+    .await;
+}
+
+/// Apache Flink's own `maxwell-json` format reads the topic as a Flink job reads Maxwell's;
+/// SET values are Maxwell's JSON arrays.
+#[tokio::test(flavor = "multi_thread")]
+async fn flink_reads_maxwell_json_into_the_source_rows() {
+    a_consumer_applies_the_stream_with(
+        "maxwell-json",
+        "flink_apply.py",
+        |set| {
+            let members: Vec<&str> = set.split(',').filter(|m| !m.is_empty()).collect();
+            serde_json::to_string(&members).unwrap()
+        },
+        23,
+        flink_spec("maxwell-json", "TIMESTAMP(3)", "ARRAY<STRING>", json!({})),
+        json!({}),
+    )
+    .await;
+}
+
+/// Apache Flink's own `canal-json` format reads the topic as a Flink job reads Canal's; SET
+/// values are Canal's bitmask text.
+#[tokio::test(flavor = "multi_thread")]
+async fn flink_reads_canal_json_into_the_source_rows() {
+    a_consumer_applies_the_stream_with(
+        "canal-json",
+        "flink_apply.py",
+        canal_set_mask,
+        23,
+        flink_spec("canal-json", "TIMESTAMP(3)", "STRING", json!({})),
+        json!({}),
+    )
+    .await;
 }
 
 /// A Debezium record's table: `payload.source.table`; a tombstone's from its key's schema

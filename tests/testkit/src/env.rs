@@ -28,13 +28,15 @@ pub struct StackEnv {
     /// A Python with the libraries cloud DTS's consumer demo pins (kafka-python 2.0.2,
     /// fastavro 1.8.3), for reading `dts-avro` topics as that demo does.
     pub dts_python: PathBuf,
+    /// Python with PyFlink (Apache Flink's debezium/canal/maxwell JSON formats).
+    pub flink_python: PathBuf,
     /// `node_modules` with kafkajs, for the gateway's tests.
     pub node_path: PathBuf,
     /// The Kafka-protocol broker's binary (for private brokers a test may kill).
     pub nisshi: PathBuf,
 }
 
-const VARS: [&str; 16] = [
+const VARS: [&str; 17] = [
     "FERRY_STACK_DIR",
     "FERRY_MYSQL_HOST",
     "FERRY_MYSQL_PORT",
@@ -48,6 +50,7 @@ const VARS: [&str; 16] = [
     "FERRY_PYTHON",
     "FERRY_KAFKA_PYTHON",
     "FERRY_DTS_PYTHON",
+    "FERRY_FLINK_PYTHON",
     "FERRY_NODE_PATH",
     "FERRY_NISSHI",
     "AWS_REGION",
@@ -100,6 +103,7 @@ impl StackEnv {
             python: PathBuf::from(get("FERRY_PYTHON")?),
             kafka_python: PathBuf::from(get("FERRY_KAFKA_PYTHON")?),
             dts_python: PathBuf::from(get("FERRY_DTS_PYTHON")?),
+            flink_python: PathBuf::from(get("FERRY_FLINK_PYTHON")?),
             node_path: PathBuf::from(get("FERRY_NODE_PATH")?),
             nisshi: PathBuf::from(get("FERRY_NISSHI")?),
             state_dir: vars

@@ -693,6 +693,78 @@ pub(super) fn row_record(
     (key(&prepared, row, options), out)
 }
 
+/// The schema of a schema-change event's value (`io.debezium.connector.mysql.SchemaChangeValue`)
+/// after its `source` field ([`SOURCE_SCHEMA`]); `tableChanges` stays empty (see [`ddl_record`]).
+const SCHEMA_CHANGE_TAIL: &str = concat!(
+    r#",{"type":"int64","optional":false,"field":"ts_ms"},"#,
+    r#"{"type":"string","optional":true,"field":"databaseName"},"#,
+    r#"{"type":"string","optional":true,"field":"schemaName"},"#,
+    r#"{"type":"string","optional":true,"field":"ddl"},"#,
+    r#"{"type":"array","items":{"type":"struct","fields":[{"type":"string","optional":false,"field":"type"},"#,
+    r#"{"type":"string","optional":false,"field":"id"}],"optional":false,"name":"io.debezium.connector.schema.Change","version":1},"#,
+    r#""optional":false,"field":"tableChanges"}],"#,
+    r#""optional":false,"name":"io.debezium.connector.mysql.SchemaChangeValue","version":1}"#
+);
+
+/// A DDL statement as Debezium's schema-change event (what its MySQL connector writes to its
+/// schema-change topic with `include.schema.changes`): `source`, `ts_ms`, `databaseName`,
+/// `schemaName` (null: MySQL has none), `ddl` and `tableChanges`. Ferry writes it in the task's
+/// one topic, without a key (as its other non-row records), and with `tableChanges` empty:
+/// consumers of schema changes read `ddl`.
+pub(super) fn ddl_record(
+    topic: &str,
+    e: &ChangeEvent,
+    database: Option<&str>,
+    statement: &str,
+    options: &DebeziumOptions,
+) -> Vec<u8> {
+    let source_ms = e.timestamp.timestamp_millis();
+    let gtid = e
+        .transaction
+        .as_ref()
+        .filter(|_| e.position.gtid().is_some())
+        .map(|t| t.id.to_string());
+    let payload = serde_json::json!({
+        "source": {
+            "version": concat!("ferry-", env!("CARGO_PKG_VERSION")),
+            "connector": "mysql",
+            "name": topic,
+            "ts_ms": source_ms,
+            "snapshot": "false",
+            "db": database.unwrap_or_default(),
+            "sequence": null,
+            "ts_us": source_ms * 1000,
+            "ts_ns": source_ms * 1_000_000,
+            "table": null,
+            "server_id": e.server_id,
+            "gtid": gtid,
+            "file": e.position.file().name(),
+            "pos": e.event_offset,
+            "row": 0,
+            "thread": null,
+            "query": null,
+        },
+        "ts_ms": source_ms,
+        "databaseName": database,
+        "schemaName": null,
+        "ddl": statement,
+        "tableChanges": [],
+    });
+    let mut out = Vec::with_capacity(2048 + statement.len());
+    if options.schemas_enable {
+        out.extend_from_slice(b"{\"schema\":{\"type\":\"struct\",\"fields\":[");
+        out.extend_from_slice(SOURCE_SCHEMA.as_bytes());
+        out.extend_from_slice(SCHEMA_CHANGE_TAIL.as_bytes());
+        out.extend_from_slice(b",\"payload\":");
+    }
+    // Writing JSON of a `serde_json::Value` to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, &payload);
+    if options.schemas_enable {
+        out.push(b'}');
+    }
+    out
+}
+
 /// What every record of one table map's rows repeats: the carried columns, their kinds and
 /// the schema part of the value (everything before the payload), made once per table map,
 /// column mask, topic and options instead of once per row.

@@ -254,6 +254,22 @@ pub fn encode_into(
                 debezium::row(topic, event, row, total_order, columns, record);
                 return Ok(true);
             }
+            ChangeKind::Ddl {
+                database,
+                statement,
+            } if style.values == Values::Compatible => Some(Record {
+                key: None,
+                payload: debezium_connect::ddl_record(
+                    topic,
+                    event,
+                    database.as_deref(),
+                    statement,
+                    &style.debezium,
+                ),
+                tombstone: false,
+                idempotency_key: event.idempotency_key(),
+                position: event.position.to_string(),
+            }),
             _ => debezium::record(topic, event, total_order, columns),
         },
         Format::CanalJson => match style.values {
@@ -360,6 +376,127 @@ mod tests {
             }),
             kind,
         }
+    }
+
+    /// Every record `style` writes for `e`, as `Delivery` makes them: (idempotency key, key,
+    /// payload JSON or `None` for a tombstone).
+    fn parts_of(style: &Style, e: &ChangeEvent) -> Vec<(String, Option<Json>, Option<Json>)> {
+        let mut record = Record::default();
+        let mut out = Vec::new();
+        for (n, part) in style.parts(e).iter().enumerate() {
+            assert!(
+                encode_part_into(style, "t", e, 1, &ColumnMask::All, (n, *part), &mut record)
+                    .unwrap()
+            );
+            let key = record
+                .key
+                .as_ref()
+                .map(|k| serde_json::from_slice::<Json>(k).unwrap()["payload"].clone());
+            let payload = (!record.tombstone).then(|| {
+                serde_json::from_slice::<Json>(&record.payload).unwrap()["payload"].clone()
+            });
+            out.push((record.idempotency_key.clone(), key, payload));
+        }
+        out
+    }
+
+    #[test]
+    fn debezium_deletes_are_followed_by_a_tombstone_and_key_changes_split() {
+        let style = Style::compatible(Format::DebeziumJson);
+        let row = |id: i64| vec![Value::Int(id), Value::Int(5), Value::String("a".into())];
+        let delete = event(ChangeKind::Row(RowChange::delete(table(), row(7)).unwrap()));
+        let parts = parts_of(&style, &delete);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].0, "0-1-7/2");
+        assert_eq!(parts[0].2.as_ref().unwrap()["op"], "d");
+        assert_eq!(
+            parts[1],
+            ("0-1-7/2#1".to_owned(), Some(json!({"id": 7})), None),
+            "the tombstone: the delete's key, no value"
+        );
+
+        let key_change = event(ChangeKind::Row(
+            RowChange::update(table(), row(7), row(8)).unwrap(),
+        ));
+        let parts = parts_of(&style, &key_change);
+        let summary: Vec<_> = parts
+            .iter()
+            .map(|(k, key, p)| (k.as_str(), key.clone(), p.as_ref().map(|p| p["op"].clone())))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("0-1-7/2", Some(json!({"id": 7})), Some(json!("d"))),
+                ("0-1-7/2#1", Some(json!({"id": 7})), None),
+                ("0-1-7/2#2", Some(json!({"id": 8})), Some(json!("c"))),
+            ]
+        );
+        assert_eq!(parts[0].2.as_ref().unwrap()["after"], Json::Null);
+        assert_eq!(parts[2].2.as_ref().unwrap()["before"], Json::Null);
+        assert_eq!(parts[2].2.as_ref().unwrap()["after"]["id"], 8);
+
+        // Without tombstones; and an update that keeps its key is one record.
+        let mut quiet = Style::compatible(Format::DebeziumJson);
+        quiet.debezium.tombstones_on_delete = false;
+        assert_eq!(quiet.parts(&delete), [Part::Whole]);
+        assert_eq!(quiet.parts(&key_change), [Part::Delete, Part::Create]);
+        assert_eq!(style.parts(&update()), [Part::Whole]);
+        // Ferry's readable mapping and the other formats write one record per change.
+        assert_eq!(
+            Style::from(Format::DebeziumJson).parts(&delete),
+            [Part::Whole]
+        );
+        assert_eq!(
+            Style::compatible(Format::MaxwellJson).parts(&key_change),
+            [Part::Whole]
+        );
+    }
+
+    #[test]
+    fn debezium_ddl_is_a_schema_change_event() {
+        let ddl = event(ChangeKind::Ddl {
+            database: Some("shop".into()),
+            statement: "ALTER TABLE orders ADD note TEXT".into(),
+        });
+        let r = super::encode(
+            Style::compatible(Format::DebeziumJson),
+            "t",
+            &ddl,
+            1,
+            &ColumnMask::All,
+        )
+        .unwrap()
+        .unwrap();
+        let j: Json = serde_json::from_slice(&r.payload).unwrap();
+        assert_eq!(
+            j["schema"]["name"],
+            "io.debezium.connector.mysql.SchemaChangeValue"
+        );
+        let names: Vec<&str> = j["schema"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "source",
+                "ts_ms",
+                "databaseName",
+                "schemaName",
+                "ddl",
+                "tableChanges"
+            ]
+        );
+        let p = &j["payload"];
+        assert_eq!(p["ddl"], "ALTER TABLE orders ADD note TEXT");
+        assert_eq!(p["databaseName"], "shop");
+        assert_eq!(p["source"]["db"], "shop");
+        assert_eq!(p["source"]["gtid"], "0-1-7");
+        assert_eq!(p["tableChanges"], json!([]));
+        assert!(p.get("op").is_none());
+        assert_eq!(r.idempotency_key, "0-1-7/2");
     }
 
     #[test]
