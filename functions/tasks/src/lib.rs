@@ -1,5 +1,6 @@
 //! Tasks: `PUT/GET /v1/instances/{id}/task`, `POST …/task/precheck`, `POST …/task/start`,
-//! `POST …/task/stop`, `PUT …/task/objects`, `GET …/task/metrics`, `POST/GET …/task/verify`.
+//! `POST …/task/stop`, `PUT …/task/objects`, `GET …/task/metrics`, `POST/GET …/task/verify`,
+//! `POST …/task/source-objects` (what the source holds, for choosing objects).
 //!
 //! # Reselecting objects
 //!
@@ -15,6 +16,7 @@
 //! configuration (a concurrent change), its fresh secrets are deleted instead. A password left
 //! out of a reconfiguration keeps the one stored for that endpoint.
 
+mod source_objects;
 mod verify;
 
 use axum::Json;
@@ -56,6 +58,11 @@ pub fn routes() -> Vec<Route> {
             Method::PUT,
             "/v1/instances/{id}/task/objects",
             put(reselect),
+        ),
+        Route::new(
+            Method::POST,
+            "/v1/instances/{id}/task/source-objects",
+            post(source_objects::list),
         ),
         Route::new(
             Method::POST,
@@ -190,6 +197,23 @@ fn endpoint(
     .map_err(|e| e.at(at))
 }
 
+/// Refuses an endpoint whose host is, or resolves to, a forbidden address (the metadata
+/// services), before anything connects to it.
+async fn check_address(state: &AppState, field: &str, e: &Endpoint) -> ApiResult<()> {
+    state
+        .check_endpoint(e.host(), e.port())
+        .await
+        .map_err(|refused| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "endpoint_address_forbidden",
+                format!("{field}.host `{}` points at {refused}", e.host()),
+            )
+            .hint("give the database's own address; to allow this range anyway, the deployment sets FERRY_ENDPOINT_ALLOW")
+            .details(serde_json::json!({"field": format!("{field}.host"), "address": refused.address.to_string()}))
+        })
+}
+
 async fn configure(
     State(state): State<AppState>,
     InstancePath(id): InstancePath,
@@ -247,18 +271,7 @@ async fn configure(
         ("target", config.target.as_ref()),
     ] {
         let Some(e) = e else { continue };
-        state
-            .check_endpoint(e.host(), e.port())
-            .await
-            .map_err(|refused| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "endpoint_address_forbidden",
-                    format!("{field}.host `{}` points at {refused}", e.host()),
-                )
-                .hint("give the database's own address; to allow this range anyway, the deployment sets FERRY_ENDPOINT_ALLOW")
-                .details(serde_json::json!({"field": format!("{field}.host"), "address": refused.address.to_string()}))
-            })?;
+        check_address(&state, field, e).await?;
     }
 
     let fresh: Vec<&PasswordPlan> = [Some(&source_plan), target_plan.as_ref()]

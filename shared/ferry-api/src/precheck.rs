@@ -56,7 +56,8 @@ pub async fn run(state: &AppState, config: &TaskConfig) -> ApiResult<PrecheckRep
     Ok(report)
 }
 
-async fn params(state: &AppState, e: &Endpoint) -> ApiResult<ConnectParams> {
+/// How to connect to `e`, its password read from Secrets Manager.
+pub async fn params(state: &AppState, e: &Endpoint) -> ApiResult<ConnectParams> {
     let password = state.secrets().get(e.password_secret()).await?;
     Ok(ConnectParams {
         host: e.host().to_owned(),

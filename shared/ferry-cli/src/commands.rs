@@ -94,6 +94,9 @@ pub(crate) enum TaskCmd {
     },
     /// Run the prechecks.
     Precheck { id: String },
+    /// List what the task's configured source holds: databases, tables (estimated rows,
+    /// primary key) and columns, for choosing objects.
+    SourceObjects { id: String },
     /// Compare a sync task's target with its source (counts and checksums per chunk) and print
     /// the differences; --no-wait only asks.
     Verify {
@@ -304,6 +307,37 @@ fn task_human(t: &Value) {
         }
     }
     println!("checkpoint {}", cell(&t["checkpoint"]));
+}
+
+fn source_objects_human(v: &Value) {
+    let mut rows = Vec::new();
+    for d in v["databases"].as_array().into_iter().flatten() {
+        for t in d["tables"].as_array().into_iter().flatten() {
+            let key: Vec<&str> = t["primary_key"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let columns: Vec<String> = t["columns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| format!("{} {}", cell(&c["name"]), cell(&c["type"])))
+                .collect();
+            rows.push(vec![
+                format!("{}.{}", cell(&d["name"]), cell(&t["name"])),
+                cell(&t["estimated_rows"]),
+                if key.is_empty() {
+                    "(none)".into()
+                } else {
+                    key.join(",")
+                },
+                columns.join(", "),
+            ]);
+        }
+    }
+    table(&["table", "rows (est.)", "primary key", "columns"], &rows);
 }
 
 fn precheck_human(p: &Value) {
@@ -616,6 +650,16 @@ pub(crate) async fn task(api: &Api, json_out: bool, cmd: TaskCmd) -> Result<()> 
                 )
                 .await?;
             print(json_out, &v, precheck_human);
+        }
+        TaskCmd::SourceObjects { id } => {
+            let v = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/instances/{id}/task/source-objects"),
+                    Some(serde_json::json!({})),
+                )
+                .await?;
+            print(json_out, &v, source_objects_human);
         }
         TaskCmd::Start { id } => {
             let v = api

@@ -522,9 +522,6 @@ pub(crate) fn object_name(name: &ast::ObjectName, default_db: Option<&str>) -> O
     }
 }
 
-/// The schemas that hold no user tables.
-const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];
-
 /// Reads every base table the connection's user can see from the source's catalog, one schema
 /// at a time (a short query each, rather than one scan of the whole catalog).
 pub async fn read_catalog(
@@ -536,7 +533,7 @@ pub async fn read_catalog(
         .await?;
     let mut catalog = SchemaCatalog::new();
     for schema in schemas.into_iter().flatten() {
-        if SYSTEM_SCHEMAS
+        if ferry_domain::selection::SYSTEM_SCHEMAS
             .iter()
             .any(|s| s.eq_ignore_ascii_case(&schema))
         {

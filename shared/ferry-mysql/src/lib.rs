@@ -5,6 +5,7 @@
 //! server with the task's own credentials, so they see exactly what capture will see.
 
 pub mod binlog;
+pub mod catalog;
 mod connect;
 pub mod ddl;
 pub mod decode;

@@ -345,3 +345,130 @@ async fn value_mappings_default_per_format_and_survive_a_reconfiguration() {
     );
     assert!(refused.text.contains("maxwell"), "{}", refused.text);
 }
+
+/// `POST …/task/source-objects` lists what a source holds (the object picker): the source in
+/// the body before a task is configured, the configured one for `{}`, and the configured
+/// password for the same server and user; bad sources are refused with what to fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_source_objects_route_lists_the_sources_catalog() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = api(&ctx).await;
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop(
+        "CREATE TABLE orders (id BIGINT, line INT, total DECIMAL(10,2) NOT NULL, note TEXT, \
+         PRIMARY KEY (id, line))",
+    )
+    .await
+    .unwrap();
+    db.query_drop("CREATE TABLE notes (body TEXT)")
+        .await
+        .unwrap();
+    db.query_drop("CREATE VIEW order_view AS SELECT id FROM orders")
+        .await
+        .unwrap();
+    let id = tracking_instance(&api).await;
+    let path = format!("/v1/instances/{id}/task/source-objects");
+    let list = |body: serde_json::Value| call(&api, Method::POST, &path, Some(body));
+
+    let none = list(json!({})).await;
+    assert_eq!(
+        (none.status, none.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
+        "{}",
+        none.text
+    );
+    // Other tests' databases come and go on the shared server: this test's is compared.
+    let mine = |answer: &ferry_testkit::Answer| {
+        answer.body["databases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == ctx.mysql_database())
+            .unwrap_or_else(|| panic!("the test's database is listed: {}", answer.text))
+            .clone()
+    };
+    let listed = list(json!({"source": source(&ctx)})).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    let database = mine(&listed);
+    let tables: Vec<&str> = database["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tables,
+        ["notes", "orders"],
+        "base tables in name order, no view"
+    );
+    let orders = &database["tables"][1];
+    assert_eq!(orders["primary_key"], json!(["id", "line"]));
+    assert_eq!(
+        orders["columns"],
+        json!([
+            {"name": "id", "type": "bigint(20)", "nullable": false},
+            {"name": "line", "type": "int(11)", "nullable": false},
+            {"name": "total", "type": "decimal(10,2)", "nullable": false},
+            {"name": "note", "type": "text", "nullable": true},
+        ])
+    );
+    assert_eq!(database["tables"][0]["primary_key"], json!([]));
+    assert!(
+        listed.body["databases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(
+                |d| !["mysql", "information_schema", "performance_schema", "sys"]
+                    .contains(&d["name"].as_str().unwrap())
+            ),
+        "no system schema"
+    );
+
+    // Configured: `{}` lists the configured source, and the same server and user without a
+    // password uses the stored one.
+    let configured = configure(&api, &id, tracking_config(&ctx)).await;
+    assert_eq!(configured.status, StatusCode::OK, "{}", configured.text);
+    assert_eq!(mine(&list(json!({})).await), database);
+    let mut no_password = source(&ctx);
+    no_password.as_object_mut().unwrap().remove("password");
+    assert_eq!(mine(&list(json!({"source": no_password})).await), database);
+
+    // Bad sources: what to fix.
+    let mut wrong = source(&ctx);
+    wrong["password"] = json!("not-the-password");
+    let refused = list(json!({"source": wrong})).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "source_unavailable"),
+        "{}",
+        refused.text
+    );
+    assert!(
+        refused.body["error"]["hint"].is_string(),
+        "{}",
+        refused.text
+    );
+    let mut other_user = source(&ctx);
+    other_user["username"] = json!("someone_else");
+    other_user.as_object_mut().unwrap().remove("password");
+    let needs = list(json!({"source": other_user})).await;
+    assert_eq!(
+        (needs.status, needs.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
+        "{}",
+        needs.text
+    );
+    let mut metadata = source(&ctx);
+    metadata["host"] = json!("169.254.169.254");
+    let forbidden = list(json!({"source": metadata})).await;
+    assert_eq!(
+        (forbidden.status, forbidden.code()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "endpoint_address_forbidden"
+        ),
+        "{}",
+        forbidden.text
+    );
+}
