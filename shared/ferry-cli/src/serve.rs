@@ -13,6 +13,9 @@ pub(crate) struct Args {
     /// Create the DynamoDB table (FERRY_TABLE) first if it does not exist: for a local stack.
     #[arg(long)]
     create_table: bool,
+    /// The built web console, served at /console/ (default: the checkout's console/dist).
+    #[arg(long, env = "FERRY_CONSOLE_DIR")]
+    console_dir: Option<std::path::PathBuf>,
 }
 
 pub(crate) async fn run(args: Args) -> Result<()> {
@@ -37,12 +40,18 @@ pub(crate) async fn run(args: Args) -> Result<()> {
             tracing::info!(table = state.store().table(), "created the DynamoDB table");
         }
     }
-    let app = ferry_api::router(ferry_cli::all_routes(), state);
+    let console_dir = args
+        .console_dir
+        .unwrap_or_else(ferry_cli::default_console_dir);
+    let app = ferry_cli::app(state, &console_dir);
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("listening on {}", args.addr))?;
     tracing::info!(addr = %args.addr, "ferry API listening");
-    eprintln!("ferry API on http://{}", args.addr);
+    eprintln!(
+        "ferry API on http://{0}, the console on http://{0}/console/",
+        args.addr
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

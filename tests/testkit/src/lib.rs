@@ -322,7 +322,7 @@ where
 
 impl TestContext {
     /// The first `expected` records of `topic`, from every partition, as (partition, payload
-    /// JSON, idempotency key), read by a consumer group of their own; fails when no record
+    /// JSON, idempotency key), read from the start of each partition; fails when no record
     /// arrives for 180 s (a worker catching up with the busy shared binlog of a loaded machine
     /// may take a while), or one has no idempotency key or is not JSON. Payloads are read by
     /// [`change_json`]; tombstones are not counted (see [`TestContext::read_raw_records`]).
@@ -362,7 +362,35 @@ impl TestContext {
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .create()?;
-        c.subscribe(&[topic])?;
+        // Every partition assigned from its start, without a consumer group's coordination:
+        // a rebalance on a loaded broker cannot hold the reader back. The topic may not exist
+        // yet (the worker creates it when the task starts).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+        let partitions = loop {
+            let n = c
+                .fetch_metadata(Some(topic), Duration::from_secs(10))
+                .ok()
+                .and_then(|m| {
+                    m.topics()
+                        .iter()
+                        .find(|t| t.name() == topic && t.error().is_none())
+                        .map(|t| t.partitions().len())
+                })
+                .unwrap_or(0);
+            if n > 0 {
+                break n;
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the topic {topic} did not appear in 180 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let mut assignment = rdkafka::TopicPartitionList::new();
+        for p in 0..i32::try_from(partitions)? {
+            assignment.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
+        }
+        c.assign(&assignment)?;
         let mut out = Vec::with_capacity(expected);
         while out.len() < expected {
             let m = tokio::time::timeout(Duration::from_secs(180), c.recv())

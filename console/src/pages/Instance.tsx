@@ -1,0 +1,113 @@
+// One instance: its header (billing, status, the lifecycle actions with their rules) and its
+// screens as tabs.
+import { useState } from "preact/hooks";
+
+import { api, type Instance as InstanceT } from "../api";
+import { Busy, ErrorNote, Field, usePoll } from "../components/ui";
+import { go, href } from "../router";
+import { Configure } from "./Configure";
+import { billingText } from "./Instances";
+import { Overview } from "./Overview";
+
+const TABS: { id: string; label: string; modes: string[] }[] = [
+  { id: "overview", label: "Overview", modes: ["tracking", "sync"] },
+  { id: "configure", label: "Configure", modes: ["tracking", "sync"] },
+];
+
+export function Instance({ id, tab }: { id: string; tab: string }) {
+  const instance = usePoll(() => api.instance(id), 10_000, [id]);
+  if (instance.error && !instance.data) return <ErrorNote error={instance.error} />;
+  if (!instance.data) return <Busy>Loading the instance…</Busy>;
+  const i = instance.data;
+  const tabs = TABS.filter((t) => t.modes.includes(i.mode));
+  return (
+    <section aria-labelledby="instance-title">
+      <p>
+        <a href="#/">← Instances</a>
+      </p>
+      <div class="title-row">
+        <h1 id="instance-title">{i.name}</h1>
+        <span class="muted code">{i.id}</span>
+      </div>
+      <p>
+        {i.mode === "tracking" ? "Change tracking" : "Data synchronization"} · {i.class} · {billingText(i)} ·{" "}
+        <span class={`badge ${i.status}`}>{i.status}</span>
+      </p>
+      <Lifecycle instance={i} onChanged={() => void instance.reload()} />
+      <nav class="tabs" aria-label="Instance screens">
+        {tabs.map((t) => (
+          <a key={t.id} href={href({ page: "instance", id, tab: t.id })} aria-current={t.id === tab ? "page" : undefined}>
+            {t.label}
+          </a>
+        ))}
+      </nav>
+      {tab === "configure" ? <Configure instance={i} /> : <Overview instance={i} />}
+    </section>
+  );
+}
+
+/** Renew (subscriptions), reset and delete, each refused where the rules say, with why. */
+function Lifecycle({ instance: i, onChanged }: { instance: InstanceT; onChanged: () => void }) {
+  const [months, setMonths] = useState("1");
+  const [error, setError] = useState<unknown>(undefined);
+  const [busy, setBusy] = useState<string | undefined>(undefined);
+  const subscription = i.billing.type === "subscription";
+  const run = async (what: string, action: () => Promise<unknown>, after?: () => void) => {
+    setBusy(what);
+    setError(undefined);
+    try {
+      await action();
+      after ? after() : onChanged();
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(undefined);
+    }
+  };
+  return (
+    <div class="card actions" aria-label="Instance actions">
+      {subscription && (
+        <form
+          class="inline"
+          onSubmit={(e) => {
+            e.preventDefault();
+            void run("renew", () => api.renew(i.id, Number(months)));
+          }}
+        >
+          <Field label="Renew for months (1–36)" name="renew-months" type="number" min={1} max={36} value={months} onInput={setMonths} />
+          <button type="submit" disabled={!!busy}>
+            Renew
+          </button>
+        </form>
+      )}
+      <button
+        type="button"
+        disabled={!!busy}
+        onClick={() => {
+          if (confirm("Reset stops the task and clears its configuration, progress and secrets. Reset?")) void run("reset", () => api.reset(i.id));
+        }}
+      >
+        Reset
+      </button>
+      <button
+        type="button"
+        class="danger"
+        disabled={!!busy}
+        title={subscription ? "A subscription cannot be deleted: it is released 7 days after it expires" : undefined}
+        onClick={() => {
+          if (confirm(`Delete ${i.name} with its task, topic and consumer groups?`))
+            void run(
+              "delete",
+              () => api.remove(i.id),
+              () => go({ page: "instances" }),
+            );
+        }}
+      >
+        Delete
+      </button>
+      {subscription && <p class="muted">A subscription cannot be deleted; it is released 7 days after it expires.</p>}
+      {busy && <Busy>{busy}…</Busy>}
+      <ErrorNote error={error} />
+    </div>
+  );
+}

@@ -1,0 +1,38 @@
+// What every browser scenario shares: Debian's Chromium through playwright-core (no browser
+// download), a step wrapper that names what failed, and a watch for console errors and failed
+// requests.
+import { chromium } from "playwright-core";
+
+export async function launch() {
+  return chromium.launch({
+    executablePath: process.env.FERRY_CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    // Chromium's own background connections are refused by these machines' closed network.
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+}
+
+export async function step(name, body) {
+  const started = Date.now();
+  try {
+    await body();
+  } catch (e) {
+    throw new Error(`step "${name}" failed: ${e?.message ?? e}`);
+  }
+  console.log(JSON.stringify({ step: name, ms: Date.now() - started }));
+}
+
+/** Collects console errors, page errors, failed requests and error answers, but those
+ * `expected` accepts (a refusal the scenario asks for). */
+export function watchPage(page, expected = []) {
+  const problems = [];
+  page.on("console", (m) => {
+    if (m.type() === "error" && !m.text().includes("the server responded with a status of 409")) problems.push(`console: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("requestfailed", (r) => problems.push(`request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
+  page.on("response", (r) => {
+    if (r.status() >= 400 && !expected.some((ok) => ok(r))) problems.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`);
+  });
+  return problems;
+}

@@ -1,0 +1,121 @@
+// The change-tracking procedure in a real browser (Debian's Chromium driven by Playwright),
+// against `ferry serve`'s console and a worker on the local stack, run by
+// tests/integration/tests/console.rs, which passes:
+//   FERRY_CONSOLE_URL     http://127.0.0.1:<port>/console/
+//   FERRY_SOURCE          {"host", "port", "username", "password", "database"} (JSON)
+//   FERRY_MARIADB         {"host", "port", "user", "password"}: an admin session to write rows
+//   FERRY_SCREENSHOTS     a directory for a screenshot of each screen (optional)
+// Exits non-zero with the step that failed. Prints `{"first_render_ms": n}`.
+import { execFileSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+import { launch, step, watchPage } from "./browser.mjs";
+
+const url = process.env.FERRY_CONSOLE_URL;
+const source = JSON.parse(process.env.FERRY_SOURCE);
+const admin = JSON.parse(process.env.FERRY_MARIADB);
+const shots = process.env.FERRY_SCREENSHOTS;
+if (shots) mkdirSync(shots, { recursive: true });
+
+const sql = (statement) =>
+  execFileSync("mariadb", ["-h", admin.host, "-P", String(admin.port), "-u", admin.user, `-p${admin.password}`, source.database, "-e", statement]);
+
+const browser = await launch();
+const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+const problems = watchPage(page, [
+  // Refusals the scenario asks for on purpose.
+  (r) => r.status() === 409 && r.url().includes("/v1/instances/") && r.request().method() === "DELETE",
+]);
+const shot = async (name) => {
+  if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+};
+
+try {
+  await step("the instance list renders", async () => {
+    const started = Date.now();
+    await page.goto(url);
+    await page.getByRole("heading", { name: "Instances" }).waitFor();
+    await page.getByRole("button", { name: "Create instance" }).waitFor();
+    console.log(JSON.stringify({ first_render_ms: Date.now() - started }));
+  });
+
+  await step("a pay-as-you-go tracking instance is created", async () => {
+    await page.getByRole("button", { name: "Create instance" }).click();
+    await page.getByLabel("Name").fill("orders-cdc");
+    await page.getByLabel("Mode").selectOption("tracking");
+    await page.getByLabel("Billing").selectOption("pay_as_you_go");
+    await shot("instances-create");
+    await page.getByRole("button", { name: "Create", exact: true }).click();
+    await page.getByRole("heading", { name: "orders-cdc" }).waitFor();
+    await page.getByRole("button", { name: "Load the source's objects" }).waitFor();
+  });
+
+  await step("the task is configured with the object picker", async () => {
+    await page.getByLabel("Host").first().fill(source.host);
+    await page.getByLabel("Port").first().fill(String(source.port));
+    await page.getByLabel("User").first().fill(source.username);
+    await page.getByLabel("Password").first().fill(source.password);
+    await page.getByRole("button", { name: "Load the source's objects" }).click();
+    await page.getByLabel("Search databases, tables and columns").fill("orders");
+    const table = page.locator(`input[name="table-${source.database}.orders"]`);
+    await table.check();
+    await page.getByRole("button", { name: "all columns" }).click();
+    await shot("configure-picker");
+    await page.getByText("The configuration as JSON").click();
+    const json = JSON.parse(await page.getByTestId("config-json").textContent());
+    if (json.objects.databases[0].tables[0].name !== "orders") throw new Error(`the JSON does not select orders: ${JSON.stringify(json.objects)}`);
+    await page.getByRole("button", { name: "Save configuration" }).click();
+    await page.getByText("Saved.").waitFor();
+  });
+
+  await step("the precheck passes and the task starts", async () => {
+    const start = page.getByRole("button", { name: "Start" });
+    if (!(await start.isDisabled())) throw new Error("start is allowed before the precheck passed");
+    await page.getByRole("button", { name: "Run precheck" }).click();
+    await page.getByTestId("precheck-result").filter({ hasText: "Precheck passed" }).waitFor({ timeout: 60_000 });
+    await shot("precheck");
+    await start.click();
+    await page.getByTestId("task-state").filter({ hasText: "incremental" }).waitFor({ timeout: 120_000 });
+  });
+
+  await step("rows written in MariaDB move the charts", async () => {
+    for (let i = 0; i < 20; i++) sql(`INSERT INTO orders (id, total) VALUES (${i + 1}, ${i}.50)`);
+    // The worker reports its counts every 10 s; the overview polls every 5 s.
+    await page.getByTestId("rps").filter({ hasNotText: /^0$|^—$/ }).waitFor({ timeout: 90_000 });
+    await page.getByTestId("checkpoint").filter({ hasNotText: "none yet" }).waitFor({ timeout: 60_000 });
+    await shot("overview");
+  });
+
+  await step("the overview is usable on a phone", async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.getByTestId("task-state").waitFor();
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (overflow > 2) throw new Error(`the page is ${overflow}px wider than a 390px screen`);
+    await shot("overview-phone");
+    await page.setViewportSize({ width: 1280, height: 800 });
+  });
+
+  await step("a subscription instance refuses deletion, with the reason shown", async () => {
+    await page.goto(url);
+    await page.getByRole("button", { name: "Create instance" }).click();
+    await page.getByLabel("Name").fill("orders-yearly");
+    await page.getByLabel("Billing").selectOption("subscription");
+    await page.getByText("It cannot be deleted").waitFor();
+    await page.getByLabel("Months").fill("12");
+    await page.getByRole("button", { name: "Create", exact: true }).click();
+    await page.getByRole("heading", { name: "orders-yearly" }).waitFor();
+    page.once("dialog", (d) => d.accept());
+    await page.getByRole("button", { name: "Delete" }).click();
+    await page.getByRole("alert").filter({ hasText: /subscription/i }).first().waitFor();
+    await shot("subscription-delete-refused");
+  });
+
+  if (problems.length) throw new Error(`console errors or failed requests:\n${problems.join("\n")}`);
+} catch (e) {
+  if (shots) await page.screenshot({ path: join(shots, "failure.png"), fullPage: true }).catch(() => {});
+  console.error(String(e?.stack ?? e));
+  await browser.close();
+  process.exit(1);
+}
+await browser.close();
