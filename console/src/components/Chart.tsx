@@ -14,7 +14,9 @@ export function Chart(props: { title: string; unit: string; times: number[]; val
       {
         width,
         height: 180,
-        series: [{}, { label: props.unit, stroke: "#2563eb", width: 2, fill: "rgba(37,99,235,0.08)" }],
+        // Always the last hour, however few minutes have reports.
+        scales: { x: { time: true, range: () => [Date.now() / 1000 - 3600, Date.now() / 1000] } },
+        series: [{}, { label: props.unit, stroke: "#2563eb", width: 2, fill: "rgba(37,99,235,0.08)", points: { show: true } }],
         axes: [{}, { size: 60 }],
         legend: { show: false },
       },

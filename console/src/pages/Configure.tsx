@@ -381,19 +381,19 @@ function Picker(props: { catalog: SourceObjects; choice: Choice; onChange: (c: C
 /** Databases chosen by a wildcard pattern (`shop_*`), which also match databases created later. */
 function Patterns({ patterns, onChange }: { patterns: string[]; onChange: (p: string[]) => void }) {
   const [pattern, setPattern] = useState("");
+  const add = () => {
+    if (pattern.trim() && !patterns.includes(pattern.trim())) onChange([...patterns, pattern.trim()]);
+    setPattern("");
+  };
   return (
     <div class="patterns">
-      <form
-        class="inline"
-        onSubmit={(e) => {
-          e.preventDefault();
-          if (pattern.trim()) onChange([...patterns, pattern.trim()]);
-          setPattern("");
-        }}
-      >
+      {/* Inside the configuration's form: a button, not a nested form. */}
+      <div class="inline">
         <Field label="Add databases by pattern (* and ?)" name="pattern" value={pattern} onInput={setPattern} />
-        <button type="submit">Add pattern</button>
-      </form>
+        <button type="button" onClick={add}>
+          Add pattern
+        </button>
+      </div>
       {patterns.length > 0 && (
         <ul aria-label="Database patterns">
           {patterns.map((p) => (

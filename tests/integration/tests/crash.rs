@@ -53,20 +53,47 @@ fn spawn_writer(
 
 /// The topic holds ids 1..=`rows` once each, in commit order, with unique idempotency keys, and
 /// nothing shows up after them (`what` says what happened to the worker, for the message).
+/// When the topic does not reach `rows` records, the message tells a gap (ids missing before
+/// the tail) from a stall (the tail behind), from the whole topic as stored.
 async fn assert_every_change_once(ctx: &TestContext, topic: &str, rows: u64, what: &str) {
-    let records = ctx
-        .read_records(topic, usize::try_from(rows).unwrap())
-        .await
-        .unwrap();
+    let filled = progressing(
+        &format!("{rows} records in {topic}"),
+        Duration::from_secs(180),
+        || async {
+            let w = high_watermark(ctx, topic);
+            Ok(if w >= i64::try_from(rows).unwrap() {
+                Step::Done(())
+            } else {
+                Step::At(w.to_string())
+            })
+        },
+    )
+    .await;
+    let records = ctx.topic_records(topic).unwrap();
     let ids: Vec<u64> = records
         .iter()
-        .map(|(_, r, _)| r["after"]["id"].as_u64().unwrap())
+        .map(|r| {
+            ferry_testkit::change_json(Some(&r.payload)).unwrap()["after"]["id"]
+                .as_u64()
+                .unwrap()
+        })
         .collect();
-    assert!(
-        ids == (1..=rows).collect::<Vec<_>>(),
-        "every change once, in commit order ({what})"
-    );
-    let keys: std::collections::HashSet<&String> = records.iter().map(|(_, _, k)| k).collect();
+    if ids != (1..=rows).collect::<Vec<_>>() {
+        let present: std::collections::BTreeSet<u64> = ids.iter().copied().collect();
+        let missing: Vec<u64> = (1..=rows).filter(|i| !present.contains(i)).collect();
+        panic!(
+            "not every change once, in commit order ({what}): {} records stored (high watermark {}), \
+             {} ids missing (first {:?}, last {:?}), {} repeated; waiting for the tail: {:?}",
+            ids.len(),
+            high_watermark(ctx, topic),
+            missing.len(),
+            missing.first(),
+            missing.last(),
+            ids.len() - present.len(),
+            filled.err().map(|e| e.to_string()),
+        );
+    }
+    let keys: std::collections::HashSet<&String> = records.iter().map(|r| &r.key).collect();
     assert_eq!(keys.len(), records.len(), "idempotency keys are unique");
     // Whatever the second worker might still produce would show past the last change.
     tokio::time::sleep(Duration::from_secs(2)).await;
