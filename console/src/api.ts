@@ -106,6 +106,7 @@ export interface Task extends TaskState {
   delivery?: { topic: string; bootstrap_servers: string; consumers?: ConsumerSettings };
   objects_applied?: { config_version: number; position: string; [k: string]: unknown };
   full_sync?: TableProgress[];
+  verification?: Verification;
   updated_at: string;
   version: number;
 }
@@ -193,6 +194,78 @@ export interface TaskMetrics {
   history: MinutePoint[];
 }
 
+export interface GroupProgress {
+  consumption_checkpoint: string | null;
+  delay_seconds: number;
+  unconsumed: number;
+  partitions: { partition: number; committed_offset: number | null; high_watermark: number; unconsumed: number }[];
+}
+
+export interface ConsumerGroup {
+  id: string;
+  instance_id: string;
+  name: string;
+  username: string;
+  created_at: string;
+  connection?: ConsumerSettings;
+  progress?: GroupProgress | null;
+  progress_error?: string | null;
+}
+
+export interface Change {
+  partition: number;
+  offset: number;
+  timestamp: string | null;
+  position: string;
+  idempotency_key: string;
+  operation: string;
+  database: string | null;
+  table: string | null;
+  key: Record<string, unknown> | null;
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown> | null;
+  statement: string | null;
+}
+
+export interface ChangesQuery {
+  from?: string;
+  to?: string;
+  database?: string;
+  table?: string;
+  operation?: string;
+  key?: string;
+  page_token?: string;
+}
+
+export interface ChunkDiff {
+  chunk: number;
+  missing_rows: number;
+  missing_keys: string[];
+  different_rows: number;
+  different_keys: string[];
+}
+
+export interface TableVerify {
+  table: { database: string; table: string };
+  target: string;
+  chunks: number;
+  source_rows: number;
+  target_rows: number;
+  differing_chunks: ChunkDiff[];
+  extra_rows: number;
+  extra_keys: string[];
+  rechecked: boolean;
+}
+
+export interface Verification {
+  id: string;
+  state: "pending" | "running" | "done" | "failed";
+  requested_at: string;
+  finished_at?: string;
+  report?: { differences: number; tables: TableVerify[] };
+  error?: string;
+}
+
 const instancePath = (id: string) => `/v1/instances/${encodeURIComponent(id)}`;
 
 export const api = {
@@ -206,10 +279,28 @@ export const api = {
   remove: (id: string) => call<void>("DELETE", instancePath(id)),
   task: (id: string) => call<Task>("GET", `${instancePath(id)}/task`),
   configure: (id: string, config: TaskConfig) => call<Task>("PUT", `${instancePath(id)}/task`, config),
+  reselect: (id: string, objects: ObjectSelection) => call<Task>("PUT", `${instancePath(id)}/task/objects`, objects),
   sourceObjects: (id: string, source?: EndpointInput) =>
     call<SourceObjects>("POST", `${instancePath(id)}/task/source-objects`, source ? { source } : {}),
   precheck: (id: string) => call<{ passed: boolean } & Precheck>("POST", `${instancePath(id)}/task/precheck`),
   start: (id: string) => call<{ task: Task; precheck: Precheck }>("POST", `${instancePath(id)}/task/start`),
   stop: (id: string) => call<Task>("POST", `${instancePath(id)}/task/stop`),
   metrics: (id: string) => call<TaskMetrics>("GET", `${instancePath(id)}/task/metrics`),
+  changes: (id: string, q: ChangesQuery) => {
+    const query = Object.entries(q)
+      .filter(([, v]) => v)
+      .map(([k, v]) => `${k}=${encodeURIComponent(v as string)}`)
+      .join("&");
+    return call<{ changes: Change[]; scanned: number; from: string; to: string; next_page_token?: string | null }>(
+      "GET",
+      `${instancePath(id)}/changes?limit=50${query ? `&${query}` : ""}`,
+    );
+  },
+  verify: (id: string) => call<Verification>("POST", `${instancePath(id)}/task/verify`),
+  groups: (id: string) => call<{ consumer_groups: ConsumerGroup[] }>("GET", `${instancePath(id)}/consumer-groups`),
+  createGroup: (id: string, body: { name: string; username: string; password: string }) =>
+    call<ConsumerGroup>("POST", `${instancePath(id)}/consumer-groups`, body),
+  changePassword: (id: string, gid: string, old_password: string, new_password: string) =>
+    call<ConsumerGroup>("PATCH", `${instancePath(id)}/consumer-groups/${encodeURIComponent(gid)}`, { old_password, new_password }),
+  deleteGroup: (id: string, gid: string) => call<void>("DELETE", `${instancePath(id)}/consumer-groups/${encodeURIComponent(gid)}`),
 };

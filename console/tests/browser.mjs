@@ -1,6 +1,8 @@
 // What every browser scenario shares: Debian's Chromium through playwright-core (no browser
 // download), a step wrapper that names what failed, and a watch for console errors and failed
 // requests.
+import { execFileSync } from "node:child_process";
+
 import { chromium } from "playwright-core";
 
 export async function launch() {
@@ -35,4 +37,11 @@ export function watchPage(page, expected = []) {
     if (r.status() >= 400 && !expected.some((ok) => ok(r))) problems.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`);
   });
   return problems;
+}
+
+/** Runs `statement` in the test's source database as the admin (`FERRY_MARIADB`, `FERRY_SOURCE`). */
+export function sourceSql(statement) {
+  const admin = JSON.parse(process.env.FERRY_MARIADB);
+  const source = JSON.parse(process.env.FERRY_SOURCE);
+  execFileSync("mariadb", ["-h", admin.host, "-P", String(admin.port), "-u", admin.user, `-p${admin.password}`, source.database, "-e", statement]);
 }

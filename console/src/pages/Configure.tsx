@@ -11,6 +11,7 @@ import {
   type ObjectSelection,
   type Precheck,
   type SourceObjects,
+  type Task,
   type TaskConfig,
 } from "../api";
 import { Busy, ErrorNote, Field, Select, fieldError, usePoll } from "../components/ui";
@@ -83,13 +84,20 @@ function selectionFrom(choice: Choice, patterns: string[], operations: string[],
 }
 
 export function Configure({ instance }: { instance: Instance }) {
-  const task = usePoll(() => api.task(instance.id), 0, [instance.id]);
+  // Polled, so a reselection's switch position shows once the worker made it; the form keeps
+  // what is being edited (its state starts from the first answer only).
+  const task = usePoll(() => api.task(instance.id), 3_000, [instance.id]);
   if (task.error && !task.data) return <ErrorNote error={task.error} />;
   if (!task.data) return <Busy>Loading the task…</Busy>;
-  return <ConfigureForm instance={instance} config={task.data.config} />;
+  return <ConfigureForm instance={instance} task={task.data} reload={() => void task.reload()} />;
 }
 
-function ConfigureForm({ instance, config }: { instance: Instance; config?: TaskConfig }) {
+/** States in which the task runs: its objects change by reselection, not by reconfiguring. */
+const RUNNING = ["starting", "schema_sync", "full_sync", "incremental"];
+
+function ConfigureForm({ instance, task, reload }: { instance: Instance; task: Task; reload: () => void }) {
+  const config = task.config;
+  const running = RUNNING.includes(task.state);
   const sync = instance.mode === "sync";
   const [source, setSource] = useState(fromEndpoint(config?.source, emptyEndpoint("mariadb", "3306")));
   const [target, setTarget] = useState(fromEndpoint(config?.target, emptyEndpoint("postgresql", "5432")));
@@ -136,8 +144,10 @@ function ConfigureForm({ instance, config }: { instance: Instance; config?: Task
     setError(undefined);
     setSaved(false);
     try {
-      await api.configure(instance.id, body);
+      if (running) await api.reselect(instance.id, body.objects);
+      else await api.configure(instance.id, body);
       setSaved(true);
+      reload();
     } catch (err) {
       setError(err);
     } finally {
@@ -214,19 +224,42 @@ function ConfigureForm({ instance, config }: { instance: Instance; config?: Task
           <pre class="code" data-testid="config-json">{JSON.stringify({ ...body, source: { ...body.source, password: body.source.password ? "••••" : undefined } }, null, 2)}</pre>
         </details>
         <ErrorNote error={error} />
-        {saved && (
+        {running && (
+          <p class="note busy">
+            The task is running: saving changes its objects only (a reselection), from the next transaction boundary
+            {instance.mode === "sync" ? "; an added table is copied while the others keep syncing" : ""}.
+          </p>
+        )}
+        {saved && !running && (
           <p class="note ok" role="status">
             Saved. Run the precheck below, then start.
           </p>
         )}
+        {saved && running && <Applied task={task} />}
         <div class="buttons">
           <button type="submit" class="primary" disabled={saving}>
-            {saving ? "Saving…" : "Save configuration"}
+            {saving ? "Saving…" : running ? "Apply the objects" : "Save configuration"}
           </button>
         </div>
       </form>
-      {(saved || config) && <PrecheckAndStart instance={instance} />}
+      {(saved || config) && !running && <PrecheckAndStart instance={instance} />}
     </div>
+  );
+}
+
+/** Where a reselection took effect, once the worker switched (`objects_applied`). */
+function Applied({ task }: { task: Task }) {
+  const applied = task.objects_applied;
+  if (applied && applied.config_version >= task.config_version)
+    return (
+      <p class="note ok" role="status" data-testid="objects-applied">
+        Applied: configuration version {applied.config_version} from <span class="code">{applied.position}</span>.
+      </p>
+    );
+  return (
+    <p class="note busy" role="status" data-testid="objects-applied">
+      Saved as version {task.config_version}; the worker switches at the next transaction boundary (this page shows where once it did).
+    </p>
   );
 }
 

@@ -1,17 +1,25 @@
 // One instance: its header (billing, status, the lifecycle actions with their rules) and its
 // screens as tabs.
+import type { JSX } from "preact";
 import { useState } from "preact/hooks";
 
 import { api, type Instance as InstanceT } from "../api";
 import { Busy, ErrorNote, Field, usePoll } from "../components/ui";
 import { go, href } from "../router";
+import { Changes } from "./Changes";
 import { Configure } from "./Configure";
+import { Groups } from "./Groups";
 import { billingText } from "./Instances";
 import { Overview } from "./Overview";
+import { Verify } from "./Verify";
 
-const TABS: { id: string; label: string; modes: string[] }[] = [
-  { id: "overview", label: "Overview", modes: ["tracking", "sync"] },
-  { id: "configure", label: "Configure", modes: ["tracking", "sync"] },
+/** The screens of an instance, by tab id, and the modes that have them. */
+const TABS: { id: string; label: string; modes: string[]; screen: (i: InstanceT) => JSX.Element }[] = [
+  { id: "overview", label: "Overview", modes: ["tracking", "sync"], screen: (i) => <Overview instance={i} /> },
+  { id: "configure", label: "Configure", modes: ["tracking", "sync"], screen: (i) => <Configure instance={i} /> },
+  { id: "groups", label: "Consumer groups", modes: ["tracking"], screen: (i) => <Groups instance={i} /> },
+  { id: "changes", label: "Data changes", modes: ["tracking"], screen: (i) => <Changes instance={i} /> },
+  { id: "verify", label: "Verify", modes: ["sync"], screen: (i) => <Verify instance={i} /> },
 ];
 
 export function Instance({ id, tab }: { id: string; tab: string }) {
@@ -41,7 +49,7 @@ export function Instance({ id, tab }: { id: string; tab: string }) {
           </a>
         ))}
       </nav>
-      {tab === "configure" ? <Configure instance={i} /> : <Overview instance={i} />}
+      {(tabs.find((t) => t.id === tab) ?? tabs[0]).screen(i)}
     </section>
   );
 }

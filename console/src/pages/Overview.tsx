@@ -160,6 +160,8 @@ function Metrics({ metrics, error, sync }: { metrics?: TaskMetrics; error: unkno
         <dd>{formatNumber(metrics.bps, 0)}</dd>
         <dt>Source delay</dt>
         <dd>{metrics.source_delay_seconds === null ? "—" : `${formatNumber(metrics.source_delay_seconds)} s`}</dd>
+        <dt>Rows in the last hour</dt>
+        <dd data-testid="rows-hour">{formatNumber(metrics.history.reduce((n, p) => n + p.rows, 0), 0)}</dd>
         {sync && (
           <>
             <dt>Target delay</dt>

@@ -374,6 +374,7 @@ async fn describe(
             })
         });
     if task.value.task.mode() == ferry_domain::instance::Mode::Sync {
+        view.verification = state.store().get_verification(&id).await?.map(|(v, _)| v);
         let mut progress: Vec<_> = copies?
             .iter()
             .map(ferry_store::CopyRecord::progress)

@@ -121,6 +121,9 @@ pub struct TaskView {
     /// A sync task's full sync, per table (`GET …/task` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub full_sync: Option<Vec<ferry_domain::sync::TableProgress>>,
+    /// A sync task's latest verification (`GET …/task` only), if one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verification: Option<ferry_domain::verify::Verification>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
 }
@@ -144,6 +147,7 @@ impl TaskView {
             delivery,
             objects_applied: None,
             full_sync: None,
+            verification: None,
             updated_at: r.updated_at,
             version: t.version,
         }

@@ -46,6 +46,8 @@ async fn run_scenario(ctx: &TestContext, scenario: &str) -> String {
                    "user": env.mysql_admin_user, "password": env.mysql_admin_password})
             .to_string(),
         );
+    // A sync task's target: the stack's PostgreSQL, this test's database.
+    command.env("FERRY_TARGET", ctx.postgres_target().unwrap().to_string());
     if let Ok(dir) = std::env::var("FERRY_CONSOLE_SCREENSHOTS") {
         command.env("FERRY_SCREENSHOTS", dir);
     }
@@ -75,4 +77,35 @@ async fn change_tracking_through_the_console() {
         .unwrap();
     let out = run_scenario(&ctx, "tracking.mjs").await;
     assert!(out.contains("first_render_ms"), "{out}");
+}
+
+/// Data synchronization in the browser: configure to PostgreSQL with the object picker, the
+/// progress bars reaching 100%, a table added to the running task, and a clean verification.
+#[tokio::test(flavor = "multi_thread")]
+async fn data_synchronization_through_the_console() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop(
+        "CREATE TABLE orders (id BIGINT PRIMARY KEY, total DECIMAL(10,2), note VARCHAR(40))",
+    )
+    .await
+    .unwrap();
+    db.query_drop("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20))")
+        .await
+        .unwrap();
+    for chunk in 0..10 {
+        let rows: Vec<String> = (1..=500)
+            .map(|i| {
+                let id = chunk * 500 + i;
+                format!("({id}, {id}.25, 'order {id}')")
+            })
+            .collect();
+        db.query_drop(format!("INSERT INTO orders VALUES {}", rows.join(",")))
+            .await
+            .unwrap();
+    }
+    db.query_drop("INSERT INTO items VALUES (1, 'lamp'), (2, 'desk'), (3, 'chair')")
+        .await
+        .unwrap();
+    run_scenario(&ctx, "sync.mjs").await;
 }

@@ -51,7 +51,7 @@ use crate::source::{AbortOnDrop, schema_at};
 use crate::verify::start_verification;
 use applier::{Applier, checkpoint_applied, load_due};
 use evolution::{Evolution, on_ddl};
-use setup::{connect_target, copies_of, first_start};
+use setup::{connect_target, copies_of, first_start, note_selection};
 
 /// Runs the sync loop of `instance`'s task while this worker holds its lease (`claim`), until
 /// `stop` turns true, the task is no longer wanted running, or an error.
@@ -77,6 +77,7 @@ pub async fn sync_task(
     let mut catalog = schema_at(state, instance, &session.params, &checkpoint.position).await?;
     // 3. The selected tables and the copies of their rows.
     let (tables, mut copies) = copies_of(&session, &mut target, &catalog, engine).await?;
+    note_selection(&session, &checkpoint.position).await?;
     let mut incremental = copies.all_done();
     session
         .enter([Stage::FullSync, Stage::Incremental][usize::from(incremental)])

@@ -8,6 +8,8 @@ use ferry_api::AppState;
 use ferry_domain::change::ObjectName;
 use ferry_domain::convert::TargetEngine;
 use ferry_domain::endpoint::Engine;
+use ferry_domain::position::Position;
+use ferry_domain::reselect::SelectionChange;
 use ferry_domain::schema::{SchemaCatalog, TableDef};
 use ferry_domain::selection::ObjectSelection;
 use ferry_domain::sync::TargetTable;
@@ -182,4 +184,27 @@ pub(super) async fn copies_of(
     );
     let tables = selected.into_iter().map(|(n, (t, _))| (n, t)).collect();
     Ok((tables, copies))
+}
+
+/// Records the selection the loop applies from `at`, once per configuration version, so that
+/// `GET …/task` shows where a reselection took effect (`objects_applied`), as for tracking.
+/// A sync loop switches by stopping at a transaction boundary and starting again with the new
+/// configuration: `at` is where the new one starts.
+pub(super) async fn note_selection(session: &Session<'_>, at: &Position) -> Result<(), TaskError> {
+    let store = session.state.store();
+    let version = session.fence.config_version;
+    let history = store.selection_history(session.instance).await?;
+    if history.iter().any(|c| c.config_version >= version) {
+        return Ok(());
+    }
+    let change = SelectionChange {
+        position: at.clone(),
+        config_version: version,
+        objects: session.config.objects.clone(),
+        applied_at: chrono::Utc::now(),
+    };
+    store
+        .put_selection_change(session.instance, &change)
+        .await?;
+    Ok(())
 }
