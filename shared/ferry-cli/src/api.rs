@@ -8,13 +8,16 @@ use serde_json::Value;
 pub(crate) struct Api {
     base: String,
     http: reqwest::Client,
+    /// Signs every request (a deployed API, `--endpoint`); none for `ferry serve`.
+    signer: Option<crate::sigv4::Signer>,
 }
 
 impl Api {
-    pub(crate) fn new(base: &str) -> Self {
+    pub(crate) fn new(base: &str, signer: Option<crate::sigv4::Signer>) -> Self {
         Self {
             base: base.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
+            signer,
         }
     }
 
@@ -27,8 +30,20 @@ impl Api {
     ) -> Result<Value> {
         let url = format!("{}{path}", self.base);
         let mut req = self.http.request(method.clone(), &url);
-        if let Some(b) = body {
-            req = req.json(&b);
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        if !bytes.is_empty() {
+            req = req
+                .header("content-type", "application/json")
+                .body(bytes.clone());
+        }
+        if let Some(signer) = &self.signer {
+            let host = crate::sigv4::host_header(&url)?;
+            for (k, v) in signer
+                .headers(method.as_str(), &url, &[("host", host.as_str())], &bytes)
+                .await?
+            {
+                req = req.header(k, v);
+            }
         }
         let resp = match req.send().await {
             Ok(r) => r,

@@ -39,10 +39,9 @@ pub fn default_console_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../console/dist")
 }
 
-/// Every route, and the web console's files from `console_dir` under `/console/` (on the
-/// API's origin, so the console's calls are same-origin). `/` leads to the console. Without
+/// The web console's files from `console_dir` under `/console/`, and `/` leading there. Without
 /// a built console, `/console/` says how to build it.
-pub fn app(state: AppState, console_dir: &Path) -> Router {
+pub fn console_router(console_dir: &Path) -> Router {
     let index = console_dir.join("index.html");
     let console = if index.is_file() {
         // Unknown paths under /console/ are the console's own routes: its index answers them.
@@ -56,7 +55,13 @@ pub fn app(state: AppState, console_dir: &Path) -> Router {
             (StatusCode::SERVICE_UNAVAILABLE, missing)
         }))
     };
-    ferry_api::router(all_routes(), state)
+    Router::new()
         .route("/", get(|| async { Redirect::temporary("/console/") }))
         .nest_service("/console", console)
+}
+
+/// Every route, and the web console (on the API's origin, so the console's calls are
+/// same-origin).
+pub fn app(state: AppState, console_dir: &Path) -> Router {
+    ferry_api::router(all_routes(), state).merge(console_router(console_dir))
 }

@@ -6,9 +6,11 @@
 
 mod api;
 mod commands;
+mod console;
 mod doctor;
 mod gateway;
 mod serve;
+mod sigv4;
 mod status;
 
 use std::process::ExitCode;
@@ -30,6 +32,13 @@ struct Cli {
         default_value = "http://127.0.0.1:8600"
     )]
     api: String,
+    /// A deployed Ferry API (its API Gateway URL): requests are signed with AWS Signature
+    /// Version 4 from the operator's AWS credentials (replaces --api).
+    #[arg(long, global = true, env = "FERRY_ENDPOINT")]
+    endpoint: Option<String>,
+    /// The AWS profile whose credentials sign requests to --endpoint.
+    #[arg(long, global = true, env = "AWS_PROFILE")]
+    profile: Option<String>,
     /// Print the API's JSON answers instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -51,8 +60,12 @@ enum Command {
     /// Tracked data changes of an instance's task, read back from its topic: by time range,
     /// object, operation and primary key.
     Changes(commands::ChangesArgs),
-    /// Serve the whole API locally (every function's router on one port).
+    /// Serve the whole API locally (every function's router on one port), and the web console
+    /// at /console/.
     Serve(serve::Args),
+    /// Serve the web console on loopback for a deployed Ferry (--endpoint): its API calls are
+    /// forwarded signed with the operator's AWS credentials; the browser never holds them.
+    Console(console::Args),
     /// Run the consumer gateway: consumers sign in with their group's credentials over the
     /// Kafka protocol and reach only their own task's topic and group (docs/gateway.md).
     Gateway(gateway::Args),
@@ -100,8 +113,29 @@ fn init_service_logs() {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let api = api::Api::new(&cli.api);
+    let api = match &cli.endpoint {
+        Some(endpoint) => {
+            match sigv4::Signer::from_environment(cli.profile.as_deref(), endpoint).await {
+                Ok(signer) => api::Api::new(endpoint, Some(signer)),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => api::Api::new(&cli.api, None),
+    };
     let result = match cli.command {
+        Command::Console(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            console::run(args, cli.endpoint.as_deref(), cli.profile.as_deref()).await
+        }
         Command::Doctor(args) => return doctor::run(args).await,
         Command::Serve(args) => {
             tracing_subscriber::fmt()

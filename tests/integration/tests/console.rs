@@ -109,3 +109,181 @@ async fn data_synchronization_through_the_console() {
         .unwrap();
     run_scenario(&ctx, "sync.mjs").await;
 }
+
+/// A stand-in for API Gateway with IAM authorization: it checks each request's SigV4 signature
+/// by signing the same request again with the AWS SDK's signer (the same credentials, region
+/// and the request's own `x-amz-date`), answers 403 when they differ, and counts the requests.
+async fn verifying_endpoint() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use axum::body::to_bytes;
+    use axum::extract::Request;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let verified = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&verified);
+    let app = axum::Router::new().fallback(move |request: Request| {
+        let count = std::sync::Arc::clone(&count);
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = to_bytes(body, 1 << 20).await.unwrap();
+            let header = |name: &str| {
+                parts
+                    .headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let date = header("x-amz-date");
+            let Ok(time) = chrono::NaiveDateTime::parse_from_str(&date, "%Y%m%dT%H%M%SZ") else {
+                return (StatusCode::FORBIDDEN, "no x-amz-date").into_response();
+            };
+            let time = std::time::SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_secs(
+                    u64::try_from(time.and_utc().timestamp()).unwrap(),
+                );
+            let identity = aws_credential_types::Credentials::new(
+                "AKIDEXAMPLE",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                None,
+                None,
+                "verifier",
+            )
+            .into();
+            let params = aws_sigv4::sign::v4::SigningParams::builder()
+                .identity(&identity)
+                .region("us-east-1")
+                .name("execute-api")
+                .time(time)
+                .settings(SigningSettings::default())
+                .build()
+                .unwrap()
+                .into();
+            let host = header("host");
+            let content_type = header("content-type");
+            let mut signed = vec![("host", host.as_str())];
+            if !content_type.is_empty() {
+                signed.push(("content-type", content_type.as_str()));
+            }
+            let url = format!("http://{host}{}", parts.uri);
+            let request = SignableRequest::new(
+                parts.method.as_str(),
+                url,
+                signed.into_iter(),
+                SignableBody::Bytes(&body),
+            )
+            .unwrap();
+            let expected = sign(request, &params).unwrap().into_parts().0;
+            let expected = expected
+                .headers()
+                .find(|(k, _)| *k == "authorization")
+                .map(|(_, v)| v.to_owned())
+                .unwrap_or_default();
+            if expected != header("authorization") {
+                return (StatusCode::FORBIDDEN, "signature mismatch").into_response();
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+            axum::Json(json!({"instances": [], "verified": true})).into_response()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, verified)
+}
+
+/// `ferry console --endpoint` and the CLI's `--endpoint` sign every API call with SigV4 from
+/// the standard credential chain (here the environment's keys): a verifier that signs each
+/// request again with the AWS SDK's signer accepts them; the console's files are served on
+/// loopback.
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_to_a_deployed_api_are_signed() {
+    let (endpoint, verified) = verifying_endpoint().await;
+    let ferry = ferry_testkit::ferry_binary().unwrap();
+    let aws = [
+        ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        ),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    // The CLI.
+    let out = tokio::process::Command::new(&ferry)
+        .args([
+            "--json",
+            "--endpoint",
+            &format!("http://{endpoint}"),
+            "instance",
+            "list",
+        ])
+        .envs(aws)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the CLI's signed call: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(verified.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // The console: files on loopback, API calls forwarded signed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut console = tokio::process::Command::new(&ferry)
+        .args([
+            "--endpoint",
+            &format!("http://{endpoint}"),
+            "console",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .envs(aws)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut answer = None;
+    for _ in 0..100 {
+        if let Ok(r) = http
+            .get(format!("{base}/v1/instances?limit=5"))
+            .send()
+            .await
+        {
+            answer = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let answer = answer.expect("ferry console answers");
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["verified"], true);
+    let posted = http
+        .post(format!("{base}/v1/instances"))
+        .json(&json!({"name": "signed", "mode": "tracking", "billing": {"type": "pay_as_you_go"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200, "a body is signed too");
+    assert_eq!(verified.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let page = http.get(format!("{base}/console/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<div id=\"app\">"));
+    console.kill().await.unwrap();
+}
