@@ -176,6 +176,8 @@ export interface MinutePoint {
   rps: number;
   bps: number;
   max_delay_seconds: number;
+  /** Sync tasks: the target's delay at the minute's last report. */
+  target_delay_seconds?: number | null;
 }
 
 export interface ConnectionStatus {

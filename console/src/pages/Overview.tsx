@@ -173,6 +173,7 @@ function Metrics({ metrics, error, sync }: { metrics?: TaskMetrics; error: unkno
         <Chart title="Rows per second" unit="rows/s" times={times} values={metrics.history.map((p) => p.rps)} />
         <Chart title="Bytes per second" unit="B/s" times={times} values={metrics.history.map((p) => p.bps)} />
         <Chart title="Source delay" unit="s" times={times} values={metrics.history.map((p) => p.max_delay_seconds)} />
+        {sync && <Chart title="Target delay" unit="s" times={times} values={metrics.history.map((p) => p.target_delay_seconds ?? 0)} />}
       </div>
     </div>
   );

@@ -149,6 +149,9 @@ pub struct MinutePoint {
     pub rps: f64,
     pub bps: f64,
     pub max_delay_seconds: f64,
+    /// Sync tasks: how far the target was behind the source at the minute's last report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_delay_seconds: Option<f64>,
 }
 
 /// What `GET /v1/instances/{id}/task/metrics` answers.
@@ -189,6 +192,7 @@ impl TaskMetrics {
                     rps: m.rows as f64 / secs,
                     bps: m.bytes as f64 / secs,
                     max_delay_seconds: m.max_delay_ms as f64 / 1000.0,
+                    target_delay_seconds: m.target_delay_ms.map(|ms| ms as f64 / 1000.0),
                 }
             })
             .collect();
@@ -270,6 +274,11 @@ mod tests {
         assert_eq!(m.history[0].rps, 10.0, "a whole minute: 600 rows / 60 s");
         assert_eq!(m.history[1].rps, 10.0, "the current one: 300 rows / 30 s");
         assert_eq!(m.history[1].max_delay_seconds, 1.5);
+        assert_eq!(
+            m.history[1].target_delay_seconds,
+            Some(0.75),
+            "each minute's target delay, for its chart"
+        );
         assert_eq!(m.connections.source.state, ConnectionState::Connected);
         assert_eq!(m.connections.target.state, ConnectionState::Connected);
     }
