@@ -6,9 +6,8 @@
 //! retries never duplicate or reorder a record, and gapless (`enable.gapless.guarantee=true`):
 //! once a record fails, every later one fails too, so a later record can never be acknowledged
 //! after an earlier one was lost (the restarted loop would take it as the tail and skip the
-//! lost one). It keeps one request in flight, so no later batch can even reach the broker
-//! before an earlier one is acknowledged: the topic never has a gap before its tail, also on a
-//! broker that does not check sequence numbers. [`AckedProducer::send`] queues a record with its sequence number, and the
+//! lost one). It keeps one request in flight, so no later batch reaches the broker before an
+//! earlier one is acknowledged, also on a broker that does not check sequence numbers. [`AckedProducer::send`] queues a record with its sequence number, and the
 //! delivery callback reports its outcome; the capture loop checkpoints a transaction only once
 //! every record before it is acknowledged. When librdkafka's queue is full, `send` waits for
 //! room instead of failing (backpressure). A record is held at most the producer's message
@@ -232,12 +231,7 @@ impl AckedProducer {
             .set("enable.idempotence", "true")
             .set("enable.gapless.guarantee", "true")
             // One produce request in flight: a later batch is never sent before an earlier one
-            // is acknowledged. With several in flight, a broker that does not reject
-            // out-of-order sequence numbers (the local broker, under load) wrote a later batch
-            // after an earlier one had failed, and the restarted loop took the later record as
-            // the tail and skipped the lost ones (the crash test found 4,039 rows missing
-            // before the tail). Kafka itself rejects such a batch; one request in flight makes
-            // the gap impossible whatever the broker does.
+            // is acknowledged, whatever the broker checks of sequence numbers.
             .set("max.in.flight.requests.per.connection", "1")
             .set("acks", "all")
             .set("linger.ms", "5")
