@@ -6,8 +6,7 @@
 //! retries never duplicate or reorder a record, and gapless (`enable.gapless.guarantee=true`):
 //! once a record fails, every later one fails too, so a later record can never be acknowledged
 //! after an earlier one was lost (the restarted loop would take it as the tail and skip the
-//! lost one). It keeps one request in flight, so no later batch reaches the broker before an
-//! earlier one is acknowledged, also on a broker that does not check sequence numbers. [`AckedProducer::send`] queues a record with its sequence number, and the
+//! lost one). [`AckedProducer::send`] queues a record with its sequence number, and the
 //! delivery callback reports its outcome; the capture loop checkpoints a transaction only once
 //! every record before it is acknowledged. When librdkafka's queue is full, `send` waits for
 //! room instead of failing (backpressure). A record is held at most the producer's message
@@ -230,9 +229,6 @@ impl AckedProducer {
         let producer = client_config(bootstrap)
             .set("enable.idempotence", "true")
             .set("enable.gapless.guarantee", "true")
-            // One produce request in flight: a later batch is never sent before an earlier one
-            // is acknowledged, whatever the broker checks of sequence numbers.
-            .set("max.in.flight.requests.per.connection", "1")
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("message.timeout.ms", &timeout_ms)
