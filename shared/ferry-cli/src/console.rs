@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -52,19 +52,15 @@ pub(crate) async fn run(args: Args, endpoint: Option<&str>, profile: Option<&str
         .unwrap_or_else(ferry_cli::default_console_dir);
     let app = ferry_cli::console_router(&console_dir)
         .merge(Router::new().fallback(forward).with_state(upstream));
-    let listener = tokio::net::TcpListener::bind(args.addr)
-        .await
-        .with_context(|| format!("listening on {}", args.addr))?;
-    eprintln!(
-        "the console for {endpoint} on http://{}/console/ (API calls signed with your AWS credentials)",
-        args.addr
-    );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    Ok(())
+    crate::serve::serve_until_interrupted(
+        args.addr,
+        app,
+        &format!(
+            "the console for {endpoint} on http://{}/console/ (API calls signed with your AWS credentials)",
+            args.addr
+        ),
+    )
+    .await
 }
 
 /// Forwards an API call to the endpoint, signed; the answer is passed back as it came.
@@ -90,9 +86,12 @@ async fn forward_signed(up: &Upstream, request: Request) -> Result<Response> {
     if !path.starts_with("/v1/") {
         return Ok((StatusCode::NOT_FOUND, "not a Ferry API path").into_response());
     }
-    let body: Bytes = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .context("reading the console's request")?;
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        let body = serde_json::json!({"error": {"code": "body_too_large",
+            "message": format!("the request body is over {MAX_BODY} bytes"),
+            "hint": "the API takes bodies of at most 64 KiB"}});
+        return Ok((StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response());
+    };
     let url = format!("{}{path}", up.endpoint);
     let host = crate::sigv4::host_header(&url)?;
     let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();

@@ -90,6 +90,16 @@ struct WorkerArgs {
     metrics_addr: std::net::SocketAddr,
 }
 
+/// Text logs on stderr (`RUST_LOG`, info by default), for `serve` and `console`.
+fn init_text_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 /// Logs of a long-running service (worker, gateway): on ECS, one JSON object per line
 /// (`FERRY_LOG_FORMAT=json`), which CloudWatch metric filters read (template.yaml: the task
 /// delay and failed task alarms); text otherwise.
@@ -127,24 +137,12 @@ async fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Console(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            init_text_logs();
             console::run(args, cli.endpoint.as_deref(), cli.profile.as_deref()).await
         }
         Command::Doctor(args) => return doctor::run(args).await,
         Command::Serve(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            init_text_logs();
             serve::run(args).await
         }
         Command::Gateway(args) => {

@@ -44,14 +44,28 @@ pub(crate) async fn run(args: Args) -> Result<()> {
         .console_dir
         .unwrap_or_else(ferry_cli::default_console_dir);
     let app = ferry_cli::app(state, &console_dir);
-    let listener = tokio::net::TcpListener::bind(args.addr)
-        .await
-        .with_context(|| format!("listening on {}", args.addr))?;
     tracing::info!(addr = %args.addr, "ferry API listening");
-    eprintln!(
-        "ferry API on http://{0}, the console on http://{0}/console/",
-        args.addr
-    );
+    serve_until_interrupted(
+        args.addr,
+        app,
+        &format!(
+            "ferry API on http://{0}, the console on http://{0}/console/",
+            args.addr
+        ),
+    )
+    .await
+}
+
+/// Serves `app` on `addr` until Ctrl-C, after printing `banner`.
+pub(crate) async fn serve_until_interrupted(
+    addr: SocketAddr,
+    app: axum::Router,
+    banner: &str,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    eprintln!("{banner}");
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -5,8 +5,8 @@
 use mysql_async::prelude::Queryable;
 use serde::Serialize;
 
+use crate::ddl::user_schemas;
 use crate::{ConnectError, ConnectParams, connect};
-use ferry_domain::selection::SYSTEM_SCHEMAS;
 
 /// A source's databases, in name order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,15 +54,9 @@ pub async fn list_objects(params: &ConnectParams) -> Result<SourceObjects, Conne
 }
 
 async fn read(conn: &mut mysql_async::Conn) -> Result<SourceObjects, mysql_async::Error> {
-    // Option everywhere: a NULL in a non-Option column panics inside mysql_async.
-    let schemas: Vec<Option<String>> = conn
-        .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME")
-        .await?;
     let mut databases = Vec::new();
-    for name in schemas.into_iter().flatten() {
-        if SYSTEM_SCHEMAS.iter().any(|s| s.eq_ignore_ascii_case(&name)) {
-            continue;
-        }
+    // Option everywhere below: a NULL in a non-Option column panics inside mysql_async.
+    for name in user_schemas(conn).await? {
         let tables: Vec<(Option<String>, Option<u64>)> = conn
             .exec(
                 "SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES \

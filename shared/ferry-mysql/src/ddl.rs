@@ -522,23 +522,35 @@ pub(crate) fn object_name(name: &ast::ObjectName, default_db: Option<&str>) -> O
     }
 }
 
+/// The schemas the connection's user can see that may hold user tables (not the system ones),
+/// in name order.
+pub(crate) async fn user_schemas(
+    conn: &mut mysql_async::Conn,
+) -> Result<Vec<String>, mysql_async::Error> {
+    use mysql_async::prelude::Queryable;
+    // Option: a NULL in a non-Option column panics inside mysql_async.
+    let schemas: Vec<Option<String>> = conn
+        .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME")
+        .await?;
+    Ok(schemas
+        .into_iter()
+        .flatten()
+        .filter(|name| {
+            !ferry_domain::selection::SYSTEM_SCHEMAS
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(name))
+        })
+        .collect())
+}
+
 /// Reads every base table the connection's user can see from the source's catalog, one schema
 /// at a time (a short query each, rather than one scan of the whole catalog).
 pub async fn read_catalog(
     conn: &mut mysql_async::Conn,
 ) -> Result<SchemaCatalog, mysql_async::Error> {
     use mysql_async::prelude::Queryable;
-    let schemas: Vec<Option<String>> = conn
-        .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")
-        .await?;
     let mut catalog = SchemaCatalog::new();
-    for schema in schemas.into_iter().flatten() {
-        if ferry_domain::selection::SYSTEM_SCHEMAS
-            .iter()
-            .any(|s| s.eq_ignore_ascii_case(&schema))
-        {
-            continue;
-        }
+    for schema in user_schemas(conn).await? {
         // Option everywhere: a NULL in a non-Option column panics inside mysql_async.
         type ColumnRow = (
             Option<String>,
