@@ -45,3 +45,28 @@ export function sourceSql(statement) {
   const source = JSON.parse(process.env.FERRY_SOURCE);
   execFileSync("mariadb", ["-h", admin.host, "-P", String(admin.port), "-u", admin.user, `-p${admin.password}`, source.database, "-e", statement]);
 }
+
+/** Waits until `probe()` says done, failing only when what it reads (`at`) has not changed for
+ * `stallMs`: a slower machine takes longer instead of failing (the Rust tests' `progressing`).
+ * `probe` returns `{ done, at }`. */
+export async function progressing(what, probe, stallMs = 90_000) {
+  let last;
+  let since = Date.now();
+  for (;;) {
+    const { done, at } = await probe();
+    if (done) return;
+    if (at !== last) {
+      last = at;
+      since = Date.now();
+    } else if (Date.now() - since > stallMs) {
+      throw new Error(`waiting for ${what}: nothing advanced for ${stallMs / 1000} s; last seen: ${at}`);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+/** The text of the first element matching `selector` on `page` ("" when none). */
+export async function textOf(page, selector) {
+  const l = page.locator(selector).first();
+  return (await l.count()) ? ((await l.textContent()) ?? "").trim() : "";
+}

@@ -5,7 +5,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 
-import { launch, sourceSql as sql, step, watchPage } from "./browser.mjs";
+import { launch, progressing, sourceSql as sql, step, textOf, watchPage } from "./browser.mjs";
 
 const url = process.env.FERRY_CONSOLE_URL;
 const source = JSON.parse(process.env.FERRY_SOURCE);
@@ -53,14 +53,16 @@ try {
 
   await step("the full sync's progress bars reach 100%", async () => {
     const bar = page.getByRole("progressbar", { name: new RegExp(`${source.database}\\.orders`) });
-    await bar.waitFor({ timeout: 60_000 });
+    await progressing("the orders table's progress bar", async () => {
+      const n = await bar.count();
+      return { done: n > 0, at: await textOf(page, '[data-testid="task-state"]') };
+    });
     await shot("sync-progress");
-    await page.waitForFunction(
-      (name) => [...document.querySelectorAll("progress")].some((p) => p.getAttribute("aria-label")?.startsWith(name) && p.value === 100),
-      `${source.database}.orders`,
-      { timeout: 180_000 },
-    );
-    await page.getByTestId("task-state").filter({ hasText: "incremental" }).waitFor({ timeout: 120_000 });
+    await progressing("the full sync", async () => {
+      const state = await textOf(page, '[data-testid="task-state"]');
+      const value = (await bar.count()) ? await bar.evaluate((p) => p.value) : 0;
+      return { done: value === 100 && state === "incremental", at: `${state} ${value}%` };
+    });
     await shot("sync-overview");
   });
 
@@ -71,25 +73,30 @@ try {
     await page.getByRole("button", { name: "Apply the objects" }).click();
     // The worker switches at the next transaction boundary: the source keeps changing, as a
     // live one does.
-    const applied = page.getByTestId("objects-applied").filter({ hasText: "Applied" });
-    for (let i = 0; i < 120 && !(await applied.count()); i++) {
-      sql(`INSERT INTO orders VALUES (${100_000 + i}, 1.00, 'while adding a table')`);
-      await page.waitForTimeout(1000);
-    }
-    await applied.waitFor({ timeout: 10_000 });
+    // Each insert is a new transaction boundary; the rows written count as progress.
+    let written = 0;
+    await progressing("the switch to the new objects", async () => {
+      const done = (await page.getByTestId("objects-applied").filter({ hasText: "Applied" }).count()) > 0;
+      if (!done) sql(`INSERT INTO orders VALUES (${100_000 + written++}, 1.00, 'while adding a table')`);
+      await page.waitForTimeout(500);
+      return { done, at: `${written} rows written` };
+    });
     await shot("sync-reselect");
   });
 
   await step("a verification finds no differences", async () => {
     await page.getByRole("link", { name: "Overview" }).click();
-    await page.waitForFunction(
-      (name) => [...document.querySelectorAll("progress")].some((p) => p.getAttribute("aria-label")?.startsWith(name) && p.value === 100),
-      `${source.database}.items`,
-      { timeout: 180_000 },
-    );
+    const items = page.getByRole("progressbar", { name: new RegExp(`${source.database}\\.items`) });
+    await progressing("the added table's copy", async () => {
+      const value = (await items.count()) ? await items.evaluate((p) => p.value) : -1;
+      return { done: value === 100, at: `${value}%` };
+    });
     await page.getByRole("link", { name: "Verify" }).click();
     await page.getByRole("button", { name: "Verify now" }).click();
-    await page.getByTestId("verify-state").filter({ hasText: "no differences" }).waitFor({ timeout: 180_000 });
+    await progressing("the verification", async () => {
+      const at = await textOf(page, '[data-testid="verify-state"]');
+      return { done: at.includes("no differences"), at };
+    });
     await shot("verify");
   });
 

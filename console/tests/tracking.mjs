@@ -9,7 +9,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 
-import { launch, sourceSql as sql, step, watchPage } from "./browser.mjs";
+import { launch, progressing, sourceSql as sql, step, textOf, watchPage } from "./browser.mjs";
 
 const url = process.env.FERRY_CONSOLE_URL;
 const source = JSON.parse(process.env.FERRY_SOURCE);
@@ -22,6 +22,8 @@ const problems = watchPage(page, [
   // Refusals the scenario asks for on purpose.
   (r) => r.status() === 409 && r.url().includes("/v1/instances/") && r.request().method() === "DELETE",
 ]);
+/** The instance the page shows (`#/instances/<id>/<tab>`). */
+const instanceId = () => decodeURIComponent(new URL(page.url()).hash.split("/")[2] ?? "");
 const shot = async (name) => {
   if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
 };
@@ -71,17 +73,22 @@ try {
     await page.getByTestId("precheck-result").filter({ hasText: "Precheck passed" }).waitFor({ timeout: 60_000 });
     await shot("precheck");
     await start.click();
-    await page.getByTestId("task-state").filter({ hasText: "incremental" }).waitFor({ timeout: 120_000 });
+    // The state moves (starting, incremental): waited for while it changes.
+    await progressing("the task to run", async () => {
+      const at = await textOf(page, '[data-testid="task-state"]');
+      return { done: at === "incremental", at };
+    });
   });
 
   await step("rows written in MariaDB move the charts", async () => {
     for (let i = 0; i < 20; i++) sql(`INSERT INTO orders (id, total) VALUES (${i + 1}, ${i}.50)`);
     // The worker reports its counts each minute's share as it goes; the overview polls every
     // 5 s. The rows of the last hour reach the 20 written (the charts are drawn from them).
-    await page.waitForFunction(() => Number(document.querySelector('[data-testid="rows-hour"]')?.textContent?.replace(/\D/g, "") ?? 0) >= 20, null, {
-      timeout: 90_000,
+    await progressing("the 20 rows in the last hour's metrics and a checkpoint", async () => {
+      const rows = Number((await textOf(page, '[data-testid="rows-hour"]')).replace(/\D/g, "") || 0);
+      const checkpoint = await textOf(page, '[data-testid="checkpoint"]');
+      return { done: rows >= 20 && !checkpoint.includes("none yet"), at: `${rows} rows, checkpoint ${checkpoint}` };
     });
-    await page.getByTestId("checkpoint").filter({ hasNotText: "none yet" }).waitFor({ timeout: 60_000 });
     await shot("overview");
   });
 
@@ -123,13 +130,15 @@ try {
     await page.getByRole("link", { name: "Data changes" }).click();
     await page.getByLabel("Table").fill("orders");
     await page.getByLabel("Primary key").fill("5");
-    // The topic takes the updates within seconds: ask again until all three are there.
-    for (let i = 0; i < 60; i++) {
+    // The topic takes the updates as the worker reads them: ask again while the count grows.
+    // The task's checkpoint moving counts as progress too.
+    await progressing("the three changes of key 5", async () => {
       await page.getByRole("button", { name: "Show changes" }).click();
       await page.getByRole("status").filter({ hasText: "changes" }).waitFor();
-      if ((await page.getByTestId("change").count()) === 3) break;
-      await page.waitForTimeout(1000);
-    }
+      const count = await page.getByTestId("change").count();
+      const task = await page.evaluate(async (id) => (await (await fetch(`/v1/instances/${id}/task`)).json()).checkpoint?.position ?? "", instanceId());
+      return { done: count === 3, at: `${count} changes, checkpoint ${task}` };
+    });
     const count = await page.getByTestId("change").count();
     if (count !== 3) throw new Error(`${count} changes of key 5, 3 expected`);
     if ((await page.locator("tr.changed").count()) !== 2) throw new Error("each update's changed column is highlighted");
@@ -140,7 +149,10 @@ try {
     await page.getByRole("link", { name: "Overview" }).click();
     page.once("dialog", (d) => d.accept());
     await page.getByRole("button", { name: "Reset" }).click();
-    await page.getByTestId("task-state").filter({ hasText: "not configured" }).waitFor({ timeout: 60_000 });
+    await progressing("the reset", async () => {
+      const at = await textOf(page, '[data-testid="task-state"]');
+      return { done: at === "not configured", at };
+    });
     page.once("dialog", (d) => d.accept());
     await page.getByRole("button", { name: "Delete" }).click();
     await page.getByRole("heading", { name: "Instances" }).waitFor();

@@ -892,14 +892,14 @@ async fn tail(topic: &str, bootstrap: &str, count: usize, wait: u64, json_out: b
             }
             continue;
         };
-        let mut payload: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
-        // JsonConverter's envelope (`schemas.enable`): the record is its payload.
-        if payload.get("schema").is_some() && payload.get("payload").is_some() {
-            payload = payload["payload"].take();
-        }
+        let record: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
         if json_out {
-            println!("{payload}");
+            // The record as written (JsonConverter's envelope included), as a consumer reads it.
+            println!("{record}");
         } else {
+            // The payload with Connect-encoded values read by their schema, as `/changes` shows
+            // them (decimal digits, dates and times as text).
+            let payload = ferry_kafka::view::debezium_readable(record);
             let src = &payload["source"];
             println!(
                 "offset {:<4} {} {}.{:<10} before={} after={}",

@@ -120,8 +120,8 @@ async fn a_worker_killed_mid_stream_loses_and_duplicates_nothing() {
         // Records without the schema part (~550 bytes, as before the compatible default):
         // with the default 4 KB records, the local broker stalls under the full suite's load
         // and the test finds rows missing before the tail (docs/reliability.md, "Open risks":
-        // a loss under broker stalls, open). This test checks the takeover; the loss has its
-        // own open issue.
+        // a loss under broker stalls, open, with its planned fix). This test checks the
+        // takeover as it did before the default changed.
         "delivery": {"debezium": {"schemas_enable": false}},
     });
     let (id, topic) = api.start_tracking_task("crash", config).await.unwrap();
