@@ -168,9 +168,19 @@ pub fn partition_for(key: Option<&[u8]>, partitions: i32) -> i32 {
     }
 }
 
+/// Where the broker says a record landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Landed {
+    pub partition: i32,
+    /// The record's offset; `None` when the broker acknowledged the record without one
+    /// (librdkafka reports a `DUPLICATE_SEQUENCE_NUMBER` answer as a success with no offset:
+    /// the broker claims an earlier attempt wrote it, which the caller cannot check).
+    pub offset: Option<i64>,
+}
+
 /// What a producer does with each record's outcome: called with the record's sequence number
 /// on librdkafka's polling thread, once per record.
-pub type OnDelivery = Box<dyn Fn(u64, Result<(), SinkError>) + Send + Sync>;
+pub type OnDelivery = Box<dyn Fn(u64, Result<Landed, SinkError>) + Send + Sync>;
 
 /// The producer context: hands each delivery report to [`OnDelivery`].
 pub struct AckContext {
@@ -190,7 +200,10 @@ impl ProducerContext for AckContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, seq: usize) {
         let outcome = match result {
-            Ok(_) => Ok(()),
+            Ok(m) => Ok(Landed {
+                partition: m.partition(),
+                offset: Some(m.offset()).filter(|o| *o >= 0),
+            }),
             Err((e, _)) => Err(SinkError::from_kafka(e)),
         };
         (self.on_delivery)(u64::try_from(seq).unwrap_or(u64::MAX), outcome);
@@ -332,48 +345,92 @@ pub struct TailHeaders {
     pub source: Option<String>,
 }
 
-/// The headers of the last record of each partition of `topic` (`None` for an empty
-/// partition): what a restarted worker already produced.
-pub async fn last_records(
+/// A partition's offsets: records are at `low..high`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermarks {
+    pub low: i64,
+    pub high: i64,
+}
+
+/// The watermarks of each partition of `topic`.
+pub async fn watermarks(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
-) -> Result<Vec<Option<TailHeaders>>, SinkError> {
+) -> Result<Vec<Watermarks>, SinkError> {
     let bootstrap = bootstrap.to_owned();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
+        let c = tail_reader(&bootstrap)?;
         (0..partitions)
-            .map(|p| last_in_partition(&bootstrap, &topic, p))
+            .map(|p| {
+                let (low, high) = c
+                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                    .map_err(|e| SinkError::from_kafka(&e))?;
+                Ok(Watermarks { low, high })
+            })
             .collect()
     })
     .await
     .map_err(|e| SinkError::Transient(e.to_string()))?
 }
 
-fn last_in_partition(
+/// Reads the Ferry headers of the records of `partition` at offsets `from..to`, in order:
+/// returns `each` applied to every record's offset and headers, and the last record's headers.
+/// A record without Ferry's headers is an error: something else writes to the topic.
+pub async fn read_headers<T: Send + 'static>(
     bootstrap: &str,
     topic: &str,
     partition: i32,
-) -> Result<Option<TailHeaders>, SinkError> {
-    let c: BaseConsumer = client_config(bootstrap)
+    (from, to): (i64, i64),
+    mut each: impl FnMut(i64, &TailHeaders) -> T + Send + 'static,
+) -> Result<(Vec<T>, Option<TailHeaders>), SinkError> {
+    let bootstrap = bootstrap.to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let mut last = None;
+        read_headers_blocking(&bootstrap, &topic, partition, from, to, &mut |o, h| {
+            out.push(each(o, &h));
+            last = Some(h);
+        })?;
+        Ok((out, last))
+    })
+    .await
+    .map_err(|e| SinkError::Transient(e.to_string()))?
+}
+
+fn tail_reader(bootstrap: &str) -> Result<BaseConsumer, SinkError> {
+    client_config(bootstrap)
         .set("group.id", "ferry-tail-reader")
         .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
         .create()
-        .map_err(|e| SinkError::from_kafka(&e))?;
-    let (low, high) = c
-        .fetch_watermarks(topic, partition, Duration::from_secs(10))
-        .map_err(|e| SinkError::from_kafka(&e))?;
-    if high <= low {
-        return Ok(None);
+        .map_err(|e| SinkError::from_kafka(&e))
+}
+
+fn read_headers_blocking(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    to: i64,
+    each: &mut dyn FnMut(i64, TailHeaders),
+) -> Result<(), SinkError> {
+    if from >= to {
+        return Ok(());
     }
+    let c = tail_reader(bootstrap)?;
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(high - 1))
+    tpl.add_partition_offset(topic, partition, Offset::Offset(from))
         .map_err(|e| SinkError::from_kafka(&e))?;
     c.assign(&tpl).map_err(|e| SinkError::from_kafka(&e))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // Bounded by time without progress, not in all: a long range is read as fast as it comes.
+    let mut deadline = std::time::Instant::now() + Duration::from_secs(30);
     while std::time::Instant::now() < deadline {
         match c.poll(Duration::from_millis(500)) {
             Some(Ok(m)) => {
+                deadline = std::time::Instant::now() + Duration::from_secs(30);
                 let header = |name: &str| {
                     m.headers().and_then(|h| {
                         h.iter()
@@ -382,24 +439,31 @@ fn last_in_partition(
                             .map(|v| String::from_utf8_lossy(v).into_owned())
                     })
                 };
-                return match (header(KEY_HEADER), header(POSITION_HEADER)) {
-                    (Some(key), Some(position)) => Ok(Some(TailHeaders {
+                let (Some(key), Some(position)) = (header(KEY_HEADER), header(POSITION_HEADER))
+                else {
+                    return Err(SinkError::Definite {
+                        message: format!("the record at offset {} of {topic} [{partition}] has no Ferry headers: something else writes to the topic", m.offset()),
+                        hint: "only Ferry may write to a task's topic; reset the task to start a new one".into(),
+                    });
+                };
+                each(
+                    m.offset(),
+                    TailHeaders {
                         key,
                         position,
                         source: header(SOURCE_HEADER),
-                    })),
-                    _ => Err(SinkError::Definite {
-                        message: format!("the last record of {topic} has no Ferry headers: something else writes to the topic"),
-                        hint: "only Ferry may write to a task's topic; reset the task to start a new one".into(),
-                    }),
-                };
+                    },
+                );
+                if m.offset() + 1 >= to {
+                    return Ok(());
+                }
             }
             Some(Err(e)) => return Err(SinkError::from_kafka(&e)),
             None => {}
         }
     }
     Err(SinkError::Transient(format!(
-        "reading the tail of {topic} timed out"
+        "reading {topic} [{partition}] from offset {from} to {to} timed out"
     )))
 }
 

@@ -60,6 +60,12 @@ pub struct Checkpoint {
     pub source_time: DateTime<Utc>,
     /// The idempotency key of the last record produced up to here, if any.
     pub last_key: Option<String>,
+    /// Per partition of the task's topic, the offset just after the last record produced up
+    /// to here: a restarted worker reads the records from there to learn what the topic holds
+    /// after the checkpoint. Absent when unknown (a stream, a sync task, checkpoints written
+    /// before Ferry kept them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offsets: Option<Vec<i64>>,
     pub token: u64,
     pub written_at: DateTime<Utc>,
     /// The source server whose binlog `position` is in (see

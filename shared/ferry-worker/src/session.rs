@@ -66,6 +66,10 @@ pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// record before it to be acknowledged).
 pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
+/// Where a checkpoint is: the position after a commit, its source time, and the topic offsets
+/// the records after it start at (see `delivery::window`), when known.
+pub(crate) type Mark<'a> = (&'a Position, DateTime<Utc>, Option<&'a [i64]>);
+
 /// What a checkpoint write is conditioned on: the lease's fencing token and the configuration
 /// version the loop runs.
 #[derive(Debug, Clone)]
@@ -180,12 +184,12 @@ impl<'a> Session<'a> {
     /// version.
     pub(crate) async fn write_checkpoint(
         &self,
-        position: &Position,
-        source_time: DateTime<Utc>,
+        (position, source_time, offsets): Mark<'_>,
         last_key: Option<&str>,
     ) -> Result<(), TaskError> {
-        self.put_checkpoint(&self.checkpoint_at(position.clone(), source_time, last_key))
-            .await?;
+        let mut c = self.checkpoint_at(position.clone(), source_time, last_key);
+        c.offsets = offsets.map(<[i64]>::to_vec);
+        self.put_checkpoint(&c).await?;
         CheckpointWritten {
             instance: self.instance,
             position,
@@ -204,6 +208,7 @@ impl<'a> Session<'a> {
             position,
             source_time,
             last_key: last_key.map(str::to_owned),
+            offsets: None,
             token: self.fence.token,
             written_at: Utc::now(),
             source: Some(self.fence.source.clone()),

@@ -403,6 +403,7 @@ async fn start_loop(
         position: start.clone(),
         source_time: Utc::now(),
         last_key: None,
+        offsets: None,
         token: lease.token,
         written_at: Utc::now(),
         source: None,

@@ -162,6 +162,7 @@ async fn run_capture(
         position: position.parse().unwrap(),
         source_time: Utc::now(),
         last_key: None,
+        offsets: None,
         token: lease.token,
         written_at: Utc::now(),
         source: None,

@@ -157,6 +157,7 @@ async fn changes_reach_the_topic_exactly_once_in_commit_order_across_restarts() 
     let mut behind = state.store().get_checkpoint(&id).await.unwrap().unwrap();
     behind.position = checkpoint.position.clone();
     behind.last_key = checkpoint.last_key.clone();
+    behind.offsets = checkpoint.offsets.clone();
     let outcome = state
         .store()
         .write_checkpoint(&id, &behind, 1)

@@ -275,3 +275,233 @@ async fn a_worker_stopped_with_sigterm_hands_over_without_losing_or_duplicating(
     assert!(lease.token >= 2, "the second worker holds the task now");
     drop(second);
 }
+
+/// Inserts ids `from..from + rows` into `events` in one transaction.
+async fn insert_ids(db: &mut mysql_async::Conn, from: u64, rows: u64) {
+    let values: Vec<String> = (from..from + rows)
+        .map(|id| format!("({id}, {}, 'change {id}')", id % 97))
+        .collect();
+    db.query_drop(format!("INSERT INTO events VALUES {}", values.join(",")))
+        .await
+        .unwrap();
+}
+
+/// The task's checkpoint once it names `offset` as where partition 0's next record starts: the
+/// worker has checkpointed everything before it.
+async fn checkpoint_at_offset(
+    api: &ferry_testkit::TestApi,
+    id: &InstanceId,
+    offset: i64,
+) -> ferry_store::Checkpoint {
+    progressing(
+        &format!("a checkpoint at offset {offset}"),
+        Duration::from_secs(60),
+        || async {
+            let c = api.state.store().get_checkpoint(id).await?;
+            let at = c.as_ref().and_then(|c| c.offsets.clone());
+            Ok(match c {
+                Some(c) if at.as_deref() == Some(&[offset]) => Step::Done(c),
+                _ => Step::At(format!("{at:?}")),
+            })
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// The ids of the topic's row records, in topic order.
+fn topic_ids(ctx: &TestContext, topic: &str) -> Vec<u64> {
+    ctx.topic_records(topic)
+        .unwrap()
+        .iter()
+        .filter(|r| !r.is_heartbeat() && !r.tombstone)
+        .filter_map(|r| ferry_testkit::change_json(Some(&r.payload))?["after"]["id"].as_u64())
+        .collect()
+}
+
+/// A broker that acknowledges records and loses them, or writes records twice, is not Ferry's
+/// to fix, but Ferry must not lose a change to it. Simulated on the local broker's storage and
+/// with a second producer: a record acknowledged and then missing from the topic after the
+/// checkpoint is written again by the next loop (with the records after it, so each key's
+/// changes stay in order), and a record the loop did not write landing in the middle of its
+/// stream stops the loop, whose successor writes nothing twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_the_broker_lost_or_doubled_are_found_and_nothing_is_lost() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE events (id BIGINT PRIMARY KEY, n INT, note VARCHAR(40))")
+        .await
+        .unwrap();
+    let env = ctx.env();
+    let config = json!({
+        "source": {"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password},
+        "objects": {"databases": [{"name": ctx.mysql_database(), "tables": [{"name": "events"}]}]},
+    });
+    let (id, topic) = api.start_tracking_task("lossy", config).await.unwrap();
+    let id: InstanceId = id.parse().unwrap();
+    let worker = ctx.worker_process(15).unwrap();
+    api.wait_state(&id, "incremental", Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    // 1. Ids 1..=500, checkpointed; then 501..=1000, checkpointed, and the worker killed.
+    for t in 0..5 {
+        insert_ids(&mut db, 1 + t * 100, 100).await;
+    }
+    let early = checkpoint_at_offset(&api, &id, 500).await;
+    for t in 5..10 {
+        insert_ids(&mut db, 1 + t * 100, 100).await;
+    }
+    let late = checkpoint_at_offset(&api, &id, 1000).await;
+    worker.kill_hard().unwrap();
+
+    // 2. The crash came before the second checkpoint (the checkpoint is back at offset 500),
+    //    and the broker lost the record of id 701 (offset 700), which it had acknowledged.
+    let mut back = early.clone();
+    back.token = late.token;
+    let version = api.task(&id).await.unwrap()["config_version"]
+        .as_u64()
+        .unwrap();
+    api.state
+        .store()
+        .write_checkpoint(&id, &back, version)
+        .await
+        .unwrap();
+    let nisshi = env.postgres("nisshi").await.unwrap();
+    for table in ["header", "record"] {
+        let n = nisshi
+            .execute(
+                &format!(
+                    "DELETE FROM {table} USING topition tp, topic t \
+                     WHERE {table}.topition = tp.id AND tp.topic = t.id \
+                     AND t.name = $1 AND tp.partition = 0 AND {table}.offset_id = 700"
+                ),
+                &[&topic],
+            )
+            .await
+            .unwrap();
+        assert!(n > 0, "the broker's {table} rows of offset 700 were found");
+    }
+    assert!(
+        !topic_ids(&ctx, &topic).contains(&701),
+        "the record is gone"
+    );
+
+    // 3. The next worker finds the hole and writes id 701 again, followed by 702..=1000 (in
+    //    order after it); then new changes once each.
+    let worker = ctx.worker_process(15).unwrap();
+    insert_ids(&mut db, 1001, 100).await;
+    assert_every_id(&ctx, &topic, 1100, 999 + 400).await;
+    let ids = topic_ids(&ctx, &topic);
+    let original: Vec<u64> = (1..=1000).filter(|i| *i != 701).collect();
+    assert_eq!(ids[..999], original[..], "what the topic held stays");
+    let resent: Vec<u64> = (701..=1100).collect();
+    assert_eq!(
+        ids[999..],
+        resent[..],
+        "the lost record, the records after it again, in order, then the new changes once"
+    );
+
+    // 4. A record the loop did not write (a stalled request of an earlier producer, landing
+    //    late) arrives while the loop runs: the loop's next record lands one offset later than
+    //    it must, the loop stops before checkpointing it, and the next loop writes nothing twice.
+    let stray = ctx
+        .topic_records(&topic)
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find(|r| !r.is_heartbeat())
+        .unwrap();
+    let producer: rdkafka::producer::BaseProducer = ctx.kafka_config().create().unwrap();
+    let headers = rdkafka::message::OwnedHeaders::new()
+        .insert(rdkafka::message::Header {
+            key: ferry_kafka::KEY_HEADER,
+            value: Some(stray.key.as_bytes()),
+        })
+        .insert(rdkafka::message::Header {
+            key: ferry_kafka::POSITION_HEADER,
+            value: Some(stray.position.as_bytes()),
+        })
+        .insert(rdkafka::message::Header {
+            key: ferry_kafka::SOURCE_HEADER,
+            value: stray.source.as_deref().map(str::as_bytes),
+        });
+    let mut record = rdkafka::producer::BaseRecord::<[u8], [u8]>::to(&topic)
+        .partition(0)
+        .payload(&stray.payload)
+        .headers(headers);
+    if let Some(k) = &stray.row_key {
+        record = record.key(k);
+    }
+    producer.send(record).map_err(|(e, _)| e).unwrap();
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+    insert_ids(&mut db, 1101, 100).await;
+    insert_ids(&mut db, 1201, 100).await;
+    assert_every_id(&ctx, &topic, 1300, 999 + 400 + 1 + 200).await;
+    let ids = topic_ids(&ctx, &topic);
+    let tail: Vec<u64> = (1101..=1300).collect();
+    assert_eq!(
+        ids[ids.len() - 200..],
+        tail[..],
+        "the new changes once each, in order"
+    );
+    assert_eq!(
+        ids[ids.len() - 201],
+        1100,
+        "the stray is left where it landed"
+    );
+    let scraped = reqwest::get(worker.metrics_url())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        scraped
+            .lines()
+            .any(|l| l.starts_with("ferry_loop_ends_total{") && l.contains("reason=\"transient\"")),
+        "the loop stopped when its record landed out of place: {scraped}"
+    );
+    let t = api.task(&id).await.unwrap();
+    assert_ne!(t["state"], "failed", "{t}");
+    drop(worker);
+}
+
+/// Waits until the topic holds `records` row records and every id up to `last`.
+async fn assert_every_id(ctx: &TestContext, topic: &str, last: u64, records: usize) {
+    let result = progressing(
+        &format!("ids 1..={last} in {topic}"),
+        Duration::from_secs(120),
+        || async {
+            let ids = topic_ids(ctx, topic);
+            let have: std::collections::BTreeSet<u64> = ids.iter().copied().collect();
+            Ok(
+                if ids.len() >= records && (1..=last).all(|i| have.contains(&i)) {
+                    Step::Done(())
+                } else {
+                    Step::At(format!("{} records", ids.len()))
+                },
+            )
+        },
+    )
+    .await;
+    if let Err(e) = result {
+        panic!(
+            "{e}: the topic holds {:?}",
+            summarize(&topic_ids(ctx, topic))
+        );
+    }
+}
+
+/// Runs of consecutive ids, for a readable failure.
+fn summarize(ids: &[u64]) -> Vec<(u64, u64)> {
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    for &i in ids {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == i => *end = i,
+            _ => runs.push((i, i)),
+        }
+    }
+    runs
+}

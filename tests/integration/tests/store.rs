@@ -339,6 +339,7 @@ async fn leases_fence_checkpoints() {
         position: format!("binlog.000001:{offset}").parse().unwrap(),
         source_time: t0(),
         last_key: None,
+        offsets: None,
         token,
         written_at: t0(),
         source: None,

@@ -4,18 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use ferry_domain::position::Position;
-
-/// The last settled commit not yet checkpointed, and when the last checkpoint was written.
+/// The last settled commit `C` not yet checkpointed, and when the last checkpoint was written.
 #[derive(Debug)]
-pub(super) struct Cadence {
+pub(super) struct Cadence<C> {
     every: Duration,
-    pending: Option<(Position, DateTime<Utc>)>,
+    pending: Option<C>,
     written_at: Instant,
 }
 
-impl Cadence {
+impl<C> Cadence<C> {
     pub(super) fn new(every: Duration, now: Instant) -> Self {
         Self {
             every,
@@ -25,12 +22,12 @@ impl Cadence {
     }
 
     /// A commit became settled (newer than any before it).
-    pub(super) fn settled(&mut self, commit: (Position, DateTime<Utc>)) {
+    pub(super) fn settled(&mut self, commit: C) {
         self.pending = Some(commit);
     }
 
     /// The commit to checkpoint now, if one is waiting and it is time (or the source is idle).
-    pub(super) fn due(&mut self, now: Instant, idle: bool) -> Option<(Position, DateTime<Utc>)> {
+    pub(super) fn due(&mut self, now: Instant, idle: bool) -> Option<C> {
         if idle || now.duration_since(self.written_at) >= self.every {
             self.pending.take()
         } else {
@@ -39,7 +36,7 @@ impl Cadence {
     }
 
     /// The waiting commit, whatever the time (at the loop's end).
-    pub(super) fn take(&mut self) -> Option<(Position, DateTime<Utc>)> {
+    pub(super) fn take(&mut self) -> Option<C> {
         self.pending.take()
     }
 
@@ -52,6 +49,8 @@ impl Cadence {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{DateTime, Utc};
+    use ferry_domain::position::Position;
 
     fn commit(offset: u64) -> (Position, DateTime<Utc>) {
         (

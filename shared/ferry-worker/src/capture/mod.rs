@@ -53,7 +53,7 @@ use crate::error::{DefiniteError, TaskError, transient};
 use crate::heartbeat;
 use crate::lease::Claim;
 use crate::session::CaptureSettings;
-use crate::session::{CHECKPOINT_EVERY, Check, Session};
+use crate::session::{CHECKPOINT_EVERY, Check, Mark, Session};
 use crate::source::{
     AbortOnDrop, Events, current_position, schema_at, snapshot_schema, source_version,
 };
@@ -74,11 +74,12 @@ pub async fn capture_task(
     // A checkpoint in another server's binlog is refused before anything reads the topic.
     let existing = session.checkpoint().await?;
     let topic = state.topic_of(&session.task.value);
+    let offsets = existing.as_ref().and_then(|c| c.offsets.as_deref());
     let (opened, tails, acks) = delivery::open(
         state,
         &topic,
         &session.config,
-        &session.fence.source,
+        (&session.fence.source, offsets),
         &session.lease,
         settings.discard,
     )
@@ -212,8 +213,9 @@ async fn capture<D: Destination>(
         if let Some(settled) = out.settled() {
             cadence.settled(settled);
         }
-        if let Some((position, time)) = cadence.due(Instant::now(), idle) {
-            checkpoint_adopting(session, &mut objects, &position, time, out.last_key()).await?;
+        if let Some((position, time, offsets)) = cadence.due(Instant::now(), idle) {
+            let mark = (&position, time, offsets.as_deref());
+            checkpoint_adopting(session, &mut objects, mark, out.last_key()).await?;
             cadence.written(Instant::now());
         }
     }
@@ -224,10 +226,11 @@ async fn capture<D: Destination>(
     if let Some(settled) = out.settled() {
         cadence.settled(settled);
     }
-    if let Some((position, time)) = cadence.take()
+    if let Some((position, time, offsets)) = cadence.take()
         && !config_changed
     {
-        checkpoint_adopting(session, &mut objects, &position, time, out.last_key()).await?;
+        let mark = (&position, time, offsets.as_deref());
+        checkpoint_adopting(session, &mut objects, mark, out.last_key()).await?;
     }
     out.destination().flush().await?;
     session.finish().await;
@@ -391,14 +394,10 @@ async fn switch(
 async fn checkpoint_adopting(
     session: &mut Session<'_>,
     objects: &mut Objects,
-    position: &Position,
-    source_time: chrono::DateTime<chrono::Utc>,
+    mark: Mark<'_>,
     last_key: Option<&str>,
 ) -> Result<(), TaskError> {
-    match session
-        .write_checkpoint(position, source_time, last_key)
-        .await
-    {
+    match session.write_checkpoint(mark, last_key).await {
         Err(TaskError::ConfigChanged) => {
             let current = session
                 .state
@@ -409,9 +408,7 @@ async fn checkpoint_adopting(
             if !objects.adopt(&current.value, &session.config, &mut session.fence) {
                 return Err(TaskError::ConfigChanged);
             }
-            session
-                .write_checkpoint(position, source_time, last_key)
-                .await
+            session.write_checkpoint(mark, last_key).await
         }
         other => other,
     }

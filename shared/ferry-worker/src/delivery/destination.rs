@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use ferry_domain::change::ChangeEvent;
 use ferry_kafka::format::Record;
+use ferry_kafka::sink::Landed;
 use tokio::sync::mpsc;
 
 use crate::error::TaskError;
@@ -14,7 +15,8 @@ use crate::error::TaskError;
 #[derive(Debug)]
 pub(crate) struct Ack {
     pub(crate) seq: u64,
-    pub(crate) result: Result<(), TaskError>,
+    /// Where the record landed, for a destination that says (a topic's partition and offset).
+    pub(crate) result: Result<Option<Landed>, TaskError>,
     pub(crate) at: Instant,
 }
 

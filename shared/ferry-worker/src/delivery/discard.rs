@@ -44,7 +44,7 @@ impl Destination for Discard {
         may_send()?;
         let _ = self.acks.send(Ack {
             seq,
-            result: Ok(()),
+            result: Ok(None),
             at: std::time::Instant::now(),
         });
         Ok(())

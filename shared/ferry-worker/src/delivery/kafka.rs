@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use ferry_domain::change::ChangeEvent;
 use ferry_kafka::format::Record;
-use ferry_kafka::sink::{AckedProducer, SinkError, partition_for};
+use ferry_kafka::sink::{AckedProducer, Landed, SinkError, partition_for};
 
 use super::destination::{AckSender, Destination};
 use crate::error::TaskError;
@@ -33,11 +33,13 @@ impl KafkaTopic {
     }
 
     /// Acknowledgements of this topic's records go to `acks`.
-    pub(crate) fn acks_to(acks: AckSender) -> impl Fn(u64, Result<(), SinkError>) + Send + Sync {
+    pub(crate) fn acks_to(
+        acks: AckSender,
+    ) -> impl Fn(u64, Result<Landed, SinkError>) + Send + Sync {
         move |seq, result| {
             let _ = acks.send(super::destination::Ack {
                 seq,
-                result: result.map_err(TaskError::from),
+                result: result.map(Some).map_err(TaskError::from),
                 at: std::time::Instant::now(),
             });
         }

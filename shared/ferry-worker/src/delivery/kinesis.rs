@@ -73,7 +73,7 @@ impl Destination for KinesisStream {
         let acks = self.acks.clone();
         tokio::spawn(async move {
             let result = match ack.await {
-                Ok(r) => r.map_err(TaskError::from),
+                Ok(r) => r.map(|()| None).map_err(TaskError::from),
                 Err(_) => Err(target_failed(
                     "the stream sink was closed before a record was delivered",
                 )),

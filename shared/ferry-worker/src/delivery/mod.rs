@@ -27,14 +27,16 @@ use ferry_domain::position::Position;
 use ferry_domain::selection::ColumnMask;
 use ferry_domain::task_config::{Destination as Kind, Partitioning, TaskConfig};
 use ferry_kafka::format::{Part, Record, Style, encode_part_into};
-use ferry_kafka::sink::{AckedProducer, ensure_topic, last_records};
+use ferry_kafka::sink::{
+    AckedProducer, Landed, Watermarks, ensure_topic, read_headers, watermarks,
+};
 use tokio::sync::mpsc;
 
 pub(crate) use destination::{Ack, Destination};
 pub(crate) use discard::Discard;
 pub(crate) use kafka::KafkaTopic;
 pub(crate) use kinesis::KinesisStream;
-pub(crate) use tail::{Tail, Tails};
+pub(crate) use tail::{Already, Found, Tail, Tails};
 use window::AckWindow;
 
 use crate::error::{DefiniteError, TaskError, target_failed};
@@ -62,14 +64,20 @@ pub(crate) enum Opened {
     Discard(Discard),
 }
 
-/// Opens the task's destination (creating its topic) and reads what it already holds: the tail
-/// of each partition of a topic, nothing for a stream. `discard` replaces it with [`Discard`]
-/// (benchmarks). Acknowledgements arrive on the returned receiver.
+/// A restart reads at most this many records per partition to check what the topic holds
+/// after the checkpoint; past it, it trusts the partition's last record (see [`tail`]).
+const MAX_RECONCILED: i64 = 2_000_000;
+
+/// Opens the task's destination (creating its topic) and reads what it already holds after the
+/// checkpoint, whose topic offsets are `offsets` (see [`window`]): each partition's records
+/// from there, or only its last record when the offsets are unknown; nothing for a stream.
+/// `discard` replaces it with [`Discard`] (benchmarks). Acknowledgements arrive on the returned
+/// receiver.
 pub(crate) async fn open(
     state: &AppState,
     topic: &str,
     config: &TaskConfig,
-    source: &str,
+    (source, offsets): (&str, Option<&[i64]>),
     lease: &LeaseClock,
     discard: bool,
 ) -> Result<(Opened, Tails, mpsc::UnboundedReceiver<Ack>), TaskError> {
@@ -107,16 +115,54 @@ pub(crate) async fn open(
         lease.times().message_timeout(),
         Box::new(KafkaTopic::acks_to(acks)),
     )?;
-    // The last record of each partition: re-read records at or before it are already there.
-    let tails = last_records(&bootstrap, topic, partitions)
-        .await?
-        .into_iter()
-        .map(|last| last.map(|h| Tail::parse(&h, source)).transpose())
-        .collect::<Result<_, _>>()?;
+    let marks = watermarks(&bootstrap, topic, partitions).await?;
+    let offsets = offsets.filter(|o| o.len() == marks.len());
+    let mut held = Vec::with_capacity(marks.len());
+    for (p, w) in marks.iter().enumerate() {
+        let from = offsets.and_then(|o| o.get(p).copied());
+        // Fewer than i32::MAX partitions.
+        let p = i32::try_from(p).unwrap_or_default();
+        held.push(read_held(&bootstrap, topic, (p, *w), from, source).await?);
+    }
     Ok((
         Opened::Kafka(KafkaTopic::new(producer, partitions, retention_ms)),
-        Tails::new(tails),
+        Tails::reconciling(held, &marks),
         received,
+    ))
+}
+
+/// What partition `p` holds after the checkpoint, and the offset it starts at (`None`:
+/// unknown): its records from the checkpoint's offset `from`, or, when that is unknown,
+/// deleted by retention, beyond the end or too far back, its last record.
+async fn read_held(
+    bootstrap: &str,
+    topic: &str,
+    (p, w): (i32, Watermarks),
+    from: Option<i64>,
+    source: &str,
+) -> Result<tail::Opened, TaskError> {
+    if w.high <= w.low {
+        return Ok((Ok(None), Some(w.high)));
+    }
+    match from {
+        Some(from) if from >= w.low && from <= w.high && w.high - from <= MAX_RECONCILED => {
+            let read = read_headers(bootstrap, topic, p, (from, w.high), Found::record).await?;
+            return Ok((Ok(Found::new(read, source)?), Some(from)));
+        }
+        Some(from) => tracing::warn!(
+            topic,
+            partition = p,
+            from,
+            low = w.low,
+            high = w.high,
+            "the checkpoint's offset is outside what the topic can check: only the partition's last record is read"
+        ),
+        None => {}
+    }
+    let (_, last) = read_headers(bootstrap, topic, p, (w.high - 1, w.high), |_, _| ()).await?;
+    Ok((
+        Err(last.map(|h| Tail::parse(&h, source)).transpose()?),
+        None,
     ))
 }
 
@@ -127,6 +173,9 @@ pub(crate) struct Delivery<D> {
     acks: mpsc::UnboundedReceiver<Ack>,
     window: AckWindow,
     tails: Tails,
+    /// Per partition, the offset the next record this loop sends must land at: a broker that
+    /// acknowledges a record elsewhere (or without an offset) lost or doubled records.
+    expect: Vec<i64>,
     style: Style,
     meter: Arc<TaskMeter>,
     /// Nothing is sent once the lease is ending (see `crate::lease`).
@@ -150,7 +199,8 @@ impl<D: Destination> Delivery<D> {
         Self {
             dest,
             acks,
-            window: AckWindow::default(),
+            window: AckWindow::new(tails.start_offsets()),
+            expect: tails.high_watermarks(),
             tails,
             style,
             meter,
@@ -213,8 +263,19 @@ impl<D: Destination> Delivery<D> {
     ) -> Result<(), TaskError> {
         let record = &self.record;
         let partition = self.dest.partition_of(record);
-        if self.tails.covers(partition, &event.position, index) {
-            return Ok(());
+        match self
+            .tails
+            .covers(partition, &event.position, index, &record.idempotency_key)
+        {
+            Already::No => {}
+            Already::Dropped => return Ok(()),
+            Already::There(offset) => {
+                // Through the window like a record sent, so the checkpoints after it name
+                // its offset.
+                let seq = self.window.send(read_at);
+                self.window.acknowledge(seq, Some((partition, offset)));
+                return Ok(());
+            }
         }
         let lease = &self.lease;
         let dest = &self.dest;
@@ -282,16 +343,46 @@ impl<D: Destination> Delivery<D> {
     }
 
     fn acknowledge(&mut self, ack: Ack) -> Result<(), TaskError> {
-        ack.result?;
-        if let Some(read_at) = self.window.acknowledge(ack.seq) {
+        let place = match ack.result? {
+            Some(landed) => Some(self.check(landed)?),
+            None => None,
+        };
+        if let Some(read_at) = self.window.acknowledge(ack.seq, place) {
             self.meter
                 .acknowledged(ack.at.saturating_duration_since(read_at));
         }
         Ok(())
     }
 
-    /// The newest commit whose records are all acknowledged, if one became so.
-    pub(crate) fn settled(&mut self) -> Option<(Position, DateTime<Utc>)> {
+    /// Checks that a record landed where the partition's next record must: Ferry's loop is
+    /// the topic's only writer, and an idempotent producer's records of a partition land in
+    /// order, one offset each. Anything else means the broker doubled records or lost some it
+    /// acknowledged (a `DUPLICATE_SEQUENCE_NUMBER` answer for a batch it never wrote is
+    /// reported as a success without an offset): the loop stops before a checkpoint covers
+    /// the record, and the next loop compares the topic with the binlog (see [`tail`]).
+    fn check(&mut self, landed: Landed) -> Result<(usize, Option<i64>), TaskError> {
+        let p = usize::try_from(landed.partition).unwrap_or(usize::MAX);
+        if let Some(next) = self.expect.get_mut(p) {
+            match landed.offset {
+                Some(o) if o == *next => *next += 1,
+                other => {
+                    let got = other.map_or_else(
+                        || "without an offset".to_owned(),
+                        |o| format!("at offset {o}"),
+                    );
+                    return Err(TaskError::Transient(format!(
+                        "the broker acknowledged a record of {} [{p}] {got} where offset {next} was next: it doubled records or lost some; the loop restarts and checks the topic against the binlog",
+                        self.dest.name()
+                    )));
+                }
+            }
+        }
+        Ok((p, landed.offset))
+    }
+
+    /// The newest commit whose records are all acknowledged, if one became so, with the
+    /// topic offsets its records end at (see [`window`]).
+    pub(crate) fn settled(&mut self) -> Option<window::Settled> {
         self.window.settled()
     }
 

@@ -6,9 +6,11 @@
 //! position it was read at; a tail written from another source server's binlog is refused
 //! (positions of two servers are not comparable).
 
+use std::collections::VecDeque;
+
 use ferry_domain::change::split_part;
 use ferry_domain::position::Position;
-use ferry_kafka::sink::TailHeaders;
+use ferry_kafka::sink::{TailHeaders, Watermarks};
 
 use crate::error::DefiniteError;
 
@@ -65,40 +67,232 @@ impl Tail {
     }
 }
 
-/// The tails of a topic's partitions, each dropped once the loop passed it.
-#[derive(Debug, Default)]
-pub(crate) struct Tails(Vec<Option<Tail>>);
+/// The records of one partition after the checkpoint, as a restarted loop found them: the
+/// offset and key hash of each, in topic order, and the last one's tail.
+#[derive(Debug)]
+pub(crate) struct Found {
+    records: VecDeque<HeldRecord>,
+    tail: Tail,
+}
 
-impl Tails {
-    pub(crate) fn new(tails: Vec<Option<Tail>>) -> Self {
-        Self(tails)
+/// One record a partition held.
+#[derive(Debug)]
+pub(crate) struct HeldRecord {
+    offset: i64,
+    hash: u64,
+    heartbeat: bool,
+}
+
+impl Found {
+    /// A partition's records from `offset`, read in topic order: how each is held
+    /// ([`Found::record`]) and the last one's headers (its tail); `None` for none.
+    pub(crate) fn new(
+        (records, last): (Vec<HeldRecord>, Option<TailHeaders>),
+        source: &str,
+    ) -> Result<Option<Self>, DefiniteError> {
+        let Some(last) = last else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            records: records.into(),
+            tail: Tail::parse(&last, source)?,
+        }))
     }
 
-    /// Whether the record at `position` with `index` (see [`Tail::covers`]), going to
+    /// How a record read at `offset` is held: its key hashed, not kept.
+    pub(crate) fn record(offset: i64, h: &TailHeaders) -> HeldRecord {
+        HeldRecord {
+            offset,
+            hash: key_hash(&h.key),
+            heartbeat: h.key.starts_with("hb/"),
+        }
+    }
+}
+
+/// A 64-bit hash of an idempotency key: what the reconciliation compares (a restart may hold
+/// a million keys; two different keys of one partition's unconfirmed range colliding is a
+/// 2^-64 chance per comparison).
+fn key_hash(key: &str) -> u64 {
+    key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// What a partition held when the loop started, past the checkpoint.
+#[derive(Debug)]
+enum Held {
+    /// Every record after the checkpoint, read from the offsets the checkpoint names: a
+    /// re-read record is skipped only if the topic holds it, in the order the binlog gives.
+    Records(Found),
+    /// Only the last record (a checkpoint without offsets, written before Ferry kept them, or
+    /// one whose records the topic's retention deleted): everything up to it is taken as there.
+    Tail(Tail),
+}
+
+/// A partition as a restarted loop found it: its records after the checkpoint (`Ok`) or its
+/// last record (`Err`), and the offset its records after the checkpoint start at (`None`:
+/// unknown).
+pub(crate) type Opened = (Result<Option<Found>, Option<Tail>>, Option<i64>);
+
+/// Whether a re-read record is already in the topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Already {
+    /// Not there: send it.
+    No,
+    /// There, at this offset (`None`: on the tail's word, offset unknown).
+    There(Option<i64>),
+    /// A heartbeat the previous loop did not write: not sent, its position is covered by the
+    /// records around it.
+    Dropped,
+}
+
+/// What a restarted loop must know when the topic and the binlog disagree.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Repairs {
+    /// Records in the topic that the binlog does not give at their place (written twice by
+    /// the broker, or by a loop with another selection): left there, counted.
+    pub(crate) strays: u64,
+    /// Records the binlog gives that the topic lacks (acknowledged and lost by the broker):
+    /// sent again, with every record after them, so each key's changes stay in order.
+    pub(crate) missing: u64,
+    /// Records after a missing one, sent again to keep the order: duplicates in the topic.
+    pub(crate) resent: u64,
+}
+
+impl Repairs {
+    fn stray(&mut self, partition: usize, strays: usize) {
+        if strays > 0 {
+            self.strays += strays as u64;
+            tracing::warn!(
+                partition,
+                strays,
+                "the topic holds records the binlog does not give at their place (written twice by the broker, or under another selection): left in place"
+            );
+        }
+    }
+}
+
+/// What a topic's partitions held when the loop started, each dropped once the loop passed it.
+#[derive(Debug, Default)]
+pub(crate) struct Tails {
+    held: Vec<Option<Held>>,
+    /// Per partition, the offset the records after the checkpoint start at (`None`: unknown).
+    start: Vec<Option<i64>>,
+    /// Per partition, the offset the loop's first record must land at: the high watermark.
+    high: Vec<i64>,
+    repairs: Repairs,
+}
+
+impl Tails {
+    /// Partitions known by their last record only (tests).
+    #[cfg(test)]
+    pub(crate) fn new(tails: Vec<Option<Tail>>) -> Self {
+        Self {
+            held: tails.into_iter().map(|t| t.map(Held::Tail)).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Partitions known record by record (`Ok`) or by their last record (`Err`), with the
+    /// offset their records after the checkpoint start at, and their watermarks.
+    pub(crate) fn reconciling(partitions: Vec<Opened>, marks: &[Watermarks]) -> Self {
+        let (held, start) = partitions
+            .into_iter()
+            .map(|(p, start)| {
+                let held = match p {
+                    Ok(found) => found.map(Held::Records),
+                    Err(tail) => tail.map(Held::Tail),
+                };
+                (held, start)
+            })
+            .unzip();
+        Self {
+            held,
+            start,
+            high: marks.iter().map(|w| w.high).collect(),
+            repairs: Repairs::default(),
+        }
+    }
+
+    /// Per partition, where the records after the checkpoint start (`None`: unknown).
+    pub(crate) fn start_offsets(&self) -> Vec<Option<i64>> {
+        self.start.clone()
+    }
+
+    /// Per partition, the offset the loop's first record must land at.
+    pub(crate) fn high_watermarks(&self) -> Vec<i64> {
+        self.high.clone()
+    }
+
+    /// Whether record `key` at `position` with `index` (see [`Tail::covers`]), going to
     /// `partition`, is already there.
     pub(crate) fn covers(
         &mut self,
         partition: usize,
         position: &Position,
         index: (u32, u8),
-    ) -> bool {
-        let Some(slot) = self.0.get_mut(partition) else {
-            return false;
+        key: &str,
+    ) -> Already {
+        let Some(slot) = self.held.get_mut(partition) else {
+            return Already::No;
         };
-        let Some(tail) = slot else {
-            return false;
+        let answer = match slot {
+            None => return Already::No,
+            Some(Held::Tail(tail)) => {
+                if tail.covers(position, index) {
+                    return Already::There(None);
+                }
+                Already::No
+            }
+            Some(Held::Records(found)) => {
+                let hash = key_hash(key);
+                if let Some(at) = found.records.iter().position(|r| r.hash == hash) {
+                    // Records before it that the binlog did not give here: strays.
+                    let strays = found.records.drain(..at).filter(|r| !r.heartbeat).count();
+                    self.repairs.stray(partition, strays);
+                    let offset = found.records.pop_front().map(|r| r.offset);
+                    if !found.records.is_empty() {
+                        return Already::There(offset);
+                    }
+                    Already::There(offset)
+                } else if !found.tail.covers(position, index) {
+                    // Past the last record the partition held: what is left was not given
+                    // by the binlog at all.
+                    let strays = found.records.iter().filter(|r| !r.heartbeat).count();
+                    self.repairs.stray(partition, strays);
+                    Already::No
+                } else if key.starts_with("hb/") {
+                    return Already::Dropped;
+                } else {
+                    let after = found.records.len() as u64;
+                    self.repairs.missing += 1;
+                    self.repairs.resent += after;
+                    tracing::warn!(
+                        partition,
+                        key,
+                        position = %position,
+                        "the topic lacks a record before its tail (the broker acknowledged it and lost it): sending it again, with the {after} records after it, in order"
+                    );
+                    Already::No
+                }
+            }
         };
-        if tail.covers(position, index) {
-            return true;
-        }
-        // Past the tail: every later event of this partition is new.
+        // Past what the partition held: every later record of it is new.
         *slot = None;
-        false
+        answer
     }
 
     /// The positions of the tails (where a reselection may first switch, see `capture`).
     pub(crate) fn positions(&self) -> impl Iterator<Item = &Position> {
-        self.0.iter().flatten().map(|t| &t.position)
+        self.held.iter().flatten().map(|h| match h {
+            Held::Tail(t) | Held::Records(Found { tail: t, .. }) => &t.position,
+        })
+    }
+
+    /// What the reconciliation found so far.
+    #[cfg(test)]
+    fn repairs(&self) -> &Repairs {
+        &self.repairs
     }
 }
 
@@ -198,19 +392,165 @@ mod tests {
             Some(parse("0-1-9/2", "binlog.000002:500").unwrap()),
             None,
         ]);
-        assert!(tails.covers(0, &at("binlog.000002:500"), (1, 0)));
-        assert!(
-            !tails.covers(1, &at("binlog.000001:4"), (1, 0)),
+        let there = Already::There(None);
+        assert_eq!(
+            tails.covers(0, &at("binlog.000002:500"), (1, 0), "k"),
+            there
+        );
+        assert_eq!(
+            tails.covers(1, &at("binlog.000001:4"), (1, 0), "k"),
+            Already::No,
             "an empty partition"
         );
-        assert!(!tails.covers(0, &at("binlog.000002:600"), (0, 0)));
-        assert!(
-            !tails.covers(0, &at("binlog.000002:500"), (1, 0)),
+        assert_eq!(
+            tails.covers(0, &at("binlog.000002:600"), (0, 0), "k"),
+            Already::No
+        );
+        assert_eq!(
+            tails.covers(0, &at("binlog.000002:500"), (1, 0), "k"),
+            Already::No,
             "once passed, the tail is gone"
         );
-        assert!(
-            !tails.covers(7, &at("binlog.000001:4"), (0, 0)),
+        assert_eq!(
+            tails.covers(7, &at("binlog.000001:4"), (0, 0), "k"),
+            Already::No,
             "no such partition"
         );
+    }
+
+    /// A partition that held `records` (key, position) from offset 100.
+    fn holding(records: &[(&str, &str)]) -> Tails {
+        let read = records
+            .iter()
+            .enumerate()
+            .map(|(i, (k, p))| {
+                let h = headers(k, p, Some("server_id:1"));
+                (Found::record(100 + i as i64, &h), h)
+            })
+            .collect::<Vec<_>>();
+        let high = 100 + read.len() as i64;
+        let last = read.last().map(|(_, h)| h.clone());
+        let records = read.into_iter().map(|(r, _)| r).collect();
+        let found = Found::new((records, last), "server_id:1").unwrap();
+        Tails::reconciling(vec![(Ok(found), Some(100))], &[Watermarks { low: 0, high }])
+    }
+
+    /// The binlog's records, in order, and whether each is already there.
+    fn replay(tails: &mut Tails, records: &[(&str, &str)]) -> Vec<Already> {
+        records
+            .iter()
+            .map(|(k, p)| {
+                let index = k
+                    .rsplit_once('/')
+                    .and_then(|(_, i)| i.parse().ok())
+                    .unwrap_or(u32::MAX);
+                tails.covers(0, &p.parse().unwrap(), (index, 0), k)
+            })
+            .collect()
+    }
+
+    const A: (&str, &str) = ("g-1/0", "binlog.000001:100");
+    const B: (&str, &str) = ("g-2/0", "binlog.000001:200");
+    const C: (&str, &str) = ("g-3/0", "binlog.000001:300");
+    const D: (&str, &str) = ("g-4/0", "binlog.000001:400");
+
+    #[test]
+    fn what_the_topic_holds_after_the_checkpoint_is_skipped_record_by_record() {
+        let mut tails = holding(&[A, B, C]);
+        assert_eq!(tails.start_offsets(), [Some(100)]);
+        assert_eq!(tails.high_watermarks(), [103]);
+        assert_eq!(
+            replay(&mut tails, &[A, B, C, D]),
+            [
+                Already::There(Some(100)),
+                Already::There(Some(101)),
+                Already::There(Some(102)),
+                Already::No
+            ]
+        );
+        assert_eq!(tails.repairs(), &Repairs::default());
+    }
+
+    #[test]
+    fn a_record_the_broker_lost_is_sent_again_with_everything_after_it() {
+        // B was acknowledged and lost: the topic holds A, C.
+        let mut tails = holding(&[A, C]);
+        assert_eq!(
+            replay(&mut tails, &[A, B, C, D]),
+            [
+                Already::There(Some(100)),
+                Already::No,
+                Already::No,
+                Already::No
+            ],
+            "C again after B: each key's changes stay in order"
+        );
+        assert_eq!(
+            tails.repairs(),
+            &Repairs {
+                strays: 0,
+                missing: 1,
+                resent: 1
+            }
+        );
+    }
+
+    #[test]
+    fn records_written_twice_are_left_and_not_written_again() {
+        // A stalled request of the previous loop landed late: B, C twice.
+        let mut tails = holding(&[A, B, C, B, C]);
+        assert_eq!(
+            replay(&mut tails, &[A, B, C, D]),
+            [
+                Already::There(Some(100)),
+                Already::There(Some(101)),
+                Already::There(Some(102)),
+                Already::No
+            ]
+        );
+        assert_eq!(tails.repairs().strays, 2);
+        assert_eq!(tails.repairs().missing, 0);
+        // Doubled in the middle: A, B, A, B, C.
+        let mut tails = holding(&[A, B, A, B, C]);
+        assert_eq!(
+            replay(&mut tails, &[A, B, C]),
+            [
+                Already::There(Some(100)),
+                Already::There(Some(101)),
+                Already::There(Some(104))
+            ]
+        );
+        assert_eq!(tails.repairs().strays, 2);
+    }
+
+    #[test]
+    fn heartbeats_are_neither_strays_nor_missing() {
+        let hb1 = ("hb/binlog.000001:150", "binlog.000001:150");
+        let hb2 = ("hb/binlog.000001:160", "binlog.000001:160");
+        let hb3 = ("hb/binlog.000001:250", "binlog.000001:250");
+        let mut tails = holding(&[A, hb1, B, hb3]);
+        assert_eq!(
+            replay(&mut tails, &[A, hb2, B, C]),
+            [
+                Already::There(Some(100)),
+                Already::Dropped,
+                Already::There(Some(102)),
+                Already::No
+            ],
+            "a heartbeat the topic lacks is not written in the middle of what it holds"
+        );
+        assert_eq!(tails.repairs(), &Repairs::default());
+    }
+
+    #[test]
+    fn a_partition_that_held_nothing_after_the_checkpoint_starts_there() {
+        let marks = [
+            Watermarks { low: 0, high: 40 },
+            Watermarks { low: 0, high: 0 },
+        ];
+        let mut tails = Tails::reconciling(vec![(Ok(None), Some(40)), (Ok(None), Some(0))], &marks);
+        assert_eq!(tails.start_offsets(), [Some(40), Some(0)]);
+        assert_eq!(tails.high_watermarks(), [40, 0]);
+        assert_eq!(replay(&mut tails, &[A]), [Already::No]);
     }
 }

@@ -116,7 +116,9 @@ pub(super) async fn checkpoint_applied(
     applier: &mut Applier,
 ) -> Result<(), TaskError> {
     if let Some((position, time)) = applier.applied.take() {
-        session.write_checkpoint(&position, time, None).await?;
+        session
+            .write_checkpoint((&position, time, None), None)
+            .await?;
     }
     Ok(())
 }
