@@ -21,7 +21,29 @@ export class ApiError extends Error {
   }
 }
 
+/** Requests not answered yet, and who waits for none to be left. */
+let inFlight = 0;
+let idleWaiters: (() => void)[] = [];
+
+/** Resolves once no request is in flight (before deleting what the page is still reading). */
+export function idle(): Promise<void> {
+  return inFlight === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve));
+}
+
 export async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  inFlight++;
+  try {
+    return await send<T>(method, path, body);
+  } finally {
+    if (--inFlight === 0) {
+      const waiting = idleWaiters;
+      idleWaiters = [];
+      for (const w of waiting) w();
+    }
+  }
+}
+
+async function send<T>(method: string, path: string, body?: unknown): Promise<T> {
   const init: RequestInit = { method, headers: {} };
   if (body !== undefined) {
     init.body = JSON.stringify(body);

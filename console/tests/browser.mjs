@@ -70,3 +70,39 @@ export async function textOf(page, selector) {
   const l = page.locator(selector).first();
   return (await l.count()) ? ((await l.textContent()) ?? "").trim() : "";
 }
+
+/** Form controls on `page` a keyboard or screen-reader user cannot name: inputs, selects and
+ * text areas without a label, buttons and links without text or a label. */
+export async function unlabelled(page) {
+  return page.evaluate(() => {
+    const named = (el) => (el.getAttribute("aria-label") ?? "").trim() || el.getAttribute("aria-labelledby");
+    const out = [];
+    for (const el of document.querySelectorAll("input, select, textarea")) {
+      if (el.type === "hidden") continue;
+      if (!(el.labels && el.labels.length) && !named(el)) out.push(el.outerHTML.slice(0, 120));
+    }
+    for (const el of document.querySelectorAll("button, a[href]")) {
+      if (!(el.textContent ?? "").trim() && !named(el) && !el.getAttribute("title")) out.push(el.outerHTML.slice(0, 120));
+    }
+    return out;
+  });
+}
+
+/** Presses Tab until the focused control's label is `label` (at most `max` presses): how a
+ * keyboard user reaches it. */
+export async function tabTo(page, label, max = 120) {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press("Tab");
+    const at = await page.evaluate(() => {
+      const el = document.activeElement;
+      return el?.labels?.[0]?.textContent?.trim() ?? el?.getAttribute?.("aria-label") ?? el?.textContent?.trim() ?? "";
+    });
+    if (at === label) return;
+  }
+  throw new Error(`"${label}" is not reachable with Tab within ${max} presses`);
+}
+
+/** How many pixels `page` is wider than its viewport (0: it fits). */
+export async function overflow(page) {
+  return page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+}

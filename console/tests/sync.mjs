@@ -5,7 +5,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 
-import { launch, progressing, sourceSql as sql, step, textOf, watchPage } from "./browser.mjs";
+import { launch, overflow, progressing, sourceSql as sql, step, textOf, unlabelled, watchPage } from "./browser.mjs";
 
 const url = process.env.FERRY_CONSOLE_URL;
 const source = JSON.parse(process.env.FERRY_SOURCE);
@@ -98,6 +98,24 @@ try {
       return { done: at.includes("no differences"), at };
     });
     await shot("verify");
+  });
+
+  await step("the sync screens fit a phone, and every control has a label", async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const [link, name, ready] of [
+      ["Verify", "verify-phone", '[data-testid="verify-state"]'],
+      ["Configure", "sync-configure-phone", 'button:has-text("Apply the objects"), button:has-text("Save configuration")'],
+      ["Overview", "sync-overview-phone", '[data-testid="task-state"]'],
+    ]) {
+      await page.getByRole("link", { name: link }).click();
+      await page.locator(ready).first().waitFor();
+      const wide = await overflow(page);
+      if (wide > 2) throw new Error(`${link} is ${wide}px wider than a 390px screen`);
+      const missing = await unlabelled(page);
+      if (missing.length) throw new Error(`${link} has controls without a label: ${missing.join(", ")}`);
+      await shot(name);
+    }
+    await page.setViewportSize({ width: 1280, height: 800 });
   });
 
   if (problems.length) throw new Error(`console errors or failed requests:\n${problems.join("\n")}`);

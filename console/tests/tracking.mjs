@@ -9,7 +9,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 
-import { launch, progressing, sourceSql as sql, step, textOf, watchPage } from "./browser.mjs";
+import { launch, overflow, progressing, sourceSql as sql, step, tabTo, textOf, unlabelled, watchPage } from "./browser.mjs";
 
 const url = process.env.FERRY_CONSOLE_URL;
 const source = JSON.parse(process.env.FERRY_SOURCE);
@@ -58,10 +58,17 @@ try {
     const table = page.locator(`input[name="table-${source.database}.orders"]`);
     await table.check();
     await page.getByRole("button", { name: "all columns" }).click();
+    // A table pattern, added with Enter (not submitting the form), shown in the JSON, removed.
+    await page.getByLabel(/^Add by pattern/).fill(`${source.database}.orders_archive_*`);
+    await page.getByLabel(/^Add by pattern/).press("Enter");
     await shot("configure-picker");
     await page.getByText("The configuration as JSON").click();
-    const json = JSON.parse(await page.getByTestId("config-json").textContent());
-    if (json.objects.databases[0].tables[0].name !== "orders") throw new Error(`the JSON does not select orders: ${JSON.stringify(json.objects)}`);
+    let json = JSON.parse(await page.getByTestId("config-json").textContent());
+    const tables = json.objects.databases[0].tables.map((t) => t.name);
+    if (JSON.stringify(tables) !== JSON.stringify(["orders", "orders_archive_*"])) throw new Error(`the JSON does not select orders and the pattern: ${JSON.stringify(json.objects)}`);
+    await page.getByRole("list", { name: "Patterns" }).getByRole("button", { name: "remove" }).click();
+    json = JSON.parse(await page.getByTestId("config-json").textContent());
+    if (json.objects.databases[0].tables.length !== 1 || json.objects.databases[0].tables[0].name !== "orders") throw new Error(`the JSON does not select orders: ${JSON.stringify(json.objects)}`);
     await page.getByRole("button", { name: "Save configuration" }).click();
     await page.getByText("Saved.").waitFor();
   });
@@ -92,15 +99,6 @@ try {
     await shot("overview");
   });
 
-  await step("the overview is usable on a phone", async () => {
-    await page.setViewportSize({ width: 390, height: 844 });
-    await page.getByTestId("task-state").waitFor();
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    if (overflow > 2) throw new Error(`the page is ${overflow}px wider than a 390px screen`);
-    await shot("overview-phone");
-    await page.setViewportSize({ width: 1280, height: 800 });
-  });
-
   await step("two consumer groups are created, a password changed, a group deleted", async () => {
     await page.getByRole("link", { name: "Consumer groups" }).click();
     const create = async (name, password) => {
@@ -111,7 +109,16 @@ try {
       await page.getByTestId(`group-${name}`).waitFor();
     };
     await create("billing", "Billing-2026");
-    await create("search", "Search-2026");
+    // The second with the keyboard only: Tab to the first field, type, Tab on, Enter.
+    await page.getByRole("heading", { name: "orders-cdc" }).click();
+    await tabTo(page, "Group name");
+    await page.keyboard.type("search");
+    await page.keyboard.press("Tab");
+    await page.keyboard.type("search");
+    await page.keyboard.press("Tab");
+    await page.keyboard.type("Search-2026");
+    await page.keyboard.press("Enter");
+    await page.getByTestId("group-search").waitFor();
     const billing = page.getByTestId("group-billing");
     await billing.getByText("sasl.username").waitFor();
     await billing.getByLabel("Old password").fill("Billing-2026");
@@ -143,6 +150,36 @@ try {
     if (count !== 3) throw new Error(`${count} changes of key 5, 3 expected`);
     if ((await page.locator("tr.changed").count()) !== 2) throw new Error("each update's changed column is highlighted");
     await shot("changes");
+  });
+
+  await step("every screen fits a phone, and every control has a label", async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    const screens = [
+      ["Overview", "overview-phone", '[data-testid="task-state"]'],
+      ["Configure", "configure-phone", 'button:has-text("Save configuration"), button:has-text("Apply the objects")'],
+      ["Consumer groups", "groups-phone", '[data-testid="group-billing"]'],
+      ["Data changes", "changes-phone", 'button:has-text("Show changes")'],
+    ];
+    for (const [link, name, ready] of screens) {
+      await page.getByRole("link", { name: link }).click();
+      await page.locator(ready).first().waitFor();
+      const wide = await overflow(page);
+      if (wide > 2) throw new Error(`${link} is ${wide}px wider than a 390px screen`);
+      const missing = await unlabelled(page);
+      if (missing.length) throw new Error(`${link} has controls without a label: ${missing.join(", ")}`);
+      await shot(name);
+    }
+    await page.goto(url);
+    await page.getByRole("heading", { name: "Instances" }).waitFor();
+    await page.getByRole("link", { name: "orders-cdc" }).waitFor();
+    const wide = await overflow(page);
+    if (wide > 2) throw new Error(`the instance list is ${wide}px wider than a 390px screen`);
+    const missing = await unlabelled(page);
+    if (missing.length) throw new Error(`the instance list has controls without a label: ${missing.join(", ")}`);
+    await shot("instances-phone");
+    await page.setViewportSize({ width: 1280, height: 800 });
+    await page.getByRole("link", { name: "orders-cdc" }).click();
+    await page.getByRole("heading", { name: "orders-cdc" }).waitFor();
   });
 
   await step("the instance is reset, then deleted", async () => {

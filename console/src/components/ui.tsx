@@ -21,6 +21,8 @@ export function Field(props: {
   autocomplete?: string;
   min?: number;
   max?: number;
+  /** Enter in the field does this instead of submitting the form around it. */
+  onEnter?: () => void;
 }) {
   const [id] = useState(fieldId);
   return (
@@ -38,6 +40,16 @@ export function Field(props: {
         aria-invalid={props.error ? true : undefined}
         aria-describedby={props.error ? `${id}-error` : undefined}
         onInput={(e) => props.onInput((e.target as HTMLInputElement).value)}
+        onKeyDown={
+          props.onEnter
+            ? (e) => {
+                if (e.key === "Enter") {
+                  e.preventDefault();
+                  props.onEnter?.();
+                }
+              }
+            : undefined
+        }
       />
       {props.hint && !props.error && <small class="muted">{props.hint}</small>}
       {props.error && (
@@ -100,6 +112,12 @@ export function fieldError(error: unknown, field: string): string | undefined {
   return undefined;
 }
 
+/** While true, polls skip their turns (an action is about to make what they read disappear). */
+let pollsPaused = false;
+export function pausePolls(paused: boolean) {
+  pollsPaused = paused;
+}
+
 /** Loads with `load` now and every `intervalMs` (0: once); `reload` loads again at once. */
 export function usePoll<T>(load: () => Promise<T>, intervalMs: number, deps: unknown[]) {
   const [data, setData] = useState<T | undefined>(undefined);
@@ -118,7 +136,9 @@ export function usePoll<T>(load: () => Promise<T>, intervalMs: number, deps: unk
     setData(undefined);
     void reload();
     if (!intervalMs) return;
-    const t = setInterval(() => void reload(), intervalMs);
+    const t = setInterval(() => {
+      if (!pollsPaused) void reload();
+    }, intervalMs);
     return () => clearInterval(t);
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);

@@ -48,16 +48,23 @@ interface Choice {
   [database: string]: { all: boolean; target: string; tables: { [table: string]: { columns: string[] | null; target: string } } };
 }
 
+const isPattern = (name: string) => name.includes("*") || name.includes("?");
+
+/** Patterns are `database` or `database.table` names with `*` and `?`. */
 function choiceFrom(objects: ObjectSelection | undefined): { choice: Choice; patterns: string[] } {
   const choice: Choice = {};
   const patterns: string[] = [];
   for (const d of objects?.databases ?? []) {
-    if (d.name.includes("*") || d.name.includes("?")) {
+    if (isPattern(d.name) && !d.tables) {
       patterns.push(d.name);
       continue;
     }
     const tables: Choice[string]["tables"] = {};
-    for (const t of d.tables ?? []) tables[t.name] = { columns: t.columns ?? null, target: t.target_name ?? "" };
+    for (const t of d.tables ?? []) {
+      if (isPattern(t.name) || isPattern(d.name)) patterns.push(`${d.name}.${t.name}`);
+      else tables[t.name] = { columns: t.columns ?? null, target: t.target_name ?? "" };
+    }
+    if (isPattern(d.name) || (d.tables && Object.keys(tables).length === 0)) continue;
     choice[d.name] = { all: !d.tables, target: d.target_name ?? "", tables };
   }
   return { choice, patterns };
@@ -79,7 +86,20 @@ function selectionFrom(choice: Choice, patterns: string[], operations: string[],
     }
     databases.push(entry);
   }
-  for (const p of patterns) databases.push({ name: p });
+  for (const p of patterns) {
+    const dot = p.indexOf(".");
+    if (dot < 0) {
+      databases.push({ name: p });
+      continue;
+    }
+    // A table pattern joins its database's entry (or makes one); a database chosen whole
+    // already has every table.
+    const [db, table] = [p.slice(0, dot), p.slice(dot + 1)];
+    const entry = databases.find((d) => d.name === db);
+    if (entry && !entry.tables) continue;
+    if (entry) entry.tables!.push({ name: table });
+    else databases.push({ name: db, tables: [{ name: table }] });
+  }
   return { databases, operations };
 }
 
@@ -411,7 +431,8 @@ function Picker(props: { catalog: SourceObjects; choice: Choice; onChange: (c: C
   );
 }
 
-/** Databases chosen by a wildcard pattern (`shop_*`), which also match databases created later. */
+/** Databases (`shop_*`) or tables (`shop.orders_*`) chosen by a wildcard pattern, which also
+ * match databases and tables created later. */
 function Patterns({ patterns, onChange }: { patterns: string[]; onChange: (p: string[]) => void }) {
   const [pattern, setPattern] = useState("");
   const add = () => {
@@ -422,13 +443,13 @@ function Patterns({ patterns, onChange }: { patterns: string[]; onChange: (p: st
     <div class="patterns">
       {/* Inside the configuration's form: a button, not a nested form. */}
       <div class="inline">
-        <Field label="Add databases by pattern (* and ?)" name="pattern" value={pattern} onInput={setPattern} />
+        <Field label="Add by pattern: database (shop_*) or database.table (shop.orders_*)" name="pattern" value={pattern} onInput={setPattern} onEnter={add} />
         <button type="button" onClick={add}>
           Add pattern
         </button>
       </div>
       {patterns.length > 0 && (
-        <ul aria-label="Database patterns">
+        <ul aria-label="Patterns">
           {patterns.map((p) => (
             <li key={p}>
               <span class="code">{p}</span>{" "}

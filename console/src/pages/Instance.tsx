@@ -3,8 +3,8 @@
 import type { JSX } from "preact";
 import { useState } from "preact/hooks";
 
-import { api, type Instance as InstanceT } from "../api";
-import { Busy, ErrorNote, Field, usePoll } from "../components/ui";
+import { api, idle, type Instance as InstanceT } from "../api";
+import { Busy, ErrorNote, Field, pausePolls, usePoll } from "../components/ui";
 import { go, href } from "../router";
 import { Changes } from "./Changes";
 import { Configure } from "./Configure";
@@ -106,8 +106,23 @@ function Lifecycle({ instance: i, onChanged }: { instance: InstanceT; onChanged:
           if (confirm(`Delete ${i.name} with its task, topic and consumer groups?`))
             void run(
               "delete",
-              () => api.remove(i.id),
-              () => go({ page: "instances" }),
+              async () => {
+                // The page's polls stop and their requests finish first: none asks for the
+                // instance after it is gone (a 404 in the console otherwise).
+                pausePolls(true);
+                try {
+                  await idle();
+                  await api.remove(i.id);
+                } catch (e) {
+                  pausePolls(false);
+                  throw e;
+                }
+              },
+              () => {
+                go({ page: "instances" });
+                // Once the instance's page is gone (the route changes on the next events).
+                setTimeout(() => pausePolls(false), 500);
+              },
             );
         }}
       >

@@ -49,6 +49,20 @@ pub enum Event {
         failed_items: Vec<String>,
         at: DateTime<Utc>,
     },
+    /// A restarted capture loop found its topic differing from the binlog after the checkpoint
+    /// (a broker that lost acknowledged records or wrote some twice) and repaired what it could.
+    TopicRepaired {
+        instance: InstanceId,
+        topic: String,
+        partition: i32,
+        /// Records the topic lacked before its tail: written again.
+        missing: u64,
+        /// Records after a missing one, written again to keep each key's order: duplicates.
+        resent: u64,
+        /// Records the binlog does not give at their place: left in the topic, duplicates.
+        strays: u64,
+        at: DateTime<Utc>,
+    },
     /// The reconciler changed the capture service's desired count.
     CaptureServiceScaled {
         service: String,
@@ -69,6 +83,7 @@ impl Event {
             Self::TaskStateChanged { .. } => "Task State Changed",
             Self::PrecheckFinished { .. } => "Precheck Finished",
             Self::CaptureServiceScaled { .. } => "Capture Service Scaled",
+            Self::TopicRepaired { .. } => "Topic Repaired",
         }
     }
 
@@ -110,6 +125,17 @@ impl Event {
                 at,
             } => {
                 json!({"service": service, "from": from, "to": to, "running_tasks": running_tasks, "time": at})
+            }
+            Self::TopicRepaired {
+                instance,
+                topic,
+                partition,
+                missing,
+                resent,
+                strays,
+                at,
+            } => {
+                json!({"instance_id": instance, "topic": topic, "partition": partition, "missing": missing, "resent": resent, "strays": strays, "time": at})
             }
         }
     }

@@ -210,6 +210,9 @@ async fn capture<D: Destination>(
             switch(session, &mut objects, &position, &mut events).await?;
         }
         out.settle().await?;
+        for (partition, found) in out.take_repairs() {
+            report_repair(session, out.destination().name(), partition, found).await;
+        }
         if let Some(settled) = out.settled() {
             cadence.settled(settled);
         }
@@ -386,6 +389,27 @@ async fn switch(
     events.stop();
     *events = open_events(session, &change.position, catalog).await?;
     Ok(())
+}
+
+/// Publishes what a restarted loop found repairing its topic (`Topic Repaired`), for an
+/// operator to know its consumers see duplicates, and why.
+async fn report_repair(
+    session: &Session<'_>,
+    topic: &str,
+    partition: usize,
+    found: delivery::tail::Repairs,
+) {
+    tracing::warn!(instance = %session.instance, topic, partition, missing = found.missing, resent = found.resent, strays = found.strays, "topic repaired after the broker lost or doubled records");
+    let event = ferry_aws::Event::TopicRepaired {
+        instance: session.instance.clone(),
+        topic: topic.to_owned(),
+        partition: i32::try_from(partition).unwrap_or(i32::MAX),
+        missing: found.missing,
+        resent: found.resent,
+        strays: found.strays,
+        at: chrono::Utc::now(),
+    };
+    session.state.events().publish_or_log(&[event]).await;
 }
 
 /// Writes a checkpoint. A reselection that landed since the loop last looked makes the store

@@ -14,7 +14,7 @@ mod destination;
 mod discard;
 mod kafka;
 mod kinesis;
-mod tail;
+pub(crate) mod tail;
 mod window;
 
 use std::sync::Arc;
@@ -388,6 +388,12 @@ impl<D: Destination> Delivery<D> {
 
     pub(crate) fn last_key(&self) -> Option<&str> {
         self.last_key.as_deref()
+    }
+
+    /// The partitions whose comparison with the binlog ended since the last call having found
+    /// records the broker lost or doubled, with what was found.
+    pub(crate) fn take_repairs(&mut self) -> Vec<(usize, tail::Repairs)> {
+        self.tails.take_found()
     }
 
     /// Where a restarted loop's tails are: no reselection switches before them.

@@ -147,7 +147,7 @@ pub(crate) enum Already {
 }
 
 /// What a restarted loop must know when the topic and the binlog disagree.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Repairs {
     /// Records in the topic that the binlog does not give at their place (written twice by
     /// the broker, or by a loop with another selection): left there, counted.
@@ -160,6 +160,17 @@ pub(crate) struct Repairs {
 }
 
 impl Repairs {
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    #[cfg(test)]
+    fn add(&mut self, other: &Self) {
+        self.strays += other.strays;
+        self.missing += other.missing;
+        self.resent += other.resent;
+    }
+
     fn stray(&mut self, partition: usize, strays: usize) {
         if strays > 0 {
             self.strays += strays as u64;
@@ -180,7 +191,10 @@ pub(crate) struct Tails {
     start: Vec<Option<i64>>,
     /// Per partition, the offset the loop's first record must land at: the high watermark.
     high: Vec<i64>,
-    repairs: Repairs,
+    /// Per partition, what the reconciliation found while it lasts.
+    repairs: Vec<Repairs>,
+    /// Partitions whose reconciliation ended with something found, to report.
+    found: Vec<(usize, Repairs)>,
 }
 
 impl Tails {
@@ -210,7 +224,8 @@ impl Tails {
             held,
             start,
             high: marks.iter().map(|w| w.high).collect(),
-            repairs: Repairs::default(),
+            repairs: vec![Repairs::default(); marks.len()],
+            found: Vec::new(),
         }
     }
 
@@ -233,7 +248,10 @@ impl Tails {
         index: (u32, u8),
         key: &str,
     ) -> Already {
-        let Some(slot) = self.held.get_mut(partition) else {
+        let (Some(slot), Some(repairs)) = (
+            self.held.get_mut(partition),
+            self.repairs.get_mut(partition),
+        ) else {
             return Already::No;
         };
         let answer = match slot {
@@ -249,7 +267,7 @@ impl Tails {
                 if let Some(at) = found.records.iter().position(|r| r.hash == hash) {
                     // Records before it that the binlog did not give here: strays.
                     let strays = found.records.drain(..at).filter(|r| !r.heartbeat).count();
-                    self.repairs.stray(partition, strays);
+                    repairs.stray(partition, strays);
                     let offset = found.records.pop_front().map(|r| r.offset);
                     if !found.records.is_empty() {
                         return Already::There(offset);
@@ -259,14 +277,14 @@ impl Tails {
                     // Past the last record the partition held: what is left was not given
                     // by the binlog at all.
                     let strays = found.records.iter().filter(|r| !r.heartbeat).count();
-                    self.repairs.stray(partition, strays);
+                    repairs.stray(partition, strays);
                     Already::No
                 } else if key.starts_with("hb/") {
                     return Already::Dropped;
                 } else {
                     let after = found.records.len() as u64;
-                    self.repairs.missing += 1;
-                    self.repairs.resent += after;
+                    repairs.missing += 1;
+                    repairs.resent += after;
                     tracing::warn!(
                         partition,
                         key,
@@ -279,7 +297,15 @@ impl Tails {
         };
         // Past what the partition held: every later record of it is new.
         *slot = None;
+        if !repairs.is_empty() {
+            self.found.push((partition, std::mem::take(repairs)));
+        }
         answer
+    }
+
+    /// The partitions whose reconciliation ended since the last call with something found.
+    pub(crate) fn take_found(&mut self) -> Vec<(usize, Repairs)> {
+        std::mem::take(&mut self.found)
     }
 
     /// The positions of the tails (where a reselection may first switch, see `capture`).
@@ -289,10 +315,14 @@ impl Tails {
         })
     }
 
-    /// What the reconciliation found so far.
+    /// What the reconciliation found so far, in all partitions.
     #[cfg(test)]
-    fn repairs(&self) -> &Repairs {
-        &self.repairs
+    fn repairs(&self) -> Repairs {
+        let mut all = Repairs::default();
+        for r in self.repairs.iter().chain(self.found.iter().map(|(_, r)| r)) {
+            all.add(r);
+        }
+        all
     }
 }
 
@@ -468,7 +498,7 @@ mod tests {
                 Already::No
             ]
         );
-        assert_eq!(tails.repairs(), &Repairs::default());
+        assert_eq!(tails.repairs(), Repairs::default());
     }
 
     #[test]
@@ -487,7 +517,7 @@ mod tests {
         );
         assert_eq!(
             tails.repairs(),
-            &Repairs {
+            Repairs {
                 strays: 0,
                 missing: 1,
                 resent: 1
@@ -539,7 +569,7 @@ mod tests {
             ],
             "a heartbeat the topic lacks is not written in the middle of what it holds"
         );
-        assert_eq!(tails.repairs(), &Repairs::default());
+        assert_eq!(tails.repairs(), Repairs::default());
     }
 
     #[test]
