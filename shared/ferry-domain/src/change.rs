@@ -164,6 +164,28 @@ impl RowChange {
         })
     }
 
+    /// An update as the delete of its old image (the row left a row filter); `None` for
+    /// another operation.
+    pub fn into_delete(self) -> Option<Self> {
+        (self.operation == Operation::Update).then_some(())?;
+        Some(Self {
+            operation: Operation::Delete,
+            after: None,
+            ..self
+        })
+    }
+
+    /// An update as the insert of its new image (the row entered a row filter); `None` for
+    /// another operation.
+    pub fn into_insert(self) -> Option<Self> {
+        (self.operation == Operation::Update).then_some(())?;
+        Some(Self {
+            operation: Operation::Insert,
+            before: None,
+            ..self
+        })
+    }
+
     pub fn table(&self) -> &Arc<TableSchema> {
         &self.table
     }

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::InvalidInput;
 
+mod filter;
 mod prepared;
+pub use filter::{BoundFilter, Filter};
 pub use prepared::{ColumnMask, PreparedTable};
 
 /// Schemas a database wildcard never matches.
@@ -387,6 +389,14 @@ fn validate_tables(tables: &[TableSelection]) -> Result<(), InvalidInput> {
         }
         if let Some(f) = &t.filter {
             crate::invalid::check_text("filter", f, 4096).map_err(|e| e.at(&at))?;
+            Filter::parse(f).map_err(|reason| {
+                InvalidInput::new(
+                    "filter",
+                    reason,
+                    "write the filter as a condition on the table's columns, e.g. `total > 0 AND status IN ('paid', 'sent')`",
+                )
+                .at(&at)
+            })?;
         }
     }
     Ok(())

@@ -671,7 +671,15 @@ impl EventDecoder {
                 })?;
                 let carried = match &self.selection {
                     None => Some(Arc::new(PreparedTable::everything())),
-                    Some(s) => s.prepare(plan.schema()).map(Arc::new),
+                    Some(s) => s
+                        .prepare(plan.schema())
+                        .map_err(|e| {
+                            ReaderError::definite(
+                                e,
+                                "fix the table's row filter (PUT …/task/objects) or reset the task",
+                            )
+                        })?
+                        .map(Arc::new),
                 };
                 self.tables.insert(
                     tme.table_id(),

@@ -252,19 +252,20 @@ async fn snapshot_position(conn: &mut Conn) -> Result<Option<Position>, Snapshot
     Ok(Some(Position::new(file, offset, None)))
 }
 
-/// Reads the rows of `name` with keys after `lower` and up to `upper` (either open), in a
-/// consistent snapshot (see the module's `# Watermarks`).
+/// Reads the rows of `name` with keys after `lower` and up to `upper` (either open) that pass
+/// `filter` (a condition Ferry rendered from the table's row filter), in a consistent snapshot
+/// (see the module's `# Watermarks`).
 pub async fn read_chunk(
     conn: &mut Conn,
     name: &ObjectName,
     def: &TableDef,
-    lower: Option<&[Value]>,
-    upper: Option<&[Value]>,
+    (lower, upper): (Option<&[Value]>, Option<&[Value]>),
+    filter: Option<&str>,
 ) -> Result<ChunkRows, SnapshotError> {
     let before = master_position(conn).await?;
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         .await?;
-    let result = read_in_snapshot(conn, name, def, lower, upper).await;
+    let result = read_in_snapshot(conn, name, def, (lower, upper), filter).await;
     let exact = match &result {
         Ok(_) => snapshot_position(conn).await,
         Err(_) => Ok(None),
@@ -282,10 +283,10 @@ async fn read_in_snapshot(
     conn: &mut Conn,
     name: &ObjectName,
     def: &TableDef,
-    lower: Option<&[Value]>,
-    upper: Option<&[Value]>,
+    (lower, upper): (Option<&[Value]>, Option<&[Value]>),
+    filter: Option<&str>,
 ) -> Result<Vec<Vec<Value>>, SnapshotError> {
-    let mut conditions = Vec::new();
+    let mut conditions: Vec<String> = filter.map(|f| format!("({f})")).into_iter().collect();
     let mut params = Vec::new();
     for (bound, is_upper) in [(lower, false), (upper, true)] {
         if let Some(b) = bound {

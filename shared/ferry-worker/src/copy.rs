@@ -36,6 +36,7 @@ use std::sync::Arc;
 use ferry_domain::change::ObjectName;
 use ferry_domain::position::Position;
 use ferry_domain::schema::TableDef;
+use ferry_domain::selection::ObjectSelection;
 use ferry_domain::sync::TargetTable;
 use ferry_domain::value::Value;
 use ferry_mysql::ConnectParams;
@@ -54,6 +55,8 @@ struct ChunkJob {
     lower: Option<Vec<Value>>,
     upper: Option<Vec<Value>>,
     def: Arc<TableDef>,
+    /// The table's row filter as the chunk query's condition, or why it cannot be one.
+    filter: Result<Option<Arc<str>>, String>,
 }
 
 /// A read chunk waiting for the stream to pass its high watermark.
@@ -99,6 +102,8 @@ pub(crate) struct Copies {
     params: ConnectParams,
     parallel: usize,
     generations: u64,
+    /// The task's selection: each table's row filter.
+    objects: ObjectSelection,
 }
 
 /// Opens a source connection ready for snapshot reads.
@@ -111,6 +116,20 @@ async fn reader_connection(params: &ConnectParams) -> Result<mysql_async::Conn, 
 }
 
 impl Copies {
+    /// Table `name`'s row filter as a condition over `def`'s columns (`None` without one); an
+    /// error names a column the table lacks.
+    pub(crate) fn filter_sql(
+        &self,
+        name: &ObjectName,
+        def: &TableDef,
+    ) -> Result<Option<String>, String> {
+        let columns = def
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.column_type.as_str()));
+        self.objects.filter_sql(name, columns)
+    }
+
     /// The copies in `records`, with the chunks still to do queued in order; `defs` gives each
     /// table's current definition.
     pub(crate) fn new(
@@ -118,6 +137,7 @@ impl Copies {
         defs: &HashMap<ObjectName, Arc<TableDef>>,
         params: ConnectParams,
         parallel: usize,
+        objects: ObjectSelection,
     ) -> Self {
         let mut copies = Self {
             tables: HashMap::new(),
@@ -128,6 +148,7 @@ impl Copies {
             params,
             parallel: parallel.max(1),
             generations: 0,
+            objects,
         };
         for r in records {
             if let Some(def) = defs.get(&r.plan.table) {
@@ -142,6 +163,9 @@ impl Copies {
         let table = record.plan.table.clone();
         self.generations += 1;
         let generation = self.generations;
+        let filter = self
+            .filter_sql(&table, &def)
+            .map(|f| f.map(Arc::<str>::from));
         for i in 0..record.plan.chunks() {
             if record.done.contains(&i) {
                 continue;
@@ -154,6 +178,7 @@ impl Copies {
                 lower: lower.map(<[Value]>::to_vec),
                 upper: upper.map(<[Value]>::to_vec),
                 def: Arc::clone(&def),
+                filter: filter.clone(),
             });
         }
         self.tables.insert(
@@ -210,12 +235,13 @@ impl Copies {
                 None => reader_connection(&self.params).await?,
             };
             self.readers.spawn(async move {
+                let filter = job.filter.clone().map_err(DefiniteError::RowFilter)?;
                 let rows = snapshot::read_chunk(
                     &mut conn,
                     &job.table,
                     &job.def,
-                    job.lower.as_deref(),
-                    job.upper.as_deref(),
+                    (job.lower.as_deref(), job.upper.as_deref()),
+                    filter.as_deref(),
                 )
                 .await
                 .map_err(|e| match e {

@@ -66,6 +66,9 @@ pub enum DefiniteError {
     },
     #[error("{0}")]
     SnapshotValue(String),
+    /// A table's row filter cannot be applied to it (a column it names is gone).
+    #[error("{0}")]
+    RowFilter(String),
     #[error(
         "a row of {table} at {position} holds {bytes} bytes, more than the worker's bound of {limit}"
     )]
@@ -95,6 +98,7 @@ impl DefiniteError {
             Self::Target { .. } => "target",
             Self::TypeConversion { .. } => "type_conversion",
             Self::SnapshotValue(_) => "snapshot_value",
+            Self::RowFilter(_) => "row_filter",
             Self::RowTooLarge { .. } => "row_too_large",
         }
     }
@@ -111,6 +115,7 @@ impl DefiniteError {
             Self::TopicTail { .. } => "only Ferry may write to a task's topic; reset the task to start a new topic generation".into(),
             Self::Encode { .. } => "report this with the position; another format of the task may carry the event meanwhile".into(),
             Self::SnapshotValue(_) => "leave the column out of the task's selection (`columns`), or report the value".into(),
+            Self::RowFilter(_) => "fix the table's row filter (`filter` in the object selection) to name the table's columns, then start the task again".into(),
             Self::RowTooLarge { .. } => "leave the large columns out of the task's selection (`columns`), or raise FERRY_MAX_ROW_BYTES on the workers (and their memory): the row is never dropped".into(),
             Self::SourceStream { hint, .. }
             | Self::Kafka { hint, .. }
@@ -330,6 +335,7 @@ mod tests {
                 hint: "h".into(),
             },
             DefiniteError::SnapshotValue(String::new()),
+            DefiniteError::RowFilter(String::new()),
             DefiniteError::RowTooLarge {
                 table: String::new(),
                 position: String::new(),

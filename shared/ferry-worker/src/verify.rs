@@ -35,6 +35,8 @@ pub(crate) struct VerifyTable {
     pub(crate) target: TargetTable,
     pub(crate) def: Arc<TableDef>,
     pub(crate) bounds: Vec<Vec<Value>>,
+    /// The table's row filter as a condition: the source side compares only the rows that pass.
+    pub(crate) filter: Option<String>,
 }
 
 /// How long a table with differences waits before its second pass.
@@ -70,7 +72,7 @@ async fn compare(
             .and_then(|p| t.bounds.get(p))
             .map(Vec::as_slice);
         let upper = t.bounds.get(idx).map(Vec::as_slice);
-        let rows = snapshot::read_chunk(conn, &t.name, &t.def, lower, upper)
+        let rows = snapshot::read_chunk(conn, &t.name, &t.def, (lower, upper), t.filter.as_deref())
             .await
             .map_err(|e| e.to_string())?
             .rows;
@@ -240,10 +242,12 @@ pub(crate) async fn start_verification(
     let mut tables: Vec<VerifyTable> = tables
         .iter()
         .filter_map(|(name, target)| {
+            let def = catalog.get(name)?;
             Some(VerifyTable {
                 name: name.clone(),
                 target: target.clone(),
-                def: Arc::new(catalog.get(name)?.clone()),
+                filter: copies.filter_sql(name, def).ok().flatten(),
+                def: Arc::new(def.clone()),
                 bounds: copies.bounds(name),
             })
         })

@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use super::{ObjectSelection, OperationKind};
-use crate::change::{Operation, TableSchema};
+use super::{BoundFilter, Filter, ObjectSelection, OperationKind};
+use crate::change::{Operation, RowChange, TableSchema};
 
 /// Which columns of a table map a record carries.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -57,11 +57,13 @@ impl ColumnMask {
 }
 
 /// What a task carries of one table map.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PreparedTable {
     /// Bit `1 << op` for each carried row operation.
     operations: u8,
     columns: ColumnMask,
+    /// The table's row filter, bound to the table map's columns.
+    filter: Option<Arc<BoundFilter>>,
 }
 
 fn bit(op: Operation) -> u8 {
@@ -78,6 +80,17 @@ impl PreparedTable {
         Self {
             operations: 7,
             columns: ColumnMask::All,
+            filter: None,
+        }
+    }
+
+    /// What `change` becomes under the table's row filter (see [`BoundFilter::admit`]): itself
+    /// without a filter.
+    #[inline]
+    pub fn admit(&self, change: RowChange) -> Option<RowChange> {
+        match &self.filter {
+            None => Some(change),
+            Some(f) => f.admit(change),
         }
     }
 
@@ -95,10 +108,20 @@ impl PreparedTable {
 
 impl ObjectSelection {
     /// What the selection carries of the table `schema` describes: `None` when the table is not
-    /// selected or no row operation is.
-    pub fn prepare(&self, schema: &TableSchema) -> Option<PreparedTable> {
+    /// selected or no row operation is. An error names a filter column the table lacks.
+    pub fn prepare(&self, schema: &TableSchema) -> Result<Option<PreparedTable>, String> {
         let name = schema.name();
-        let entry = self.table(&name.database, &name.table)?;
+        let Some(entry) = self.table(&name.database, &name.table) else {
+            return Ok(None);
+        };
+        let filter = entry
+            .filter()
+            .map(|text| {
+                Filter::parse(text)
+                    .and_then(|f| f.bind(schema))
+                    .map(Arc::new)
+            })
+            .transpose()?;
         let operations = [
             (OperationKind::Insert, Operation::Insert),
             (OperationKind::Update, Operation::Update),
@@ -107,10 +130,28 @@ impl ObjectSelection {
         .into_iter()
         .filter(|(kind, _)| self.includes(*kind))
         .fold(0, |bits, (_, op)| bits | bit(op));
-        (operations != 0).then(|| PreparedTable {
+        Ok((operations != 0).then(|| PreparedTable {
             operations,
             columns: ColumnMask::of(schema, entry.columns()),
-        })
+            filter,
+        }))
+    }
+
+    /// The row filter of table `name` as a MySQL condition over `columns` (`(name, declared
+    /// type)`), for snapshot reads; `None` without one.
+    pub fn filter_sql<'c>(
+        &self,
+        name: &crate::change::ObjectName,
+        columns: impl Iterator<Item = (&'c str, &'c str)>,
+    ) -> Result<Option<String>, String> {
+        let Some(text) = self
+            .table(&name.database, &name.table)
+            .and_then(|t| t.filter())
+        else {
+            return Ok(None);
+        };
+        let bound = Filter::parse(text)?.bind_columns(&name.to_string(), columns)?;
+        Ok(Some(bound.to_sql()))
     }
 }
 
@@ -118,6 +159,17 @@ impl ObjectSelection {
 mod tests {
     use super::*;
     use crate::change::{Column, ObjectName};
+
+    /// `prepare` for selections without row filters, which cannot fail.
+    trait PrepareOk {
+        fn prepare_ok(&self, schema: &TableSchema) -> Option<PreparedTable>;
+    }
+
+    impl PrepareOk for ObjectSelection {
+        fn prepare_ok(&self, schema: &TableSchema) -> Option<PreparedTable> {
+            self.prepare(schema).unwrap()
+        }
+    }
 
     fn schema(db: &str, table: &str, columns: &[&str], key: Vec<usize>) -> TableSchema {
         TableSchema::new(
@@ -148,15 +200,15 @@ mod tests {
     fn a_table_outside_the_selection_is_not_prepared() {
         let s = selection(r#"{"databases": [{"name": "shop", "tables": [{"name": "orders"}]}]}"#);
         assert!(
-            s.prepare(&schema("shop", "users", &["id"], vec![0]))
+            s.prepare_ok(&schema("shop", "users", &["id"], vec![0]))
                 .is_none()
         );
         assert!(
-            s.prepare(&schema("crm", "orders", &["id"], vec![0]))
+            s.prepare_ok(&schema("crm", "orders", &["id"], vec![0]))
                 .is_none()
         );
         let p = s
-            .prepare(&schema("shop", "orders", &["id", "total"], vec![0]))
+            .prepare_ok(&schema("shop", "orders", &["id", "total"], vec![0]))
             .unwrap();
         assert!(p.columns().is_all());
         assert!(
@@ -170,7 +222,7 @@ mod tests {
     fn operations_are_decided_per_table() {
         let s = selection(r#"{"databases": [{"name": "shop"}], "operations": ["insert", "ddl"]}"#);
         let p = s
-            .prepare(&schema("shop", "orders", &["id"], vec![0]))
+            .prepare_ok(&schema("shop", "orders", &["id"], vec![0]))
             .unwrap();
         assert!(p.carries(Operation::Insert));
         assert!(!p.carries(Operation::Update));
@@ -178,7 +230,7 @@ mod tests {
         let ddl_only = selection(r#"{"databases": [{"name": "shop"}], "operations": ["ddl"]}"#);
         assert!(
             ddl_only
-                .prepare(&schema("shop", "orders", &["id"], vec![0]))
+                .prepare_ok(&schema("shop", "orders", &["id"], vec![0]))
                 .is_none(),
             "no row operation: the table's rows are not carried at all"
         );
@@ -190,7 +242,7 @@ mod tests {
             r#"{"databases": [{"name": "shop", "tables": [{"name": "orders", "columns": ["total", "gone"]}]}]}"#,
         );
         let p = s
-            .prepare(&schema(
+            .prepare_ok(&schema(
                 "shop",
                 "orders",
                 &["note", "id", "total", "status"],
@@ -208,7 +260,7 @@ mod tests {
             r#"{"databases": [{"name": "shop", "tables": [{"name": "orders", "columns": ["id", "total"]}]}]}"#,
         );
         let p = all
-            .prepare(&schema("shop", "orders", &["id", "total"], vec![0]))
+            .prepare_ok(&schema("shop", "orders", &["id", "total"], vec![0]))
             .unwrap();
         assert!(p.columns().is_all());
     }

@@ -140,6 +140,10 @@ impl Framing {
                 };
                 for (event_row, change) in rows.changes.into_iter().enumerate() {
                     self.index = self.index.saturating_add(1);
+                    // Outside the row filter: not delivered, but counted like every row.
+                    let Some(change) = carried.admit(change) else {
+                        continue;
+                    };
                     if let Some(begin) = self.pending_begin.take() {
                         out.push(Framed {
                             event: begin,

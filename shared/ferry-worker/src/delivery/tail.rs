@@ -202,6 +202,7 @@ impl Tails {
     #[cfg(test)]
     pub(crate) fn new(tails: Vec<Option<Tail>>) -> Self {
         Self {
+            repairs: vec![Repairs::default(); tails.len()],
             held: tails.into_iter().map(|t| t.map(Held::Tail)).collect(),
             ..Self::default()
         }

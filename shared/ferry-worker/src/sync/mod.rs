@@ -243,10 +243,11 @@ async fn apply(
 /// Adds the carried rows of a rows event to the batch, noting the keys the stream changed for
 /// the copies under way.
 fn batch(applier: &mut Applier, copies: &mut Copies, rows: RowsEvent, at: &Position) {
-    if rows.carried.is_none() {
+    let Some(carried) = rows.carried else {
         return;
-    }
-    for change in rows.changes {
+    };
+    // The row filter first: a row leaving it is deleted on the target, one entering inserted.
+    for change in rows.changes.into_iter().filter_map(|c| carried.admit(c)) {
         let name = change.table().name().clone();
         let Some(table) = applier.tables.get(&name) else {
             continue;

@@ -181,6 +181,7 @@ pub(super) async fn copies_of(
         &defs,
         params.clone(),
         usize::from(config.sync.parallel),
+        config.objects.clone(),
     );
     let tables = selected.into_iter().map(|(n, (t, _))| (n, t)).collect();
     Ok((tables, copies))
