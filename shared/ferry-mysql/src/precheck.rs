@@ -501,7 +501,14 @@ async fn check_objects(
                 });
                 continue;
             }
-            if let Some(cols) = &t.columns {
+            // The columns a row filter names (the filter itself was checked when configured).
+            let filtered: Vec<String> = t
+                .filter
+                .as_deref()
+                .and_then(|f| ferry_domain::selection::Filter::parse(f).ok())
+                .map(|f| f.columns().into_iter().map(str::to_owned).collect())
+                .unwrap_or_default();
+            if t.columns.is_some() || !filtered.is_empty() {
                 for (d, name) in matching {
                     let present: Vec<String> = conn
                         .exec(
@@ -509,8 +516,16 @@ async fn check_objects(
                             (d, name),
                         )
                         .await?;
-                    for c in cols.iter().filter(|c| !present.contains(c)) {
+                    for c in t.columns.iter().flatten().filter(|c| !present.contains(c)) {
                         missing.push(format!("column `{d}`.`{name}`.`{c}`"));
+                    }
+                    for c in filtered
+                        .iter()
+                        .filter(|c| !present.iter().any(|p| p.eq_ignore_ascii_case(c)))
+                    {
+                        missing.push(format!(
+                            "column `{d}`.`{name}`.`{c}`, named by the table's row filter"
+                        ));
                     }
                 }
             }

@@ -212,7 +212,7 @@ async fn missing_objects_fail_and_keyless_tables_warn() {
     config["objects"] = json!({"databases": [
         {"name": db, "tables": [
             {"name": "orders", "columns": ["id", "no_such_column"]},
-            {"name": "audit_*"},
+            {"name": "audit_*", "filter": "what IS NOT NULL AND missing_filter_col > 0"},
             {"name": "x'; DROP TABLE orders; --"}
         ]},
         {"name": "no_such_database"}
@@ -224,6 +224,7 @@ async fn missing_objects_fail_and_keyless_tables_warn() {
     let msg = objects["message"].as_str().unwrap();
     for missing in [
         "no_such_column",
+        "missing_filter_col`, named by the table's row filter",
         "no_such_database",
         "x'; DROP TABLE orders; --",
     ] {
