@@ -140,7 +140,7 @@ async fn read_held(
     (p, w): (i32, Watermarks),
     from: Option<i64>,
     source: &str,
-) -> Result<tail::Opened, TaskError> {
+) -> Result<tail::PartitionFound, TaskError> {
     if w.high <= w.low {
         return Ok((Ok(None), Some(w.high)));
     }

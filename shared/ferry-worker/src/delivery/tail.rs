@@ -1,6 +1,13 @@
-//! What a restarted loop finds already delivered: the last record of each partition of the
-//! task's topic when the loop started. Re-read records at or before it were produced before
-//! the restart and are skipped, so the topic holds every change once.
+//! What a restarted loop finds already delivered, and skips, so the topic holds every change
+//! once:
+//!
+//! - with the checkpoint's topic offsets ([`Found`]): every record of each partition after the
+//!   checkpoint, by idempotency key, compared with what the loop re-reads from the binlog — a
+//!   record there is skipped, records the binlog does not give at their place are left
+//!   (strays), and a record missing before the tail (a broker that lost what it acknowledged)
+//!   is sent again with every record after it, so each key's changes stay in order;
+//! - without them (checkpoints written before Ferry kept offsets): the last record of each
+//!   partition, re-read records at or before it skipped.
 //!
 //! Whatever kind of record is last (a row, BEGIN, COMMIT, DDL or a heartbeat), it names the
 //! position it was read at; a tail written from another source server's binlog is refused
@@ -132,7 +139,7 @@ enum Held {
 /// A partition as a restarted loop found it: its records after the checkpoint (`Ok`) or its
 /// last record (`Err`), and the offset its records after the checkpoint start at (`None`:
 /// unknown).
-pub(crate) type Opened = (Result<Option<Found>, Option<Tail>>, Option<i64>);
+pub(crate) type PartitionFound = (Result<Option<Found>, Option<Tail>>, Option<i64>);
 
 /// Whether a re-read record is already in the topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,7 +217,7 @@ impl Tails {
 
     /// Partitions known record by record (`Ok`) or by their last record (`Err`), with the
     /// offset their records after the checkpoint start at, and their watermarks.
-    pub(crate) fn reconciling(partitions: Vec<Opened>, marks: &[Watermarks]) -> Self {
+    pub(crate) fn reconciling(partitions: Vec<PartitionFound>, marks: &[Watermarks]) -> Self {
         let (held, start) = partitions
             .into_iter()
             .map(|(p, start)| {
@@ -273,6 +280,7 @@ impl Tails {
                     if !found.records.is_empty() {
                         return Already::There(offset);
                     }
+                    // The last record the partition held: the loop is past it now.
                     Already::There(offset)
                 } else if !found.tail.covers(position, index) {
                     // Past the last record the partition held: what is left was not given
