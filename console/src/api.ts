@@ -146,6 +146,8 @@ export interface TableSelection {
   name: string;
   target_name?: string;
   columns?: string[];
+  /** A row filter: a SQL condition over the table's columns (docs/capture.md). */
+  filter?: string;
 }
 
 export interface DatabaseSelection {

@@ -45,7 +45,7 @@ function toEndpoint(f: EndpointForm): EndpointInput {
 /** The picker's choice: per database, every table (`"all"`, also tables created later) or
  * chosen tables, each with all columns or chosen ones, and target names for sync. */
 interface Choice {
-  [database: string]: { all: boolean; target: string; tables: { [table: string]: { columns: string[] | null; target: string } } };
+  [database: string]: { all: boolean; target: string; tables: { [table: string]: { columns: string[] | null; target: string; filter: string } } };
 }
 
 const isPattern = (name: string) => name.includes("*") || name.includes("?");
@@ -62,7 +62,7 @@ function choiceFrom(objects: ObjectSelection | undefined): { choice: Choice; pat
     const tables: Choice[string]["tables"] = {};
     for (const t of d.tables ?? []) {
       if (isPattern(t.name) || isPattern(d.name)) patterns.push(`${d.name}.${t.name}`);
-      else tables[t.name] = { columns: t.columns ?? null, target: t.target_name ?? "" };
+      else tables[t.name] = { columns: t.columns ?? null, target: t.target_name ?? "", filter: t.filter ?? "" };
     }
     if (isPattern(d.name) || (d.tables && Object.keys(tables).length === 0)) continue;
     choice[d.name] = { all: !d.tables, target: d.target_name ?? "", tables };
@@ -82,6 +82,7 @@ function selectionFrom(choice: Choice, patterns: string[], operations: string[],
         name: t,
         ...(c.columns ? { columns: c.columns } : {}),
         ...(sync && c.target ? { target_name: c.target } : {}),
+        ...(c.filter.trim() ? { filter: c.filter.trim() } : {}),
       }));
     }
     databases.push(entry);
@@ -186,7 +187,7 @@ function ConfigureForm({ instance, task, reload }: { instance: Instance; task: T
             {catalog ? "Reload the source's objects" : "Load the source's objects"}
           </button>
           {loading && <Busy>Reading the source's catalog…</Busy>}
-          {catalog && <Picker catalog={catalog} choice={choice} onChange={setChoice} sync={sync} />}
+          {catalog && <Picker catalog={catalog} choice={choice} onChange={setChoice} sync={sync} filterError={err("filter")} />}
           <Patterns patterns={patterns} onChange={setPatterns} />
           <fieldset class="operations">
             <legend>Operations</legend>
@@ -321,7 +322,7 @@ function EndpointFields(props: {
 }
 
 /** Databases → tables → columns of the source, searchable, with checkboxes. */
-function Picker(props: { catalog: SourceObjects; choice: Choice; onChange: (c: Choice) => void; sync: boolean }) {
+function Picker(props: { catalog: SourceObjects; choice: Choice; onChange: (c: Choice) => void; sync: boolean; filterError?: string }) {
   const [search, setSearch] = useState("");
   const [open, setOpen] = useState<string | undefined>(undefined);
   const q = search.trim().toLowerCase();
@@ -335,8 +336,8 @@ function Picker(props: { catalog: SourceObjects; choice: Choice; onChange: (c: C
   };
   const toggleTable = (db: string, table: string, on: boolean, allTables: string[]) => {
     const current = c[db] ?? { all: false, target: "", tables: {} };
-    let tables = current.all ? Object.fromEntries(allTables.map((t) => [t, { columns: null, target: "" }])) : { ...current.tables };
-    if (on) tables[table] = tables[table] ?? { columns: null, target: "" };
+    let tables = current.all ? Object.fromEntries(allTables.map((t) => [t, { columns: null, target: "", filter: "" }])) : { ...current.tables };
+    if (on) tables[table] = tables[table] ?? { columns: null, target: "", filter: "" };
     else delete tables[table];
     const next = { ...c };
     if (Object.keys(tables).length === 0) delete next[db];
@@ -350,6 +351,10 @@ function Picker(props: { catalog: SourceObjects; choice: Choice; onChange: (c: C
     let columns = t.columns ?? [...allColumns];
     columns = on ? allColumns.filter((x) => x === column || columns.includes(x)) : columns.filter((x) => x !== column);
     update({ ...c, [db]: { ...d, tables: { ...d.tables, [table]: { ...t, columns: columns.length === allColumns.length ? null : columns } } } });
+  };
+  const setFilter = (db: string, table: string, value: string) => {
+    const d = c[db];
+    if (d?.tables[table]) update({ ...c, [db]: { ...d, tables: { ...d.tables, [table]: { ...d.tables[table], filter: value } } } });
   };
   const setTarget = (db: string, table: string | undefined, value: string) => {
     const d = c[db];
@@ -393,6 +398,16 @@ function Picker(props: { catalog: SourceObjects; choice: Choice; onChange: (c: C
                             <button type="button" class="link" aria-expanded={open === key} onClick={() => setOpen(open === key ? undefined : key)}>
                               {columns ? `${columns.length} of ${t.columns.length} columns` : "all columns"}
                             </button>
+                          )}
+                          {tableChosen && !chosen?.all && (
+                            <Field
+                              label={`Row filter of ${t.name}`}
+                              name={`filter-${key}`}
+                              value={chosen?.tables[t.name]?.filter ?? ""}
+                              onInput={(v) => setFilter(d.name, t.name, v)}
+                              hint="optional: a condition on its columns, e.g. total > 0 AND status IN ('paid', 'sent')"
+                              error={chosen?.tables[t.name]?.filter ? props.filterError : undefined}
+                            />
                           )}
                           {props.sync && tableChosen && !chosen?.all && (
                             <Field label={`Target name of ${t.name}`} name={`target-table-${key}`} value={chosen?.tables[t.name]?.target ?? ""} onInput={(v) => setTarget(d.name, t.name, v)} />

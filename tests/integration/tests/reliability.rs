@@ -156,8 +156,10 @@ async fn whatever_record_is_last_every_kind_of_restart_resumes_exactly_once() {
                         .min_by(|a, b| a.cmp_file_offset(b))
                         .unwrap();
                     c.last_key = None;
-                    // Back to the first position: the records after it start at offset 0.
-                    c.offsets = c.offsets.map(|o| vec![0; o.len()]);
+                    // A checkpoint without topic offsets (as written before Ferry kept them):
+                    // the restart skips by the topic's last record, the rule this test is
+                    // about; the record-by-record comparison has its own tests (crash.rs).
+                    c.offsets = None;
                     let v = api.task(id).await.unwrap()["config_version"]
                         .as_u64()
                         .unwrap();
