@@ -19,7 +19,7 @@ use crate::InvalidInput;
 mod filter;
 mod prepared;
 pub use filter::{BoundFilter, Filter};
-pub use prepared::{ColumnMask, PreparedTable};
+pub use prepared::{ColumnMask, ParsedFilters, PreparedTable};
 
 /// Schemas a database wildcard never matches.
 pub const SYSTEM_SCHEMAS: [&str; 4] = ["mysql", "information_schema", "performance_schema", "sys"];

@@ -40,7 +40,7 @@ use crate::connect::{ConnectParams, connect_replica};
 use crate::ddl::{self, Applied};
 use crate::decode::{Charsets, Known, TablePlan};
 use ferry_domain::schema::{SchemaCatalog, SchemaEntry};
-use ferry_domain::selection::{ObjectSelection, PreparedTable};
+use ferry_domain::selection::{ObjectSelection, ParsedFilters, PreparedTable};
 
 /// Where to start reading.
 #[derive(Debug, Clone)]
@@ -257,6 +257,8 @@ pub struct EventDecoder {
     /// The tables the task carries: only theirs must decode with real column names (others
     /// are decoded only to count their rows).
     selection: Option<ObjectSelection>,
+    /// The selection's row filters, parsed once.
+    filters: ParsedFilters,
     /// A table decoded though not carried (the heartbeat writer's: its rows set the delay).
     watched: Option<ObjectName>,
     row_parser: RowParser,
@@ -465,6 +467,7 @@ impl EventDecoder {
             catalog: SchemaCatalog::new(),
             tracked: false,
             selection: None,
+            filters: ParsedFilters::new(),
             watched: None,
             row_parser: RowParser::Prepared,
         }
@@ -672,7 +675,7 @@ impl EventDecoder {
                 let carried = match &self.selection {
                     None => Some(Arc::new(PreparedTable::everything())),
                     Some(s) => s
-                        .prepare(plan.schema())
+                        .prepare(plan.schema(), &mut self.filters)
                         .map_err(|e| {
                             ReaderError::definite(
                                 e,

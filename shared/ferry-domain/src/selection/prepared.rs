@@ -11,6 +11,9 @@ use std::sync::Arc;
 use super::{BoundFilter, Filter, ObjectSelection, OperationKind};
 use crate::change::{Operation, RowChange, TableSchema};
 
+/// Row filters already parsed, by their text.
+pub type ParsedFilters = std::collections::HashMap<String, Result<Filter, String>>;
+
 /// Which columns of a table map a record carries.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum ColumnMask {
@@ -109,19 +112,30 @@ impl PreparedTable {
 impl ObjectSelection {
     /// What the selection carries of the table `schema` describes: `None` when the table is not
     /// selected or no row operation is. An error names a filter column the table lacks.
-    pub fn prepare(&self, schema: &TableSchema) -> Result<Option<PreparedTable>, String> {
+    /// Row filters are parsed once into `parsed` (a table map comes with every transaction;
+    /// only the binding to its columns is redone).
+    pub fn prepare(
+        &self,
+        schema: &TableSchema,
+        parsed: &mut ParsedFilters,
+    ) -> Result<Option<PreparedTable>, String> {
         let name = schema.name();
         let Some(entry) = self.table(&name.database, &name.table) else {
             return Ok(None);
         };
-        let filter = entry
-            .filter()
-            .map(|text| {
-                Filter::parse(text)
-                    .and_then(|f| f.bind(schema))
-                    .map(Arc::new)
-            })
-            .transpose()?;
+        let filter = match entry.filter() {
+            None => None,
+            Some(text) => {
+                if !parsed.contains_key(text) {
+                    parsed.insert(text.to_owned(), Filter::parse(text));
+                }
+                let filter = parsed
+                    .get(text)
+                    .cloned()
+                    .unwrap_or_else(|| Filter::parse(text))?;
+                Some(Arc::new(filter.bind(schema)?))
+            }
+        };
         let operations = [
             (OperationKind::Insert, Operation::Insert),
             (OperationKind::Update, Operation::Update),
@@ -167,7 +181,7 @@ mod tests {
 
     impl PrepareOk for ObjectSelection {
         fn prepare_ok(&self, schema: &TableSchema) -> Option<PreparedTable> {
-            self.prepare(schema).unwrap()
+            self.prepare(schema, &mut ParsedFilters::new()).unwrap()
         }
     }
 
