@@ -24,6 +24,44 @@ fn high_watermark(ctx: &TestContext, topic: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// The `events` table and a started tracking task on it named `name`, with its topic and a
+/// `ferry worker` process (lease `ttl` seconds) that has it running; the admin connection.
+async fn events_task(
+    ctx: &TestContext,
+    api: &ferry_testkit::TestApi,
+    name: &str,
+    ttl: u32,
+) -> (
+    InstanceId,
+    String,
+    ferry_testkit::WorkerProcess,
+    mysql_async::Conn,
+) {
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE events (id BIGINT PRIMARY KEY, n INT, note VARCHAR(40))")
+        .await
+        .unwrap();
+    let config = json!({
+        "source": ctx.stack_source(),
+        "objects": {"databases": [{"name": ctx.mysql_database(), "tables": [{"name": "events"}]}]},
+    });
+    let (id, topic) = api.start_tracking_task(name, config).await.unwrap();
+    let id: InstanceId = id.parse().unwrap();
+    let worker = ctx.worker_process(ttl).unwrap();
+    api.wait_state(&id, "incremental", Duration::from_secs(60))
+        .await
+        .unwrap();
+    (id, topic, worker, db)
+}
+
+/// The rows `from..from + rows` of `events`, as an `INSERT`'s values.
+fn event_values(from: u64, rows: u64) -> String {
+    (from..from + rows)
+        .map(|id| format!("({id}, {}, 'change {id}')", id % 97))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Inserts ids 1..=`rows` into `events` in transactions of `per_transaction` rows, `pause`
 /// between them; hands the connection back when done.
 fn spawn_writer(
@@ -34,13 +72,8 @@ fn spawn_writer(
 ) -> tokio::task::JoinHandle<mysql_async::Conn> {
     tokio::spawn(async move {
         for t in 0..rows / per_transaction {
-            let values: Vec<String> = (1..=per_transaction)
-                .map(|i| {
-                    let id = t * per_transaction + i;
-                    format!("({id}, {}, 'change {id}')", id % 97)
-                })
-                .collect();
-            db.query_drop(format!("INSERT INTO events VALUES {}", values.join(",")))
+            let values = event_values(t * per_transaction + 1, per_transaction);
+            db.query_drop(format!("INSERT INTO events VALUES {values}"))
                 .await
                 .unwrap();
             if !pause.is_zero() {
@@ -146,23 +179,7 @@ async fn assert_every_change_once(
 async fn a_worker_killed_mid_stream_loses_and_duplicates_nothing() {
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
-    let mut db = ctx.mysql().await.unwrap();
-    db.query_drop("CREATE TABLE events (id BIGINT PRIMARY KEY, n INT, note VARCHAR(40))")
-        .await
-        .unwrap();
-
-    let env = ctx.env();
-    let config = json!({
-        "source": {"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password},
-        "objects": {"databases": [{"name": ctx.mysql_database(), "tables": [{"name": "events"}]}]},
-    });
-    let (id, topic) = api.start_tracking_task("crash", config).await.unwrap();
-    let id: InstanceId = id.parse().unwrap();
-
-    let first = ctx.worker_process(15).unwrap();
-    api.wait_state(&id, "incremental", Duration::from_secs(60))
-        .await
-        .unwrap();
+    let (id, topic, first, db) = events_task(&ctx, &api, "crash", 15).await;
 
     // The writer runs on while the worker is killed and replaced.
     let writer = spawn_writer(db, ROWS, PER_TRANSACTION, Duration::ZERO);
@@ -240,20 +257,7 @@ async fn a_worker_stopped_with_sigterm_hands_over_without_losing_or_duplicating(
     const PER_TRANSACTION: u64 = 500;
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
-    let mut db = ctx.mysql().await.unwrap();
-    db.query_drop("CREATE TABLE events (id BIGINT PRIMARY KEY, n INT, note VARCHAR(40))")
-        .await
-        .unwrap();
-    let config = json!({
-        "source": ctx.stack_source(),
-        "objects": {"databases": [{"name": ctx.mysql_database(), "tables": [{"name": "events"}]}]},
-    });
-    let (id, topic) = api.start_tracking_task("graceful", config).await.unwrap();
-    let id: InstanceId = id.parse().unwrap();
-    let first = ctx.worker_process(300).unwrap();
-    api.wait_state(&id, "incremental", Duration::from_secs(60))
-        .await
-        .unwrap();
+    let (id, topic, first, db) = events_task(&ctx, &api, "graceful", 300).await;
 
     // A steady writer, running on across the restart.
     let writer = spawn_writer(db, ROWS, PER_TRANSACTION, Duration::from_millis(20));
@@ -312,12 +316,12 @@ async fn a_worker_stopped_with_sigterm_hands_over_without_losing_or_duplicating(
 
 /// Inserts ids `from..from + rows` into `events` in one transaction.
 async fn insert_ids(db: &mut mysql_async::Conn, from: u64, rows: u64) {
-    let values: Vec<String> = (from..from + rows)
-        .map(|id| format!("({id}, {}, 'change {id}')", id % 97))
-        .collect();
-    db.query_drop(format!("INSERT INTO events VALUES {}", values.join(",")))
-        .await
-        .unwrap();
+    db.query_drop(format!(
+        "INSERT INTO events VALUES {}",
+        event_values(from, rows)
+    ))
+    .await
+    .unwrap();
 }
 
 /// The task's checkpoint once it names `offset` as where partition 0's next record starts: the
@@ -363,21 +367,8 @@ fn topic_ids(ctx: &TestContext, topic: &str) -> Vec<u64> {
 async fn records_the_broker_lost_or_doubled_are_found_and_nothing_is_lost() {
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
-    let mut db = ctx.mysql().await.unwrap();
-    db.query_drop("CREATE TABLE events (id BIGINT PRIMARY KEY, n INT, note VARCHAR(40))")
-        .await
-        .unwrap();
+    let (id, topic, worker, mut db) = events_task(&ctx, &api, "lossy", 15).await;
     let env = ctx.env();
-    let config = json!({
-        "source": {"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_capture_user, "password": env.mysql_capture_password},
-        "objects": {"databases": [{"name": ctx.mysql_database(), "tables": [{"name": "events"}]}]},
-    });
-    let (id, topic) = api.start_tracking_task("lossy", config).await.unwrap();
-    let id: InstanceId = id.parse().unwrap();
-    let worker = ctx.worker_process(15).unwrap();
-    api.wait_state(&id, "incremental", Duration::from_secs(60))
-        .await
-        .unwrap();
 
     // 1. Ids 1..=500, checkpointed; then 501..=1000, checkpointed, and the worker killed.
     for t in 0..5 {
@@ -501,25 +492,43 @@ async fn records_the_broker_lost_or_doubled_are_found_and_nothing_is_lost() {
     assert_ne!(t["state"], "failed", "{t}");
     // Both repairs were published for automation (`Topic Repaired`), the second once the
     // stopped loop's successor compared the topic (after its backoff).
-    let mut repairs: Vec<(u64, u64, u64)> = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while repairs.len() < 2 && tokio::time::Instant::now() < deadline {
-        repairs.extend(
-            ctx.events()
-                .await
-                .unwrap()
-                .iter()
-                .filter(|e| {
-                    e["detail-type"] == "Topic Repaired"
-                        && e["detail"]["instance_id"] == id.to_string()
-                })
-                .map(|e| {
-                    let n = |f: &str| e["detail"][f].as_u64().unwrap();
-                    (n("missing"), n("resent"), n("strays"))
-                }),
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let repairs = std::sync::Mutex::new(Vec::<(u64, u64, u64)>::new());
+    progressing(
+        "both repairs published",
+        Duration::from_secs(90),
+        || async {
+            let mut seen = repairs.lock().unwrap().clone();
+            seen.extend(
+                ctx.events()
+                    .await?
+                    .iter()
+                    .filter(|e| {
+                        e["detail-type"] == "Topic Repaired"
+                            && e["detail"]["instance_id"] == id.to_string()
+                    })
+                    .map(|e| {
+                        let n = |f: &str| e["detail"][f].as_u64().unwrap();
+                        (n("missing"), n("resent"), n("strays"))
+                    }),
+            );
+            *repairs.lock().unwrap() = seen.clone();
+            // The loop's checkpoint moving counts as progress too.
+            let at = api
+                .state
+                .store()
+                .get_checkpoint(&id)
+                .await?
+                .map(|c| c.position.to_string());
+            Ok(if seen.len() >= 2 {
+                Step::Done(())
+            } else {
+                Step::At(format!("{seen:?} at {at:?}"))
+            })
+        },
+    )
+    .await
+    .unwrap();
+    let repairs = repairs.into_inner().unwrap();
     assert_eq!(repairs, [(1, 299, 0), (0, 0, 1)], "what each restart found");
     drop(worker);
 }
