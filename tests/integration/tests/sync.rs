@@ -195,24 +195,34 @@ where
     assert!(writes.load(Ordering::Relaxed) > 10, "the load ran");
 
     let expected = source_bulk(&mut db).await;
+    target_matches(&expected, read).await;
+    worker.stop().await.unwrap();
+}
+
+/// Waits until `read` gives the target's rows equal to `expected`: the target changes while
+/// the apply catches up, so waiting fails only when it stops changing; the failure shows the
+/// first differences.
+async fn target_matches<F, Fut>(expected: &[String], read: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Vec<String>>,
+{
     let last = std::sync::Mutex::new(Vec::new());
-    // The target changes while the apply catches up: waiting fails only when it stops.
     let matched = progressing(
         "the target to match the source",
         Duration::from_secs(60),
         || async {
             let got = read().await;
             let same = got == expected;
-            let at = format!("{} rows, {}", got.len(), difference(&expected, &got));
+            let at = format!("{} rows, {}", got.len(), difference(expected, &got));
             *last.lock().unwrap() = got;
             Ok(if same { Step::Done(()) } else { Step::At(at) })
         },
     )
     .await;
     if let Err(e) = matched {
-        panic!("{e:#}\n{}", difference(&expected, &last.lock().unwrap()));
+        panic!("{e:#}\n{}", difference(expected, &last.lock().unwrap()));
     }
-    worker.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1060,22 +1070,7 @@ async fn a_row_filter_keeps_the_target_equal_to_the_filtered_source() {
         "the filter keeps some rows: {} of {all}",
         expected.len()
     );
-    let last = std::sync::Mutex::new(Vec::new());
-    let matched = progressing(
-        "the target to match the filtered source",
-        Duration::from_secs(60),
-        || async {
-            let got = postgres_bulk(&pg, schema).await;
-            let same = got == expected;
-            let at = format!("{} rows, {}", got.len(), difference(&expected, &got));
-            *last.lock().unwrap() = got;
-            Ok(if same { Step::Done(()) } else { Step::At(at) })
-        },
-    )
-    .await;
-    if let Err(e) = matched {
-        panic!("{e:#}\n{}", difference(&expected, &last.lock().unwrap()));
-    }
+    target_matches(&expected, || postgres_bulk(&pg, schema)).await;
     let report = verified(&api, &id, |v| v["report"]["differences"] == 0).await;
     assert_eq!(
         report["report"]["tables"][0]["source_rows"].as_u64(),
