@@ -130,6 +130,8 @@ function ConfigureForm({ instance, task, reload }: { instance: Instance; task: T
   const [format, setFormat] = useState(String(delivery["format"] ?? "debezium-json"));
   const partitioning = (delivery["partitioning"] ?? { type: "single" }) as { type: string; partitions?: number };
   const [partitions, setPartitions] = useState(partitioning.type === "key_hash" ? String(partitioning.partitions ?? 8) : "1");
+  const syncOptions = (config?.["sync"] ?? {}) as Record<string, unknown>;
+  const [conflicting, setConflicting] = useState(String(syncOptions["conflicting_tables"] ?? "error"));
   const [catalog, setCatalog] = useState<SourceObjects | undefined>(undefined);
   const [loading, setLoading] = useState(false);
   const [error, setError] = useState<unknown>(undefined);
@@ -144,9 +146,10 @@ function ConfigureForm({ instance, task, reload }: { instance: Instance; task: T
       d["partitioning"] = Number(partitions) > 1 ? { type: "key_hash", partitions: Number(partitions) } : { type: "single" };
       c.delivery = d;
     }
-    for (const k of ["heartbeat", "sync"]) if (config?.[k] !== undefined) c[k] = config[k];
+    if (config?.["heartbeat"] !== undefined) c["heartbeat"] = config["heartbeat"];
+    if (sync) c["sync"] = { ...syncOptions, conflicting_tables: conflicting };
     return c;
-  }, [source, target, choice, patterns, operations, format, partitions, sync]);
+  }, [source, target, choice, patterns, operations, format, partitions, sync, conflicting]);
 
   const loadCatalog = async () => {
     setLoading(true);
@@ -210,7 +213,23 @@ function ConfigureForm({ instance, task, reload }: { instance: Instance; task: T
           {err("operations") && <p class="error-text">{err("operations")}</p>}
         </div>
         {sync ? (
-          <EndpointFields title="Target" prefix="target" form={target} onChange={setTarget} engines={["postgresql", "mysql", "mariadb"]} error={error} configured={!!config?.target} withDatabase />
+          <>
+            <EndpointFields title="Target" prefix="target" form={target} onChange={setTarget} engines={["postgresql", "mysql", "mariadb"]} error={error} configured={!!config?.target} withDatabase />
+            <div class="card">
+              <h2>Tables that already exist on the target</h2>
+              <Select
+                label="When a selected table is already there"
+                name="conflicting_tables"
+                value={conflicting}
+                onChange={setConflicting}
+                options={[
+                  ["error", "Precheck error if it differs (a compatible one is kept)"],
+                  ["ignore", "Ignore differences and proceed (kept as it is)"],
+                  ["recreate", "Drop and create again from the source (its rows are lost)"],
+                ]}
+              />
+            </div>
+          </>
         ) : (
           <div class="card">
             <h2>Delivery</h2>

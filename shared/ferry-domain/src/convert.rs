@@ -277,9 +277,7 @@ pub fn create_table(
         let t = convert(&c.column_type, target)?;
         let mut line = format!("{} {}", q(&c.name), t.sql_type);
         line.push_str(&text_options(target, c, def.collation.as_deref()));
-        let nullable = c.nullable
-            || (target == TargetEngine::Postgresql && !key && zero_as_null(&c.column_type));
-        if !nullable {
+        if !target_nullable(target, c, key) {
             line.push_str(" NOT NULL");
         }
         lines.push(line);
@@ -299,6 +297,24 @@ pub fn create_table(
         }
         TargetEngine::Mysql | TargetEngine::Mariadb => vec![create],
     })
+}
+
+/// Whether column `c` (`key`: in the primary key) is nullable on the target: as on the source,
+/// and on PostgreSQL also where a zero date is written as NULL.
+pub fn target_nullable(target: TargetEngine, c: &crate::schema::ColumnDef, key: bool) -> bool {
+    c.nullable || (target == TargetEngine::Postgresql && !key && zero_as_null(&c.column_type))
+}
+
+/// The collation Ferry gives text column `c` on a MySQL/MariaDB target (see [`text_options`]).
+pub fn target_collation(
+    target: TargetEngine,
+    c: &crate::schema::ColumnDef,
+    table_collation: Option<&str>,
+) -> Option<String> {
+    let options = text_options(target, c, table_collation);
+    options
+        .split_once(" COLLATE ")
+        .map(|(_, co)| co.trim().to_owned())
 }
 
 /// ` CHARACTER SET cs COLLATE co` for a text column on a MySQL/MariaDB target (empty

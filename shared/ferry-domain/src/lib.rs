@@ -44,6 +44,7 @@ pub mod schema;
 pub mod scram;
 pub mod selection;
 pub mod sync;
+pub mod target_table;
 pub mod task;
 pub mod task_config;
 pub mod value;

@@ -56,6 +56,9 @@ pub struct SyncOptions {
     /// transaction is split over several statements of the same target transaction).
     #[serde(default = "default_batch_rows")]
     pub batch_rows: u32,
+    /// What to do with selected tables that already exist on the target.
+    #[serde(default)]
+    pub conflicting_tables: crate::target_table::ConflictingTables,
 }
 
 fn default_parallel() -> u8 {
@@ -77,6 +80,7 @@ impl Default for SyncOptions {
             parallel: default_parallel(),
             chunk_rows: default_chunk_rows(),
             batch_rows: default_batch_rows(),
+            conflicting_tables: Default::default(),
         }
     }
 }

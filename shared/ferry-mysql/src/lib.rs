@@ -17,7 +17,10 @@ pub mod snapshot;
 pub mod statement;
 
 pub use connect::{CONNECT_TIMEOUT, ConnectError, ConnectParams, connect};
-pub use precheck::{precheck_conversion, precheck_heartbeat, precheck_source, precheck_target};
+pub use precheck::{
+    precheck_conversion, precheck_heartbeat, precheck_source, precheck_target, source_catalog,
+    target_tables_found,
+};
 pub use server_error::ServerErrorKind;
 
 pub use ferry_domain::precheck::{CheckItem, CheckStatus, PrecheckReport};

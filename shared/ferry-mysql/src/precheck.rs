@@ -5,10 +5,11 @@ use std::collections::BTreeSet;
 use ferry_domain::convert::{TargetEngine, convert};
 use ferry_domain::precheck::{CheckItem, PrecheckReport};
 use ferry_domain::selection::{ObjectSelection, SYSTEM_SCHEMAS};
+use ferry_domain::target_table::{FoundColumn, FoundTable};
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
 
-use crate::connect::{ConnectParams, connect};
+use crate::connect::{ConnectError, ConnectParams, connect};
 
 /// Binlog retention below this is a warning: a longer worker outage loses the position.
 const MIN_RETENTION_HOURS: u64 = 24;
@@ -593,6 +594,89 @@ async fn check_primary_keys(
 }
 
 /// Checks a MySQL/MariaDB sync target: reachable, and the user may create and write tables.
+/// The base tables of database `schema` on a MySQL/MariaDB target, by name, as its catalog
+/// describes them (for the comparison of `ferry_domain::target_table`).
+pub async fn target_tables_found(
+    params: &ConnectParams,
+    schemas: &[String],
+) -> Result<std::collections::HashMap<(String, String), FoundTable>, String> {
+    let mut conn = connect(params).await.map_err(|e| e.message)?;
+    let mut out: std::collections::HashMap<(String, String), FoundTable> = Default::default();
+    for schema in schemas {
+        // Option everywhere: a NULL in a non-Option column panics inside mysql_async.
+        type Row = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = conn
+            .exec(
+                "SELECT c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE, \
+                 (c.COLUMN_DEFAULT IS NOT NULL OR c.EXTRA LIKE '%auto_increment%') + 0, \
+                 c.COLLATION_NAME \
+                 FROM information_schema.COLUMNS c JOIN information_schema.TABLES t \
+                 ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
+                 WHERE c.TABLE_SCHEMA = ? AND t.TABLE_TYPE = 'BASE TABLE' \
+                 ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION",
+                (schema,),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        for (table, name, sql_type, nullable, has_default, collation) in rows {
+            let (Some(table), Some(name), Some(sql_type)) = (table, name, sql_type) else {
+                continue;
+            };
+            out.entry((schema.clone(), table))
+                .or_insert_with(|| FoundTable {
+                    columns: Vec::new(),
+                    key: Vec::new(),
+                })
+                .columns
+                .push(FoundColumn {
+                    name,
+                    sql_type,
+                    nullable: nullable.as_deref() == Some("YES"),
+                    has_default: has_default.unwrap_or(0) != 0,
+                    collation,
+                });
+        }
+        let keys: Vec<(Option<String>, Option<String>)> = conn
+            .exec(
+                "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
+                 WHERE TABLE_SCHEMA = ? AND CONSTRAINT_NAME = 'PRIMARY' \
+                 ORDER BY TABLE_NAME, ORDINAL_POSITION",
+                (schema,),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        for (table, column) in keys {
+            if let (Some(table), Some(column)) = (table, column)
+                && let Some(t) = out.get_mut(&(schema.clone(), table))
+            {
+                t.key.push(column);
+            }
+        }
+    }
+    let _ = conn.disconnect().await;
+    Ok(out)
+}
+
+/// Reads the source's catalog (every base table the user can see).
+pub async fn source_catalog(
+    params: &ConnectParams,
+) -> Result<ferry_domain::schema::SchemaCatalog, ConnectError> {
+    let mut conn = connect(params).await?;
+    let catalog = crate::ddl::read_catalog(&mut conn).await;
+    let _ = conn.disconnect().await;
+    catalog.map_err(|e| ConnectError {
+        message: format!("cannot read the source's catalog: {e}"),
+        hint: "the capture user needs SELECT on the selected tables".into(),
+    })
+}
+
 pub async fn precheck_target(params: &ConnectParams) -> PrecheckReport {
     let mut items = Vec::new();
     let mut conn = match connect(params).await {

@@ -25,6 +25,7 @@
 pub mod literal;
 pub mod mysql;
 pub mod postgres;
+pub mod progress;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -158,19 +159,113 @@ impl Target {
         }
     }
 
-    /// Applies a batch in one transaction, and answers the bytes of statements sent. Tables the
-    /// batch names but `tables` does not are skipped (not selected).
-    pub async fn apply(
-        &mut self,
-        batch: &Batch,
-        tables: &HashMap<ObjectName, TargetTable>,
-    ) -> Result<usize, TargetError> {
-        if batch.is_empty() {
-            return Ok(0);
-        }
+    /// Runs `statements` (from [`statements`]) in the target transaction an earlier call left
+    /// open, or in a new one, and commits it when `commit`; otherwise leaves it open, so that a
+    /// source transaction too big to hold in memory is applied in parts that the target still
+    /// shows whole or not at all. A failed statement, or a guard that refuses, rolls the whole
+    /// transaction back.
+    pub async fn run(&mut self, statements: &[String], commit: bool) -> Result<(), TargetError> {
         match self {
-            Self::Postgres(t) => t.apply(batch, tables).await,
-            Self::Mysql(t) => t.apply(batch, tables).await,
+            Self::Postgres(t) => t.run(statements, commit).await,
+            Self::Mysql(t) => t.run(statements, commit).await,
+        }
+    }
+
+    /// Whether [`Target::run`] left a transaction open.
+    pub fn in_transaction(&self) -> bool {
+        match self {
+            Self::Postgres(t) => t.open,
+            Self::Mysql(t) => t.open,
+        }
+    }
+
+    /// The engine the statements are written for (MySQL and MariaDB share theirs).
+    fn engine(&self) -> TargetEngine {
+        match self {
+            Self::Postgres(_) => TargetEngine::Postgresql,
+            Self::Mysql(_) => TargetEngine::Mysql,
+        }
+    }
+
+    /// Creates the progress table where it does not exist (see [`progress`]).
+    pub async fn prepare_progress(&mut self) -> Result<(), TargetError> {
+        let engine = self.engine();
+        for s in progress::create(engine) {
+            let result = match self {
+                Self::Postgres(t) => t.execute_idempotent(&s).await,
+                Self::Mysql(t) => t.execute(&s).await,
+            };
+            result.map_err(|e| match e {
+                TargetError::Definite { message, .. } => TargetError::Definite {
+                    message: format!("creating the progress table {}.{}: {message}", progress::SCHEMA, progress::TABLE),
+                    hint: format!(
+                        "Ferry records what it applied in {}.{} on the target (docs/sync.md): grant the target user CREATE on it, or create it as docs/sync.md shows",
+                        progress::SCHEMA, progress::TABLE
+                    ),
+                },
+                other => other,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// What the progress table says `task` applied; `None` when it has no row.
+    pub async fn progress(&mut self, task: &str) -> Result<Option<progress::Applied>, TargetError> {
+        let sql = progress::select(self.engine(), task);
+        let row = match self {
+            Self::Postgres(t) => t.query_texts(&sql).await?,
+            Self::Mysql(t) => t.query_texts(&sql).await?,
+        };
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let [source, position, time] = &row[..] else {
+            return Err(TargetError::Transient(format!(
+                "the progress table answered {} columns, not 3",
+                row.len()
+            )));
+        };
+        let source_time_ms = time.parse().map_err(|_| {
+            TargetError::definite(
+                format!("the progress table holds a source time of {time:?} for task {task}"),
+                format!(
+                    "the row of {task} in {}.{} was changed by hand: delete it, and Ferry resumes from its checkpoint",
+                    progress::SCHEMA,
+                    progress::TABLE
+                ),
+            )
+        })?;
+        Ok(Some(progress::Applied {
+            task: task.to_owned(),
+            source: source.clone(),
+            position: position.clone(),
+            source_time_ms,
+        }))
+    }
+
+    /// Records `applied` alone (after a DDL statement, which MySQL cannot run in a transaction).
+    pub async fn record_progress(
+        &mut self,
+        applied: &progress::Applied,
+    ) -> Result<(), TargetError> {
+        let sql = progress::upsert(self.engine(), applied);
+        allowed(match self {
+            Self::Postgres(t) => &t.guard,
+            Self::Mysql(t) => &t.guard,
+        })?;
+        match self {
+            Self::Postgres(t) => t.execute(&sql).await,
+            Self::Mysql(t) => t.execute(&sql).await,
+        }
+    }
+
+    /// Removes `task`'s row (a first start: whatever an earlier run of the task recorded no
+    /// longer holds).
+    pub async fn forget_progress(&mut self, task: &str) -> Result<(), TargetError> {
+        let sql = progress::delete(self.engine(), task);
+        match self {
+            Self::Postgres(t) => t.execute(&sql).await,
+            Self::Mysql(t) => t.execute(&sql).await,
         }
     }
 
@@ -210,6 +305,27 @@ impl Target {
             Self::Mysql(t) => t.close().await,
         }
     }
+}
+
+/// The statements applying `batch` on an `engine` target (per table: deletes by key, then
+/// multi-row upserts; a keyless table's changes one by one, in order), with `applied` recorded
+/// last (see [`progress`]). Tables the batch names but `tables` does not are skipped (not
+/// selected). Built apart from any connection, so that a loop builds the next batch's
+/// statements while the previous ones run.
+pub fn statements(
+    engine: TargetEngine,
+    batch: &Batch,
+    tables: &HashMap<ObjectName, TargetTable>,
+    applied: Option<&progress::Applied>,
+) -> Result<Vec<String>, TargetError> {
+    let mut out = match engine {
+        TargetEngine::Postgresql => postgres::PgTarget::statements(batch, tables)?,
+        TargetEngine::Mysql | TargetEngine::Mariadb => {
+            mysql::MysqlTarget::statements(batch, tables)?
+        }
+    };
+    out.extend(applied.map(|a| progress::upsert(engine, a)));
+    Ok(out)
 }
 
 /// The largest statement Ferry sends (well under MySQL's default `max_allowed_packet`).

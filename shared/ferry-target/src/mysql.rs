@@ -27,6 +27,8 @@ use ferry_mysql::snapshot::from_result;
 pub struct MysqlTarget {
     conn: Conn,
     pub(crate) guard: WriteGuard,
+    /// A transaction is open, waiting for the rest of a big source transaction.
+    pub(crate) open: bool,
 }
 
 impl std::fmt::Debug for MysqlTarget {
@@ -196,6 +198,7 @@ impl MysqlTarget {
         Ok(Self {
             conn,
             guard: always(),
+            open: false,
         })
     }
 
@@ -223,23 +226,6 @@ impl MysqlTarget {
         Ok(())
     }
 
-    async fn in_transaction(&mut self, statements: &[String]) -> Result<(), TargetError> {
-        if statements.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self
-            .conn
-            .start_transaction(mysql_async::TxOpts::default())
-            .await
-            .map_err(error)?;
-        for s in statements {
-            allowed(&self.guard)?;
-            tx.query_drop(s).await.map_err(error)?;
-        }
-        allowed(&self.guard)?;
-        tx.commit().await.map_err(error)
-    }
-
     pub(crate) async fn load_rows(
         &mut self,
         t: &TargetTable,
@@ -251,14 +237,74 @@ impl MysqlTarget {
             statements.push(format!("DELETE FROM {}", table_ref(t)));
         }
         upserts(t, rows.iter().map(Vec::as_slice), &mut statements);
-        self.in_transaction(&statements).await
+        self.run(&statements, true).await
     }
 
-    pub(crate) async fn apply(
+    /// The first row `sql` answers, every column as text.
+    pub(crate) async fn query_texts(
         &mut self,
+        sql: &str,
+    ) -> Result<Option<Vec<String>>, TargetError> {
+        let row: Option<mysql_async::Row> = self.conn.query_first(sql).await.map_err(error)?;
+        Ok(row.map(|r| {
+            r.unwrap()
+                .into_iter()
+                .map(|v| match v {
+                    mysql_async::Value::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
+                    mysql_async::Value::Int(i) => i.to_string(),
+                    mysql_async::Value::UInt(u) => u.to_string(),
+                    other => other.as_sql(true),
+                })
+                .collect()
+        }))
+    }
+
+    /// Runs `statements` in the target transaction left open by an earlier call, or in a new
+    /// one; commits it when `commit`, else leaves it open (see `Target::apply_part`). A failed
+    /// statement, or a guard that refuses, rolls the whole transaction back.
+    pub(crate) async fn run(
+        &mut self,
+        statements: &[String],
+        commit: bool,
+    ) -> Result<(), TargetError> {
+        if statements.is_empty() && !self.open {
+            return Ok(());
+        }
+        let result = self.run_open(statements, commit).await;
+        if result.is_err() && self.open {
+            self.open = false;
+            let _ = self.conn.query_drop("ROLLBACK").await;
+        }
+        result
+    }
+
+    async fn run_open(&mut self, statements: &[String], commit: bool) -> Result<(), TargetError> {
+        if !self.open {
+            allowed(&self.guard)?;
+            self.conn
+                .query_drop("START TRANSACTION")
+                .await
+                .map_err(error)?;
+            self.open = true;
+        }
+        for s in statements {
+            allowed(&self.guard)?;
+            self.conn.query_drop(s).await.map_err(error)?;
+        }
+        if commit {
+            allowed(&self.guard)?;
+            self.conn.query_drop("COMMIT").await.map_err(error)?;
+            self.open = false;
+        }
+        Ok(())
+    }
+
+    /// The statements applying `batch`: per table, deletes by key then multi-row upserts (a
+    /// keyless table's changes one by one, in order).
+    pub(crate) fn statements(
         batch: &Batch,
         tables: &HashMap<ObjectName, TargetTable>,
-    ) -> Result<usize, TargetError> {
+    ) -> Result<Vec<String>, TargetError> {
         let mut statements = Vec::new();
         for (schema, ops) in batch.tables() {
             let Some(t) = tables.get(schema.name()) else {
@@ -314,8 +360,7 @@ impl MysqlTarget {
                 &mut statements,
             );
         }
-        self.in_transaction(&statements).await?;
-        Ok(statements.iter().map(String::len).sum())
+        Ok(statements)
     }
 
     pub(crate) async fn target_rows(&mut self, t: &TargetTable) -> Result<TargetRows, TargetError> {

@@ -35,6 +35,8 @@ pub struct PgTarget {
     conflicted: std::collections::HashSet<(String, String)>,
     connection: tokio::task::JoinHandle<()>,
     pub(crate) guard: WriteGuard,
+    /// A transaction is open, waiting for the rest of a big source transaction.
+    pub(crate) open: bool,
 }
 
 impl std::fmt::Debug for PgTarget {
@@ -220,11 +222,50 @@ impl PgTarget {
             conflicted: Default::default(),
             connection,
             guard: always(),
+            open: false,
         })
     }
 
     pub(crate) async fn execute(&mut self, sql: &str) -> Result<(), TargetError> {
         self.client.batch_execute(sql).await.map_err(error)
+    }
+
+    /// Runs a `CREATE … IF NOT EXISTS`: two sessions creating the same object at once make
+    /// one of them fail on the catalog's unique index (or find it created meanwhile), which
+    /// means it exists.
+    pub(crate) async fn execute_idempotent(&mut self, sql: &str) -> Result<(), TargetError> {
+        use tokio_postgres::error::SqlState;
+        match self.client.batch_execute(sql).await {
+            Err(e)
+                if e.code().is_some_and(|c| {
+                    [
+                        SqlState::UNIQUE_VIOLATION,
+                        SqlState::DUPLICATE_TABLE,
+                        SqlState::DUPLICATE_SCHEMA,
+                    ]
+                    .contains(c)
+                }) =>
+            {
+                Ok(())
+            }
+            other => other.map_err(error),
+        }
+    }
+
+    /// The first row `sql` answers, every column as text (`NULL` as empty).
+    pub(crate) async fn query_texts(
+        &mut self,
+        sql: &str,
+    ) -> Result<Option<Vec<String>>, TargetError> {
+        let messages = self.client.simple_query(sql).await.map_err(error)?;
+        Ok(messages.into_iter().find_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or_default().to_owned())
+                    .collect(),
+            ),
+            _ => None,
+        }))
     }
 
     pub(crate) async fn create_table(
@@ -317,11 +358,49 @@ impl PgTarget {
         tx.commit().await.map_err(error)
     }
 
-    pub(crate) async fn apply(
+    /// Runs `statements` in the target transaction left open by an earlier call, or in a new
+    /// one; commits it when `commit`, else leaves it open (see `Target::apply_part`). A failed
+    /// statement, or a guard that refuses, rolls the whole transaction back.
+    pub(crate) async fn run(
         &mut self,
+        statements: &[String],
+        commit: bool,
+    ) -> Result<(), TargetError> {
+        if statements.is_empty() && !self.open {
+            return Ok(());
+        }
+        let result = self.run_open(statements, commit).await;
+        if result.is_err() && self.open {
+            self.open = false;
+            let _ = self.client.batch_execute("ROLLBACK").await;
+        }
+        result
+    }
+
+    async fn run_open(&mut self, statements: &[String], commit: bool) -> Result<(), TargetError> {
+        if !self.open {
+            allowed(&self.guard)?;
+            self.client.batch_execute("BEGIN").await.map_err(error)?;
+            self.open = true;
+        }
+        for s in statements {
+            allowed(&self.guard)?;
+            self.client.batch_execute(s).await.map_err(error)?;
+        }
+        if commit {
+            allowed(&self.guard)?;
+            self.client.batch_execute("COMMIT").await.map_err(error)?;
+            self.open = false;
+        }
+        Ok(())
+    }
+
+    /// The statements applying `batch`: per table, deletes by key then multi-row upserts (a
+    /// keyless table's changes one by one, in order).
+    pub(crate) fn statements(
         batch: &Batch,
         tables: &HashMap<ObjectName, TargetTable>,
-    ) -> Result<usize, TargetError> {
+    ) -> Result<Vec<String>, TargetError> {
         let mut statements: Vec<String> = Vec::new();
         for (schema, ops) in batch.tables() {
             let Some(t) = tables.get(schema.name()) else {
@@ -380,17 +459,7 @@ impl PgTarget {
                 statements.push(sql);
             }
         }
-        if statements.is_empty() {
-            return Ok(0);
-        }
-        let tx = self.client.transaction().await.map_err(error)?;
-        for s in &statements {
-            allowed(&self.guard)?;
-            tx.batch_execute(s).await.map_err(error)?;
-        }
-        allowed(&self.guard)?;
-        tx.commit().await.map_err(error)?;
-        Ok(statements.iter().map(String::len).sum())
+        Ok(statements)
     }
 
     pub(crate) async fn target_rows(&mut self, t: &TargetTable) -> Result<TargetRows, TargetError> {

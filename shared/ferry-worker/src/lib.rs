@@ -10,6 +10,7 @@ pub mod capture;
 mod copy;
 mod delivery;
 pub mod error;
+mod faults;
 mod heartbeat;
 mod internal_events;
 pub mod lease;

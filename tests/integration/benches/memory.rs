@@ -3,6 +3,10 @@
 //! reads them (nothing waits for the commit) and holds at most 10,000 unacknowledged records, so
 //! its memory must not grow with the transaction.
 //!
+//! Then a sync task applies the same transaction to PostgreSQL, with the same sampling: it
+//! applies the transaction in parts of `batch_rows` changes inside one target transaction, so
+//! its memory must not grow with the transaction either.
+//!
 //! `cargo bench -p ferry-tests --bench memory` with the stack up. With `FERRY_BENCH_ROW_MB=64`
 //! it measures one row of that size instead (a LONGBLOB): the peak resident memory while the
 //! loop reads, decodes and encodes it, until the broker's record size limit fails the task.
@@ -14,7 +18,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use ferry_domain::id::{InstanceId, WorkerId};
 use ferry_store::Checkpoint;
-use ferry_testkit::TestContext;
+use ferry_testkit::{InProcessWorker, TestContext, source_position};
 use ferry_worker::{CaptureSettings, Claim, capture_task};
 use mysql_async::prelude::Queryable;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -46,6 +50,24 @@ async fn main() {
     )
     .await
     .unwrap();
+
+    // A sync task on the same table, to PostgreSQL: copied while the table is empty, then
+    // stopped (before the tracking task exists, which its worker would otherwise take); it
+    // applies the transaction below as a backlog after the capture run.
+    let sync_task = {
+        let config = json!({
+            "source": ctx.stack_source(),
+            "target": ctx.postgres_target().unwrap(),
+            "objects": {"databases": [{"name": ctx.mysql_database(), "target_name": "copy"}]},
+        });
+        let (sync_id, _) = api.start_task("sync", config).await.unwrap();
+        let worker = InProcessWorker::start(&api.state);
+        api.wait_copied(&sync_id, Duration::from_secs(300))
+            .await
+            .unwrap();
+        worker.stop().await.unwrap();
+        sync_id
+    };
 
     let env = ctx.env();
     let config = json!({
@@ -129,6 +151,43 @@ async fn main() {
         at(quarter * 2),
         at(quarter * 3)
     );
+
+    // The sync task applies the same transaction: in parts of `batch_rows` (5,000) changes, in
+    // one PostgreSQL transaction, so its memory must not grow with the transaction either.
+    let end = source_position(&mut db).await.unwrap();
+    let before = rss_mib();
+    let t0 = Instant::now();
+    let worker = InProcessWorker::start(&api.state);
+    let mut peak = before;
+    let waiting = api.wait_checkpoint_past(&sync_task, &end, Duration::from_secs(3600));
+    tokio::pin!(waiting);
+    loop {
+        tokio::select! {
+            done = &mut waiting => {
+                done.unwrap();
+                break;
+            }
+            () = tokio::time::sleep(Duration::from_millis(100)) => {
+                peak = peak.max(rss_mib());
+            }
+        }
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    worker.stop().await.unwrap();
+    let applied: i64 = ctx
+        .postgres()
+        .await
+        .unwrap()
+        .query_one("SELECT COUNT(*) FROM copy.big", &[])
+        .await
+        .unwrap()
+        .get(0);
+    println!();
+    println!(
+        "| rows in the transaction | sync apply time (to PostgreSQL) | RSS before | peak RSS |"
+    );
+    println!("|---:|---:|---:|---:|");
+    println!("| {applied} | {wall:.1} s | {before:.0} MiB | {peak:.0} MiB |");
 }
 
 /// How a capture run went.

@@ -1,14 +1,17 @@
-//! Data synchronization throughput beside the targets' own limits, measured in the same run on
-//! the same machine:
+//! Data synchronization throughput beside the limits of its source and targets, measured in
+//! the same run on the same machine:
 //!
-//! 1. the target's raw bulk load of the same rows (PostgreSQL `COPY` of pre-rendered text;
-//!    MariaDB multi-row inserts of 1,000 rows);
-//! 2. Ferry's full sync of the table (schema, planned chunks, parallel snapshot reads, loads),
-//!    from start to the last chunk;
-//! 3. the target's raw batched upsert (1,000-row `INSERT … ON CONFLICT` / `ON DUPLICATE KEY
+//! 1. the source's chunk-read limit: the table read in the chunks a full sync reads (20,000
+//!    rows by primary-key range, 4 at a time, each in a consistent-snapshot transaction), rows
+//!    received and dropped, no target;
+//! 2. the target's raw bulk load of the same rows (PostgreSQL `COPY` of pre-rendered text;
+//!    MariaDB multi-row inserts of 1,000 rows into the stack's target-only MariaDB, binlog off);
+//! 3. Ferry's full sync of the table (schema, planned chunks, parallel snapshot reads, loads),
+//!    from start to the last chunk, and its ratio to min(1, 2);
+//! 4. the target's raw batched upsert (1,000-row `INSERT … ON CONFLICT` / `ON DUPLICATE KEY
 //!    UPDATE` over existing rows);
-//! 4. Ferry's incremental apply of a backlog of updates (1,000-row transactions), from a
-//!    worker's start to its checkpoint passing the backlog's end.
+//! 5. Ferry's incremental apply of a backlog of updates (1,000-row transactions), from a
+//!    worker's start to its checkpoint passing the backlog's end, and its ratio to 4.
 //!
 //! `cargo bench -p ferry-tests --bench sync` with the stack up; `FERRY_BENCH_ROWS` sets the
 //! table (default 1,000,000 rows of 8 columns), `FERRY_BENCH_UPDATES` the backlog (default
@@ -26,7 +29,8 @@ use ferry_testkit::{
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
 
-fn row(rows: u64, wall: Duration, cpu: Option<f64>, name: &str) {
+/// Prints one measurement and answers its rate (rows per second).
+fn row(rows: u64, wall: Duration, cpu: Option<f64>, name: &str) -> f64 {
     let rate = rows as f64 / wall.as_secs_f64();
     let cpu = cpu.map_or("–".to_owned(), |c| {
         format!("{:.2} µs", c * 1e6 / rows as f64)
@@ -34,6 +38,55 @@ fn row(rows: u64, wall: Duration, cpu: Option<f64>, name: &str) {
     println!(
         "| {name:<60} | {rows:>9} | {:>8.2} s | {rate:>10.0} rows/s | {cpu:>9} |",
         wall.as_secs_f64()
+    );
+    rate
+}
+
+/// The source's chunk-read limit: `rows` rows of `orders` read by primary-key range in chunks
+/// of `chunk` rows, `parallel` chunks at a time, each in its own consistent-snapshot
+/// transaction (what a full sync's reads do), every row received and dropped.
+async fn source_reads(ctx: &TestContext, rows: u64, chunk: u64, parallel: u64) -> Duration {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let wall = Instant::now();
+    let mut readers = Vec::new();
+    for _ in 0..parallel {
+        let mut db = ctx.mysql().await.unwrap();
+        let next = std::sync::Arc::clone(&next);
+        readers.push(tokio::spawn(async move {
+            loop {
+                let lower = next.fetch_add(chunk, std::sync::atomic::Ordering::Relaxed);
+                if lower >= rows {
+                    break;
+                }
+                db.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                    .await
+                    .unwrap();
+                let mut result = db
+                    .exec_iter(
+                        "SELECT * FROM orders WHERE id >= ? AND id < ?",
+                        (lower, lower + chunk),
+                    )
+                    .await
+                    .unwrap();
+                result.for_each(drop).await.unwrap();
+                drop(result);
+                db.query_drop("COMMIT").await.unwrap();
+            }
+        }));
+    }
+    for r in readers {
+        r.await.unwrap();
+    }
+    wall.elapsed()
+}
+
+/// Ferry's rate as a share of the limit it is held to.
+fn ratio(name: &str, ferry: f64, limit: f64, of: &str) {
+    println!(
+        "| {name:<60} | {:>9} | {:>10} | {:>17.2} × | {of:>9} |",
+        "",
+        "",
+        ferry / limit
     );
 }
 
@@ -95,7 +148,7 @@ async fn full_sync(
     target_db: &str,
     rows: u64,
     name: &str,
-) -> (InstanceId, InProcessWorker) {
+) -> (InstanceId, InProcessWorker, f64) {
     let config = json!({
         "source": ctx.stack_source(),
         "target": target,
@@ -113,12 +166,12 @@ async fn full_sync(
     })
     .await
     .unwrap();
-    row(rows, wall.elapsed(), Some(cpu_seconds() - cpu), name);
-    (id, worker)
+    let rate = row(rows, wall.elapsed(), Some(cpu_seconds() - cpu), name);
+    (id, worker, rate)
 }
 
 /// Stops `worker`, writes `updates` row updates in 1,000-row transactions, starts a worker and
-/// measures until the task's checkpoint passes them.
+/// measures until the task's checkpoint passes them: the rate.
 async fn incremental(
     ctx: &TestContext,
     api: &TestApi,
@@ -126,7 +179,7 @@ async fn incremental(
     worker: InProcessWorker,
     updates: u64,
     name: &str,
-) {
+) -> f64 {
     worker.stop().await.unwrap();
     let mut db = ctx.mysql().await.unwrap();
     let mut next = 0u64;
@@ -145,8 +198,9 @@ async fn incremental(
     api.wait_checkpoint_past(id, &backlog_end, Duration::from_secs(3600))
         .await
         .unwrap();
-    row(updates, wall.elapsed(), Some(cpu_seconds() - cpu), name);
+    let rate = row(updates, wall.elapsed(), Some(cpu_seconds() - cpu), name);
     worker.stop().await.unwrap();
+    rate
 }
 
 #[tokio::main]
@@ -173,6 +227,14 @@ async fn main() {
     println!("| measurement | rows | wall | throughput | worker CPU per row |");
     println!("|---|---:|---:|---:|---:|");
 
+    // The source: the full sync's reads, without a target.
+    let read = row(
+        rows,
+        source_reads(&ctx, rows, 20_000, 4).await,
+        None,
+        "MariaDB chunked consistent reads, 20,000 rows × 4 (source limit)",
+    );
+
     // PostgreSQL: raw COPY, Ferry's full sync, raw batched upserts, Ferry's incremental apply.
     pg.batch_execute(&format!(
         "CREATE SCHEMA raw; CREATE TABLE raw.orders {PG_TABLE}"
@@ -192,9 +254,9 @@ async fn main() {
         }
         sink.finish().await.unwrap();
     }
-    row(rows, wall.elapsed(), None, "PostgreSQL COPY (raw limit)");
+    let pg_load = row(rows, wall.elapsed(), None, "PostgreSQL COPY (raw limit)");
     drop(text);
-    let (pg_task, pg_worker) = full_sync(
+    let (pg_task, pg_worker, pg_full) = full_sync(
         &ctx,
         &api,
         ctx.postgres_target().unwrap(),
@@ -203,6 +265,12 @@ async fn main() {
         "Ferry full sync to PostgreSQL",
     )
     .await;
+    ratio(
+        "  Ferry full sync to PostgreSQL / min(source read, COPY)",
+        pg_full,
+        read.min(pg_load),
+        "≥ 0.8",
+    );
     let wall = Instant::now();
     let mut next = 0u64;
     while next < updates {
@@ -215,13 +283,13 @@ async fn main() {
         .unwrap();
         next += 1000;
     }
-    row(
+    let pg_upsert = row(
         updates,
         wall.elapsed(),
         None,
         "PostgreSQL batched upsert, 1,000 rows (raw limit)",
     );
-    incremental(
+    let pg_apply = incremental(
         &ctx,
         &api,
         &pg_task,
@@ -230,6 +298,12 @@ async fn main() {
         "Ferry incremental apply to PostgreSQL",
     )
     .await;
+    ratio(
+        "  Ferry incremental apply to PostgreSQL / batched upsert",
+        pg_apply,
+        pg_upsert,
+        "≥ 0.8",
+    );
     api.call(
         Method::POST,
         &format!("/v1/instances/{pg_task}/task/stop"),
@@ -238,22 +312,25 @@ async fn main() {
     .await
     .unwrap();
 
-    // MariaDB (the same server as the source: both share the two cores).
-    db.query_drop(format!("CREATE DATABASE `{copy}_raw`"))
+    // MariaDB: the stack's target-only server (binlog off), not the source's.
+    let mut target = ctx.target_mysql().await.unwrap();
+    target
+        .query_drop(format!("CREATE DATABASE `{copy}_raw`"))
         .await
         .unwrap();
-    db.query_drop(format!("CREATE TABLE `{copy}_raw`.orders {TABLE}"))
+    target
+        .query_drop(format!("CREATE TABLE `{copy}_raw`.orders {TABLE}"))
         .await
         .unwrap();
     let wall = Instant::now();
-    mariadb_inserts(&mut db, &format!("`{copy}_raw`.orders"), rows, false).await;
-    row(
+    mariadb_inserts(&mut target, &format!("`{copy}_raw`.orders"), rows, false).await;
+    let my_load = row(
         rows,
         wall.elapsed(),
         None,
         "MariaDB multi-row insert, 1,000 rows (raw limit)",
     );
-    let (my_task, my_worker) = full_sync(
+    let (my_task, my_worker, my_full) = full_sync(
         &ctx,
         &api,
         ctx.mariadb_target(),
@@ -262,15 +339,21 @@ async fn main() {
         "Ferry full sync to MariaDB",
     )
     .await;
+    ratio(
+        "  Ferry full sync to MariaDB / min(source read, insert)",
+        my_full,
+        read.min(my_load),
+        "≥ 0.8",
+    );
     let wall = Instant::now();
-    mariadb_inserts(&mut db, &format!("`{copy}_raw`.orders"), updates, true).await;
-    row(
+    mariadb_inserts(&mut target, &format!("`{copy}_raw`.orders"), updates, true).await;
+    let my_upsert = row(
         updates,
         wall.elapsed(),
         None,
         "MariaDB batched upsert, 1,000 rows (raw limit)",
     );
-    incremental(
+    let my_apply = incremental(
         &ctx,
         &api,
         &my_task,
@@ -279,7 +362,14 @@ async fn main() {
         "Ferry incremental apply to MariaDB",
     )
     .await;
-    db.query_drop(format!("DROP DATABASE `{copy}_raw`"))
+    ratio(
+        "  Ferry incremental apply to MariaDB / batched upsert",
+        my_apply,
+        my_upsert,
+        "≥ 0.8",
+    );
+    target
+        .query_drop(format!("DROP DATABASE `{copy}_raw`"))
         .await
         .unwrap();
 }

@@ -451,7 +451,7 @@ async fn a_row_over_the_workers_bound_fails_the_task_before_encoding() {
         .unwrap();
     let config = json!({"source": ctx.stack_source(), "objects": {"databases": [{"name": ctx.mysql_database()}]}});
     let (id, topic) = api.start_tracking_task("cdc", config).await.unwrap();
-    let worker = ctx
+    let mut worker = ctx
         .worker_process_with(15, &[("FERRY_MAX_ROW_BYTES", "65536".into())])
         .unwrap();
     api.wait_state(&id.parse().unwrap(), "incremental", Duration::from_secs(60))

@@ -275,6 +275,7 @@ async fn a_worker_stopped_with_sigterm_hands_over_without_losing_or_duplicating(
     )
     .await
     .unwrap();
+    let mut first = first;
     let status = first.terminate(Duration::from_secs(60)).unwrap();
     assert!(status.success(), "the worker exits cleanly: {status}");
 
@@ -291,7 +292,8 @@ async fn a_worker_stopped_with_sigterm_hands_over_without_losing_or_duplicating(
     assert_eq!(
         checkpoint.last_key.as_deref(),
         so_far.last().map(|(_, _, k)| k.as_str()),
-        "the checkpoint covers every record produced before the exit"
+        "the checkpoint covers every record produced before the exit; what the worker warned of:\n{}",
+        warnings(&first.log())
     );
     let lease = api.state.store().get_lease(&id).await.unwrap().unwrap();
     assert!(
@@ -312,6 +314,14 @@ async fn a_worker_stopped_with_sigterm_hands_over_without_losing_or_duplicating(
     let lease = api.state.store().get_lease(&id).await.unwrap().unwrap();
     assert!(lease.token >= 2, "the second worker holds the task now");
     drop(second);
+}
+
+/// The lines of a worker's log at WARN or ERROR (what a failed assertion should show).
+fn warnings(log: &str) -> String {
+    log.lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Inserts ids `from..from + rows` into `events` in one transaction.

@@ -415,7 +415,7 @@ async fn every_type_syncs_to_postgresql_and_verifies() {
 async fn every_type_syncs_to_mariadb_and_verifies() {
     let ctx = TestContext::spawn().await.unwrap();
     let copy = format!("{}_copy", ctx.mysql_database());
-    let admin = std::sync::Arc::new(tokio::sync::Mutex::new(ctx.mysql().await.unwrap()));
+    let admin = std::sync::Arc::new(tokio::sync::Mutex::new(ctx.target_mysql().await.unwrap()));
     let tampered = every_type_round_trip(
         &ctx,
         ctx.mariadb_target(),
@@ -426,19 +426,29 @@ async fn every_type_syncs_to_mariadb_and_verifies() {
         async |sql: &str| admin.lock().await.query_drop(sql).await.unwrap(),
     )
     .await;
-    // Every value as the source has it: the copy's checksum is the source's.
+    // Every value as the source has it: the copy's checksum (on the target server) is the
+    // source's.
     let mut db = ctx.mysql().await.unwrap();
-    db.query_drop(format!("DELETE FROM `{copy}`.every_type WHERE id = 99"))
+    let mut target = ctx.target_mysql().await.unwrap();
+    target
+        .query_drop(format!("DELETE FROM `{copy}`.every_type WHERE id = 99"))
         .await
         .unwrap();
-    let sums: Vec<(String, Option<u64>)> = db
+    let source_sum: Vec<(String, Option<u64>)> = db
         .query(format!(
-            "CHECKSUM TABLE `{0}`.every_type, `{copy}`.every_type",
+            "CHECKSUM TABLE `{}`.every_type",
             ctx.mysql_database()
         ))
         .await
         .unwrap();
-    assert_eq!(sums[0].1, sums[1].1, "{sums:?}");
+    let copy_sum: Vec<(String, Option<u64>)> = target
+        .query(format!("CHECKSUM TABLE `{copy}`.every_type"))
+        .await
+        .unwrap();
+    assert_eq!(
+        source_sum[0].1, copy_sum[0].1,
+        "{source_sum:?} {copy_sum:?}"
+    );
     let report = &tampered["report"];
     assert_eq!(report["differences"], 1, "{tampered}");
     assert_eq!(
@@ -664,7 +674,13 @@ async fn ddl_mid_stream_reaches_mariadb() {
         .query(describe(ctx.mysql_database().to_owned()))
         .await
         .unwrap();
-    let target: Vec<(String, String, String)> = db.query(describe(copy)).await.unwrap();
+    let target: Vec<(String, String, String)> = ctx
+        .target_mysql()
+        .await
+        .unwrap()
+        .query(describe(copy))
+        .await
+        .unwrap();
     assert_eq!(target, source);
 }
 

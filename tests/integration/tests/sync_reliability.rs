@@ -148,7 +148,8 @@ async fn collations_and_enum_case_survive_on_a_mariadb_target() {
         .unwrap();
     caught_up(&api, &id, &mut db).await;
     verifies_clean(&api, &id).await;
-    let rows: Vec<(String, String)> = db
+    let mut target = ctx.target_mysql().await.unwrap();
+    let rows: Vec<(String, String)> = target
         .query(format!(
             "SELECT k, CAST(state AS CHAR) FROM `{copy}`.accounts ORDER BY k COLLATE utf8mb4_bin"
         ))
@@ -165,7 +166,7 @@ async fn collations_and_enum_case_survive_on_a_mariadb_target() {
     );
     for table in ["accounts", "later"] {
         assert_eq!(
-            columns_of(&mut db, &copy, table).await,
+            columns_of(&mut target, &copy, table).await,
             columns_of(&mut db, ctx.mysql_database(), table).await,
             "{table}: the target's columns are the source's"
         );
@@ -514,7 +515,7 @@ async fn a_refused_write_guard_commits_nothing_on_either_target() {
             TargetParams {
                 engine: TargetEngine::Mariadb,
                 host: env.mysql_host.clone(),
-                port: env.mysql_port,
+                port: env.mysql_target_port,
                 user: env.mysql_admin_user.clone(),
                 password: env.mysql_admin_password.clone(),
                 database: None,
@@ -559,4 +560,244 @@ async fn a_refused_write_guard_commits_nothing_on_either_target() {
             target.close().await;
         }
     }
+}
+
+/// The target's progress row of task `id` (`ferry.progress`): its binlog position.
+async fn target_progress(ctx: &TestContext, engine: Target, id: &InstanceId) -> Option<String> {
+    match engine {
+        Target::Postgresql => ctx
+            .postgres()
+            .await
+            .unwrap()
+            .query_opt(
+                "SELECT position FROM ferry.progress WHERE task = $1",
+                &[&id.to_string()],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get(0)),
+        Target::Mariadb => ctx
+            .target_mysql()
+            .await
+            .unwrap()
+            .exec_first(
+                "SELECT position FROM ferry.progress WHERE task = ?",
+                (id.to_string(),),
+            )
+            .await
+            .unwrap(),
+    }
+}
+
+/// A worker that dies right after a batch committed on the target and before its checkpoint
+/// (it aborts there: `FERRY_FAULT_ABORT_AFTER_APPLY`), under writes to a keyed and a keyless
+/// table. The target's progress row, written in the batch's transaction, is ahead of the
+/// checkpoint; the next worker resumes from it, so nothing is applied twice (the keyless
+/// table's inserts would double) and nothing skipped.
+async fn a_crash_between_apply_and_checkpoint_applies_nothing_twice(engine: Target) {
+    use ferry_domain::position::Position;
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE keyed (id INT PRIMARY KEY, v BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    db.query_drop("CREATE TABLE keyless (n INT, v BIGINT)")
+        .await
+        .unwrap();
+    fill(&mut db, "keyed", 100, |i| format!("({i}, 0)")).await;
+    let (target, target_db) = engine.of(&ctx);
+    let (id, _) = api
+        .start_task(
+            "sync",
+            config(&ctx, target, &target_db, json!({"apply": "transactional"})),
+        )
+        .await
+        .unwrap();
+    let mut first = ctx
+        .worker_process_with(15, &[("FERRY_FAULT_ABORT_AFTER_APPLY", "40".into())])
+        .unwrap();
+    api.wait_copied(&id, STALL).await.unwrap();
+    // Each source transaction is a batch: an insert into the keyless table, an update and an
+    // insert on the keyed one. It writes on across the crash.
+    let writer = {
+        let mut db = ctx.mysql().await.unwrap();
+        tokio::spawn(async move {
+            for n in 1..=300u32 {
+                let mut tx = db.start_transaction(Default::default()).await.unwrap();
+                tx.query_drop(format!("INSERT INTO keyless VALUES ({n}, {n})"))
+                    .await
+                    .unwrap();
+                tx.query_drop(format!(
+                    "UPDATE keyed SET v = v + 1 WHERE id = {}",
+                    n % 100 + 1
+                ))
+                .await
+                .unwrap();
+                tx.query_drop(format!("INSERT INTO keyed VALUES ({}, {n})", 1000 + n))
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            db
+        })
+    };
+    let status = first.exited_within(STALL).unwrap();
+    assert!(
+        !status.success(),
+        "the worker aborted at the fault: {status}\n{}",
+        first.log()
+    );
+    // The crash was where it should be: the target holds a batch the checkpoint does not cover.
+    let applied: Position = target_progress(&ctx, engine, &id)
+        .await
+        .expect("the target records what it applied")
+        .parse()
+        .unwrap();
+    let checkpoint: Position = checkpoint(&api, &id)
+        .await
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        applied.cmp_file_offset(&checkpoint),
+        std::cmp::Ordering::Greater,
+        "the target ({applied}) is ahead of the checkpoint ({checkpoint})"
+    );
+    let second = ctx.worker_process(15).unwrap();
+    let mut db = writer.await.unwrap();
+    caught_up(&api, &id, &mut db).await;
+    let v = verifies_clean(&api, &id).await;
+    let rows_of = |table: &str| {
+        v["report"]["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["target"].as_str().is_some_and(|n| n.ends_with(table)))
+            .map(|t| t["target_rows"].clone())
+            .unwrap_or_else(|| panic!("{table} in {v}"))
+    };
+    assert_eq!(rows_of(".keyless"), 300, "no insert doubled: {v}");
+    assert_eq!(rows_of(".keyed"), 400, "{v}");
+    assert!(
+        second.log().contains("resuming from what it applied"),
+        "the second worker resumed from the target's progress row:\n{}",
+        second.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_apply_and_checkpoint_applies_nothing_twice_on_postgresql() {
+    a_crash_between_apply_and_checkpoint_applies_nothing_twice(Target::Postgresql).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_apply_and_checkpoint_applies_nothing_twice_on_mariadb() {
+    a_crash_between_apply_and_checkpoint_applies_nothing_twice(Target::Mariadb).await;
+}
+
+/// A session on the target that counts a table's rows, as another client of it would.
+enum Counter {
+    Postgresql(tokio_postgres::Client),
+    Mariadb(mysql_async::Conn, String),
+}
+
+impl Counter {
+    async fn open(ctx: &TestContext, engine: Target) -> Self {
+        match engine {
+            Target::Postgresql => Self::Postgresql(ctx.postgres().await.unwrap()),
+            Target::Mariadb => Self::Mariadb(
+                ctx.target_mysql().await.unwrap(),
+                format!("{}_copy", ctx.mysql_database()),
+            ),
+        }
+    }
+
+    /// The rows of `table` in the task's target schema (`copy` / `<db>_copy`).
+    async fn rows(&mut self, table: &str) -> i64 {
+        match self {
+            Self::Postgresql(pg) => pg
+                .query_one(&format!("SELECT COUNT(*) FROM copy.{table}"), &[])
+                .await
+                .unwrap()
+                .get(0),
+            Self::Mariadb(conn, schema) => conn
+                .query_first(format!("SELECT COUNT(*) FROM `{schema}`.{table}"))
+                .await
+                .unwrap()
+                .unwrap(),
+        }
+    }
+}
+
+/// A source transaction of 30,000 rows with `batch_rows` at 1,000 is applied in parts as it is
+/// read (memory stays bounded: the memory bench measures a million rows), all in one target
+/// transaction: a reader polling the target all along sees the table before the transaction or
+/// after it, never part of it.
+async fn a_big_transaction_is_applied_in_parts_and_seen_whole(engine: Target) {
+    const ROWS: i64 = 30_000;
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
+    let mut db = ctx.mysql().await.unwrap();
+    db.query_drop("CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(40) NOT NULL)")
+        .await
+        .unwrap();
+    fill(&mut db, "big", 10, |i| format!("({i}, 'before')")).await;
+    let (target, target_db) = engine.of(&ctx);
+    let (id, _) = api
+        .start_task(
+            "sync",
+            config(&ctx, target, &target_db, json!({"batch_rows": 1000})),
+        )
+        .await
+        .unwrap();
+    let worker = InProcessWorker::start(&api.state);
+    api.wait_copied(&id, STALL).await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let poller = {
+        let mut counter = Counter::open(&ctx, engine).await;
+        let seen = Arc::clone(&seen);
+        tokio::spawn(async move {
+            loop {
+                let n = counter.rows("big").await;
+                seen.lock().unwrap().insert(n);
+                if n == ROWS + 10 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let mut tx = db.start_transaction(Default::default()).await.unwrap();
+    for start in (0..ROWS).step_by(1000) {
+        let values: Vec<String> = (start..start + 1000)
+            .map(|i| format!("({}, 'row {i}')", 100 + i))
+            .collect();
+        tx.query_drop(format!("INSERT INTO big VALUES {}", values.join(",")))
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    tokio::time::timeout(STALL, poller).await.unwrap().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [10, ROWS + 10].into_iter().collect(),
+        "the target showed the table only before and after the transaction"
+    );
+    caught_up(&api, &id, &mut db).await;
+    verifies_clean(&api, &id).await;
+    worker.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_big_transaction_is_applied_in_parts_and_seen_whole_on_postgresql() {
+    a_big_transaction_is_applied_in_parts_and_seen_whole(Target::Postgresql).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_big_transaction_is_applied_in_parts_and_seen_whole_on_mariadb() {
+    a_big_transaction_is_applied_in_parts_and_seen_whole(Target::Mariadb).await;
 }

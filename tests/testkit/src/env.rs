@@ -15,6 +15,8 @@ pub struct StackEnv {
     pub mysql_admin_password: String,
     pub mysql_capture_user: String,
     pub mysql_capture_password: String,
+    /// The stack's second MariaDB (same host and users, binlog off): sync targets only.
+    pub mysql_target_port: u16,
     pub postgres_url: String,
     pub kafka_bootstrap: String,
     pub aws_endpoint: String,
@@ -36,7 +38,7 @@ pub struct StackEnv {
     pub nisshi: PathBuf,
 }
 
-const VARS: [&str; 17] = [
+const VARS: [&str; 18] = [
     "FERRY_STACK_DIR",
     "FERRY_MYSQL_HOST",
     "FERRY_MYSQL_PORT",
@@ -44,6 +46,7 @@ const VARS: [&str; 17] = [
     "FERRY_MYSQL_ADMIN_PASSWORD",
     "FERRY_MYSQL_CAPTURE_USER",
     "FERRY_MYSQL_CAPTURE_PASSWORD",
+    "FERRY_MYSQL_TARGET_PORT",
     "FERRY_POSTGRES_URL",
     "FERRY_KAFKA_BOOTSTRAP",
     "FERRY_AWS_ENDPOINT",
@@ -82,6 +85,7 @@ impl StackEnv {
                 .with_context(|| format!("{k} is not set; run `eval \"$(infra/local/stack env)\"`"))
         };
         let port = get("FERRY_MYSQL_PORT")?;
+        let target_port = get("FERRY_MYSQL_TARGET_PORT")?;
         let mysql_host = get("FERRY_MYSQL_HOST")?;
         require_loopback(&mysql_host)?;
         let kafka_bootstrap = get("FERRY_KAFKA_BOOTSTRAP")?;
@@ -97,6 +101,9 @@ impl StackEnv {
             mysql_admin_password: get("FERRY_MYSQL_ADMIN_PASSWORD")?,
             mysql_capture_user: get("FERRY_MYSQL_CAPTURE_USER")?,
             mysql_capture_password: get("FERRY_MYSQL_CAPTURE_PASSWORD")?,
+            mysql_target_port: target_port.parse().with_context(|| {
+                format!("FERRY_MYSQL_TARGET_PORT `{target_port}` is not a port")
+            })?,
             postgres_url: get("FERRY_POSTGRES_URL")?,
             kafka_bootstrap,
             aws_endpoint: get("FERRY_AWS_ENDPOINT")?,
@@ -119,9 +126,18 @@ impl StackEnv {
 
     /// Admin connection options, optionally with a default database.
     pub fn mysql_opts(&self, database: Option<&str>) -> mysql_async::Opts {
+        self.mysql_opts_on(self.mysql_port, database)
+    }
+
+    /// Admin connection options of the target-only MariaDB.
+    pub fn mysql_target_opts(&self, database: Option<&str>) -> mysql_async::Opts {
+        self.mysql_opts_on(self.mysql_target_port, database)
+    }
+
+    fn mysql_opts_on(&self, port: u16, database: Option<&str>) -> mysql_async::Opts {
         mysql_async::OptsBuilder::default()
             .ip_or_hostname(self.mysql_host.clone())
-            .tcp_port(self.mysql_port)
+            .tcp_port(port)
             .user(Some(self.mysql_admin_user.clone()))
             .pass(Some(self.mysql_admin_password.clone()))
             .db_name(database.map(str::to_owned))

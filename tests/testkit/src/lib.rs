@@ -125,6 +125,14 @@ impl TestContext {
             .context("connecting to the stack's MariaDB")
     }
 
+    /// An admin connection to the target-only MariaDB (where [`TestContext::mariadb_target`]'s
+    /// tables go), without a default database.
+    pub async fn target_mysql(&self) -> Result<mysql_async::Conn> {
+        mysql_async::Conn::new(self.env.mysql_target_opts(None))
+            .await
+            .context("connecting to the stack's target MariaDB")
+    }
+
     /// A connection to this test's PostgreSQL database.
     pub async fn postgres(&self) -> Result<tokio_postgres::Client> {
         self.env.postgres(&self.id).await
@@ -177,10 +185,13 @@ impl TestContext {
         let mut conn = mysql_async::Conn::new(self.env.mysql_opts(None)).await?;
         conn.query_drop(format!("DROP DATABASE IF EXISTS `{}`", self.id))
             .await?;
-        // A sync task's MariaDB target database, by convention.
-        conn.query_drop(format!("DROP DATABASE IF EXISTS `{}_copy`", self.id))
-            .await?;
         conn.disconnect().await?;
+        // A sync task's MariaDB target database, by convention.
+        let mut target = mysql_async::Conn::new(self.env.mysql_target_opts(None)).await?;
+        target
+            .query_drop(format!("DROP DATABASE IF EXISTS `{}_copy`", self.id))
+            .await?;
+        target.disconnect().await?;
 
         let pg = self.env.postgres("postgres").await?;
         pg.batch_execute(&format!(

@@ -45,9 +45,26 @@ impl WorkerProcess {
         Ok(())
     }
 
+    /// Waits up to `timeout` for the process to exit on its own: its exit status.
+    pub fn exited_within(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Result<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().context("waiting for the worker")? {
+                return Ok(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!("the worker did not exit within {timeout:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Sends SIGTERM (what ECS sends a task it stops) and waits up to `timeout` for the process
     /// to exit: its exit status.
-    pub fn terminate(mut self, timeout: std::time::Duration) -> Result<std::process::ExitStatus> {
+    pub fn terminate(&mut self, timeout: std::time::Duration) -> Result<std::process::ExitStatus> {
         let sent = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -55,16 +72,7 @@ impl WorkerProcess {
         if !sent.success() {
             bail!("kill -TERM {} failed: {sent}", self.child.id());
         }
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().context("waiting for the worker")? {
-                return Ok(status);
-            }
-            if std::time::Instant::now() >= deadline {
-                bail!("the worker did not exit within {timeout:?} of SIGTERM");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        self.exited_within(timeout).context("after SIGTERM")
     }
 
     /// Kills the process with SIGKILL and reaps it.

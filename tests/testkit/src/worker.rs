@@ -98,11 +98,12 @@ impl TestContext {
                   "password": password, "database": self.postgres_database()}))
     }
 
-    /// The stack's MariaDB, as the admin user, as a sync task's target (tables go to the
-    /// databases the selection maps them to; `<test id>_copy` is cleaned up).
+    /// The stack's target-only MariaDB (binlog off), as the admin user, as a sync task's target
+    /// (tables go to the databases the selection maps them to; `<test id>_copy` is cleaned up;
+    /// [`TestContext::target_mysql`] reads them).
     pub fn mariadb_target(&self) -> Value {
         let env = self.env();
-        json!({"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_port, "username": env.mysql_admin_user, "password": env.mysql_admin_password})
+        json!({"engine": "mariadb", "host": env.mysql_host, "port": env.mysql_target_port, "username": env.mysql_admin_user, "password": env.mysql_admin_password})
     }
 }
 

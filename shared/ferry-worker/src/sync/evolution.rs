@@ -74,7 +74,8 @@ pub(super) async fn truncate(
         return Ok(());
     };
     e.applier
-        .target
+        .target()
+        .await?
         .execute(&[truncate_table(e.engine, &table.schema, &table.name)])
         .await?;
     if let Some(def) = def
@@ -105,7 +106,7 @@ pub(super) async fn follow(
             else {
                 return Ok(());
             };
-            e.applier.target.create_table(&table, &def).await?;
+            e.applier.target().await?.create_table(&table, &def).await?;
             copy_again(e, &name, &table, &def).await?;
             tracing::info!(instance = %e.session.instance, table = %name, "table created on the target");
             e.applier.tables.insert(name, table);
@@ -113,7 +114,8 @@ pub(super) async fn follow(
         TableChange::Dropped { name } => {
             if let Some(table) = e.applier.tables.remove(&name) {
                 e.applier
-                    .target
+                    .target()
+                    .await?
                     .execute(&[drop_table(e.engine, &table.schema, &table.name)])
                     .await?;
                 e.copies.remove(&name);
@@ -131,7 +133,8 @@ pub(super) async fn follow(
             match (old, new) {
                 (Some(old), Some(new)) => {
                     e.applier
-                        .target
+                        .target()
+                        .await?
                         .execute(&rename_table(
                             e.engine,
                             (&old.schema, &old.name),
@@ -148,7 +151,7 @@ pub(super) async fn follow(
                 (Some(_), None) => e.copies.remove(&from),
                 // Renamed into the selection: a new table with rows to copy.
                 (None, Some(new)) => {
-                    e.applier.target.create_table(&new, &def).await?;
+                    e.applier.target().await?.create_table(&new, &def).await?;
                     copy_again(e, &to, &new, &def).await?;
                     e.applier.tables.insert(to, new);
                 }
@@ -167,7 +170,7 @@ pub(super) async fn follow(
                     selected.includes_column(c)
                 })
                 .map_err(|u| unconvertible(&name, u))?;
-            e.applier.target.execute(&statements).await?;
+            e.applier.target().await?.execute(&statements).await?;
             let Some(table) = target_table(&name, &new, &e.session.config.objects, e.engine)?
             else {
                 return Ok(());
@@ -205,7 +208,7 @@ pub(super) async fn on_ddl(
     };
     let changes_target = !schema.is_empty() || !truncated.is_empty();
     if changes_target {
-        e.applier.flush().await?;
+        e.applier.drain().await?;
     }
     if !schema.is_empty() {
         e.session
@@ -225,8 +228,12 @@ pub(super) async fn on_ddl(
         follow(e, change).await?;
     }
     e.applier.batched_commit = Some((at.0.clone(), at.1));
-    e.applier.flush().await?;
+    e.applier.drain().await?;
     if changes_target {
+        // MySQL runs DDL outside transactions: the progress row follows it at once, so a
+        // restart does not run the statement again.
+        let applied = e.applier.applied_at(at);
+        e.applier.target().await?.record_progress(&applied).await?;
         checkpoint_applied(e.session, e.applier).await?;
     }
     Ok(())

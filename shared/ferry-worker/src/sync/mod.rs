@@ -17,9 +17,15 @@
 //! `transactional` mode; in `merge` mode once the batch holds `batch_rows` changes, a chunk is
 //! due, a DDL statement comes, the source is idle, or 200 ms passed. The target therefore only
 //! ever shows states the source had at a transaction boundary, and stopping leaves it at one.
-//! A checkpoint (the last applied commit) is written after the target committed, at most every
-//! second. Applying is idempotent (upserts and deletes of full row images by key), so resuming
-//! from a checkpoint re-applies at most a second of changes, harmlessly.
+//! A source transaction bigger than `batch_rows` is applied in parts as it is read, all in one
+//! target transaction committed at its source commit: memory stays bounded by `batch_rows`
+//! changes and the target still never shows part of a source transaction.
+//! Each target transaction also records its last source commit in the target's progress table
+//! (`ferry.progress`, see [`ferry_target::progress`]); a checkpoint (the last applied commit)
+//! is written in Ferry's store after the target committed, at most every second. A loop
+//! resumes from the later of the two, so a crash between a commit on the target and its
+//! checkpoint applies nothing twice (a keyless table's inserts are not doubled) and skips
+//! nothing.
 //!
 //! # Errors
 //!
@@ -30,15 +36,10 @@ mod applier;
 mod evolution;
 mod setup;
 
-use std::sync::Arc;
-
-use ferry_domain::change::ObjectName;
 use ferry_domain::position::Position;
 use ferry_domain::schema::SchemaCatalog;
-use ferry_domain::sync::Batch;
 use ferry_domain::task::Stage;
 use ferry_mysql::binlog::{ReadEvent, RowsEvent, SourceEvent};
-use ferry_target::Target;
 use tokio::sync::watch;
 
 use crate::copy::Copies;
@@ -49,9 +50,9 @@ use crate::session::CaptureSettings;
 use crate::session::{CHECKPOINT_EVERY, Check, Session};
 use crate::source::{AbortOnDrop, schema_at};
 use crate::verify::start_verification;
-use applier::{Applier, checkpoint_applied, load_due};
+use applier::{Applier, checkpoint_applied, load_due, mark_loaded};
 use evolution::{Evolution, on_ddl};
-use setup::{connect_target, copies_of, first_start, note_selection};
+use setup::{connect_target, copies_of, first_start, note_selection, resume_from_target};
 
 /// Runs the sync loop of `instance`'s task while this worker holds its lease (`claim`), until
 /// `stop` turns true, the task is no longer wanted running, or an error.
@@ -67,9 +68,11 @@ pub async fn sync_task(
     // 1. The target, guarded by the lease: nothing is committed once it is ending.
     let (mut target, tparams) = connect_target(&session).await?;
     let engine = tparams.engine;
-    // 2. Where to resume; on the first start, schema sync and copy plans first.
+    // 2. Where to resume (the later of the checkpoint and what the target recorded applying);
+    //    on the first start, schema sync and copy plans first.
+    target.prepare_progress().await?;
     let checkpoint = match session.checkpoint().await? {
-        Some(c) => c,
+        Some(c) => resume_from_target(&session, &mut target, c).await?,
         None => first_start(&session, &mut target, engine)
             .await?
             .ok_or(TaskError::ConfigChanged)?,
@@ -116,7 +119,8 @@ pub async fn sync_task(
             .await?;
         }
         if matches!(check, Check::Reconfigured(_)) && !in_transaction {
-            applier.flush().await?;
+            applier.drain().await?;
+            mark_loaded(&session, &mut applier).await?;
             checkpoint_applied(&session, &mut applier).await?;
             return Err(TaskError::ConfigChanged);
         }
@@ -159,11 +163,13 @@ pub async fn sync_task(
             checkpointed_at = tokio::time::Instant::now();
         }
         if !incremental && copies.all_done() {
-            applier.flush().await?;
+            applier.drain().await?;
+            mark_loaded(&session, &mut applier).await?;
             session.enter(Stage::Incremental).await?;
             incremental = true;
             tracing::info!(instance = %instance, position = %stream_at, "full sync done");
         }
+        mark_loaded(&session, &mut applier).await?;
         if checkpointed_at.elapsed() >= CHECKPOINT_EVERY && applier.applied.is_some() {
             checkpoint_applied(&session, &mut applier).await?;
             checkpointed_at = tokio::time::Instant::now();
@@ -181,11 +187,16 @@ async fn stopped(
     mut applier: Applier,
     in_transaction: bool,
 ) -> Result<(), TaskError> {
-    if !in_transaction {
-        applier.flush().await?;
+    if in_transaction {
+        // What is in flight (parts of the transaction) is waited for, then rolled back with
+        // the connection.
+        applier.target().await?;
+    } else {
+        applier.drain().await?;
     }
+    mark_loaded(&session, &mut applier).await?;
     checkpoint_applied(&session, &mut applier).await?;
-    applier.target.close().await;
+    applier.close().await;
     session.finish().await;
     Ok(())
 }
@@ -202,7 +213,10 @@ async fn apply(
     let at = (&event.position, event.timestamp);
     match event.event {
         SourceEvent::Begin { .. } => return Ok(true),
-        SourceEvent::Rows(rows) => batch(applier, copies, rows, at.0),
+        SourceEvent::Rows(rows) => {
+            batch(applier, copies, rows, at.0);
+            applier.flush_part().await?;
+        }
         SourceEvent::Ddl {
             schema,
             database,
@@ -263,28 +277,5 @@ fn batch(applier: &mut Applier, copies: &mut Copies, rows: RowsEvent, at: &Posit
             }
         }
         applier.batch.push(change);
-    }
-}
-
-impl Applier {
-    fn new(
-        target: Target,
-        engine: ferry_domain::convert::TargetEngine,
-        tables: std::collections::HashMap<ObjectName, ferry_domain::sync::TargetTable>,
-        session: &Session<'_>,
-    ) -> Self {
-        Self {
-            target,
-            engine,
-            tables,
-            batch: Batch::new(),
-            mode: session.config.sync.apply,
-            batch_rows: session.config.sync.batch_rows as usize,
-            batched_commit: None,
-            applied: None,
-            since: tokio::time::Instant::now(),
-            meter: Arc::clone(&session.meter),
-            apply_timeout: session.lease.times().apply_timeout(),
-        }
     }
 }

@@ -8,11 +8,13 @@ use ferry_api::AppState;
 use ferry_domain::change::ObjectName;
 use ferry_domain::convert::TargetEngine;
 use ferry_domain::endpoint::Engine;
+use ferry_domain::evolve::drop_table;
 use ferry_domain::position::Position;
 use ferry_domain::reselect::SelectionChange;
 use ferry_domain::schema::{SchemaCatalog, TableDef};
 use ferry_domain::selection::ObjectSelection;
 use ferry_domain::sync::TargetTable;
+use ferry_domain::target_table::ConflictingTables;
 use ferry_domain::task::Stage;
 use ferry_domain::task_config::TaskConfig;
 use ferry_store::{Checkpoint, CopyRecord};
@@ -109,6 +111,23 @@ pub(super) fn target_table(
     })
 }
 
+/// Creates `table` on the target at schema sync, unless it exists; with
+/// `sync.conflicting_tables: recreate`, an existing one is dropped first.
+async fn create_table(
+    target: &mut Target,
+    config: &TaskConfig,
+    table: &TargetTable,
+    def: &TableDef,
+) -> Result<(), TaskError> {
+    if config.sync.conflicting_tables == ConflictingTables::Recreate {
+        target
+            .execute(&[drop_table(table.engine, &table.schema, &table.name)])
+            .await?;
+    }
+    target.create_table(table, def).await?;
+    Ok(())
+}
+
 /// The first start: position, schema history, target tables, copy plans, first checkpoint.
 /// `None` when the configuration changed meanwhile.
 pub(super) async fn first_start(
@@ -127,7 +146,7 @@ pub(super) async fn first_start(
     session.enter(Stage::SchemaSync).await?;
     let tables = target_tables(&catalog, &config.objects, engine)?;
     for (table, def) in tables.values() {
-        target.create_table(table, def).await?;
+        create_table(target, config, table, def).await?;
     }
     tracing::info!(instance = %instance, tables = tables.len(), "target tables created");
     session.enter(Stage::FullSync).await?;
@@ -135,7 +154,53 @@ pub(super) async fn first_start(
         let plan = plan_copy(params, name, table, def, config.sync.chunk_rows).await?;
         state.store().put_copy_plan(instance, &plan).await?;
     }
+    // What an earlier run of the task (before a reset) recorded applying no longer holds.
+    target.forget_progress(&instance.to_string()).await?;
     session.first_checkpoint(position).await
+}
+
+/// The checkpoint to resume from: `checkpoint`, or the position the target's progress table
+/// records when the worker before stopped after committing a batch and before checkpointing it
+/// (a crash): the checkpoint is moved there first, so nothing of that batch is applied twice.
+pub(super) async fn resume_from_target(
+    session: &Session<'_>,
+    target: &mut Target,
+    checkpoint: Checkpoint,
+) -> Result<Checkpoint, TaskError> {
+    let Some(applied) = target.progress(&session.instance.to_string()).await? else {
+        return Ok(checkpoint);
+    };
+    if applied.source != session.fence.source {
+        tracing::warn!(instance = %session.instance, recorded = %applied.source, source = %session.fence.source, "the target's progress row is of another source server: resuming from the checkpoint");
+        return Ok(checkpoint);
+    }
+    let position: Position = applied.position.parse().map_err(|e| {
+        ferry_target::TargetError::Definite {
+            message: format!(
+                "the target's progress row of this task holds {:?}, not a binlog position: {e}",
+                applied.position
+            ),
+            hint: format!(
+                "it was changed by hand: delete the row of {} from {}.{} on the target, and Ferry resumes from its checkpoint",
+                session.instance,
+                ferry_target::progress::SCHEMA,
+                ferry_target::progress::TABLE
+            ),
+        }
+    })?;
+    if position.cmp_file_offset(&checkpoint.position) != std::cmp::Ordering::Greater {
+        return Ok(checkpoint);
+    }
+    let time = chrono::DateTime::from_timestamp_millis(applied.source_time_ms)
+        .unwrap_or(checkpoint.source_time);
+    tracing::info!(instance = %session.instance, checkpoint = %checkpoint.position, applied = %position, "the target holds more than the checkpoint: resuming from what it applied");
+    session
+        .write_checkpoint((&position, time, None), None)
+        .await?;
+    session
+        .checkpoint()
+        .await?
+        .ok_or_else(|| transient("the checkpoint just written is gone"))
 }
 
 /// The target tables of the selection and the copies of their rows. Tables selected since the
@@ -166,7 +231,7 @@ pub(super) async fn copies_of(
         if records.iter().any(|r| &r.plan.table == name) {
             continue;
         }
-        target.create_table(table, def).await?;
+        create_table(target, config, table, def).await?;
         let plan = plan_copy(params, name, table, def, config.sync.chunk_rows).await?;
         store.put_copy_plan(instance, &plan).await?;
         tracing::info!(instance = %instance, table = %name, chunks = plan.chunks(), "table added: created on the target, copy planned");

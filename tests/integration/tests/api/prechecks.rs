@@ -285,3 +285,128 @@ async fn a_missing_kinesis_stream_fails_and_a_heartbeat_table_without_grants_war
         "{heartbeat}"
     );
 }
+
+/// Selected tables that already exist on the target are compared with what Ferry would create
+/// (`target.tables`): a compatible one is kept, an incompatible column fails the precheck (and
+/// start) with the difference named, on PostgreSQL and on MariaDB; `ignore` makes it a warning
+/// and `recreate` announces which tables are dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn existing_target_tables_are_compared_with_what_ferry_writes() {
+    let ctx = TestContext::spawn().await.unwrap();
+    let api = api(&ctx).await;
+    orders_table(&ctx).await;
+    let mut c = ctx.mysql().await.unwrap();
+    c.query_drop("CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20))")
+        .await
+        .unwrap();
+    let id = instance(
+        &api,
+        json!({"name": "dr", "mode": "sync", "billing": {"type": "pay_as_you_go"}}),
+    )
+    .await;
+    let db = ctx.mysql_database();
+    let sync_config = |target: Value, target_db: &str, mode: &str| {
+        json!({
+            "source": source(&ctx),
+            "target": target,
+            "objects": {"databases": [{"name": db, "target_name": target_db}]},
+            "sync": {"conflicting_tables": mode},
+        })
+    };
+    let tables_item = |p: &Value| item(p, "target.tables").clone();
+
+    // PostgreSQL: `items` as Ferry would create it, `orders` with an integer total.
+    let pg = ctx.postgres().await.unwrap();
+    pg.batch_execute(
+        "CREATE SCHEMA copy; \
+         CREATE TABLE copy.items (id integer PRIMARY KEY, name varchar(20)); \
+         CREATE TABLE copy.orders (id bigint PRIMARY KEY, total integer)",
+    )
+    .await
+    .unwrap();
+    let target = ctx.postgres_target().unwrap();
+    let configured = configure(&api, &id, sync_config(target.clone(), "copy", "error")).await;
+    assert_eq!(configured.status, StatusCode::OK, "{}", configured.text);
+    let t = tables_item(&precheck(&api, &id).await);
+    assert_eq!(t["status"], "failed", "{t}");
+    let message = t["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "copy.orders: column `total` is `integer` on the target; Ferry writes `numeric(10,2)`"
+        ),
+        "{t}"
+    );
+    assert!(
+        !message.contains("copy.items"),
+        "a compatible table is no conflict: {t}"
+    );
+    assert!(t["hint"].as_str().unwrap().contains("recreate"), "{t}");
+    let start = call(
+        &api,
+        Method::POST,
+        &format!("/v1/instances/{id}/task/start"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (start.status, start.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "precheck_failed"),
+        "{}",
+        start.text
+    );
+
+    configure(&api, &id, sync_config(target.clone(), "copy", "ignore")).await;
+    let t = tables_item(&precheck(&api, &id).await);
+    assert_eq!(t["status"], "warning", "{t}");
+    assert!(t["message"].as_str().unwrap().contains("`total`"), "{t}");
+
+    configure(&api, &id, sync_config(target.clone(), "copy", "recreate")).await;
+    let t = tables_item(&precheck(&api, &id).await);
+    assert_eq!(t["status"], "warning", "{t}");
+    let message = t["message"].as_str().unwrap();
+    assert!(
+        message.contains("2 of the 2 selected tables exist on the target and will be dropped")
+            && message.contains("copy.items")
+            && message.contains("copy.orders"),
+        "{t}"
+    );
+
+    pg.batch_execute("DROP TABLE copy.orders").await.unwrap();
+    configure(&api, &id, sync_config(target, "copy", "error")).await;
+    let t = tables_item(&precheck(&api, &id).await);
+    assert_eq!(t["status"], "passed", "{t}");
+    assert!(
+        t["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 of the 2 selected tables exist"),
+        "{t}"
+    );
+
+    // MariaDB: a NOT NULL column Ferry does not write, and another key.
+    let copy = format!("{db}_copy");
+    let mut target = ctx.target_mysql().await.unwrap();
+    target
+        .query_drop(format!("CREATE DATABASE `{copy}`"))
+        .await
+        .unwrap();
+    target
+        .query_drop(format!(
+            "CREATE TABLE `{copy}`.orders (id BIGINT, total DECIMAL(10,2), \
+         note VARCHAR(10) NOT NULL, PRIMARY KEY (id, total))"
+        ))
+        .await
+        .unwrap();
+    configure(&api, &id, sync_config(ctx.mariadb_target(), &copy, "error")).await;
+    let t = tables_item(&precheck(&api, &id).await);
+    assert_eq!(t["status"], "failed", "{t}");
+    let message = t["message"].as_str().unwrap();
+    assert!(
+        message.contains("column `note` of the target is NOT NULL without a default"),
+        "{t}"
+    );
+    assert!(
+        message.contains("the primary key is (id, total) on the target and (id) on the source"),
+        "{t}"
+    );
+}
