@@ -166,13 +166,17 @@ impl<'a> Session<'a> {
         Ok(existing)
     }
 
-    /// Writes the first checkpoint of a task, at `position`; `None` when the configuration
-    /// changed meanwhile (the loop ends and starts again with it).
+    /// Writes the first checkpoint of a task, at `position`, with the topic offsets its
+    /// records start at (a capture's: every checkpoint names them, so that a restart always
+    /// compares what the topic holds record by record); `None` when the configuration changed
+    /// meanwhile (the loop ends and starts again with it).
     pub(crate) async fn first_checkpoint(
         &self,
         position: Position,
+        offsets: Option<Vec<i64>>,
     ) -> Result<Option<Checkpoint>, TaskError> {
-        let c = self.checkpoint_at(position, Utc::now(), None);
+        let mut c = self.checkpoint_at(position, Utc::now(), None);
+        c.offsets = offsets;
         match self.put_checkpoint(&c).await {
             Ok(()) => Ok(Some(c)),
             Err(TaskError::ConfigChanged) => Ok(None),

@@ -242,7 +242,7 @@ async fn a_table_syncs_to_mariadb_under_a_write_load() -> Result<()> {
     let copy = format!("{}_copy", ctx.mysql_database());
     let target = ctx.mariadb_target();
     let read = || async {
-        let mut c = mysql_async::Conn::new(ctx.env().mysql_opts(Some(&copy)))
+        let mut c = mysql_async::Conn::new(ctx.env().mysql_target_opts(Some(&copy)))
             .await
             .unwrap();
         let rows = source_bulk(&mut c).await;

@@ -144,7 +144,8 @@ async fn capture<D: Destination>(
     out: &mut Delivery<D>,
 ) -> Result<(), TaskError> {
     // 1. Where to resume, and the schema history there.
-    let Some((checkpoint, catalog)) = resume_point(session, existing).await? else {
+    let Some((checkpoint, catalog)) = resume_point(session, existing, out.first_offsets()).await?
+    else {
         return Err(TaskError::ConfigChanged);
     };
     session.enter(Stage::Incremental).await?;
@@ -250,6 +251,7 @@ async fn capture<D: Destination>(
 async fn resume_point(
     session: &Session<'_>,
     existing: Option<Checkpoint>,
+    offsets: Option<Vec<i64>>,
 ) -> Result<Option<(Checkpoint, SchemaCatalog)>, TaskError> {
     let (state, instance, params) = (session.state, session.instance, &session.params);
     if let Some(c) = existing {
@@ -261,7 +263,7 @@ async fn resume_point(
     // statements replayed may already show in it (applying them again is harmless).
     let catalog = snapshot_schema(state, instance, params, &position).await?;
     Ok(session
-        .first_checkpoint(position)
+        .first_checkpoint(position, offsets)
         .await?
         .map(|c| (c, catalog)))
 }

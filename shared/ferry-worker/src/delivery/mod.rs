@@ -386,6 +386,16 @@ impl<D: Destination> Delivery<D> {
         self.window.settled()
     }
 
+    /// Per partition, the offset this loop's first record lands at: a first checkpoint's
+    /// offsets (`None` for a destination without offsets). Without them a loop restarted
+    /// before the next checkpoint could only trust the topic's last record, and a batch the
+    /// broker never wrote while it wrote the ones after it (a producer timeout) would be
+    /// skipped as if delivered.
+    pub(crate) fn first_offsets(&self) -> Option<Vec<i64>> {
+        let marks = self.tails.high_watermarks();
+        (!marks.is_empty()).then_some(marks)
+    }
+
     pub(crate) fn last_key(&self) -> Option<&str> {
         self.last_key.as_deref()
     }

@@ -156,7 +156,7 @@ pub(super) async fn first_start(
     }
     // What an earlier run of the task (before a reset) recorded applying no longer holds.
     target.forget_progress(&instance.to_string()).await?;
-    session.first_checkpoint(position).await
+    session.first_checkpoint(position, None).await
 }
 
 /// The checkpoint to resume from: `checkpoint`, or the position the target's progress table
