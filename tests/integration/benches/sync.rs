@@ -330,6 +330,37 @@ async fn main() {
         None,
         "MariaDB multi-row insert, 1,000 rows (raw limit)",
     );
+    // The other bulk path MariaDB offers: `LOAD DATA LOCAL INFILE` of the same pre-rendered
+    // text, streamed from the client (measured to pick Ferry's path; issue 20).
+    target
+        .query_drop(format!("CREATE TABLE `{copy}_raw`.orders_ld {TABLE}"))
+        .await
+        .unwrap();
+    let text = bytes::Bytes::from((0..rows).map(copy_line).collect::<String>());
+    let wall = Instant::now();
+    {
+        use futures::StreamExt;
+        let parts: Vec<bytes::Bytes> = (0..text.len())
+            .step_by(256 * 1024)
+            .map(|at| text.slice(at..(at + 256 * 1024).min(text.len())))
+            .collect();
+        target.set_infile_handler(async move {
+            Ok(futures::stream::iter(parts.into_iter().map(Ok)).boxed())
+        });
+        target
+            .query_drop(format!(
+                "LOAD DATA LOCAL INFILE 'orders' INTO TABLE `{copy}_raw`.orders_ld"
+            ))
+            .await
+            .unwrap();
+    }
+    row(
+        rows,
+        wall.elapsed(),
+        None,
+        "MariaDB LOAD DATA LOCAL INFILE of pre-rendered text (raw)",
+    );
+    drop(text);
     let (my_task, my_worker, my_full) = full_sync(
         &ctx,
         &api,

@@ -130,6 +130,13 @@ pub async fn sync_task(
             gone = session.stop_signal() => if gone { break } else { continue },
             read = copies.next_read(), if copies.reading() => {
                 read?;
+                // A chunk whose high watermark the stream has reached (an idle source: its
+                // watermark is where the stream stands) is loaded now, before the next event,
+                // as that event would load it, instead of a heartbeat later.
+                if !in_transaction {
+                    let due = copies.due(&stream_at, true);
+                    load_due(&session, &mut copies, &mut applier, due).await?;
+                }
                 continue;
             }
             event = events.next(wait) => event?,
