@@ -11,6 +11,16 @@
 //! (the next batch, a chunk load, DDL, the end) first waits for the batch in flight
 //! ([`Applier::target`]); a commit counts as applied (for the checkpoint and the metrics) only
 //! once the target answered it.
+//!
+//! # Parallel chunk loads
+//!
+//! Chunks load on connections of their own, up to `sync.parallel` at once, beside the batches:
+//! chunks of one table hold disjoint key ranges, and a chunk's rows leave out every key the
+//! binlog changed after its low watermark (see `crate::copy`), so batches before it cannot
+//! conflict with it. A batch that touches a table waits for that table's loads first (its
+//! changes come after the chunks' high watermarks and must land after them), and a load waits
+//! for a batch in flight on its table (no two transactions write one table's rows in
+//! different orders).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,17 +42,24 @@ use crate::session::Session;
 /// A batch in `merge` mode is applied at least this often.
 const MERGE_EVERY: Duration = Duration::from_millis(200);
 
-/// A batch or a chunk running on the target: the task holding the connection, and what to
-/// note once the target answered.
+/// A batch running on the target: the task holding the connection, and what to note once the
+/// target answered.
 struct InFlight {
     task: JoinHandle<(Target, Result<(), TargetError>)>,
     started: tokio::time::Instant,
     changes: usize,
     bytes: usize,
-    /// The source commit the batch ends at (`None`: a part of a bigger transaction, or a chunk).
+    /// The source commit the batch ends at (`None`: a part of a bigger transaction).
     commit: Option<(Position, DateTime<Utc>)>,
-    /// The chunk loaded (table, index, rows).
-    chunk: Option<Loaded>,
+    /// The tables it writes.
+    tables: Vec<ObjectName>,
+}
+
+/// A chunk loading on a connection of its own.
+struct Loading {
+    task: JoinHandle<(Target, Result<(), TargetError>)>,
+    started: tokio::time::Instant,
+    chunk: Loaded,
 }
 
 /// A chunk the target holds: its table, index and rows.
@@ -73,6 +90,12 @@ pub(super) struct Applier {
     pub(super) source: String,
     /// Chunks the target committed, not yet marked done in the store.
     loaded: Vec<Loaded>,
+    /// Chunks loading, idle load connections, how to open another, and how many at once.
+    loading: Vec<Loading>,
+    spare: Vec<Target>,
+    params: ferry_target::TargetParams,
+    lease: crate::lease::LeaseClock,
+    load_parallel: usize,
 }
 
 impl Drop for Applier {
@@ -82,13 +105,19 @@ impl Drop for Applier {
         if let Some(f) = &self.in_flight {
             f.task.abort();
         }
+        for l in &self.loading {
+            l.task.abort();
+        }
     }
 }
 
 impl Applier {
     pub(super) fn new(
         target: Target,
-        engine: ferry_domain::convert::TargetEngine,
+        (params, engine): (
+            &ferry_target::TargetParams,
+            ferry_domain::convert::TargetEngine,
+        ),
         tables: HashMap<ObjectName, TargetTable>,
         session: &Session<'_>,
     ) -> Self {
@@ -109,6 +138,11 @@ impl Applier {
             task: session.instance.to_string(),
             source: session.fence.source.clone(),
             loaded: Vec::new(),
+            loading: Vec::new(),
+            spare: Vec::new(),
+            params: params.clone(),
+            lease: session.lease.clone(),
+            load_parallel: usize::from(session.config.sync.parallel).max(1),
         }
     }
 
@@ -122,9 +156,10 @@ impl Applier {
         }
     }
 
-    /// The target, once the batch in flight (if any) is applied.
+    /// The target, once the batch in flight and every chunk loading (if any) are applied.
     pub(super) async fn target(&mut self) -> Result<&mut Target, TaskError> {
         self.settle().await?;
+        self.settle_loads(|_| true).await?;
         self.idle
             .as_mut()
             .ok_or_else(|| transient("the target connection was lost with a batch"))
@@ -149,7 +184,6 @@ impl Applier {
         };
         self.idle = Some(target);
         result?;
-        self.loaded.extend(f.chunk);
         self.meter.wrote(f.changes, f.bytes);
         if let Some(c) = f.commit {
             crate::faults::applied();
@@ -159,8 +193,40 @@ impl Applier {
         Ok(())
     }
 
-    /// Hands the batch to the target (after the one in flight), committing it at
-    /// `batched_commit` when `commit`, else leaving its transaction open.
+    /// Waits for the chunks loading whose table `which` accepts, and notes them loaded.
+    async fn settle_loads(&mut self, which: impl Fn(&ObjectName) -> bool) -> Result<(), TaskError> {
+        let (wait, keep): (Vec<Loading>, Vec<Loading>) = std::mem::take(&mut self.loading)
+            .into_iter()
+            .partition(|l| which(&l.chunk.0));
+        self.loading = keep;
+        for l in wait {
+            self.settle_load(l).await?;
+        }
+        Ok(())
+    }
+
+    async fn settle_load(&mut self, l: Loading) -> Result<(), TaskError> {
+        let left = self.apply_timeout.saturating_sub(l.started.elapsed());
+        let mut task = l.task;
+        let (target, result) = match tokio::time::timeout(left, &mut task).await {
+            Ok(joined) => joined.map_err(|e| transient(format!("a chunk load ended: {e}")))?,
+            Err(_) => {
+                task.abort();
+                return Err(target_failed(format!(
+                    "loading a chunk took longer than {:?}: given up before the lease could expire",
+                    self.apply_timeout
+                )));
+            }
+        };
+        result?;
+        self.spare.push(target);
+        self.loaded.push(l.chunk);
+        Ok(())
+    }
+
+    /// Hands the batch to the target (after the one in flight, and after the chunks loading
+    /// into its tables), committing it at `batched_commit` when `commit`, else leaving its
+    /// transaction open.
     async fn send(&mut self, commit: bool) -> Result<(), TaskError> {
         let commit_at = if commit {
             self.batched_commit.take()
@@ -171,6 +237,12 @@ impl Applier {
         let statements =
             ferry_target::statements(self.engine, &self.batch, &self.tables, applied.as_ref())?;
         let changes = self.batch.changes();
+        let tables: Vec<ObjectName> = self
+            .batch
+            .tables()
+            .map(|(schema, _)| schema.name().clone())
+            .collect();
+        self.settle_loads(|t| tables.contains(t)).await?;
         // The batch's own bytes, without the progress row.
         let bytes = statements
             .iter()
@@ -194,42 +266,58 @@ impl Applier {
             changes,
             bytes,
             commit: commit_at,
-            chunk: None,
+            tables,
         });
         Ok(())
     }
 
-    /// Hands a chunk's rows to the target (after what is in flight), not waited for: the
-    /// changes handed over after it reach the target after it.
+    /// Hands a chunk's rows to a load connection of its own, not waited for (see the module's
+    /// parallel chunk loads): after the batch in flight when it writes the chunk's table, and
+    /// once fewer than `sync.parallel` chunks load.
     async fn load(
         &mut self,
         table: TargetTable,
         rows: Vec<Vec<ferry_domain::value::Value>>,
         chunk: Loaded,
     ) -> Result<(), TaskError> {
-        self.settle().await?;
-        let mut target = self
-            .idle
-            .take()
-            .ok_or_else(|| transient("the target connection was lost with a chunk"))?;
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.tables.contains(&chunk.0))
+        {
+            self.settle().await?;
+        }
+        while self.loading.len() >= self.load_parallel {
+            let oldest = self.loading.remove(0);
+            self.settle_load(oldest).await?;
+        }
+        let mut target = match self.spare.pop() {
+            Some(t) => t,
+            None => super::setup::connect_guarded(&self.params, &self.lease).await?,
+        };
         let task = tokio::spawn(async move {
             let result = target.load_rows(&table, &rows).await;
             (target, result)
         });
-        self.in_flight = Some(InFlight {
+        self.loading.push(Loading {
             task,
             started: tokio::time::Instant::now(),
-            changes: 0,
-            bytes: 0,
-            commit: None,
-            chunk: Some(chunk),
+            chunk,
         });
         Ok(())
     }
 
-    /// The chunks the target committed since the last call.
-    pub(super) fn take_loaded(&mut self) -> Vec<Loaded> {
-        std::mem::take(&mut self.loaded)
+    /// The chunks the target committed since the last call (loads that ended are noted
+    /// without waiting for the others).
+    pub(super) async fn take_loaded(&mut self) -> Result<Vec<Loaded>, TaskError> {
+        let ended: Vec<usize> = (0..self.loading.len())
+            .filter(|i| self.loading[*i].task.is_finished())
+            .collect();
+        for i in ended.into_iter().rev() {
+            let l = self.loading.remove(i);
+            self.settle_load(l).await?;
+        }
+        Ok(std::mem::take(&mut self.loaded))
     }
 
     /// Applies the batch up to its last commit, recorded in the target's progress table in the
@@ -263,11 +351,12 @@ impl Applier {
         self.send(false).await
     }
 
-    /// Applies everything handed over and waits for it (before a checkpoint at the end, a
-    /// chunk load or DDL).
+    /// Applies everything handed over and waits for it and for the chunks loading (before a
+    /// checkpoint at the end, or DDL).
     pub(super) async fn drain(&mut self) -> Result<(), TaskError> {
         self.flush().await?;
-        self.settle().await
+        self.settle().await?;
+        self.settle_loads(|_| true).await
     }
 
     /// At a source transaction boundary: applies the batch when it is due (at once when a
@@ -296,16 +385,20 @@ impl Applier {
     /// source transaction) is rolled back.
     pub(super) async fn close(mut self) {
         let _ = self.settle().await;
+        let _ = self.settle_loads(|_| true).await;
         if let Some(t) = self.idle.take() {
+            t.close().await;
+        }
+        for t in std::mem::take(&mut self.spare) {
             t.close().await;
         }
     }
 }
 
-/// Loads the chunks the stream has passed, after applying what was batched before them: each
-/// handed to the target in order behind the batch, and counted loaded at once (the changes
-/// after it reach the target after it); the store marks it done once the target committed it
-/// ([`mark_loaded`]).
+/// Loads the chunks the stream has passed, after handing over what was batched before them:
+/// each on a load connection (see the module's parallel chunk loads), counted loaded at once
+/// (the changes after it reach its table after it); the store marks it done once the target
+/// committed it ([`mark_loaded`]).
 pub(super) async fn load_due(
     session: &Session<'_>,
     copies: &mut Copies,
@@ -331,13 +424,15 @@ pub(super) async fn load_due(
     mark_loaded(session, applier).await
 }
 
-/// Marks the chunks the target committed done in the store (a chunk loaded and not marked is
-/// read and loaded again after a crash: harmless, see `Target::load_rows`).
+/// Marks the chunks the target committed done in the store. A chunk loaded and not marked
+/// (a crash in between) is read and loaded again: harmless, see `Target::load_rows`. Before a
+/// copy is planned again (DDL), every mark must be written: a late mark of the old plan's chunk
+/// would mark the new plan's.
 pub(super) async fn mark_loaded(
     session: &Session<'_>,
     applier: &mut Applier,
 ) -> Result<(), TaskError> {
-    for (table, index, rows) in applier.take_loaded() {
+    for (table, index, rows) in applier.take_loaded().await? {
         session
             .state
             .store()

@@ -16,7 +16,7 @@ use ferry_domain::selection::OperationKind;
 use ferry_domain::sync::TargetTable;
 use ferry_store::CopyRecord;
 
-use super::applier::{Applier, checkpoint_applied};
+use super::applier::{Applier, checkpoint_applied, mark_loaded};
 use super::setup::target_table;
 use crate::copy::{Copies, plan_copy};
 use crate::error::{DefiniteError, TaskError};
@@ -209,6 +209,8 @@ pub(super) async fn on_ddl(
     let changes_target = !schema.is_empty() || !truncated.is_empty();
     if changes_target {
         e.applier.drain().await?;
+        // Every chunk loaded is marked before a copy may be planned again below.
+        mark_loaded(e.session, e.applier).await?;
     }
     if !schema.is_empty() {
         e.session

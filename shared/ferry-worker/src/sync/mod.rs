@@ -91,7 +91,7 @@ pub async fn sync_task(
         .events(&checkpoint.position, catalog.clone(), None)
         .await?;
     session.report();
-    let mut applier = Applier::new(target, engine, tables, &session);
+    let mut applier = Applier::new(target, (&tparams, engine), tables, &session);
     let mut stream_at = checkpoint.position;
     let mut in_transaction = false;
     let mut checkpointed_at = tokio::time::Instant::now();

@@ -65,10 +65,19 @@ pub(super) async fn connect_target(
     session: &Session<'_>,
 ) -> Result<(Target, TargetParams), TaskError> {
     let tparams = target_params(session.state, &session.config, session.lease.times()).await?;
-    let mut target = Target::connect(&tparams).await?;
-    let guard = session.lease.clone();
-    target.guard(Arc::new(move || guard.check().is_ok()));
+    let target = connect_guarded(&tparams, &session.lease).await?;
     Ok((target, tparams))
+}
+
+/// One more connection to the target, guarded by `lease` like the first.
+pub(super) async fn connect_guarded(
+    params: &TargetParams,
+    lease: &crate::lease::LeaseClock,
+) -> Result<Target, TaskError> {
+    let mut target = Target::connect(params).await?;
+    let guard = lease.clone();
+    target.guard(Arc::new(move || guard.check().is_ok()));
+    Ok(target)
 }
 
 /// The selected tables of `catalog` as target tables.
