@@ -38,6 +38,12 @@ pub enum ApplyMode {
     /// One target transaction per source transaction: the target goes through every state the
     /// source went through. Slower: one commit per source transaction.
     Transactional,
+    /// As `merge`, with each batch applied on `parallel` connections at once, split by key hash
+    /// (each key's changes on one connection, in order): faster on a target that scales with
+    /// connections, but a reader of the target may see a batch's keys applied in part. Keyless
+    /// tables and the progress row go on one connection, committed after the others, so
+    /// nothing is applied twice or skipped.
+    Parallel,
 }
 
 /// A sync task's options.
@@ -317,6 +323,49 @@ impl Batch {
     }
 }
 
+impl Batch {
+    /// The batch split into `n` batches by key hash: each key's op in one of them, a keyless
+    /// table's ops (in order) all in the first. The first is the one to commit last.
+    pub fn split(self, n: usize) -> Vec<Batch> {
+        use std::hash::{BuildHasher, Hasher};
+        let n = n.max(1);
+        let mut parts: Vec<Batch> = (0..n).map(|_| Batch::new()).collect();
+        // One fixed hasher: a key lands on the same part in every batch.
+        let hasher =
+            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+        for (schema, table) in self.tables {
+            let mut split: Vec<TableBatch> = (0..n).map(|_| TableBatch::default()).collect();
+            if schema.key().is_empty() {
+                split[0] = table;
+            } else {
+                let mut keys: Vec<(Vec<u8>, usize)> = table.by_key.into_iter().collect();
+                keys.sort_by_key(|(_, at)| *at);
+                let mut ops: Vec<Option<RowOp>> = table.ops.into_iter().map(Some).collect();
+                for (key, at) in keys {
+                    let mut h = hasher.build_hasher();
+                    h.write(&key);
+                    let part = usize::try_from(h.finish() % n as u64).unwrap_or(0);
+                    if let Some(op) = ops.get_mut(at).and_then(Option::take) {
+                        let t = &mut split[part];
+                        t.by_key.insert(key, t.ops.len());
+                        t.ops.push(op);
+                    }
+                }
+            }
+            for (i, t) in split.into_iter().enumerate() {
+                if t.ops.is_empty() {
+                    continue;
+                }
+                let part = &mut parts[i];
+                part.changes += t.ops.len();
+                part.index.insert(schema.name().clone(), part.tables.len());
+                part.tables.push((Arc::clone(&schema), t));
+            }
+        }
+        parts
+    }
+}
+
 /// Where a table's full sync stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -401,6 +450,57 @@ mod tests {
                 RowOp::Upsert(row(3, 2))
             ]
         );
+    }
+
+    #[test]
+    fn a_split_batch_holds_each_key_once_on_a_fixed_part() {
+        let s = schema(vec![0]);
+        let filled = || {
+            let mut b = Batch::new();
+            for id in 0..100 {
+                b.push(RowChange::insert(Arc::clone(&s), row(id, 1)).unwrap());
+                b.push(RowChange::update(Arc::clone(&s), row(id, 1), row(id, 2)).unwrap());
+            }
+            b
+        };
+        let part_of = |parts: &[Batch]| -> Vec<usize> {
+            let mut at = vec![usize::MAX; 100];
+            for (i, p) in parts.iter().enumerate() {
+                for (_, t) in p.tables() {
+                    for op in t.ops() {
+                        let RowOp::Upsert(r) = op else {
+                            panic!("{op:?}")
+                        };
+                        assert_eq!(r[1], Value::Int(2), "the key's last op");
+                        let Value::Int(id) = r[0] else { panic!() };
+                        let id = usize::try_from(id).unwrap();
+                        assert_eq!(at[id], usize::MAX, "key {id} twice");
+                        at[id] = i;
+                    }
+                }
+            }
+            at
+        };
+        let parts = filled().split(4);
+        assert_eq!(parts.len(), 4);
+        assert_eq!(parts.iter().map(Batch::changes).sum::<usize>(), 100);
+        let first = part_of(&parts);
+        assert!(first.iter().all(|p| *p < 4), "every key somewhere");
+        assert!(parts.iter().all(|p| !p.is_empty()), "spread: {first:?}");
+        assert_eq!(part_of(&filled().split(4)), first, "a key's part is fixed");
+
+        // A keyless table's ops stay together, in order, in the first part.
+        let k = schema(Vec::new());
+        let mut b = Batch::new();
+        b.push(RowChange::insert(Arc::clone(&k), row(1, 1)).unwrap());
+        b.push(RowChange::delete(Arc::clone(&k), row(1, 1)).unwrap());
+        let parts = b.split(3);
+        let (_, t) = parts[0].tables().next().unwrap();
+        assert_eq!(
+            t.ops(),
+            [RowOp::Upsert(row(1, 1)), RowOp::Delete(row(1, 1))]
+        );
+        assert!(parts[1].is_empty() && parts[2].is_empty());
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //!
 //! `cargo bench -p ferry-tests --bench sync` with the stack up; `FERRY_BENCH_ROWS` sets the
 //! table (default 1,000,000 rows of 8 columns), `FERRY_BENCH_UPDATES` the backlog (default
-//! 200,000). Results go to docs/benchmarks.md by hand, with the machine they were measured on.
+//! 200,000), `FERRY_BENCH_APPLY` the tasks' apply mode (default `merge`). Results go to docs/benchmarks.md by hand, with the machine they were measured on.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench may unwrap
 
@@ -154,7 +154,8 @@ async fn full_sync(
         "target": target,
         "objects": {"databases": [{"name": ctx.mysql_database(), "target_name": target_db,
                                     "tables": [{"name": "orders"}]}]},
-        "sync": {"chunk_rows": 20000, "parallel": 4},
+        "sync": {"chunk_rows": 20000, "parallel": 4,
+                 "apply": std::env::var("FERRY_BENCH_APPLY").unwrap_or_else(|_| "merge".into())},
     });
     let (id, _) = api.start_task("sync", config).await.unwrap();
     let (wall, cpu) = (Instant::now(), cpu_seconds());

@@ -49,7 +49,9 @@ async fn read_stream(
     let mut out = Vec::with_capacity(expected);
     let mut distinct = std::collections::HashSet::new();
     let mut last_new = std::time::Instant::now();
-    let quiet = |n: usize| Duration::from_secs(if n < expected { 60 } else { 3 });
+    // Short of every change, a quiet stream is waited on for three minutes: on a loaded
+    // machine the local endpoint (one request at a time) can hold the loop's puts back a minute.
+    let quiet = |n: usize| Duration::from_secs(if n < expected { 180 } else { 3 });
     while last_new.elapsed() < quiet(distinct.len()) {
         for (shard, iterator) in &mut iterators {
             let Some(it) = iterator.take() else { continue };

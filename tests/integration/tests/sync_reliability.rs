@@ -594,7 +594,7 @@ async fn target_progress(ctx: &TestContext, engine: Target, id: &InstanceId) -> 
 /// table. The target's progress row, written in the batch's transaction, is ahead of the
 /// checkpoint; the next worker resumes from it, so nothing is applied twice (the keyless
 /// table's inserts would double) and nothing skipped.
-async fn a_crash_between_apply_and_checkpoint_applies_nothing_twice(engine: Target) {
+async fn a_crash_between_apply_and_checkpoint_applies_nothing_twice(engine: Target, apply: &str) {
     use ferry_domain::position::Position;
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
@@ -610,12 +610,20 @@ async fn a_crash_between_apply_and_checkpoint_applies_nothing_twice(engine: Targ
     let (id, _) = api
         .start_task(
             "sync",
-            config(&ctx, target, &target_db, json!({"apply": "transactional"})),
+            config(&ctx, target, &target_db, json!({"apply": apply})),
         )
         .await
         .unwrap();
     let mut first = ctx
-        .worker_process_with(15, &[("FERRY_FAULT_ABORT_AFTER_APPLY", "40".into())])
+        // The 40th batch in `transactional` mode (one per source transaction); merged
+        // batches (200 ms of changes each) are fewer: the 5th.
+        .worker_process_with(
+            15,
+            &[(
+                "FERRY_FAULT_ABORT_AFTER_APPLY",
+                if apply == "transactional" { "40" } else { "5" }.into(),
+            )],
+        )
         .unwrap();
     api.wait_copied(&id, STALL).await.unwrap();
     // Each source transaction is a batch: an insert into the keyless table, an update and an
@@ -690,12 +698,21 @@ async fn a_crash_between_apply_and_checkpoint_applies_nothing_twice(engine: Targ
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_between_apply_and_checkpoint_applies_nothing_twice_on_postgresql() {
-    a_crash_between_apply_and_checkpoint_applies_nothing_twice(Target::Postgresql).await;
+    a_crash_between_apply_and_checkpoint_applies_nothing_twice(Target::Postgresql, "transactional")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crash_between_apply_and_checkpoint_applies_nothing_twice_on_mariadb() {
-    a_crash_between_apply_and_checkpoint_applies_nothing_twice(Target::Mariadb).await;
+    a_crash_between_apply_and_checkpoint_applies_nothing_twice(Target::Mariadb, "transactional")
+        .await;
+}
+
+/// The same with `apply: parallel` (each batch split by key hash over four connections; the
+/// keyless table and the progress row on the one that commits last).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_a_parallel_apply_and_its_checkpoint_applies_nothing_twice() {
+    a_crash_between_apply_and_checkpoint_applies_nothing_twice(Target::Mariadb, "parallel").await;
 }
 
 /// A session on the target that counts a table's rows, as another client of it would.

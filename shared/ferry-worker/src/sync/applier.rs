@@ -45,7 +45,9 @@ const MERGE_EVERY: Duration = Duration::from_millis(200);
 /// A batch running on the target: the task holding the connection, and what to note once the
 /// target answered.
 struct InFlight {
-    task: JoinHandle<(Target, Result<(), TargetError>)>,
+    /// The connection, its result, and the connections the batch's other parts used
+    /// (`apply: parallel`).
+    task: JoinHandle<(Target, Result<(), TargetError>, Vec<Target>)>,
     started: tokio::time::Instant,
     changes: usize,
     bytes: usize,
@@ -172,7 +174,7 @@ impl Applier {
         };
         let left = self.apply_timeout.saturating_sub(f.started.elapsed());
         let mut task = f.task;
-        let (target, result) = match tokio::time::timeout(left, &mut task).await {
+        let (target, result, extra) = match tokio::time::timeout(left, &mut task).await {
             Ok(joined) => joined.map_err(|e| transient(format!("the apply task ended: {e}")))?,
             Err(_) => {
                 task.abort();
@@ -183,6 +185,7 @@ impl Applier {
             }
         };
         self.idle = Some(target);
+        self.spare.extend(extra);
         result?;
         self.meter.wrote(f.changes, f.bytes);
         if let Some(c) = f.commit {
@@ -234,31 +237,81 @@ impl Applier {
             None
         };
         let applied = commit_at.as_ref().map(|(p, t)| self.applied_at((p, *t)));
-        let statements =
-            ferry_target::statements(self.engine, &self.batch, &self.tables, applied.as_ref())?;
         let changes = self.batch.changes();
         let tables: Vec<ObjectName> = self
             .batch
             .tables()
             .map(|(schema, _)| schema.name().clone())
             .collect();
+        // `apply: parallel`: the batch split by key hash; the first part (keyless tables and
+        // the progress row) commits after the others (see `ApplyMode::Parallel`). A big
+        // transaction's parts stay on one connection.
+        let connections = match self.mode {
+            ApplyMode::Parallel if commit && !self.open => self.load_parallel,
+            _ => 1,
+        };
+        let mut parts = std::mem::take(&mut self.batch)
+            .split(connections)
+            .into_iter();
+        let first = parts.next().unwrap_or_default();
+        let statements =
+            ferry_target::statements(self.engine, &first, &self.tables, applied.as_ref())?;
+        let mut others = Vec::new();
+        for part in parts {
+            let s = ferry_target::statements(self.engine, &part, &self.tables, None)?;
+            if !s.is_empty() {
+                others.push(s);
+            }
+        }
         self.settle_loads(|t| tables.contains(t)).await?;
         // The batch's own bytes, without the progress row.
         let bytes = statements
             .iter()
             .take(statements.len() - usize::from(applied.is_some()))
+            .chain(others.iter().flatten())
             .map(String::len)
             .sum();
-        self.batch = Batch::new();
         self.settle().await?;
         let mut target = self
             .idle
             .take()
             .ok_or_else(|| transient("the target connection was lost with a batch"))?;
+        let mut helpers = Vec::new();
+        for s in others {
+            let mut helper = match self.spare.pop() {
+                Some(t) => t,
+                None => super::setup::connect_guarded(&self.params, &self.lease).await?,
+            };
+            helpers.push(tokio::spawn(async move {
+                let result = helper.run(&s, true).await;
+                (helper, result)
+            }));
+        }
         self.open = !commit;
         let task = tokio::spawn(async move {
-            let result = target.run(&statements, commit).await;
-            (target, result)
+            // The other parts first: the progress row commits only after every one of them.
+            let mut extra = Vec::new();
+            let mut failed = None;
+            for h in helpers {
+                match h.await {
+                    Ok((t, r)) => {
+                        extra.push(t);
+                        if let Err(e) = r {
+                            failed.get_or_insert(e);
+                        }
+                    }
+                    Err(e) => {
+                        failed.get_or_insert(TargetError::Transient(format!(
+                            "a part of a batch ended: {e}"
+                        )));
+                    }
+                }
+            }
+            let result = match failed {
+                Some(e) => Err(e),
+                None => target.run(&statements, commit).await,
+            };
+            (target, result, extra)
         });
         self.in_flight = Some(InFlight {
             task,
@@ -365,7 +418,7 @@ impl Applier {
         let due = self.open
             || match self.mode {
                 ApplyMode::Transactional => true,
-                ApplyMode::Merge => {
+                ApplyMode::Merge | ApplyMode::Parallel => {
                     idle || self.batch.changes() >= self.batch_rows
                         || self.since.elapsed() >= MERGE_EVERY
                 }
