@@ -32,7 +32,11 @@ const kafka = new Kafka({
 (async () => {
   const deadline = Date.now() + (spec.timeout_s || 60) * 1000;
   if (spec.action === 'consume' || spec.action === 'member') {
-    const c = kafka.consumer({ groupId: spec.group, sessionTimeout: 6000, heartbeatInterval: 1000 });
+    // A group member rides out rebalances on a loaded machine (a member killed, another
+    // joining): more retries than the client's default here, which is kept low so that refused
+    // sign-ins fail fast.
+    const retry = spec.action === 'member' ? { retries: 8 } : undefined;
+    const c = kafka.consumer({ groupId: spec.group, sessionTimeout: 6000, heartbeatInterval: 1000, retry });
     let n = 0;
     c.on(c.events.CRASH, (ev) => fail(ev.payload.error));
     await c.connect();
