@@ -200,11 +200,21 @@ impl Worker {
             let _ = r.stop.send(true);
         }
         let stopping = running.into_iter().map(|(instance, r)| async move {
-            let _ = r.handle.await;
+            // The sender stays alive until the loop ended: a dropped one tells the loop the
+            // worker is gone, and it would stop at once, mid-transaction, instead of at the
+            // transaction's end (a closure or async block captures only the fields it uses).
+            let Running {
+                stop,
+                handle,
+                token,
+                ..
+            } = r;
+            let _ = handle.await;
+            drop(stop);
             let _ = self
                 .state
                 .store()
-                .release_lease(&instance, &self.settings.id, r.token, Utc::now())
+                .release_lease(&instance, &self.settings.id, token, Utc::now())
                 .await;
         });
         futures::future::join_all(stopping).await;
