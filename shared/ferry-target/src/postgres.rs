@@ -359,7 +359,7 @@ impl PgTarget {
     }
 
     /// Runs `statements` in the target transaction left open by an earlier call, or in a new
-    /// one; commits it when `commit`, else leaves it open (see `Target::apply_part`). A failed
+    /// one; commits it when `commit`, else leaves it open (see `Target::run`). A failed
     /// statement, or a guard that refuses, rolls the whole transaction back.
     pub(crate) async fn run(
         &mut self,
