@@ -155,7 +155,10 @@ impl Target {
         }
         match self {
             Self::Postgres(t) => t.load_rows(table, rows).await,
-            Self::Mysql(t) => t.load_rows(table, rows).await,
+            Self::Mysql(_) => {
+                let statements = mysql::MysqlTarget::load_statements(table, rows);
+                self.run(&statements, true).await
+            }
         }
     }
 
@@ -165,9 +168,55 @@ impl Target {
     /// shows whole or not at all. A failed statement, or a guard that refuses, rolls the whole
     /// transaction back.
     pub async fn run(&mut self, statements: &[String], commit: bool) -> Result<(), TargetError> {
+        if statements.is_empty() && !self.in_transaction() {
+            return Ok(());
+        }
+        let result = self.run_open(statements, commit).await;
+        if result.is_err() && self.in_transaction() {
+            self.set_open(false);
+            let _ = self.sql("ROLLBACK").await;
+        }
+        result
+    }
+
+    async fn run_open(&mut self, statements: &[String], commit: bool) -> Result<(), TargetError> {
+        if !self.in_transaction() {
+            self.allowed()?;
+            self.sql("BEGIN").await?;
+            self.set_open(true);
+        }
+        for s in statements {
+            self.allowed()?;
+            self.sql(s).await?;
+        }
+        if commit {
+            self.allowed()?;
+            self.sql("COMMIT").await?;
+            self.set_open(false);
+        }
+        Ok(())
+    }
+
+    /// One statement on the session, as it is (no transaction of its own).
+    async fn sql(&mut self, sql: &str) -> Result<(), TargetError> {
         match self {
-            Self::Postgres(t) => t.run(statements, commit).await,
-            Self::Mysql(t) => t.run(statements, commit).await,
+            Self::Postgres(t) => t.execute(sql).await,
+            Self::Mysql(t) => t.execute(sql).await,
+        }
+    }
+
+    /// `Ok` while the write guard allows writing.
+    fn allowed(&self) -> Result<(), TargetError> {
+        allowed(match self {
+            Self::Postgres(t) => &t.guard,
+            Self::Mysql(t) => &t.guard,
+        })
+    }
+
+    fn set_open(&mut self, open: bool) {
+        match self {
+            Self::Postgres(t) => t.open = open,
+            Self::Mysql(t) => t.open = open,
         }
     }
 
@@ -249,14 +298,8 @@ impl Target {
         applied: &progress::Applied,
     ) -> Result<(), TargetError> {
         let sql = progress::upsert(self.engine(), applied);
-        allowed(match self {
-            Self::Postgres(t) => &t.guard,
-            Self::Mysql(t) => &t.guard,
-        })?;
-        match self {
-            Self::Postgres(t) => t.execute(&sql).await,
-            Self::Mysql(t) => t.execute(&sql).await,
-        }
+        self.allowed()?;
+        self.sql(&sql).await
     }
 
     /// Removes `task`'s row (a first start: whatever an earlier run of the task recorded no

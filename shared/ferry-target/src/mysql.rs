@@ -20,7 +20,7 @@ use mysql_async::{Conn, OptsBuilder};
 
 use crate::literal::mysql_literal;
 use crate::verify::{TargetRows, canonical_source, target_row};
-use crate::{MAX_STATEMENT_BYTES, TargetError, TargetParams, WriteGuard, allowed, always};
+use crate::{MAX_STATEMENT_BYTES, TargetError, TargetParams, WriteGuard, always};
 use ferry_mysql::snapshot::from_result;
 
 /// A connection to a MySQL/MariaDB target.
@@ -226,18 +226,15 @@ impl MysqlTarget {
         Ok(())
     }
 
-    pub(crate) async fn load_rows(
-        &mut self,
-        t: &TargetTable,
-        rows: &[Vec<Value>],
-    ) -> Result<(), TargetError> {
+    /// The statements loading a chunk in one transaction (see `Target::load_rows`).
+    pub(crate) fn load_statements(t: &TargetTable, rows: &[Vec<Value>]) -> Vec<String> {
         let mut statements = Vec::new();
         // A keyless table's chunk is its whole content, in place of an earlier load's.
         if t.key.is_empty() {
             statements.push(format!("DELETE FROM {}", table_ref(t)));
         }
         upserts(t, rows.iter().map(Vec::as_slice), &mut statements);
-        self.run(&statements, true).await
+        statements
     }
 
     /// The first row `sql` answers, every column as text.
@@ -257,46 +254,6 @@ impl MysqlTarget {
                 })
                 .collect()
         }))
-    }
-
-    /// Runs `statements` in the target transaction left open by an earlier call, or in a new
-    /// one; commits it when `commit`, else leaves it open (see `Target::run`). A failed
-    /// statement, or a guard that refuses, rolls the whole transaction back.
-    pub(crate) async fn run(
-        &mut self,
-        statements: &[String],
-        commit: bool,
-    ) -> Result<(), TargetError> {
-        if statements.is_empty() && !self.open {
-            return Ok(());
-        }
-        let result = self.run_open(statements, commit).await;
-        if result.is_err() && self.open {
-            self.open = false;
-            let _ = self.conn.query_drop("ROLLBACK").await;
-        }
-        result
-    }
-
-    async fn run_open(&mut self, statements: &[String], commit: bool) -> Result<(), TargetError> {
-        if !self.open {
-            allowed(&self.guard)?;
-            self.conn
-                .query_drop("START TRANSACTION")
-                .await
-                .map_err(error)?;
-            self.open = true;
-        }
-        for s in statements {
-            allowed(&self.guard)?;
-            self.conn.query_drop(s).await.map_err(error)?;
-        }
-        if commit {
-            allowed(&self.guard)?;
-            self.conn.query_drop("COMMIT").await.map_err(error)?;
-            self.open = false;
-        }
-        Ok(())
     }
 
     /// The statements applying `batch`: per table, deletes by key then multi-row upserts (a

@@ -358,43 +358,6 @@ impl PgTarget {
         tx.commit().await.map_err(error)
     }
 
-    /// Runs `statements` in the target transaction left open by an earlier call, or in a new
-    /// one; commits it when `commit`, else leaves it open (see `Target::run`). A failed
-    /// statement, or a guard that refuses, rolls the whole transaction back.
-    pub(crate) async fn run(
-        &mut self,
-        statements: &[String],
-        commit: bool,
-    ) -> Result<(), TargetError> {
-        if statements.is_empty() && !self.open {
-            return Ok(());
-        }
-        let result = self.run_open(statements, commit).await;
-        if result.is_err() && self.open {
-            self.open = false;
-            let _ = self.client.batch_execute("ROLLBACK").await;
-        }
-        result
-    }
-
-    async fn run_open(&mut self, statements: &[String], commit: bool) -> Result<(), TargetError> {
-        if !self.open {
-            allowed(&self.guard)?;
-            self.client.batch_execute("BEGIN").await.map_err(error)?;
-            self.open = true;
-        }
-        for s in statements {
-            allowed(&self.guard)?;
-            self.client.batch_execute(s).await.map_err(error)?;
-        }
-        if commit {
-            allowed(&self.guard)?;
-            self.client.batch_execute("COMMIT").await.map_err(error)?;
-            self.open = false;
-        }
-        Ok(())
-    }
-
     /// The statements applying `batch`: per table, deletes by key then multi-row upserts (a
     /// keyless table's changes one by one, in order).
     pub(crate) fn statements(
