@@ -118,6 +118,9 @@ export interface ConsumerSettings {
   group_id: string;
 }
 
+/** Where a tracking task's first start begins (exactly one field); now when absent. */
+export type StartPoint = { position: string } | { gtid: string } | { time: string };
+
 export interface Task extends TaskState {
   id: string;
   instance_id: string;
@@ -125,6 +128,7 @@ export interface Task extends TaskState {
   config?: TaskConfig;
   config_version: number;
   checkpoint: { position?: string; source_time?: string; [k: string]: unknown } | null;
+  start?: { point: StartPoint; position: string };
   delivery?: { topic: string; bootstrap_servers: string; consumers?: ConsumerSettings };
   objects_applied?: { config_version: number; position: string; [k: string]: unknown };
   full_sync?: TableProgress[];
@@ -309,7 +313,8 @@ export const api = {
   sourceObjects: (id: string, source?: EndpointInput) =>
     call<SourceObjects>("POST", `${instancePath(id)}/task/source-objects`, source ? { source } : {}),
   precheck: (id: string) => call<{ passed: boolean } & Precheck>("POST", `${instancePath(id)}/task/precheck`),
-  start: (id: string) => call<{ task: Task; precheck: Precheck }>("POST", `${instancePath(id)}/task/start`),
+  start: (id: string, start?: StartPoint) =>
+    call<{ task: Task; precheck: Precheck }>("POST", `${instancePath(id)}/task/start`, start ? { start } : undefined),
   stop: (id: string) => call<Task>("POST", `${instancePath(id)}/task/stop`),
   metrics: (id: string) => call<TaskMetrics>("GET", `${instancePath(id)}/task/metrics`),
   changes: (id: string, q: ChangesQuery) => {

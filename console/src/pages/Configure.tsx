@@ -4,6 +4,7 @@
 import { useMemo, useState } from "preact/hooks";
 
 import {
+  ApiError,
   api,
   type DatabaseSelection,
   type EndpointInput,
@@ -11,6 +12,7 @@ import {
   type ObjectSelection,
   type Precheck,
   type SourceObjects,
+  type StartPoint,
   type Task,
   type TaskConfig,
 } from "../api";
@@ -514,13 +516,24 @@ function PrecheckAndStart({ instance }: { instance: Instance }) {
       setBusy(undefined);
     }
   };
+  // A tracking task's first start may begin at a chosen point instead of now.
+  const [from, setFrom] = useState<"now" | "position" | "gtid" | "time">("now");
+  const [point, setPoint] = useState("");
+  const startPoint = (): StartPoint | undefined => {
+    if (from === "now") return undefined;
+    if (from === "time") return { time: new Date(point).toISOString() };
+    return from === "position" ? { position: point.trim() } : { gtid: point.trim() };
+  };
   const start = async () => {
-    setBusy("Starting");
+    setBusy(from === "time" ? "Starting (finding the time in the source's binlog)" : "Starting");
     setError(undefined);
     try {
-      await api.start(instance.id);
+      await api.start(instance.id, startPoint());
       location.hash = href({ page: "instance", id: instance.id, tab: "overview" });
     } catch (e) {
+      // A failed start carries its precheck report: show the items, the start point's with them.
+      const items = e instanceof ApiError ? e.details?.["items"] : undefined;
+      if (Array.isArray(items)) setReport({ passed: false, items: items as Precheck["items"] });
       setError(e);
     } finally {
       setBusy(undefined);
@@ -529,6 +542,32 @@ function PrecheckAndStart({ instance }: { instance: Instance }) {
   return (
     <div class="card">
       <h2>Precheck</h2>
+      {instance.mode === "tracking" && (
+        <div class="grid">
+          <label class="field">
+            Begin at
+            <select value={from} onChange={(e) => setFrom((e.target as HTMLSelectElement).value as typeof from)} data-testid="start-from">
+              <option value="now">now (the source's current position)</option>
+              <option value="position">a binlog position (file:offset)</option>
+              <option value="gtid">a GTID</option>
+              <option value="time">a time</option>
+            </select>
+          </label>
+          {from !== "now" && (
+            <label class="field">
+              {from === "position" ? "Position" : from === "gtid" ? "GTID" : "Time (your local time)"}
+              <input
+                type={from === "time" ? "datetime-local" : "text"}
+                step={from === "time" ? 1 : undefined}
+                value={point}
+                placeholder={from === "position" ? "mariadb-bin.000003:1234" : from === "gtid" ? "0-1-100" : ""}
+                onInput={(e) => setPoint((e.target as HTMLInputElement).value)}
+                data-testid="start-point"
+              />
+            </label>
+          )}
+        </div>
+      )}
       <div class="buttons">
         <button type="button" onClick={() => void run()} disabled={!!busy}>
           Run precheck

@@ -106,6 +106,16 @@ function Checkpoint({ task }: { task: Task }) {
           <span class="muted">none yet</span>
         )}
       </dd>
+      {task.start && (
+        <>
+          <dt>Began at</dt>
+          <dd data-testid="start-point">
+            <span class="code">{Object.entries(task.start.point).map(([k, v]) => `${k} ${v}`).join("")}</span>
+            <span class="muted"> · binlog </span>
+            <span class="code">{task.start.position}</span>
+          </dd>
+        </>
+      )}
     </>
   );
 }

@@ -97,6 +97,7 @@ async fn create(
         config_version: 0,
         updated_at: now,
         topic_generation: 0,
+        start: None,
     };
     // The same token with the same request returns the first instance; with another, 409.
     let fingerprint =
@@ -249,6 +250,7 @@ async fn reset(
     let mut next = before.clone();
     next.task.apply(&TaskEvent::Reset)?;
     next.config = None;
+    next.start = None;
     next.config_version += 1;
     next.updated_at = state.now();
     // A tracking task that ran starts a new topic generation: the old topic's tail names

@@ -26,18 +26,19 @@ use axum::http::{Method, StatusCode};
 use axum::routing::{get, post, put};
 use ferry_api::lifecycle::{load_instance, load_task, transition};
 use ferry_api::views::{PrecheckView, TaskView};
-use ferry_api::{ApiError, ApiResult, AppState, Body, InstancePath, Route};
+use ferry_api::{ApiError, ApiResult, AppState, Body, InstancePath, OptionalBody, Route};
 use ferry_aws::{Event, Secret};
 use ferry_domain::InvalidInput;
 use ferry_domain::endpoint::{Endpoint, EndpointParts, Engine, Role, SecretRef, TlsMode};
 use ferry_domain::id::InstanceId;
-use ferry_domain::instance::{Instance, InstanceStatus};
+use ferry_domain::instance::{Instance, InstanceStatus, Mode};
 use ferry_domain::metrics::TaskMetrics;
 use ferry_domain::selection::ObjectSelection;
+use ferry_domain::start::StartPoint;
 use ferry_domain::sync::SyncOptions;
 use ferry_domain::task::{TaskEvent, TaskState};
 use ferry_domain::task_config::{Delivery, HeartbeatWriter, TaskConfig};
-use ferry_store::{StoreError, TaskRecord, Versioned};
+use ferry_store::{ChosenStart, StoreError, TaskRecord, Versioned};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -440,17 +441,56 @@ async fn precheck(
     }))
 }
 
+/// `POST …/task/start`'s optional body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRequest {
+    /// Where a tracking task's first start begins; the source's current position when absent.
+    #[serde(default)]
+    start: Option<StartPoint>,
+}
+
 async fn start(
     State(state): State<AppState>,
     InstancePath(id): InstancePath,
+    OptionalBody(request): OptionalBody<StartRequest>,
 ) -> ApiResult<Json<serde_json::Value>> {
     active_instance(&state, &id).await?;
     let mut task = load_task(&state, &id).await?;
     let config = configured(&task)?.clone();
+    if let Some(point) = &request.start {
+        start_point_allowed(&state, &task, point).await?;
+    }
+    // Each start says where a first start begins: the point it names, found below, or now.
+    task.value.start = None;
     let mut events = Vec::new();
     events.extend(transition(&state, &mut task, &TaskEvent::Start).await?);
     let report = match ferry_api::precheck::run(&state, &config).await {
-        Ok(r) => r,
+        Ok(mut r) => {
+            // The start point is one more item: a point the source no longer holds blocks the
+            // start like any failed check, with the points it does hold in the hint.
+            if let Some(point) = &request.start {
+                match ferry_api::precheck::start_point(&state, &config, &id, point).await {
+                    Ok((item, position)) => {
+                        r.items.push(item);
+                        if let Some(position) = position {
+                            task.value.start = Some(ChosenStart {
+                                point: point.clone(),
+                                position,
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        events.extend(
+                            transition(&state, &mut task, &TaskEvent::PrecheckFailed).await?,
+                        );
+                        state.events().publish_or_log(&events).await;
+                        return Err(e);
+                    }
+                }
+            }
+            r
+        }
         Err(e) => {
             // The precheck could not run at all: leave `prechecking` for a state start can retry from.
             events.extend(transition(&state, &mut task, &TaskEvent::PrecheckFailed).await?);
@@ -484,6 +524,39 @@ async fn start(
     Ok(Json(
         json!({"task": TaskView::new(&state, &task), "precheck": PrecheckView { passed, report }}),
     ))
+}
+
+/// Refuses a start point where it means nothing: on a sync task (its full sync copies the
+/// source as it is now) or on a task that already has a checkpoint (it resumes from there).
+async fn start_point_allowed(
+    state: &AppState,
+    task: &Versioned<TaskRecord>,
+    point: &StartPoint,
+) -> ApiResult<()> {
+    if task.value.task.mode() != Mode::Tracking {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!("start.{point}: a start point is for change tracking; a sync task copies the source as it is when its full sync runs"),
+        )
+        .hint("start the sync task without a body"));
+    }
+    if let Some(c) = state
+        .store()
+        .get_checkpoint(task.value.task.instance_id())
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_started",
+            format!(
+                "the task has a checkpoint at {}: it resumes from there, not from a start point",
+                c.position
+            ),
+        )
+        .hint("start without a start point to resume; or reset the task (a new topic) and start it from the point"));
+    }
+    Ok(())
 }
 
 async fn stop(

@@ -21,7 +21,8 @@ pub mod views;
 
 pub use error::ApiError;
 pub use extract::{
-    Body, GroupPath, InstancePath, MAX_BODY_BYTES, Params, fallback, method_not_allowed,
+    Body, GroupPath, InstancePath, MAX_BODY_BYTES, OptionalBody, Params, fallback,
+    method_not_allowed,
 };
 pub use routes::{Route, router};
 pub use state::{AppState, Settings};

@@ -5,11 +5,15 @@ use ferry_domain::convert::TargetEngine;
 use ferry_domain::endpoint::{Endpoint, Engine};
 use std::collections::HashMap;
 
+use ferry_domain::id::InstanceId;
+use ferry_domain::position::Position;
 use ferry_domain::precheck::{CheckItem, CheckStatus, PrecheckReport};
+use ferry_domain::start::StartPoint;
 use ferry_domain::sync::TargetTable;
 use ferry_domain::target_table::{ConflictingTables, FoundColumn, FoundTable, differences};
 use ferry_domain::task_config::{Destination, TaskConfig};
 use ferry_mysql::ConnectParams;
+use ferry_mysql::binlog::ReaderError;
 
 use crate::{ApiResult, AppState};
 
@@ -232,6 +236,47 @@ async fn postgres_tables_found(
         }
     }
     Ok(out)
+}
+
+/// `source.start_point`: where a tracking task's chosen start point begins in the source's
+/// binlog (`ferry_mysql::start::resolve`), probed as `instance`'s probe replica; the position
+/// when the source holds it.
+pub async fn start_point(
+    state: &AppState,
+    config: &TaskConfig,
+    instance: &InstanceId,
+    point: &StartPoint,
+) -> ApiResult<(CheckItem, Option<Position>)> {
+    const ID: &str = "source.start_point";
+    let source = params(state, &config.source).await?;
+    let probe = ferry_mysql::start::probe_server_id(instance.as_str());
+    Ok(
+        match ferry_mysql::start::resolve(&source, probe, point).await {
+            Ok(at) => (
+                CheckItem::passed(ID, format!("the {point} begins at {at}")),
+                Some(at),
+            ),
+            Err(ReaderError::Definite { message, hint }) => {
+                (CheckItem::failed(ID, message, hint), None)
+            }
+            Err(ReaderError::Connect { message, hint }) => (
+                CheckItem::failed(
+                    ID,
+                    format!("cannot open the source's binlog: {message}"),
+                    hint,
+                ),
+                None,
+            ),
+            Err(e) => (
+                CheckItem::failed(
+                    ID,
+                    format!("cannot read the source's binlog to find the {point}: {e}"),
+                    "check that the source is reachable and the user has REPLICATION SLAVE, then start again",
+                ),
+                None,
+            ),
+        },
+    )
 }
 
 /// How to connect to `e`, its password read from Secrets Manager.

@@ -111,6 +111,10 @@ pub struct TaskView {
     pub config_version: u64,
     /// The last checkpoint (binlog position and time); null until capture has run.
     pub checkpoint: Option<serde_json::Value>,
+    /// A tracking task's chosen start point and the position it begins at (until a reset):
+    /// `{"point": {"time": …}, "position": "binlog.000003:1234"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliveryView>,
     /// The last switch of the objects a worker made (`GET …/task` only): the configuration
@@ -144,6 +148,10 @@ impl TaskView {
             config: r.config.clone(),
             config_version: r.config_version,
             checkpoint: None,
+            start: r
+                .start
+                .as_ref()
+                .map(|s| serde_json::json!({"point": s.point, "position": s.position.to_string()})),
             delivery,
             objects_applied: None,
             full_sync: None,

@@ -104,8 +104,22 @@ pub(crate) enum TaskCmd {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Start (runs the prechecks first).
-    Start { id: String },
+    /// Start (runs the prechecks first). A change-tracking task's first start (or its first
+    /// after a reset) may begin at a chosen point instead of now: one of --from-position,
+    /// --from-gtid, --from-time.
+    Start {
+        id: String,
+        /// A binlog file and offset, `mariadb-bin.000003:1234`.
+        #[arg(long, conflicts_with_all = ["from_gtid", "from_time"])]
+        from_position: Option<String>,
+        /// A MariaDB GTID position (`0-1-100`) or a MySQL GTID set (`uuid:1-100`): the first
+        /// transaction it does not contain.
+        #[arg(long, conflicts_with = "from_time")]
+        from_gtid: Option<String>,
+        /// An RFC 3339 time: the first transaction committed at or after it.
+        #[arg(long)]
+        from_time: Option<String>,
+    },
     /// Stop.
     Stop { id: String },
     /// Read the task's topic from the beginning, as any Kafka consumer would, and print its
@@ -243,6 +257,13 @@ fn task_human(t: &Value) {
             cell(&e["code"]),
             cell(&e["message"]),
             cell(&e["hint"])
+        );
+    }
+    if let Some(start) = t.get("start") {
+        println!(
+            "start     {} (at {})",
+            start["point"],
+            cell(&start["position"])
         );
     }
     if let Some(c) = t.get("config") {
@@ -661,12 +682,24 @@ pub(crate) async fn task(api: &Api, json_out: bool, cmd: TaskCmd) -> Result<()> 
                 .await?;
             print(json_out, &v, source_objects_human);
         }
-        TaskCmd::Start { id } => {
+        TaskCmd::Start {
+            id,
+            from_position,
+            from_gtid,
+            from_time,
+        } => {
+            // The API checks the point's shape and the source; the CLI only names it.
+            let point = match (from_position, from_gtid, from_time) {
+                (Some(p), _, _) => Some(serde_json::json!({"position": p})),
+                (_, Some(g), _) => Some(serde_json::json!({"gtid": g})),
+                (_, _, Some(t)) => Some(serde_json::json!({"time": t})),
+                _ => None,
+            };
             let v = api
                 .call(
                     Method::POST,
                     &format!("/v1/instances/{id}/task/start"),
-                    None,
+                    point.map(|p| serde_json::json!({"start": p})),
                 )
                 .await?;
             print(json_out, &v, |v| {

@@ -13,6 +13,7 @@
 //!   wildcard matching.
 //! - [`position`] and [`gtid`]: binlog positions (file + offset + GTID set) in MariaDB's and
 //!   MySQL's forms, printable, parseable and comparable.
+//! - [`start`]: where a change-tracking task's first start begins (position, GTID or time).
 //! - [`precheck`]: precheck items and reports.
 //! - [`metrics`]: task metrics (rates, source delay, per-minute history).
 //! - [`schema`]: the schema history: table definitions at binlog positions.
@@ -43,6 +44,7 @@ pub mod reselect;
 pub mod schema;
 pub mod scram;
 pub mod selection;
+pub mod start;
 pub mod sync;
 pub mod target_table;
 pub mod task;

@@ -149,6 +149,10 @@ pub struct ReadEvent {
     /// Where the event starts in the position's file (for an event inside a compressed
     /// transaction, where that transaction's event starts).
     pub event_offset: u64,
+    /// Where the event's transaction (or standalone statement) starts in the position's
+    /// file: its GTID event, else its BEGIN or statement (a start point found by scanning
+    /// begins there).
+    pub group_start: u64,
     pub server_id: u32,
     pub timestamp: DateTime<Utc>,
     pub event: SourceEvent,
@@ -184,7 +188,7 @@ impl ReaderError {
         }
     }
 
-    fn definite(message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub(crate) fn definite(message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self::Definite {
             message: message.into(),
             hint: hint.into(),
@@ -219,6 +223,9 @@ const MARIADB_COMPRESSED: std::ops::RangeInclusive<u8> = 0xa5..=0xab;
 const SKIPPED: [u8; 11] = [
     0x01, 0x03, 0x05, 0x0d, 0x0e, 0x0f, 0x1c, 0x1d, 0x23, 0x24, 0x25,
 ];
+/// MySQL's GTID and ANONYMOUS_GTID events: a transaction starts.
+const MYSQL_GTID: u8 = 0x21;
+const MYSQL_ANONYMOUS_GTID: u8 = 0x22;
 /// MySQL's INCIDENT event: the source lost events it could not log.
 const INCIDENT: u8 = 0x1a;
 /// GTID flag: a standalone statement (DDL), no BEGIN/COMMIT around it.
@@ -247,6 +254,10 @@ pub struct EventDecoder {
     last_log_pos: u32,
     /// Where that event starts.
     last_start: u32,
+    /// Where the current transaction (or standalone statement) starts: its GTID event, else
+    /// its BEGIN or statement; `in_group` while one is open.
+    group_start: u32,
+    in_group: bool,
     /// Refuse partial row images (live capture); a file reader shows them as they are.
     require_full_images: bool,
     /// The schema history, kept current by the DDL statements of the stream.
@@ -463,6 +474,8 @@ impl EventDecoder {
             standalone: false,
             last_log_pos: 0,
             last_start: 0,
+            group_start: 0,
+            in_group: false,
             require_full_images: true,
             catalog: SchemaCatalog::new(),
             tracked: false,
@@ -559,10 +572,15 @@ impl EventDecoder {
                 p
             }
         };
+        if matches!(raw_type, MARIADB_GTID | MYSQL_GTID | MYSQL_ANONYMOUS_GTID) {
+            self.group_start = self.last_start;
+            self.in_group = true;
+        }
         let made = |this: &Self, e: SourceEvent| -> Result<Option<ReadEvent>, ReaderError> {
             Ok(Some(ReadEvent {
                 position: this.position(log_pos)?,
                 event_offset: u64::from(this.last_start),
+                group_start: u64::from(this.group_start),
                 server_id: header.server_id(),
                 timestamp: DateTime::from_timestamp(i64::from(header.timestamp()), 0)
                     .unwrap_or_default(),
@@ -738,6 +756,7 @@ impl EventDecoder {
                 let sql = q.query();
                 let trimmed = sql.trim();
                 if trimmed.eq_ignore_ascii_case("BEGIN") {
+                    self.open_group();
                     let gtid = self
                         .pending_mysql
                         .as_ref()
@@ -771,9 +790,12 @@ impl EventDecoder {
                 let Applied::Ddl { entries: schema } = applied else {
                     return Ok(None);
                 };
+                self.open_group();
                 if self.standalone {
                     self.commit();
                 }
+                // A statement outside BEGIN…COMMIT is a group of its own (DDL commits).
+                self.in_group = false;
                 let subject = crate::statement::subject(database.as_deref(), &statement);
                 made(
                     self,
@@ -815,7 +837,16 @@ impl EventDecoder {
     }
 
     /// Applies the open transaction's GTID to the position.
+    /// A BEGIN or a statement opens a group unless its GTID event already did.
+    fn open_group(&mut self) {
+        if !self.in_group {
+            self.group_start = self.last_start;
+            self.in_group = true;
+        }
+    }
+
     fn commit(&mut self) {
+        self.in_group = false;
         if let Some(g) = self.pending.take() {
             self.gtid.get_or_insert_with(MariaDbGtidSet::new).advance(g);
         }

@@ -14,6 +14,7 @@ mod json_diff;
 mod precheck;
 pub mod server_error;
 pub mod snapshot;
+pub mod start;
 pub mod statement;
 
 pub use connect::{CONNECT_TIMEOUT, ConnectError, ConnectParams, connect};

@@ -35,7 +35,7 @@ pub use instances::{CLIENT_TOKEN_TTL, CreateOutcome};
 pub use leases::{Checkpoint, CheckpointOutcome, Lease};
 pub use metrics::MetricsReport;
 pub use page::{Page, PageToken};
-pub use tasks::TaskRecord;
+pub use tasks::{ChosenStart, TaskRecord};
 
 /// A stored value and the version it was read at.
 #[derive(Debug, Clone, PartialEq)]

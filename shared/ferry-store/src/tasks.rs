@@ -2,6 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use ferry_domain::id::InstanceId;
+use ferry_domain::position::Position;
+use ferry_domain::start::StartPoint;
 use ferry_domain::task::Task;
 use ferry_domain::task_config::TaskConfig;
 use serde::{Deserialize, Serialize};
@@ -23,6 +25,18 @@ pub struct TaskRecord {
     /// binlog since reset or of another server) can make the next start skip a change.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub topic_generation: u32,
+    /// A tracking task's chosen start point and where the precheck found it begins: the
+    /// first start (with no checkpoint yet) begins there instead of at the source's current
+    /// position. Cleared by a reset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<ChosenStart>,
+}
+
+/// A start point (`POST …/task/start` with `{"start": …}`) and the binlog position it begins at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChosenStart {
+    pub point: StartPoint,
+    pub position: Position,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -21,7 +21,9 @@ use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 use crate::literal::{pg_copy, pg_literal};
 use crate::verify::{TargetRows, canonical_pg, target_row};
-use crate::{MAX_STATEMENT_BYTES, TargetError, TargetParams, WriteGuard, allowed, always};
+use crate::{
+    MAX_STATEMENT_BYTES, Statement, TargetError, TargetParams, WriteGuard, allowed, always,
+};
 
 /// A connection to a PostgreSQL target.
 pub struct PgTarget {
@@ -363,14 +365,16 @@ impl PgTarget {
     pub(crate) fn statements(
         batch: &Batch,
         tables: &HashMap<ObjectName, TargetTable>,
-    ) -> Result<Vec<String>, TargetError> {
-        let mut statements: Vec<String> = Vec::new();
+    ) -> Result<Vec<Statement>, TargetError> {
+        let mut statements: Vec<Statement> = Vec::new();
         for (schema, ops) in batch.tables() {
             let Some(t) = tables.get(schema.name()) else {
                 continue;
             };
             if t.key.is_empty() {
-                keyless_statements(t, ops.ops(), &mut statements)?;
+                let mut keyless = Vec::new();
+                keyless_statements(t, ops.ops(), &mut keyless)?;
+                statements.extend(keyless.into_iter().map(Statement::Sql));
                 continue;
             }
             // Deletes first: within a batch each key has one op, so the order between
@@ -393,36 +397,72 @@ impl PgTarget {
                     key_literal(t, before, &mut sql)?;
                     if sql.len() >= MAX_STATEMENT_BYTES {
                         sql.push(')');
-                        statements.push(std::mem::take(&mut sql));
+                        statements.push(Statement::Sql(std::mem::take(&mut sql)));
                     }
                 }
             }
             if !sql.is_empty() {
                 sql.push(')');
-                statements.push(std::mem::take(&mut sql));
+                statements.push(Statement::Sql(std::mem::take(&mut sql)));
             }
-            let head = format!("INSERT INTO {} ({}) VALUES ", table_ref(t), column_list(t));
-            let tail = on_conflict(t);
+            // Upserts as `COPY` text for the staging table (see `copy_upsert`).
+            let mut text = String::new();
             for op in ops.ops() {
                 if let RowOp::Upsert(row) = op {
-                    if sql.is_empty() {
-                        sql.push_str(&head);
-                    } else {
-                        sql.push_str(", ");
-                    }
-                    row_literal(t, row, &mut sql)?;
-                    if sql.len() >= MAX_STATEMENT_BYTES {
-                        sql.push_str(&tail);
-                        statements.push(std::mem::take(&mut sql));
+                    copy_line(t, row, &mut text)?;
+                    if text.len() >= MAX_STATEMENT_BYTES {
+                        statements.push(Statement::CopyUpsert {
+                            table: Box::new(t.clone()),
+                            text: std::mem::take(&mut text),
+                        });
                     }
                 }
             }
-            if !sql.is_empty() {
-                sql.push_str(&tail);
-                statements.push(sql);
+            if !text.is_empty() {
+                statements.push(Statement::CopyUpsert {
+                    table: Box::new(t.clone()),
+                    text,
+                });
             }
         }
         Ok(statements)
+    }
+
+    /// Upserts rows of `t` given as `COPY` text, inside the transaction [`crate::Target::run`] holds
+    /// open: copied into the session's staging table, inserted from it with the table's
+    /// conflict clause, and the staging table emptied for the transaction's next part (its
+    /// `ON COMMIT DELETE ROWS` empties it only at the commit).
+    pub(crate) async fn copy_upsert(
+        &mut self,
+        t: &TargetTable,
+        text: &str,
+    ) -> Result<(), TargetError> {
+        let stage = self.staging(t).await?;
+        let columns = column_list(t);
+        let sink = self
+            .client
+            .copy_in(&format!("COPY {stage} ({columns}) FROM STDIN"))
+            .await
+            .map_err(error)?;
+        futures::pin_mut!(sink);
+        sink.send(Bytes::copy_from_slice(text.as_bytes()))
+            .await
+            .map_err(error)?;
+        sink.finish().await.map_err(error)?;
+        self.client
+            .batch_execute(&format!(
+                "INSERT INTO {} ({columns}) SELECT {columns} FROM {stage}{}; TRUNCATE {stage}",
+                table_ref(t),
+                on_conflict(t)
+            ))
+            .await
+            .map_err(error)
+    }
+
+    /// Forgets the staging tables (a rolled-back transaction took those it created with it);
+    /// the next use creates them again.
+    pub(crate) fn forget_staging(&mut self) {
+        self.staging.clear();
     }
 
     pub(crate) async fn target_rows(&mut self, t: &TargetTable) -> Result<TargetRows, TargetError> {
@@ -481,6 +521,19 @@ impl From<CopyError> for TargetError {
     }
 }
 
+/// `row` of `t` as one line of `COPY` text.
+fn copy_line(t: &TargetTable, row: &[Value], out: &mut String) -> Result<(), TargetError> {
+    for (i, (c, s)) in t.columns.iter().zip(&t.source_index).enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        let v = row.get(*s).unwrap_or(&Value::Null);
+        pg_copy(v, c, out).map_err(|r| value_error(t, i, r))?;
+    }
+    out.push('\n');
+    Ok(())
+}
+
 /// `COPY`s `rows` of `t` into `into` (the table or its staging table) in `tx`.
 async fn copy_rows(
     tx: &tokio_postgres::Transaction<'_>,
@@ -500,14 +553,7 @@ async fn copy_rows(
     futures::pin_mut!(sink);
     let mut buf = String::with_capacity(256 * 1024);
     for row in rows {
-        for (i, (c, s)) in t.columns.iter().zip(&t.source_index).enumerate() {
-            if i > 0 {
-                buf.push('\t');
-            }
-            let v = row.get(*s).unwrap_or(&Value::Null);
-            pg_copy(v, c, &mut buf).map_err(|r| value_error(t, i, r))?;
-        }
-        buf.push('\n');
+        copy_line(t, row, &mut buf)?;
         if buf.len() >= 256 * 1024 {
             let chunk = std::mem::replace(&mut buf, String::with_capacity(256 * 1024));
             sink.send(Bytes::from(chunk)).await.map_err(conflict_or)?;

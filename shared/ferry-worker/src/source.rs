@@ -20,13 +20,9 @@ use tokio::sync::mpsc;
 
 use crate::error::{DefiniteError, TaskError, source_failed, transient};
 
-/// A replica server id for the task: stable for the task, so a takeover replaces the old
-/// connection, and unlikely to collide with real servers (high range).
+/// The task's replica server id (see `ferry_mysql::start::replica_server_id`).
 pub(crate) fn replica_server_id(instance: &InstanceId) -> u32 {
-    let h = instance.as_str().bytes().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    0x4000_0000 | (h & 0x3fff_ffff)
+    ferry_mysql::start::replica_server_id(instance.as_str())
 }
 
 /// Refuses an endpoint whose address the deployment does not allow (the metadata services'

@@ -126,9 +126,9 @@ async fn mariadb_inserts(db: &mut mysql_async::Conn, table: &str, rows: u64, ups
     while next < rows {
         let batch: Vec<String> = (next..(next + 1000).min(rows)).map(values).collect();
         let tail = if upsert {
-            " ON DUPLICATE KEY UPDATE customer = VALUES(customer), total = VALUES(total) + 1, status = VALUES(status), note = VALUES(note), placed_at = VALUES(placed_at), updated_at = VALUES(updated_at), flags = VALUES(flags)"
+            format!(" ON DUPLICATE KEY UPDATE {MY_SET}")
         } else {
-            ""
+            String::new()
         };
         db.query_drop(format!(
             "INSERT INTO {table} VALUES {}{tail}",
@@ -138,6 +138,130 @@ async fn mariadb_inserts(db: &mut mysql_async::Conn, table: &str, rows: u64, ups
         .unwrap();
         next += 1000;
     }
+}
+
+/// The upsert's assignments, the same on every form measured.
+const PG_SET: &str = "customer = EXCLUDED.customer, total = EXCLUDED.total + 1, status = EXCLUDED.status, note = EXCLUDED.note, placed_at = EXCLUDED.placed_at, updated_at = EXCLUDED.updated_at, flags = EXCLUDED.flags";
+const MY_SET: &str = "customer = VALUES(customer), total = VALUES(total) + 1, status = VALUES(status), note = VALUES(note), placed_at = VALUES(placed_at), updated_at = VALUES(updated_at), flags = VALUES(flags)";
+
+/// Row `i`'s columns as text, the form Ferry holds a value in before it writes it.
+fn texts(i: u64) -> [String; 8] {
+    [
+        i.to_string(),
+        (i % 9973).to_string(),
+        format!("{}.{:02}", i % 1000, i % 100),
+        "paid".into(),
+        format!("note {i}"),
+        format!("2026-11-22 10:00:00.{:06}", i % 1_000_000),
+        "2026-11-22 10:00:01.5".into(),
+        (i % 7).to_string(),
+    ]
+}
+
+/// The apply's other forms on PostgreSQL (issue 20: "prepared or binary/COPY where faster"),
+/// `updates` rows over existing ones in 1,000-row transactions: `COPY` into a temporary table
+/// then one `INSERT … SELECT … ON CONFLICT`; and one prepared `INSERT … SELECT FROM unnest(…)`
+/// with a text array per column, bound in the binary protocol.
+async fn pg_upsert_forms(pg: &tokio_postgres::Client, updates: u64) {
+    use futures::SinkExt;
+    pg.batch_execute("CREATE TEMP TABLE staged (LIKE raw.orders) ON COMMIT DELETE ROWS")
+        .await
+        .unwrap();
+    let wall = Instant::now();
+    let mut next = 0u64;
+    while next < updates {
+        let text: String = (next..(next + 1000).min(updates)).map(copy_line).collect();
+        pg.batch_execute("BEGIN").await.unwrap();
+        let sink = pg.copy_in("COPY staged FROM STDIN").await.unwrap();
+        futures::pin_mut!(sink);
+        sink.send(bytes::Bytes::from(text)).await.unwrap();
+        sink.finish().await.unwrap();
+        pg.batch_execute(&format!(
+            "INSERT INTO raw.orders SELECT * FROM staged ON CONFLICT (id) DO UPDATE SET {PG_SET}; COMMIT"
+        ))
+        .await
+        .unwrap();
+        next += 1000;
+    }
+    row(
+        updates,
+        wall.elapsed(),
+        None,
+        "PostgreSQL COPY to a temp table + INSERT … SELECT (other form)",
+    );
+    let statement = pg
+        .prepare(&format!(
+            "INSERT INTO raw.orders SELECT a::bigint, b::integer, c::numeric, d, e, f::timestamp, \
+             g::timestamp, h::bigint FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+             $5::text[], $6::text[], $7::text[], $8::text[]) AS u(a, b, c, d, e, f, g, h) \
+             ON CONFLICT (id) DO UPDATE SET {PG_SET}"
+        ))
+        .await
+        .unwrap();
+    let wall = Instant::now();
+    let mut next = 0u64;
+    while next < updates {
+        let mut columns: Vec<Vec<String>> = (0..8).map(|_| Vec::with_capacity(1000)).collect();
+        for i in next..(next + 1000).min(updates) {
+            for (c, v) in columns.iter_mut().zip(texts(i)) {
+                c.push(v);
+            }
+        }
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = columns
+            .iter()
+            .map(|c| c as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        pg.execute(&statement, &params).await.unwrap();
+        next += 1000;
+    }
+    row(
+        updates,
+        wall.elapsed(),
+        None,
+        "PostgreSQL prepared unnest(text[]) upsert, binary (other form)",
+    );
+}
+
+/// The apply's prepared form on MariaDB: one prepared 1,000-row `INSERT … ON DUPLICATE KEY
+/// UPDATE` with its 8,000 values bound in the binary protocol.
+async fn mariadb_prepared_upserts(db: &mut mysql_async::Conn, table: &str, updates: u64) {
+    let row_marks = format!("({})", ["?"; 8].join(","));
+    let sql = |n: u64| {
+        format!(
+            "INSERT INTO {table} VALUES {} ON DUPLICATE KEY UPDATE {MY_SET}",
+            vec![row_marks.as_str(); n as usize].join(",")
+        )
+    };
+    let full = db.prep(sql(1000)).await.unwrap();
+    let wall = Instant::now();
+    let mut next = 0u64;
+    while next < updates {
+        let end = (next + 1000).min(updates);
+        let mut params = Vec::with_capacity(8000);
+        for i in next..end {
+            let [id, customer, total, status, note, placed, updated, flags] = texts(i);
+            params.push(mysql_async::Value::Int(id.parse().unwrap()));
+            params.push(mysql_async::Value::Int(customer.parse().unwrap()));
+            params.push(mysql_async::Value::Bytes(total.into_bytes()));
+            params.push(mysql_async::Value::Bytes(status.into_bytes()));
+            params.push(mysql_async::Value::Bytes(note.into_bytes()));
+            params.push(mysql_async::Value::Bytes(placed.into_bytes()));
+            params.push(mysql_async::Value::Bytes(updated.into_bytes()));
+            params.push(mysql_async::Value::Int(flags.parse().unwrap()));
+        }
+        if end - next == 1000 {
+            db.exec_drop(&full, params).await.unwrap();
+        } else {
+            db.exec_drop(sql(end - next), params).await.unwrap();
+        }
+        next = end;
+    }
+    row(
+        updates,
+        wall.elapsed(),
+        None,
+        "MariaDB prepared upsert, 1,000 rows, binary (other form)",
+    );
 }
 
 /// Starts a sync task to `target` and measures its full sync.
@@ -277,7 +401,7 @@ async fn main() {
     while next < updates {
         let batch: Vec<String> = (next..(next + 1000).min(updates)).map(values).collect();
         pg.batch_execute(&format!(
-            "INSERT INTO raw.orders VALUES {} ON CONFLICT (id) DO UPDATE SET customer = EXCLUDED.customer, total = EXCLUDED.total + 1, status = EXCLUDED.status, note = EXCLUDED.note, placed_at = EXCLUDED.placed_at, updated_at = EXCLUDED.updated_at, flags = EXCLUDED.flags",
+            "INSERT INTO raw.orders VALUES {} ON CONFLICT (id) DO UPDATE SET {PG_SET}",
             batch.join(",")
         ))
         .await
@@ -290,6 +414,7 @@ async fn main() {
         None,
         "PostgreSQL batched upsert, 1,000 rows (raw limit)",
     );
+    pg_upsert_forms(&pg, updates).await;
     let pg_apply = incremental(
         &ctx,
         &api,
@@ -385,6 +510,7 @@ async fn main() {
         None,
         "MariaDB batched upsert, 1,000 rows (raw limit)",
     );
+    mariadb_prepared_upserts(&mut target, &format!("`{copy}_raw`.orders"), updates).await;
     let my_apply = incremental(
         &ctx,
         &api,

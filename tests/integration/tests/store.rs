@@ -35,6 +35,7 @@ fn task_of(i: &Instance) -> TaskRecord {
         config_version: 0,
         updated_at: i.created_at(),
         topic_generation: 0,
+        start: None,
     }
 }
 

@@ -142,6 +142,26 @@ impl ThrowawayMariaDb {
             .collect())
     }
 
+    /// Runs a query as root and answers its first row's columns as text.
+    pub fn query(&self, sql: &str) -> Result<Vec<String>> {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "-uroot", "-N", "-B"])
+            .arg(format!("--socket={}", self.dir.join("sock").display()))
+            .args(["-e", sql])
+            .output()
+            .context("running mariadb")?;
+        if !out.status.success() {
+            bail!("{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split('\t')
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// Runs SQL as root (through the socket), in a session of its own.
     pub fn sql(&self, sql: &str) -> Result<()> {
         let out = Command::new("mariadb")

@@ -107,6 +107,7 @@ impl Framing {
             server_id,
             timestamp,
             event,
+            ..
         } = e;
         // One binlog event's records share its position.
         let position = Arc::new(position);
@@ -245,6 +246,7 @@ mod tests {
         ReadEvent {
             position: format!("binlog.000001:{offset}").parse().unwrap(),
             event_offset: offset - 40,
+            group_start: offset - 40,
             server_id: 1,
             timestamp: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
             event,

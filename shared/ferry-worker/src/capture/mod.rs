@@ -245,8 +245,8 @@ async fn capture<D: Destination>(
     }
 }
 
-/// The checkpoint to resume from and the schema history there; on a first start, the source's
-/// current position, recorded as the first checkpoint with a snapshot of the catalog. `None`
+/// The checkpoint to resume from and the schema history there; on a first start, the task's
+/// chosen start point or the source's current position, recorded as the first checkpoint with a snapshot of the catalog. `None`
 /// when the configuration changed meanwhile.
 async fn resume_point(
     session: &Session<'_>,
@@ -258,9 +258,16 @@ async fn resume_point(
         let catalog = schema_at(state, instance, params, &c.position).await?;
         return Ok(Some((c, catalog)));
     }
-    let position = current_position(params).await?;
+    // A chosen start point (found by the start's precheck), else the source's current position.
+    let position = match &session.task.value.start {
+        Some(chosen) => chosen.position.clone(),
+        None => current_position(params).await?,
+    };
     // The schema history starts here: read a moment after the position, so the first
-    // statements replayed may already show in it (applying them again is harmless).
+    // statements replayed may already show in it (applying them again is harmless). From a
+    // start point in the past it is the catalog as it is now: the rows before a later DDL
+    // statement decode by the names their own table maps carry (FULL row metadata), and
+    // replaying the statement is harmless.
     let catalog = snapshot_schema(state, instance, params, &position).await?;
     Ok(session
         .first_checkpoint(position, offsets)

@@ -269,7 +269,7 @@ impl Applier {
             .iter()
             .take(statements.len() - usize::from(applied.is_some()))
             .chain(others.iter().flatten())
-            .map(String::len)
+            .map(ferry_target::Statement::bytes)
             .sum();
         self.settle().await?;
         let mut target = self
