@@ -114,6 +114,13 @@ pub enum Statement {
         table: Box<TargetTable>,
         text: String,
     },
+    /// A MySQL/MariaDB prepared statement and its values, bound in the binary protocol (the
+    /// connection prepares each statement text once). Measured 1.6 × the same upsert as
+    /// literals (docs/benchmarks.md).
+    Prepared {
+        sql: String,
+        params: Vec<mysql_async::Value>,
+    },
 }
 
 impl Statement {
@@ -122,6 +129,7 @@ impl Statement {
         match self {
             Self::Sql(s) => s.len(),
             Self::CopyUpsert { text, .. } => text.len(),
+            Self::Prepared { params, .. } => params.iter().map(mysql::param_bytes).sum(),
         }
     }
 }
@@ -180,11 +188,8 @@ impl Target {
         match self {
             Self::Postgres(t) => t.load_rows(table, rows).await,
             Self::Mysql(_) => {
-                let statements: Vec<Statement> = mysql::MysqlTarget::load_statements(table, rows)
-                    .into_iter()
-                    .map(Statement::Sql)
-                    .collect();
-                self.run(&statements, true).await
+                let statements = mysql::MysqlTarget::load_statements(table, rows);
+                self.run(statements, true).await
             }
         }
     }
@@ -194,7 +199,11 @@ impl Target {
     /// source transaction too big to hold in memory is applied in parts that the target still
     /// shows whole or not at all. A failed statement, or a guard that refuses, rolls the whole
     /// transaction back.
-    pub async fn run(&mut self, statements: &[Statement], commit: bool) -> Result<(), TargetError> {
+    pub async fn run(
+        &mut self,
+        statements: Vec<Statement>,
+        commit: bool,
+    ) -> Result<(), TargetError> {
         if statements.is_empty() && !self.in_transaction() {
             return Ok(());
         }
@@ -212,7 +221,7 @@ impl Target {
 
     async fn run_open(
         &mut self,
-        statements: &[Statement],
+        statements: Vec<Statement>,
         commit: bool,
     ) -> Result<(), TargetError> {
         if !self.in_transaction() {
@@ -223,16 +232,16 @@ impl Target {
         for s in statements {
             self.allowed()?;
             match (s, &mut *self) {
-                (Statement::Sql(sql), _) => self.sql(sql).await?,
+                (Statement::Sql(sql), _) => self.sql(&sql).await?,
                 (Statement::CopyUpsert { table, text }, Self::Postgres(t)) => {
-                    t.copy_upsert(table, text).await?;
+                    t.copy_upsert(&table, &text).await?;
                 }
-                (Statement::CopyUpsert { table, .. }, Self::Mysql(_)) => {
+                (Statement::Prepared { sql, params }, Self::Mysql(t)) => {
+                    t.exec(&sql, params).await?;
+                }
+                (Statement::CopyUpsert { .. } | Statement::Prepared { .. }, _) => {
                     return Err(TargetError::definite(
-                        format!(
-                            "a COPY upsert of {}.{} reached a MySQL target",
-                            table.schema, table.name
-                        ),
+                        "a statement built for the other engine reached the target",
                         "report this as a bug",
                     ));
                 }
@@ -414,9 +423,6 @@ pub fn statements(
         TargetEngine::Postgresql => postgres::PgTarget::statements(batch, tables)?,
         TargetEngine::Mysql | TargetEngine::Mariadb => {
             mysql::MysqlTarget::statements(batch, tables)?
-                .into_iter()
-                .map(Statement::Sql)
-                .collect()
         }
     };
     out.extend(applied.map(|a| Statement::Sql(progress::upsert(engine, a))));

@@ -184,11 +184,43 @@ pub fn mysql_literal(v: &Value, column: &TargetColumn, out: &mut String) {
     }
 }
 
+/// `v` as a parameter of a prepared statement for a MySQL/MariaDB `column`: the value
+/// [`mysql_literal`] writes, bound in the binary protocol instead of quoted into the text
+/// (numbers as numbers, everything else as the same text or bytes, unescaped).
+pub fn mysql_param(v: &Value, column: &TargetColumn) -> mysql_async::Value {
+    use mysql_async::Value as P;
+    let text = |s: &str| P::Bytes(s.as_bytes().to_vec());
+    match v {
+        Value::Null => P::NULL,
+        Value::Int(i) => P::Int(*i),
+        Value::UInt(u) => P::UInt(*u),
+        Value::Float(f) => P::Float(*f),
+        Value::Double(f) => P::Double(*f),
+        Value::Decimal(d) => text(d.as_str()),
+        Value::Year(y) => P::Int(i64::from(*y)),
+        Value::Bit(b) => P::UInt(b.to_u64()),
+        Value::String(s) | Value::Json(s) => text(s),
+        Value::Enum(e) => text(&e.name),
+        Value::Set(s) => text(&s.names.join(",")),
+        Value::Bytes(b) | Value::Geometry(b) => match address_or_uuid(&column.source_type, b) {
+            Some(s) => text(&s),
+            None => P::Bytes(b.clone()),
+        },
+        Value::Date(d) => text(&d.to_string()),
+        Value::DateTime(d) => text(&d.to_string()),
+        Value::Time(t) => text(&t.to_string()),
+        Value::Timestamp(t) => match t.to_utc() {
+            Some(at) => text(&at.format("%Y-%m-%d %H:%M:%S%.6f").to_string()),
+            None => text("0000-00-00 00:00:00"),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ferry_domain::convert::{TargetEngine, convert};
-    use ferry_domain::value::{Bits, Date, DateTime, Timestamp};
+    use ferry_domain::value::{Bits, Date, DateTime, Decimal, Timestamp};
 
     fn col(source: &str, engine: TargetEngine) -> TargetColumn {
         TargetColumn {
@@ -300,6 +332,45 @@ mod tests {
         assert_eq!(
             my(Value::UInt(u64::MAX), "bigint unsigned"),
             "18446744073709551615"
+        );
+    }
+
+    #[test]
+    fn mysql_params_bind_what_the_literals_write() {
+        use mysql_async::Value as P;
+        let my = |v: Value, t: &str| mysql_param(&v, &col(t, TargetEngine::Mariadb));
+        // Text and bytes go as they are: nothing to escape.
+        assert_eq!(
+            my(Value::String("it's \\".into()), "text"),
+            P::Bytes(b"it's \\".to_vec())
+        );
+        assert_eq!(
+            my(Value::Bytes(vec![0, 39, 92]), "blob"),
+            P::Bytes(vec![0, 39, 92])
+        );
+        assert_eq!(my(Value::Bytes(Vec::new()), "blob"), P::Bytes(Vec::new()));
+        assert_eq!(
+            my(
+                Value::Timestamp(Timestamp {
+                    seconds: 0,
+                    micros: 0
+                }),
+                "timestamp"
+            ),
+            P::Bytes(b"0000-00-00 00:00:00".to_vec())
+        );
+        assert_eq!(my(Value::Double(1e300), "double"), P::Double(1e300));
+        assert_eq!(
+            my(Value::UInt(u64::MAX), "bigint unsigned"),
+            P::UInt(u64::MAX)
+        );
+        assert_eq!(my(Value::Null, "int"), P::NULL);
+        assert_eq!(
+            my(
+                Value::Decimal(Decimal::try_from("-12.50".to_owned()).unwrap()),
+                "decimal(10,2)"
+            ),
+            P::Bytes(b"-12.50".to_vec())
         );
     }
 }

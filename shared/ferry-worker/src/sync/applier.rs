@@ -283,7 +283,7 @@ impl Applier {
                 None => super::setup::connect_guarded(&self.params, &self.lease).await?,
             };
             helpers.push(tokio::spawn(async move {
-                let result = helper.run(&s, true).await;
+                let result = helper.run(s, true).await;
                 (helper, result)
             }));
         }
@@ -309,7 +309,7 @@ impl Applier {
             }
             let result = match failed {
                 Some(e) => Err(e),
-                None => target.run(&statements, commit).await,
+                None => target.run(statements, commit).await,
             };
             (target, result, extra)
         });
