@@ -15,7 +15,8 @@
 //!
 //! `cargo bench -p ferry-tests --bench sync` with the stack up; `FERRY_BENCH_ROWS` sets the
 //! table (default 1,000,000 rows of 8 columns), `FERRY_BENCH_UPDATES` the backlog (default
-//! 200,000), `FERRY_BENCH_APPLY` the tasks' apply mode (default `merge`). Results go to docs/benchmarks.md by hand, with the machine they were measured on.
+//! 200,000), `FERRY_BENCH_APPLY` the tasks' apply mode (default `merge`), `FERRY_BENCH_BATCH_ROWS`
+//! their `batch_rows` (default 5,000). Results go to docs/benchmarks.md by hand, with the machine they were measured on.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a bench may unwrap
 
@@ -279,7 +280,9 @@ async fn full_sync(
         "objects": {"databases": [{"name": ctx.mysql_database(), "target_name": target_db,
                                     "tables": [{"name": "orders"}]}]},
         "sync": {"chunk_rows": 20000, "parallel": 4,
-                 "apply": std::env::var("FERRY_BENCH_APPLY").unwrap_or_else(|_| "merge".into())},
+                 "apply": std::env::var("FERRY_BENCH_APPLY").unwrap_or_else(|_| "merge".into()),
+                 "batch_rows": std::env::var("FERRY_BENCH_BATCH_ROWS").ok()
+                     .and_then(|v| v.parse::<u64>().ok()).unwrap_or(5000)},
     });
     let (id, _) = api.start_task("sync", config).await.unwrap();
     let (wall, cpu) = (Instant::now(), cpu_seconds());
@@ -295,6 +298,47 @@ async fn full_sync(
     (id, worker, rate)
 }
 
+/// The apply's source limit: the backlog's binlog read from `from` to `to` by Ferry's reader
+/// alone, every row decoded (before and after images), nothing applied.
+async fn binlog_read(ctx: &TestContext, from: &(String, u64), to: &(String, u64), updates: u64) {
+    use ferry_mysql::binlog::{BinlogReader, SourceEvent, Start};
+    let env = ctx.env();
+    let params = ferry_mysql::ConnectParams {
+        host: env.mysql_host.clone(),
+        port: env.mysql_port,
+        user: env.mysql_capture_user.clone(),
+        password: env.mysql_capture_password.clone(),
+        database: None,
+    };
+    let start = Start::File {
+        file: from.0.parse().unwrap(),
+        offset: from.1,
+    };
+    let end: ferry_domain::position::Position = format!("{}:{}", to.0, to.1).parse().unwrap();
+    let wall = Instant::now();
+    let mut reader = BinlogReader::start(&params, 0x7fff_0001, start, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let mut rows = 0u64;
+    loop {
+        let e = reader.next().await.unwrap().unwrap();
+        if let SourceEvent::Rows(r) = &e.event {
+            rows += r.changes.len() as u64;
+        }
+        if e.position.cmp_file_offset(&end).is_ge() {
+            break;
+        }
+    }
+    let _ = reader.close().await;
+    assert!(rows >= updates, "read {rows} rows of {updates}");
+    row(
+        updates,
+        wall.elapsed(),
+        None,
+        "MariaDB binlog read of the backlog, rows decoded (source limit)",
+    );
+}
+
 /// Stops `worker`, writes `updates` row updates in 1,000-row transactions, starts a worker and
 /// measures until the task's checkpoint passes them: the rate.
 async fn incremental(
@@ -307,6 +351,7 @@ async fn incremental(
 ) -> f64 {
     worker.stop().await.unwrap();
     let mut db = ctx.mysql().await.unwrap();
+    let backlog_start = source_position(&mut db).await.unwrap();
     let mut next = 0u64;
     while next < updates {
         db.query_drop(format!(
@@ -318,6 +363,7 @@ async fn incremental(
         next += 1000;
     }
     let backlog_end = source_position(&mut db).await.unwrap();
+    binlog_read(ctx, &backlog_start, &backlog_end, updates).await;
     let (wall, cpu) = (Instant::now(), cpu_seconds());
     let worker = InProcessWorker::start(&api.state);
     api.wait_checkpoint_past(id, &backlog_end, Duration::from_secs(3600))
