@@ -23,6 +23,8 @@ const problems = watchPage(page, [
   (r) => r.status() === 409 && r.url().includes("/v1/instances/") && r.request().method() === "DELETE",
   // A row filter Ferry refuses, typed on purpose.
   (r) => r.status() === 422 && r.url().endsWith("/task") && r.request().method() === "PUT",
+  // A start point the source does not hold, given on purpose.
+  (r) => r.status() === 422 && r.url().endsWith("/task/start") && r.request().method() === "POST",
 ]);
 /** The instance the page shows (`#/instances/<id>/<tab>`). */
 const instanceId = () => decodeURIComponent(new URL(page.url()).hash.split("/")[2] ?? "");
@@ -89,6 +91,16 @@ try {
     await page.getByRole("button", { name: "Run precheck" }).click();
     await page.getByTestId("precheck-result").filter({ hasText: "Precheck passed" }).waitFor({ timeout: 60_000 });
     await shot("precheck");
+    // A start point the source does not hold: the start's precheck item says what it holds.
+    await page.getByLabel("Begin at").selectOption("position");
+    await page.getByLabel("Position", { exact: true }).fill("no-such-bin.000001:4");
+    await start.click();
+    await page.locator("tr.check-failed").filter({ hasText: "source.start_point" }).filter({ hasText: "does not exist" }).waitFor();
+    await shot("start-point");
+    // From now: the precheck again, then the start.
+    await page.getByLabel("Begin at").selectOption("now");
+    await page.getByRole("button", { name: "Run precheck" }).click();
+    await page.getByTestId("precheck-result").filter({ hasText: "Precheck passed" }).waitFor({ timeout: 60_000 });
     await start.click();
     // The state moves (starting, incremental): waited for while it changes.
     await progressing("the task to run", async () => {
