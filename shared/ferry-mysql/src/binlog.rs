@@ -395,6 +395,26 @@ impl BinlogReader {
         })
     }
 
+    /// Starts the stream's GTID state at `set` (a checkpoint's, where the stream resumes by file
+    /// and offset in the middle of a file: only a file's start names the state), so every
+    /// position after carries the whole set, not only the domains seen since.
+    #[must_use]
+    pub fn with_gtid_state(mut self, set: &GtidSet) -> Self {
+        match set {
+            GtidSet::MariaDb(s) => {
+                if self.decoder.gtid.is_none() {
+                    self.decoder.gtid = Some(s.clone());
+                }
+            }
+            GtidSet::Mysql(s) => {
+                if self.decoder.mysql_gtid.is_empty() {
+                    self.decoder.mysql_gtid = s.clone();
+                }
+            }
+        }
+        self
+    }
+
     /// Decodes with the schema history `catalog` (see [`EventDecoder::with_catalog`]); only
     /// the tables of `selection` need real column names.
     #[must_use]

@@ -63,6 +63,38 @@ pub async fn binlog_files(
         .collect()
 }
 
+/// The GTID state at `file:offset` of a MariaDB server's binlog (`BINLOG_GTID_POS`): what a
+/// replica starting there has applied. `None` on MySQL (no such function: a MySQL position
+/// names no GTID set) and on a server that has written no GTID yet.
+pub async fn mariadb_gtid_at(
+    conn: &mut mysql_async::Conn,
+    file: &BinlogFile,
+    offset: u64,
+) -> Result<Option<GtidSet>, ReaderError> {
+    /// `ER_SP_DOES_NOT_EXIST`: MySQL has no `BINLOG_GTID_POS`.
+    const NO_SUCH_FUNCTION: u16 = 1305;
+    let pos: Option<Option<String>> = match conn
+        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (file.name(), offset))
+        .await
+    {
+        Ok(p) => p,
+        Err(mysql_async::Error::Server(e)) if e.code == NO_SUCH_FUNCTION => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    match pos.flatten().filter(|p| !p.trim().is_empty()) {
+        None => Ok(None),
+        Some(p) => p
+            .parse::<ferry_domain::gtid::MariaDbGtidSet>()
+            .map(|s| Some(GtidSet::MariaDb(s)))
+            .map_err(|e| {
+                ReaderError::definite(
+                    format!("the source gave GTID position {p:?} for {file}:{offset}: {e}"),
+                    "report this with the server version",
+                )
+            }),
+    }
+}
+
 /// The position the server writes next (`SHOW MASTER STATUS`).
 async fn end_position(conn: &mut mysql_async::Conn) -> Result<Position, ReaderError> {
     let row: Option<mysql_async::Row> = conn.query_first("SHOW MASTER STATUS").await?;
@@ -138,7 +170,7 @@ pub async fn resolve(
             }
             let at = Position::new(file.clone(), *offset, None);
             probe_boundary(params, server_id, &at).await?;
-            Ok(at)
+            with_gtid_state(params, at).await
         }
         StartPoint::Gtid(set) => gtid_start(params, server_id, set, &end).await,
         StartPoint::Time(time) => {
@@ -148,9 +180,23 @@ pub async fn resolve(
                     "give a time in the past, or leave the start point out to start from now",
                 ));
             }
-            time_start(params, server_id, *time, &files, &end).await
+            let at = time_start(params, server_id, *time, &files, &end).await?;
+            with_gtid_state(params, at).await
         }
     }
+}
+
+/// `at` with the GTID state there (MariaDB), so the task's first checkpoint names it.
+async fn with_gtid_state(params: &ConnectParams, at: Position) -> Result<Position, ReaderError> {
+    let mut conn = crate::connect(params)
+        .await
+        .map_err(|e| ReaderError::Connect {
+            message: e.message,
+            hint: e.hint,
+        })?;
+    let gtid = mariadb_gtid_at(&mut conn, at.file(), at.offset()).await;
+    let _ = conn.disconnect().await;
+    Ok(Position::new(at.file().clone(), at.offset(), gtid?))
 }
 
 /// Opens a scanning reader at `start`: no table carried, so rows are counted, never decoded.

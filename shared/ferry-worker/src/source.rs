@@ -67,19 +67,38 @@ async fn connect(params: &ConnectParams) -> Result<mysql_async::Conn, TaskError>
         .map_err(|e| source_failed(e.message))
 }
 
-/// The source's current position, for a task's first start.
+/// The source's current position, for a task's first start, with the GTID state there: the
+/// position's (`BINLOG_GTID_POS`) on MariaDB, `Executed_Gtid_Set` on MySQL; so the first
+/// checkpoint, and every one after it, names the whole state a replica there would have.
 pub(crate) async fn current_position(params: &ConnectParams) -> Result<Position, TaskError> {
     let mut conn = connect(params).await?;
     let row: Option<mysql_async::Row> = conn
         .query_first("SHOW MASTER STATUS")
         .await
         .map_err(source_failed)?;
+    let row = row.ok_or(DefiniteError::SourceBinlogOff)?;
     let (file, offset) = row
-        .and_then(|r| Some((r.get::<String, _>("File")?, r.get::<u64, _>("Position")?)))
+        .get::<String, _>("File")
+        .zip(row.get::<u64, _>("Position"))
         .ok_or(DefiniteError::SourceBinlogOff)?;
-    let _ = conn.disconnect().await;
+    let executed: Option<String> = row
+        .get_opt::<Option<String>, _>("Executed_Gtid_Set")
+        .and_then(Result::ok)
+        .flatten()
+        .map(|s| s.replace(['\n', ' '], ""))
+        .filter(|s| !s.is_empty());
     let file: BinlogFile = file.parse().map_err(transient)?;
-    Ok(Position::new(file, offset, None))
+    let gtid = match executed {
+        Some(set) => Some(
+            set.parse::<ferry_domain::gtid::GtidSet>()
+                .map_err(transient)?,
+        ),
+        None => ferry_mysql::start::mariadb_gtid_at(&mut conn, &file, offset)
+            .await
+            .map_err(TaskError::from)?,
+    };
+    let _ = conn.disconnect().await;
+    Ok(Position::new(file, offset, gtid))
 }
 
 /// The source server's version (`SELECT VERSION()`), which `dts-avro` records carry.
@@ -199,6 +218,9 @@ impl Events {
         let mut reader = BinlogReader::start(params, replica_server_id(instance), start, heartbeat)
             .await?
             .with_schema(catalog, objects.clone());
+        if let Some(gtid) = at.gtid() {
+            reader = reader.with_gtid_state(gtid);
+        }
         if let Some(table) = watched {
             reader = reader.watching(table);
         }

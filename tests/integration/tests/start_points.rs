@@ -98,6 +98,11 @@ async fn each_start_point_starts_with_the_transaction_it_names() {
     server
         .sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, total INT)")
         .unwrap();
+    // A second GTID domain, written only before the start points: a loop that began mid-file
+    // knows it only from the GTID state it started with.
+    server
+        .sql("CREATE TABLE shop.other (id INT PRIMARY KEY); SET SESSION gtid_domain_id = 1; INSERT INTO shop.other VALUES (1)")
+        .unwrap();
     server
         .sql("INSERT INTO shop.orders VALUES (1, 10); FLUSH BINARY LOGS")
         .unwrap();
@@ -206,9 +211,10 @@ async fn each_start_point_starts_with_the_transaction_it_names() {
         )
         .await
         .unwrap();
+    // Found where asked, with the GTID state there (so every checkpoint names the whole state).
     assert_eq!(
         chosen.body["start"]["position"],
-        json!(position),
+        json!(format!("{position}@{gtid}")),
         "{}",
         chosen.text
     );
@@ -220,6 +226,18 @@ async fn each_start_point_starts_with_the_transaction_it_names() {
         let records = ctx.read_records(topic, ids.len() + 2).await.unwrap();
         assert_eq!(records.len(), ids.len() + 2, "{name}");
         assert_eq!(records.last().unwrap().1["after"]["id"], 7, "{name}");
+    }
+    // Each checkpoint names the source's whole GTID state, also where the task began mid-file.
+    let state = server.query("SELECT @@gtid_binlog_pos").unwrap()[0].clone();
+    for (name, id, _, _) in &started {
+        ferry_testkit::eventually(name, Duration::from_secs(60), || async {
+            let t = api
+                .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
+                .await?;
+            Ok((t.body["checkpoint"]["gtid"] == json!(state)).then_some(()))
+        })
+        .await
+        .unwrap();
     }
     worker.stop().await.unwrap();
 }
