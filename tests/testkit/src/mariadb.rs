@@ -142,6 +142,45 @@ impl ThrowawayMariaDb {
             .collect())
     }
 
+    /// A replica of `primary`, started with `args` (binlog options: a replica that logs what it
+    /// applies, `--log-slave-updates`, can take a capture task over by GTID) and `--server-id`
+    /// `server_id`, replicating by GTID (`MASTER_USE_GTID = slave_pos`) from the primary's
+    /// current GTID position on (both servers made their own users: the replica skips the
+    /// primary's), as the capture user. Returns once the replica's I/O and SQL threads run.
+    pub fn replica_of(
+        env: &StackEnv,
+        primary: &ThrowawayMariaDb,
+        server_id: u32,
+        args: &[&str],
+    ) -> Result<Self> {
+        let id = format!("--server-id={server_id}");
+        let mut all: Vec<&str> = args.to_vec();
+        all.push(&id);
+        let replica = Self::start(env, &all)?;
+        let at = primary.query("SELECT @@gtid_binlog_pos")?;
+        replica.sql(&format!(
+            "SET GLOBAL gtid_slave_pos = '{}'; CHANGE MASTER TO MASTER_HOST = '127.0.0.1', \
+             MASTER_PORT = {}, MASTER_USER = 'ferry_capture', MASTER_PASSWORD = 'capture-Secret1', \
+             MASTER_USE_GTID = slave_pos; START SLAVE",
+            at.first().map_or("", String::as_str),
+            primary.port()
+        ))?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = replica.query(
+                "SELECT GROUP_CONCAT(VARIABLE_VALUE) FROM information_schema.GLOBAL_STATUS \
+                 WHERE VARIABLE_NAME = 'SLAVE_RUNNING'",
+            )?;
+            if status.first().is_some_and(|s| s == "ON") {
+                return Ok(replica);
+            }
+            if Instant::now() > deadline {
+                bail!("the replica did not start replicating in 30 s: {status:?}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Runs a query as root and answers its first row's columns as text.
     pub fn query(&self, sql: &str) -> Result<Vec<String>> {
         let out = Command::new("mariadb")
