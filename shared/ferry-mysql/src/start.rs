@@ -38,9 +38,12 @@ fn fnv(key: &str) -> u32 {
     })
 }
 
-/// How long a probe waits for the first event after a point before taking the silence as
-/// "nothing written after it yet".
-const PROBE_WAIT: Duration = Duration::from_secs(3);
+/// The source's heartbeat period on a probe's stream: it sends one whenever it has nothing
+/// newer, which is how a probe knows it reached the end of what is written.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long a probe waits for the next event or heartbeat before giving up on the connection
+/// (a dead one: a live source sends a heartbeat every [`HEARTBEAT`]).
+const SILENCE: Duration = Duration::from_secs(30);
 
 /// The server's binlog files, oldest first, with their sizes (`SHOW BINARY LOGS`).
 pub async fn binlog_files(
@@ -127,9 +130,21 @@ pub async fn resolve(
             message: e.message,
             hint: e.hint,
         })?;
-    let files = binlog_files(&mut conn).await?;
-    let end = end_position(&mut conn).await?;
+    let found = resolve_on(&mut conn, params, server_id, point).await;
     let _ = conn.disconnect().await;
+    found
+}
+
+/// [`resolve`] with `conn`, a plain session on the source (the probes open replica streams of
+/// their own).
+async fn resolve_on(
+    conn: &mut mysql_async::Conn,
+    params: &ConnectParams,
+    server_id: u32,
+    point: &StartPoint,
+) -> Result<Position, ReaderError> {
+    let files = binlog_files(conn).await?;
+    let end = end_position(conn).await?;
     let (oldest, newest) = match (files.first(), files.last()) {
         (Some(o), Some(n)) => (o.0.clone(), n.0.clone()),
         _ => {
@@ -168,9 +183,9 @@ pub async fn resolve(
                     "give the offset of an event in the file, as SHOW MASTER STATUS, SHOW BINLOG EVENTS or a checkpoint prints it",
                 ));
             }
-            let at = Position::new(file.clone(), *offset, None);
-            probe_boundary(params, server_id, &at).await?;
-            with_gtid_state(params, at).await
+            probe_boundary(params, server_id, file, *offset).await?;
+            let gtid = mariadb_gtid_at(conn, file, *offset).await?;
+            Ok(Position::new(file.clone(), *offset, gtid))
         }
         StartPoint::Gtid(set) => gtid_start(params, server_id, set, &end).await,
         StartPoint::Time(time) => {
@@ -181,22 +196,10 @@ pub async fn resolve(
                 ));
             }
             let at = time_start(params, server_id, *time, &files, &end).await?;
-            with_gtid_state(params, at).await
+            let gtid = mariadb_gtid_at(conn, at.file(), at.offset()).await?;
+            Ok(Position::new(at.file().clone(), at.offset(), gtid))
         }
     }
-}
-
-/// `at` with the GTID state there (MariaDB), so the task's first checkpoint names it.
-async fn with_gtid_state(params: &ConnectParams, at: Position) -> Result<Position, ReaderError> {
-    let mut conn = crate::connect(params)
-        .await
-        .map_err(|e| ReaderError::Connect {
-            message: e.message,
-            hint: e.hint,
-        })?;
-    let gtid = mariadb_gtid_at(&mut conn, at.file(), at.offset()).await;
-    let _ = conn.disconnect().await;
-    Ok(Position::new(at.file().clone(), at.offset(), gtid?))
 }
 
 /// Opens a scanning reader at `start`: no table carried, so rows are counted, never decoded.
@@ -209,20 +212,23 @@ async fn scanner(
         databases: Vec::new(),
         operations: Vec::new(),
     };
-    Ok(
-        BinlogReader::start(params, server_id, start, Duration::from_secs(1))
-            .await?
-            .with_schema(SchemaCatalog::new(), nothing),
-    )
+    Ok(BinlogReader::start(params, server_id, start, HEARTBEAT)
+        .await?
+        .with_schema(SchemaCatalog::new(), nothing))
 }
 
-/// The next event within `wait`; `None` when none came (the source has nothing newer).
-async fn next_within(
-    reader: &mut BinlogReader,
-    wait: Duration,
-) -> Result<Option<ReadEvent>, ReaderError> {
-    match tokio::time::timeout(wait, reader.next()).await {
-        Err(_) => Ok(None),
+/// The next event; `None` at the end of what the source has written (its heartbeat: it sends
+/// one only when it has nothing newer). However slow the source, an event is never taken as
+/// the end; only a connection silent for [`SILENCE`] is an error.
+async fn next_event(reader: &mut BinlogReader) -> Result<Option<ReadEvent>, ReaderError> {
+    match tokio::time::timeout(SILENCE, reader.next()).await {
+        Err(_) => Err(ReaderError::Connect {
+            message: format!(
+                "the source sent nothing on a binlog stream, not even a heartbeat, for {}s",
+                SILENCE.as_secs()
+            ),
+            hint: "check that the source is reachable and not overloaded, then start again".into(),
+        }),
         Ok(Ok(Some(e))) if matches!(e.event, SourceEvent::Heartbeat) => Ok(None),
         Ok(Ok(Some(e))) => Ok(Some(e)),
         Ok(Ok(None)) => Err(ReaderError::Io(
@@ -237,17 +243,18 @@ async fn next_within(
 async fn probe_boundary(
     params: &ConnectParams,
     server_id: u32,
-    at: &Position,
+    file: &BinlogFile,
+    offset: u64,
 ) -> Result<(), ReaderError> {
     let not_boundary = |why: String| {
         ReaderError::definite(
-            format!("{at} is not the start of a transaction: {why}"),
+            format!("{file}:{offset} is not the start of a transaction: {why}"),
             "give a position a transaction starts at, as SHOW MASTER STATUS or a checkpoint prints it (or start at a time, which Ferry finds the boundary for)",
         )
     };
     let start = Start::File {
-        file: at.file().clone(),
-        offset: at.offset(),
+        file: file.clone(),
+        offset,
     };
     let mut reader = scanner(params, server_id, start)
         .await
@@ -257,7 +264,7 @@ async fn probe_boundary(
             }
             other => other,
         })?;
-    let first = next_within(&mut reader, PROBE_WAIT).await;
+    let first = next_event(&mut reader).await;
     let _ = reader.close().await;
     match first {
         Ok(None) => Ok(()),
@@ -303,7 +310,7 @@ async fn gtid_start(
             ReaderError::Server { code, message } => refused(format!("{message} (error {code})")),
             other => other,
         })?;
-    let first = next_within(&mut reader, PROBE_WAIT).await;
+    let first = next_event(&mut reader).await;
     let _ = reader.close().await;
     match first {
         Ok(Some(e)) => Ok(Position::new(
@@ -369,7 +376,7 @@ async fn time_start(
         if boundary.cmp_file_offset(end).is_ge() {
             break end.clone();
         }
-        let Some(e) = next_within(&mut reader, PROBE_WAIT).await? else {
+        let Some(e) = next_event(&mut reader).await? else {
             break end.clone();
         };
         let ends_group = match &e.event {
@@ -402,7 +409,7 @@ async fn first_event_time(
         offset: 4,
     };
     let mut reader = scanner(params, server_id, start).await?;
-    let first = next_within(&mut reader, PROBE_WAIT).await;
+    let first = next_event(&mut reader).await;
     let _ = reader.close().await;
     Ok(first?
         .filter(|e| e.position.file() == file)

@@ -234,7 +234,7 @@ impl Target {
             match (s, &mut *self) {
                 (Statement::Sql(sql), _) => self.sql(&sql).await?,
                 (Statement::CopyUpsert { table, text }, Self::Postgres(t)) => {
-                    t.copy_upsert(&table, &text).await?;
+                    t.copy_upsert(&table, text).await?;
                 }
                 (Statement::Prepared { sql, params }, Self::Mysql(t)) => {
                     t.exec(&sql, params).await?;

@@ -435,7 +435,7 @@ impl PgTarget {
     pub(crate) async fn copy_upsert(
         &mut self,
         t: &TargetTable,
-        text: &str,
+        text: String,
     ) -> Result<(), TargetError> {
         let stage = self.staging(t).await?;
         let columns = column_list(t);
@@ -445,9 +445,7 @@ impl PgTarget {
             .await
             .map_err(error)?;
         futures::pin_mut!(sink);
-        sink.send(Bytes::copy_from_slice(text.as_bytes()))
-            .await
-            .map_err(error)?;
+        sink.send(Bytes::from(text)).await.map_err(error)?;
         sink.finish().await.map_err(error)?;
         self.client
             .batch_execute(&format!(
