@@ -47,11 +47,6 @@ fn throwaway_server(ctx: &TestContext, row_metadata: &str) -> ferry_testkit::Thr
     .unwrap()
 }
 
-/// A throwaway server as a task's source, as the capture user.
-fn throwaway_source(server: &ferry_testkit::ThrowawayMariaDb) -> Value {
-    json!({"engine": "mariadb", "host": "127.0.0.1", "port": server.port(), "username": "ferry_capture", "password": "capture-Secret1"})
-}
-
 /// The failed task's error has `code`, and its message and hint contain the given words.
 fn assert_failed(failed: &Value, code: &str, in_message: &str, in_hint: &str) {
     let e = &failed["error"];
@@ -203,7 +198,7 @@ async fn fails_after(setting: &str, change: &str) -> Value {
         .unwrap();
 
     let config = json!({
-        "source": throwaway_source(&server),
+        "source": server.source(),
         "objects": {"databases": [{"name": "shop"}]},
     });
     let (id, _topic, w) = api.running_task(config).await.unwrap();
@@ -515,7 +510,7 @@ async fn fails_on_restart_after(break_it: &[&str]) -> Value {
         .sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY)")
         .unwrap();
     let config = json!({
-        "source": throwaway_source(&server),
+        "source": server.source(),
         "objects": {"databases": [{"name": "shop"}]},
     });
     let (id, _topic, w) = api.running_task(config).await.unwrap();
@@ -524,24 +519,8 @@ async fn fails_on_restart_after(break_it: &[&str]) -> Value {
         server.sql(sql).unwrap();
     }
     if break_it.iter().any(|s| s.starts_with("PURGE")) {
-        // Purging waits for the binlog checkpoint; retry until the first file is gone.
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while server
-            .binlog_files()
-            .unwrap()
-            .iter()
-            .any(|f| f == "binlog.000001")
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "binlog.000001 was never purged"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            server.sql("FLUSH BINARY LOGS").unwrap();
-            server
-                .sql("PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY")
-                .unwrap();
-        }
+        // Purging waits for the binlog checkpoint: retried until the first file is gone.
+        server.purge_first_binlog().unwrap();
     }
     let w = InProcessWorker::start(&api.state);
     let failed = eventually("the task to fail", Duration::from_secs(120), || async {
@@ -604,7 +583,7 @@ async fn ddl_mid_stream_decodes_before_and_after_from_the_schema_history() {
         .sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT UNSIGNED PRIMARY KEY, note VARCHAR(10), state ENUM('new','paid'))")
         .unwrap();
     let config = json!({
-        "source": throwaway_source(&server),
+        "source": server.source(),
         "objects": {"databases": [{"name": "shop"}], "operations": ["insert", "update", "delete", "ddl"]},
     });
     let (id, topic, w) = api.running_task(config).await.unwrap();

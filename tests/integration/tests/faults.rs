@@ -122,17 +122,8 @@ async fn tracking(api: &TestApi, source: Value) -> (InstanceId, String) {
 }
 
 fn throwaway(ctx: &TestContext) -> ThrowawayMariaDb {
-    let server = ThrowawayMariaDb::start(
-        ctx.env(),
-        &[
-            "--log-bin=binlog",
-            "--binlog-format=ROW",
-            "--binlog-row-image=FULL",
-            "--binlog-row-metadata=FULL",
-            "--binlog-annotate-row-events=OFF",
-        ],
-    )
-    .unwrap();
+    let server =
+        ThrowawayMariaDb::capture_source(ctx.env(), &["--binlog-annotate-row-events=OFF"]).unwrap();
     server
         .sql(
             "CREATE DATABASE shop; CREATE TABLE shop.events (id BIGINT PRIMARY KEY, note VARCHAR(40)); \

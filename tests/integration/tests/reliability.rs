@@ -186,21 +186,7 @@ async fn whatever_record_is_last_every_kind_of_restart_resumes_exactly_once() {
 }
 
 fn throwaway(ctx: &TestContext, server_id: u32) -> ThrowawayMariaDb {
-    ThrowawayMariaDb::start(
-        ctx.env(),
-        &[
-            "--log-bin=binlog",
-            "--binlog-format=ROW",
-            "--binlog-row-image=FULL",
-            "--binlog-row-metadata=FULL",
-            &format!("--server-id={server_id}"),
-        ],
-    )
-    .unwrap()
-}
-
-fn source_of(server: &ThrowawayMariaDb) -> Value {
-    json!({"engine": "mariadb", "host": "127.0.0.1", "port": server.port(), "username": "ferry_capture", "password": "capture-Secret1"})
+    ThrowawayMariaDb::capture_source(ctx.env(), &[&format!("--server-id={server_id}")]).unwrap()
 }
 
 /// Rows of `shop.orders` in `topic`, by id, in order.
@@ -226,7 +212,7 @@ async fn after_a_reset_and_reset_master_every_new_change_arrives() {
         .sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, note TEXT)")
         .unwrap();
     let config = json!({
-        "source": source_of(&server),
+        "source": server.source(),
         "objects": {"databases": [{"name": "shop"}]},
     });
     let (id, first_topic, w) = api.running_task(config.clone()).await.unwrap();
@@ -302,7 +288,7 @@ async fn a_task_pointed_at_another_server_fails_instead_of_resuming_there() {
         s.sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY)")
             .unwrap();
     }
-    let config = |s: &ThrowawayMariaDb| json!({"source": source_of(s), "objects": {"databases": [{"name": "shop"}]}});
+    let config = |s: &ThrowawayMariaDb| json!({"source": s.source(), "objects": {"databases": [{"name": "shop"}]}});
     let (id, topic, w) = api.running_task(config(&first)).await.unwrap();
     first.sql("INSERT INTO shop.orders VALUES (1)").unwrap();
     ctx.read_records(&topic, 1).await.unwrap();

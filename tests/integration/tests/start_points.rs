@@ -10,51 +10,25 @@
 use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
-use ferry_testkit::{InProcessWorker, TestApi, TestContext, ThrowawayMariaDb};
+use ferry_testkit::{InProcessWorker, Step, TestApi, TestContext, ThrowawayMariaDb, progressing};
 use serde_json::{Value, json};
 
+/// How long a wait may see no progress.
+const STALL: Duration = Duration::from_secs(60);
+
 fn server(ctx: &TestContext) -> ThrowawayMariaDb {
-    ThrowawayMariaDb::start(
-        ctx.env(),
-        &[
-            "--log-bin=binlog",
-            "--binlog-format=ROW",
-            "--binlog-row-image=FULL",
-            "--binlog-row-metadata=FULL",
-        ],
-    )
-    .unwrap()
+    ThrowawayMariaDb::capture_source(ctx.env(), &[]).unwrap()
 }
 
 fn config(server: &ThrowawayMariaDb) -> Value {
-    json!({
-        "source": {"engine": "mariadb", "host": "127.0.0.1", "port": server.port(),
-                   "username": "ferry_capture", "password": "capture-Secret1"},
-        "objects": {"databases": [{"name": "shop"}]},
-    })
+    json!({"source": server.source(), "objects": {"databases": [{"name": "shop"}]}})
 }
 
 /// A configured, not yet started tracking instance: its id.
 async fn configured(api: &TestApi, name: &str, config: Value) -> String {
-    let created = api
-        .call(
-            Method::POST,
-            "/v1/instances",
-            Some(json!({"name": name, "mode": "tracking", "billing": {"type": "pay_as_you_go"}})),
-        )
+    api.configure_task_named(name, "tracking", config)
         .await
-        .unwrap();
-    let id = created.body["id"].as_str().unwrap().to_owned();
-    let put = api
-        .call(
-            Method::PUT,
-            &format!("/v1/instances/{id}/task"),
-            Some(config),
-        )
-        .await
-        .unwrap();
-    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
-    id
+        .unwrap()
 }
 
 async fn start(api: &TestApi, id: &str, body: Option<Value>) -> ferry_testkit::Answer {
@@ -230,11 +204,18 @@ async fn each_start_point_starts_with_the_transaction_it_names() {
     // Each checkpoint names the source's whole GTID state, also where the task began mid-file.
     let state = server.query("SELECT @@gtid_binlog_pos").unwrap()[0].clone();
     for (name, id, _, _) in &started {
-        ferry_testkit::eventually(name, Duration::from_secs(60), || async {
+        // Waited for while the checkpoint moves; a checkpoint that stops short of the state
+        // (or at the end with another set) fails.
+        progressing(name, STALL, || async {
             let t = api
                 .call(Method::GET, &format!("/v1/instances/{id}/task"), None)
                 .await?;
-            Ok((t.body["checkpoint"]["gtid"] == json!(state)).then_some(()))
+            let checkpoint = &t.body["checkpoint"];
+            Ok(if checkpoint["gtid"] == json!(state) {
+                Step::Done(())
+            } else {
+                Step::At(checkpoint.to_string())
+            })
         })
         .await
         .unwrap();
@@ -254,24 +235,7 @@ async fn a_start_point_the_source_does_not_hold_fails_the_precheck_with_the_poin
     // below (a GTID after row 1 would still be servable: the next file's GTID list holds it).
     let purged_gtid = server.query("SELECT @@gtid_binlog_pos").unwrap()[0].clone();
     server.sql("INSERT INTO shop.orders VALUES (1)").unwrap();
-    // MariaDB keeps a binlog until its binlog checkpoint passed it: flush until it is gone.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while server
-        .binlog_files()
-        .unwrap()
-        .iter()
-        .any(|f| f == "binlog.000001")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "binlog.000001 was never purged"
-        );
-        server.sql("FLUSH BINARY LOGS").unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        server
-            .sql("PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY")
-            .unwrap();
-    }
+    server.purge_first_binlog().unwrap();
     server.sql("INSERT INTO shop.orders VALUES (2)").unwrap();
     let oldest = server.binlog_files().unwrap()[0].clone();
     let status = server.query("SHOW MASTER STATUS").unwrap();
@@ -370,15 +334,13 @@ async fn a_start_point_the_source_does_not_hold_fails_the_precheck_with_the_poin
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     let worker = InProcessWorker::start(&api.state);
     let instance = id.parse().unwrap();
-    api.wait_state(&instance, "incremental", Duration::from_secs(60))
+    api.wait_state(&instance, "incremental", STALL)
         .await
         .unwrap();
     api.call(Method::POST, &format!("/v1/instances/{id}/task/stop"), None)
         .await
         .unwrap();
-    api.wait_state(&instance, "stopped", Duration::from_secs(60))
-        .await
-        .unwrap();
+    api.wait_state(&instance, "stopped", STALL).await.unwrap();
     worker.stop().await.unwrap();
     let answer = start(
         &api,
@@ -396,26 +358,12 @@ async fn a_start_point_the_source_does_not_hold_fails_the_precheck_with_the_poin
     );
 
     // A sync task copies the source as it is: no start point.
-    let created = api
-        .call(
-            Method::POST,
-            "/v1/instances",
-            Some(json!({"name": "sync", "mode": "sync", "billing": {"type": "pay_as_you_go"}})),
-        )
-        .await
-        .unwrap();
-    let sync = created.body["id"].as_str().unwrap().to_owned();
     let mut sync_config = config(&server);
     sync_config["target"] = ctx.postgres_target().unwrap();
-    let put = api
-        .call(
-            Method::PUT,
-            &format!("/v1/instances/{sync}/task"),
-            Some(sync_config),
-        )
+    let sync = api
+        .configure_task_named("sync", "sync", sync_config)
         .await
         .unwrap();
-    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
     let answer = start(
         &api,
         &sync,

@@ -38,7 +38,7 @@ use rdkafka::ClientConfig;
 
 pub use app::{Answer, TestApi};
 pub use env::StackEnv;
-pub use mariadb::ThrowawayMariaDb;
+pub use mariadb::{CAPTURE_ARGS, ThrowawayMariaDb};
 pub use process::{WorkerProcess, ferry_binary};
 pub use topic::{TopicRecord, exactly_once};
 pub use worker::{InProcessWorker, source_position};

@@ -36,6 +36,14 @@ fn spawn_server(dir: &std::path::Path, port: u16, args: &[String]) -> Result<Chi
 }
 
 /// A private MariaDB server.
+/// What a change-tracking source logs: its binlog, in rows, whole rows, with column names.
+pub const CAPTURE_ARGS: [&str; 4] = [
+    "--log-bin=binlog",
+    "--binlog-format=ROW",
+    "--binlog-row-image=FULL",
+    "--binlog-row-metadata=FULL",
+];
+
 #[derive(Debug)]
 pub struct ThrowawayMariaDb {
     child: Child,
@@ -47,6 +55,12 @@ pub struct ThrowawayMariaDb {
 impl ThrowawayMariaDb {
     /// Starts a server with `args` added to a minimal command line, and a user `ferry_capture`
     /// (password `capture-Secret1`) with the privileges capture needs.
+    /// A server logging what change tracking needs ([`CAPTURE_ARGS`]), and `extra`.
+    pub fn capture_source(env: &StackEnv, extra: &[&str]) -> Result<Self> {
+        let args: Vec<&str> = CAPTURE_ARGS.iter().chain(extra).copied().collect();
+        Self::start(env, &args)
+    }
+
     pub fn start(env: &StackEnv, args: &[&str]) -> Result<Self> {
         let base = env.state_dir.join("throwaway");
         std::fs::create_dir_all(&base)?;
@@ -129,17 +143,26 @@ impl ThrowawayMariaDb {
 
     /// The binlog files the server lists (`SHOW BINARY LOGS`).
     pub fn binlog_files(&self) -> Result<Vec<String>> {
-        let out = Command::new("mariadb")
-            .args(["--no-defaults", "-uroot", "-N", "-B"])
-            .arg(format!("--socket={}", self.dir.join("sock").display()))
-            .args(["-e", "SHOW BINARY LOGS"])
-            .output()
-            .context("running mariadb")?;
-        Ok(String::from_utf8_lossy(&out.stdout)
+        Ok(self
+            .client("SHOW BINARY LOGS")?
             .lines()
             .filter_map(|l| l.split('\t').next())
             .map(str::to_owned)
             .collect())
+    }
+
+    /// Purges the first binlog file (`binlog.000001`): MariaDB keeps a file until its binlog
+    /// checkpoint passed it, so this flushes and purges until the file is gone (a few rounds;
+    /// 300 at most, then an error).
+    pub fn purge_first_binlog(&self) -> Result<()> {
+        for _ in 0..300 {
+            if !self.binlog_files()?.iter().any(|f| f == "binlog.000001") {
+                return Ok(());
+            }
+            self.sql("FLUSH BINARY LOGS; PURGE BINARY LOGS BEFORE NOW() + INTERVAL 1 DAY")?;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bail!("binlog.000001 was never purged")
     }
 
     /// A replica of `primary`, started with `args` (binlog options: a replica that logs what it
@@ -183,16 +206,8 @@ impl ThrowawayMariaDb {
 
     /// Runs a query as root and answers its first row's columns as text.
     pub fn query(&self, sql: &str) -> Result<Vec<String>> {
-        let out = Command::new("mariadb")
-            .args(["--no-defaults", "-uroot", "-N", "-B"])
-            .arg(format!("--socket={}", self.dir.join("sock").display()))
-            .args(["-e", sql])
-            .output()
-            .context("running mariadb")?;
-        if !out.status.success() {
-            bail!("{sql}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout)
+        Ok(self
+            .client(sql)?
             .lines()
             .next()
             .unwrap_or_default()
@@ -203,8 +218,14 @@ impl ThrowawayMariaDb {
 
     /// Runs SQL as root (through the socket), in a session of its own.
     pub fn sql(&self, sql: &str) -> Result<()> {
+        self.client(sql).map(drop)
+    }
+
+    /// The `mariadb` client run on `sql` as root through the socket: its output, tab-separated
+    /// without column names.
+    fn client(&self, sql: &str) -> Result<String> {
         let out = Command::new("mariadb")
-            .args(["--no-defaults", "-uroot"])
+            .args(["--no-defaults", "-uroot", "-N", "-B"])
             .arg(format!("--socket={}", self.dir.join("sock").display()))
             .args(["-e", sql])
             .output()
@@ -212,7 +233,13 @@ impl ThrowawayMariaDb {
         if !out.status.success() {
             bail!("{sql}: {}", String::from_utf8_lossy(&out.stderr));
         }
-        Ok(())
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The server as a change-tracking task's source, as the capture user.
+    pub fn source(&self) -> serde_json::Value {
+        serde_json::json!({"engine": "mariadb", "host": "127.0.0.1", "port": self.port,
+                           "username": "ferry_capture", "password": "capture-Secret1"})
     }
 }
 

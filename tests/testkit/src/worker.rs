@@ -121,6 +121,30 @@ impl TestApi {
         mode: &str,
         config: Value,
     ) -> Result<(InstanceId, Value)> {
+        let id = self.configure_task_named(name, mode, config).await?;
+        let started = self
+            .call(
+                Method::POST,
+                &format!("/v1/instances/{id}/task/start"),
+                None,
+            )
+            .await?;
+        anyhow::ensure!(
+            started.status == StatusCode::OK,
+            "starting the task: {}",
+            started.text
+        );
+        Ok((id.parse()?, started.body["task"].clone()))
+    }
+
+    /// Creates an instance of `mode` named `name` and configures its task with `config`, not
+    /// started: the instance id.
+    pub async fn configure_task_named(
+        &self,
+        name: &str,
+        mode: &str,
+        config: Value,
+    ) -> Result<String> {
         let created = self
             .call(
                 Method::POST,
@@ -144,19 +168,7 @@ impl TestApi {
             "configuring the task: {}",
             configured.text
         );
-        let started = self
-            .call(
-                Method::POST,
-                &format!("/v1/instances/{id}/task/start"),
-                None,
-            )
-            .await?;
-        anyhow::ensure!(
-            started.status == StatusCode::OK,
-            "starting the task: {}",
-            started.text
-        );
-        Ok((id.parse()?, started.body["task"].clone()))
+        Ok(id)
     }
 
     /// Asks for a verification of a sync task and waits for it to end (done or failed); fails
