@@ -458,11 +458,15 @@ async fn start(
     active_instance(&state, &id).await?;
     let mut task = load_task(&state, &id).await?;
     let config = configured(&task)?.clone();
+    let checkpoint = state.store().get_checkpoint(&id).await?;
     if let Some(point) = &request.start {
-        start_point_allowed(&state, &task, point).await?;
+        start_point_allowed(&task, checkpoint.as_ref(), point)?;
     }
-    // Each start says where a first start begins: the point it names, found below, or now.
-    task.value.start = None;
+    // Until the first checkpoint, each start says where the task begins: the point it names,
+    // found below, or now. After it, the point it began at stays on record (until a reset).
+    if checkpoint.is_none() {
+        task.value.start = None;
+    }
     let mut events = Vec::new();
     events.extend(transition(&state, &mut task, &TaskEvent::Start).await?);
     let report = match ferry_api::precheck::run(&state, &config).await {
@@ -528,9 +532,9 @@ async fn start(
 
 /// Refuses a start point where it means nothing: on a sync task (its full sync copies the
 /// source as it is now) or on a task that already has a checkpoint (it resumes from there).
-async fn start_point_allowed(
-    state: &AppState,
+fn start_point_allowed(
     task: &Versioned<TaskRecord>,
+    checkpoint: Option<&ferry_store::Checkpoint>,
     point: &StartPoint,
 ) -> ApiResult<()> {
     if task.value.task.mode() != Mode::Tracking {
@@ -541,11 +545,7 @@ async fn start_point_allowed(
         )
         .hint("start the sync task without a body"));
     }
-    if let Some(c) = state
-        .store()
-        .get_checkpoint(task.value.task.instance_id())
-        .await?
-    {
+    if let Some(c) = checkpoint {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "already_started",

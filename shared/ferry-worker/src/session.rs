@@ -107,6 +107,9 @@ pub(crate) struct Session<'a> {
     /// The task was stopped through the API: the loop stops at the next boundary.
     stopped: bool,
     check_at: tokio::time::Instant,
+    /// The stage the loop last entered: a task stopped and started again before the loop saw
+    /// the stop is `starting` again while the loop runs on, and is put back in it.
+    entered: std::sync::Mutex<Option<Stage>>,
     reporter: Option<(watch::Sender<bool>, AbortOnDrop)>,
 }
 
@@ -152,6 +155,7 @@ impl<'a> Session<'a> {
             stop,
             stopped: false,
             check_at: tokio::time::Instant::now(),
+            entered: std::sync::Mutex::new(None),
             reporter: None,
         })
     }
@@ -237,6 +241,10 @@ impl<'a> Session<'a> {
     /// Moves the task on to `stage` when it is at an earlier one (a paused task keeps its
     /// stage).
     pub(crate) async fn enter(&self, stage: Stage) -> Result<(), TaskError> {
+        *self
+            .entered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(stage);
         let mut task = self
             .state
             .store()
@@ -323,6 +331,14 @@ impl<'a> Session<'a> {
             .ok_or_else(|| transient("the task is gone"))?;
         if !current.value.task.state().wants_worker() {
             self.stopped = true;
+        }
+        // Stopped and started again between two looks: `starting`, while this loop runs on.
+        let entered = *self
+            .entered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let (TaskState::Starting, Some(stage)) = (current.value.task.state(), entered) {
+            self.enter(stage).await?;
         }
         Ok(
             if current.value.config_version == self.fence.config_version {

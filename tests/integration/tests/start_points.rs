@@ -220,6 +220,26 @@ async fn each_start_point_starts_with_the_transaction_it_names() {
         .await
         .unwrap();
     }
+    // Stopped and started again, a task resumes from its checkpoint and keeps on record the
+    // point it began at. The start comes before the loop's next look at its task (every
+    // second): the loop runs on and puts the task back in its stage (it stayed `starting`).
+    let (_, id, _, _) = by_position;
+    let instance = id.parse().unwrap();
+    api.call(Method::POST, &format!("/v1/instances/{id}/task/stop"), None)
+        .await
+        .unwrap();
+    api.wait_state(&instance, "stopped", STALL).await.unwrap();
+    let again = start(&api, id, None).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(
+        again.body["task"]["start"]["position"],
+        json!(format!("{position}@{gtid}")),
+        "{}",
+        again.text
+    );
+    api.wait_state(&instance, "incremental", STALL)
+        .await
+        .unwrap();
     worker.stop().await.unwrap();
 }
 
