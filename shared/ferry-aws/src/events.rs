@@ -63,6 +63,20 @@ pub enum Event {
         strays: u64,
         at: DateTime<Utc>,
     },
+    /// A change-tracking task's source became another server (a failover) and the task
+    /// followed it by the GTID state of its checkpoint.
+    SourceFailedOver {
+        instance: InstanceId,
+        /// The server the checkpoint was read from, and the one the task reads now
+        /// (`server_uuid`, or `server_id:<n>` on MariaDB).
+        from_server: String,
+        to_server: String,
+        /// The checkpoint's GTID state: where the task resumes in the new server's binlog.
+        gtid: String,
+        from_position: String,
+        to_position: String,
+        at: DateTime<Utc>,
+    },
     /// The reconciler changed the capture service's desired count.
     CaptureServiceScaled {
         service: String,
@@ -84,6 +98,7 @@ impl Event {
             Self::PrecheckFinished { .. } => "Precheck Finished",
             Self::CaptureServiceScaled { .. } => "Capture Service Scaled",
             Self::TopicRepaired { .. } => "Topic Repaired",
+            Self::SourceFailedOver { .. } => "Source Failed Over",
         }
     }
 
@@ -136,6 +151,17 @@ impl Event {
                 at,
             } => {
                 json!({"instance_id": instance, "topic": topic, "partition": partition, "missing": missing, "resent": resent, "strays": strays, "time": at})
+            }
+            Self::SourceFailedOver {
+                instance,
+                from_server,
+                to_server,
+                gtid,
+                from_position,
+                to_position,
+                at,
+            } => {
+                json!({"instance_id": instance, "from_server": from_server, "to_server": to_server, "gtid": gtid, "from_position": from_position, "to_position": to_position, "time": at})
             }
         }
     }

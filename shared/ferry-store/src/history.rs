@@ -121,7 +121,45 @@ impl Store {
             .await
     }
 
+    /// Starts the task's schema and selection histories over at `at`, after a failover (the
+    /// old server's positions mean nothing in the new one's binlog): `catalog` (a snapshot's
+    /// entries) and `selection` are written at `at`, then every other entry is deleted. Written
+    /// first, deleted after: a failover retried after a crash in between finds its entries.
+    pub async fn rebase_histories(
+        &self,
+        instance: &InstanceId,
+        at: &Position,
+        catalog: &[SchemaEntry],
+        selection: Option<&SelectionChange>,
+    ) -> Result<(), StoreError> {
+        self.put_schema_entries(instance, at, catalog).await?;
+        let mut keep: Vec<String> = (0..catalog.len())
+            .map(|seq| schema_sk(at, u32::try_from(seq).unwrap_or(u32::MAX)))
+            .collect();
+        if let Some(change) = selection {
+            self.put_selection_change(instance, change).await?;
+            keep.push(history_sk(
+                SELECTION_SK_PREFIX,
+                &change.position,
+                change.config_version,
+            ));
+        }
+        self.delete_history_except(instance, SCHEMA_SK_PREFIX, &keep)
+            .await?;
+        self.delete_history_except(instance, SELECTION_SK_PREFIX, &keep)
+            .await
+    }
+
     async fn delete_history(&self, instance: &InstanceId, prefix: &str) -> Result<(), StoreError> {
+        self.delete_history_except(instance, prefix, &[]).await
+    }
+
+    async fn delete_history_except(
+        &self,
+        instance: &InstanceId,
+        prefix: &str,
+        keep: &[String],
+    ) -> Result<(), StoreError> {
         let items = self
             .query_partition(instance_pk(instance), Some(prefix))
             .await?;
@@ -130,6 +168,9 @@ impl Store {
             let Some(sk) = item.get(SK).cloned() else {
                 continue;
             };
+            if sk.as_s().is_ok_and(|s| keep.iter().any(|k| k == s)) {
+                continue;
+            }
             let mut k: Item = key(instance_pk(instance), String::new());
             k.insert(SK.into(), sk);
             let delete = DeleteRequest::builder()

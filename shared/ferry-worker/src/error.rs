@@ -39,6 +39,15 @@ pub enum DefiniteError {
         was: String,
         now: String,
     },
+    #[error(
+        "the source is now server {now}, which cannot stream the changes after the task's checkpoint (GTID {gtid}, in server {was}'s binlog): {message}"
+    )]
+    FailoverGtidMissing {
+        was: String,
+        now: String,
+        gtid: String,
+        message: String,
+    },
     #[error("the endpoint `{host}` points at {refused}")]
     EndpointForbidden { host: String, refused: String },
     #[error(
@@ -89,6 +98,7 @@ impl DefiniteError {
             Self::SourceStream { .. } => "source_stream",
             Self::SourceBinlogOff => "source_binlog_off",
             Self::SourceChanged { .. } => "source_changed",
+            Self::FailoverGtidMissing { .. } => "failover_gtid_missing",
             Self::EndpointForbidden { .. } => "endpoint_address_forbidden",
             Self::TopicTailSource { .. } => "topic_tail_source",
             Self::TopicTail { .. } => "topic_tail",
@@ -109,7 +119,8 @@ impl DefiniteError {
             Self::BinlogPurged(_) => "reset the task to start from the current position (changes made meanwhile are not captured), and keep binlogs longer".into(),
             Self::SourceAccessDenied { .. } => "grant REPLICATION SLAVE, REPLICATION CLIENT and SELECT to the capture user".into(),
             Self::SourceBinlogOff => "turn the binary log on and grant REPLICATION CLIENT".into(),
-            Self::SourceChanged { .. } => "reset the task to start from the new server's current position (a tracking task then writes a new topic generation); changes between the two are not captured".into(),
+            Self::SourceChanged { .. } => "reset the task to start from the new server's current position (a tracking task then writes a new topic generation); changes between the two are not captured. A tracking task follows a failover by itself when its checkpoint names a GTID state (servers with GTIDs: MariaDB, or MySQL with gtid_mode=ON)".into(),
+            Self::FailoverGtidMissing { .. } => "point the endpoint at a server whose binlogs hold every transaction after the checkpoint (a replica of the old source that logs what it applies: log_slave_updates / log_replica_updates, with GTIDs), or bring the old source back; resetting the task starts it from the new server's current position, without the changes in between".into(),
             Self::EndpointForbidden { .. } => "configure the database's own address; to allow this range anyway, the deployment sets FERRY_ENDPOINT_ALLOW".into(),
             Self::TopicTailSource { .. } => "reset the task: the next start writes a new topic generation from the new source (consumers follow GET …/task's delivery.topic)".into(),
             Self::TopicTail { .. } => "only Ferry may write to a task's topic; reset the task to start a new topic generation".into(),
@@ -300,6 +311,12 @@ mod tests {
                 checkpoint: String::new(),
                 was: String::new(),
                 now: String::new(),
+            },
+            DefiniteError::FailoverGtidMissing {
+                was: String::new(),
+                now: String::new(),
+                gtid: String::new(),
+                message: String::new(),
             },
             DefiniteError::EndpointForbidden {
                 host: String::new(),

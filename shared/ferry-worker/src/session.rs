@@ -170,6 +170,20 @@ impl<'a> Session<'a> {
         Ok(existing)
     }
 
+    /// The task's checkpoint as stored, wherever it is (a capture loop follows a checkpoint of
+    /// another server by GTID: `capture::failover`).
+    pub(crate) async fn stored_checkpoint(&self) -> Result<Option<Checkpoint>, TaskError> {
+        Ok(self.state.store().get_checkpoint(self.instance).await?)
+    }
+
+    /// Writes `c` as the task's checkpoint under the loop's fence (a checkpoint moved to
+    /// another server's binlog).
+    pub(crate) async fn rewrite_checkpoint(&self, mut c: Checkpoint) -> Result<(), TaskError> {
+        c.token = self.fence.token;
+        c.written_at = Utc::now();
+        self.put_checkpoint(&c).await
+    }
+
     /// Writes the first checkpoint of a task, at `position`, with the topic offsets its
     /// records start at (a capture's: every checkpoint names them, so that a restart always
     /// compares what the topic holds record by record); `None` when the configuration changed

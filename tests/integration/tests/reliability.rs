@@ -275,11 +275,12 @@ async fn after_a_reset_and_reset_master_every_new_change_arrives() {
 }
 
 /// A stopped task pointed at another server without a reset: its checkpoint is a position in
-/// the old server's binlog, so the start fails with `source_changed` and a hint, instead of
-/// reading the new server from a meaningless position (or skipping its changes by the old
-/// topic's tail).
+/// the old server's binlog, and the new server never had the transactions after its GTID state
+/// (a server of its own, not a replica), so the task fails with `failover_gtid_missing` and a
+/// hint, instead of reading the new server from a meaningless position (or skipping its changes
+/// by the old topic's tail); the checkpoint stays the old server's.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_task_pointed_at_another_server_fails_instead_of_resuming_there() {
+async fn a_task_pointed_at_a_server_without_its_transactions_fails() {
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
     let first = throwaway(&ctx, 21);
@@ -292,6 +293,15 @@ async fn a_task_pointed_at_another_server_fails_instead_of_resuming_there() {
     let (id, topic, w) = api.running_task(config(&first)).await.unwrap();
     first.sql("INSERT INTO shop.orders VALUES (1)").unwrap();
     ctx.read_records(&topic, 1).await.unwrap();
+    // The second server's GTID sequence is past the first's: only the server can tell it never
+    // had the first's transactions.
+    second
+        .sql(
+            &(2..=30)
+                .map(|i| format!("INSERT INTO shop.orders VALUES ({i});"))
+                .collect::<String>(),
+        )
+        .unwrap();
     let records = ctx.topic_records(&topic).unwrap();
     assert_eq!(records[0].source.as_deref(), Some("server_id:21"));
     call_ok(
@@ -322,10 +332,25 @@ async fn a_task_pointed_at_another_server_fails_instead_of_resuming_there() {
     })
     .await
     .unwrap();
-    assert_eq!(failed["error"]["code"], "source_changed", "{failed}");
+    assert_eq!(failed["error"]["code"], "failover_gtid_missing", "{failed}");
+    let message = failed["error"]["message"].as_str().unwrap();
     assert!(
-        failed["error"]["hint"].as_str().unwrap().contains("reset"),
-        "{failed}"
+        message.contains("server_id:21") && message.contains("server_id:22"),
+        "{message}"
+    );
+    let hint = failed["error"]["hint"].as_str().unwrap();
+    assert!(hint.contains("replica") && hint.contains("reset"), "{hint}");
+    let checkpoint = api
+        .state
+        .store()
+        .get_checkpoint(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(checkpoint.source.as_deref(), Some("server_id:21"));
+    assert!(
+        message.contains(&checkpoint.position.gtid().unwrap().to_string()),
+        "{message}"
     );
     w.stop().await.unwrap();
 }

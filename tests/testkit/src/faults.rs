@@ -35,6 +35,8 @@ pub enum Link {
 pub struct FaultProxy {
     addr: SocketAddr,
     link: Arc<watch::Sender<Link>>,
+    /// Where new connections go (a DNS name pointed elsewhere: [`FaultProxy::repoint`]).
+    upstream: watch::Sender<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -87,12 +89,14 @@ impl FaultProxy {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = watch::channel(Link::Open);
+        let (to, upstreams) = watch::channel(upstream);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     continue;
                 };
                 let mut link = rx.clone();
+                let upstream = *upstreams.borrow();
                 if *link.borrow() == Link::Down {
                     drop(client); // refused: closed at once
                     continue;
@@ -119,6 +123,7 @@ impl FaultProxy {
         Ok(Self {
             addr,
             link: Arc::new(tx),
+            upstream: to,
             task,
         })
     }
@@ -144,6 +149,17 @@ impl FaultProxy {
 
     pub fn restore(&self) {
         let _ = self.link.send(Link::Open);
+    }
+
+    /// Sends new connections to `upstream` (on loopback): what clients see when the name they
+    /// connect to is pointed at another server. Open connections stay where they are.
+    pub fn repoint(&self, upstream: SocketAddr) -> Result<()> {
+        anyhow::ensure!(
+            upstream.ip().is_loopback(),
+            "fault proxies only join loopback addresses"
+        );
+        let _ = self.upstream.send(upstream);
+        Ok(())
     }
 }
 

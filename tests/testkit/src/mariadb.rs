@@ -141,6 +141,13 @@ impl ThrowawayMariaDb {
         Ok(())
     }
 
+    /// Kills the server (SIGKILL: a crash, or a host gone) and leaves it down.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill().context("killing mariadbd")?;
+        self.child.wait()?;
+        Ok(())
+    }
+
     /// The binlog files the server lists (`SHOW BINARY LOGS`).
     pub fn binlog_files(&self) -> Result<Vec<String>> {
         Ok(self

@@ -34,6 +34,7 @@
 //! and retries with backoff.
 
 mod cadence;
+mod failover;
 mod framing;
 mod objects;
 
@@ -71,8 +72,12 @@ pub async fn capture_task(
     stop: watch::Receiver<bool>,
 ) -> Result<(), TaskError> {
     let mut session = Session::open(state, settings, instance, claim, stop, |m| m).await?;
-    // A checkpoint in another server's binlog is refused before anything reads the topic.
-    let existing = session.checkpoint().await?;
+    // A checkpoint in another server's binlog is moved to this one by GTID (or refused) before
+    // anything reads the topic.
+    let existing = match session.stored_checkpoint().await? {
+        Some(c) => Some(failover::follow(&session, c).await?),
+        None => None,
+    };
     let topic = state.topic_of(&session.task.value);
     let offsets = existing.as_ref().and_then(|c| c.offsets.as_deref());
     let (opened, tails, acks) = delivery::open(
@@ -157,7 +162,7 @@ async fn capture<D: Destination>(
         &checkpoint.position,
         session.fence.config_version,
         &session.config.objects,
-        out.tail_positions(),
+        out.tail_marks(),
     )
     .await?;
     session.config.objects = objects.current.clone();

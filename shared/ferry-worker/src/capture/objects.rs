@@ -13,6 +13,7 @@ use ferry_domain::selection::ObjectSelection;
 use ferry_domain::task_config::TaskConfig;
 use ferry_store::TaskRecord;
 
+use crate::delivery::tail::TailMarks;
 use crate::error::TaskError;
 use crate::session::Fence;
 
@@ -30,23 +31,23 @@ pub(super) struct Objects {
     later: VecDeque<SelectionChange>,
     /// A reselection not yet in effect: (configuration version, objects).
     pending: Option<(u64, ObjectSelection)>,
-    /// New switches are made only after this position: up to it the topic already holds what
+    /// New switches are made only past these tails: up to them the topic already holds what
     /// the loop produced before a restart, and re-read records there are skipped, so a table
-    /// added before it would miss them.
-    not_before: Option<Position>,
+    /// added before them would miss them.
+    not_before: TailMarks,
 }
 
 impl Objects {
     /// The selection at `at` from the task's history, recording `objects` as in effect there
     /// when the history has nothing yet (a first start); a newer `version` than the history
     /// knows is a pending switch.
-    pub(super) async fn resume<'p>(
+    pub(super) async fn resume(
         state: &AppState,
         instance: &InstanceId,
         at: &Position,
         version: u64,
         objects: &ObjectSelection,
-        tails: impl Iterator<Item = &'p Position>,
+        not_before: TailMarks,
     ) -> Result<Self, TaskError> {
         let history = state.store().selection_history(instance).await?;
         let plan = SelectionPlan::at(&history, at);
@@ -67,10 +68,6 @@ impl Objects {
         let pending = newest
             .is_some_and(|n| n < version)
             .then(|| (version, objects.clone()));
-        let not_before = tails.fold(None::<Position>, |max, p| match max {
-            Some(m) if m.cmp_file_offset(p) != std::cmp::Ordering::Less => Some(m),
-            _ => Some(p.clone()),
-        });
         Ok(Self {
             current,
             later: plan.later.into(),
@@ -115,12 +112,7 @@ impl Objects {
             }
             return Ok(change);
         }
-        if !self.later.is_empty()
-            || self
-                .not_before
-                .as_ref()
-                .is_some_and(|nb| at.cmp_file_offset(nb) != Ordering::Greater)
-        {
+        if !self.later.is_empty() || !self.not_before.passed(at) {
             return Ok(None);
         }
         let Some((version, objects)) = self.pending.take() else {

@@ -407,8 +407,8 @@ impl<D: Destination> Delivery<D> {
     }
 
     /// Where a restarted loop's tails are: no reselection switches before them.
-    pub(crate) fn tail_positions(&self) -> impl Iterator<Item = &Position> {
-        self.tails.positions()
+    pub(crate) fn tail_marks(&self) -> tail::TailMarks {
+        self.tails.marks()
     }
 
     pub(crate) fn destination(&self) -> &D {

@@ -10,12 +10,15 @@
 //!   partition, re-read records at or before it skipped.
 //!
 //! Whatever kind of record is last (a row, BEGIN, COMMIT, DDL or a heartbeat), it names the
-//! position it was read at; a tail written from another source server's binlog is refused
-//! (positions of two servers are not comparable).
+//! position it was read at. Records written from another source server's binlog (before a
+//! failover, see `capture::failover`) are compared by GTID: a re-read record is before such a
+//! tail when the tail's GTID state holds its transaction; a tail of another server without GTIDs
+//! is refused (positions of two servers are not comparable).
 
 use std::collections::VecDeque;
 
 use ferry_domain::change::split_part;
+use ferry_domain::gtid::GtidSet;
 use ferry_domain::position::Position;
 use ferry_kafka::sink::{TailHeaders, Watermarks};
 
@@ -29,22 +32,77 @@ pub(crate) struct Tail {
     /// `ferry_domain::change::split_part`); `(u32::MAX, u8::MAX)` for a heartbeat, which covers
     /// every event at its position.
     index: (u32, u8),
+    /// Written from another server's binlog: compared by GTID, not by file and offset.
+    foreign: Option<Foreign>,
+}
+
+/// A tail written from another server's binlog (the source before a failover).
+#[derive(Debug)]
+struct Foreign {
+    /// The GTID state at the tail's position: every transaction committed before it.
+    before: GtidSet,
+    /// The tail's own transaction (`None` for a heartbeat, which is between transactions).
+    transaction: Option<String>,
+}
+
+impl Foreign {
+    /// Whether the record `key` (with `index`) read at `position` of this loop's server is at
+    /// or before a tail at `tail_index` of its transaction.
+    fn covers(
+        &self,
+        position: &Position,
+        (index, tail_index): ((u32, u8), (u32, u8)),
+        key: &str,
+    ) -> bool {
+        if key.starts_with("hb/") {
+            // Between transactions: before the tail when every transaction it follows is.
+            return position.gtid().is_some_and(|g| *g <= self.before);
+        }
+        let Some((transaction, _)) = split_part(key).0.rsplit_once('/') else {
+            return false;
+        };
+        if self.transaction.as_deref() == Some(transaction) {
+            return index <= tail_index;
+        }
+        // A transaction id is a one-transaction set (MySQL) or a position (MariaDB): before
+        // the tail when the tail's state holds it.
+        transaction
+            .parse::<GtidSet>()
+            .is_ok_and(|g| g <= self.before)
+    }
 }
 
 impl Tail {
     /// The tail from a record's headers, for a loop reading `source`'s binlog.
     pub(crate) fn parse(h: &TailHeaders, source: &str) -> Result<Self, DefiniteError> {
-        if let Some(written) = &h.source
-            && written != source
-        {
-            return Err(DefiniteError::TopicTailSource {
-                written: written.clone(),
-                source_server: source.to_owned(),
-            });
-        }
         let bad = || DefiniteError::TopicTail {
             key: h.key.clone(),
             position: h.position.clone(),
+        };
+        let position: Position = h.position.parse().map_err(|_| bad())?;
+        let foreign = match &h.source {
+            Some(written) if written != source => {
+                // Comparable by GTID only: the tail's position must name its GTID state, and
+                // its transaction a GTID.
+                let refused = || DefiniteError::TopicTailSource {
+                    written: written.clone(),
+                    source_server: source.to_owned(),
+                };
+                let before = position.gtid().cloned().ok_or_else(refused)?;
+                let transaction = if h.key.starts_with("hb/") {
+                    None
+                } else {
+                    let (event, _) = split_part(&h.key);
+                    let (transaction, _) = event.rsplit_once('/').ok_or_else(bad)?;
+                    transaction.parse::<GtidSet>().map_err(|_| refused())?;
+                    Some(transaction.to_owned())
+                };
+                Some(Foreign {
+                    before,
+                    transaction,
+                })
+            }
+            _ => None,
         };
         // A heartbeat's key is `hb/<position>`: every event up to its position was before it.
         let index = if h.key.starts_with("hb/") {
@@ -58,19 +116,45 @@ impl Tail {
             (index, part)
         };
         Ok(Self {
-            position: h.position.parse().map_err(|_| bad())?,
+            position,
             index,
+            foreign,
         })
     }
 
-    /// Whether part `index.1` of the event at `position` with row `index.0` is at or before
-    /// this tail. Rows of one rows event share its position and are told apart by their index.
-    pub(crate) fn covers(&self, position: &Position, index: (u32, u8)) -> bool {
+    /// Whether part `index.1` of the event `key` at `position` with row `index.0` is at or
+    /// before this tail. Rows of one rows event share its position and are told apart by their
+    /// index; a tail of another server is compared by GTID.
+    pub(crate) fn covers(&self, position: &Position, index: (u32, u8), key: &str) -> bool {
+        if let Some(foreign) = &self.foreign {
+            return foreign.covers(position, (index, self.index), key);
+        }
         match position.cmp_file_offset(&self.position) {
             std::cmp::Ordering::Less => true,
             std::cmp::Ordering::Equal => index <= self.index,
             std::cmp::Ordering::Greater => false,
         }
+    }
+}
+
+/// Where the tails a restarted loop found are: the last of this server's positions, and the
+/// GTID states the loop must hold to be past the tails of another server's.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TailMarks {
+    position: Option<Position>,
+    gtid: Vec<GtidSet>,
+}
+
+impl TailMarks {
+    /// Whether the transaction boundary `at` is past every tail.
+    pub(crate) fn passed(&self, at: &Position) -> bool {
+        let by_position = self
+            .position
+            .as_ref()
+            .is_none_or(|p| at.cmp_file_offset(p).is_gt());
+        let by_gtid =
+            self.gtid.is_empty() || at.gtid().is_some_and(|g| self.gtid.iter().all(|m| m <= g));
+        by_position && by_gtid
     }
 }
 
@@ -265,7 +349,7 @@ impl Tails {
         let answer = match slot {
             None => return Already::No,
             Some(Held::Tail(tail)) => {
-                if tail.covers(position, index) {
+                if tail.covers(position, index, key) {
                     return Already::There(None);
                 }
                 Already::No
@@ -282,7 +366,7 @@ impl Tails {
                     }
                     // The last record the partition held: the loop is past it now.
                     Already::There(offset)
-                } else if !found.tail.covers(position, index) {
+                } else if !found.tail.covers(position, index, key) {
                     // Past the last record the partition held: what is left was not given
                     // by the binlog at all.
                     let strays = found.records.iter().filter(|r| !r.heartbeat).count();
@@ -317,11 +401,31 @@ impl Tails {
         std::mem::take(&mut self.found)
     }
 
-    /// The positions of the tails (where a reselection may first switch, see `capture`).
-    pub(crate) fn positions(&self) -> impl Iterator<Item = &Position> {
-        self.held.iter().flatten().map(|h| match h {
-            Held::Tail(t) | Held::Records(Found { tail: t, .. }) => &t.position,
-        })
+    /// Where the tails are (a reselection switches only past them, see `capture`).
+    pub(crate) fn marks(&self) -> TailMarks {
+        let mut marks = TailMarks::default();
+        for tail in self.held.iter().flatten().map(|h| match h {
+            Held::Tail(t) | Held::Records(Found { tail: t, .. }) => t,
+        }) {
+            match &tail.foreign {
+                None => {
+                    if marks
+                        .position
+                        .as_ref()
+                        .is_none_or(|m| m.cmp_file_offset(&tail.position).is_lt())
+                    {
+                        marks.position = Some(tail.position.clone());
+                    }
+                }
+                Some(f) => {
+                    marks.gtid.push(f.before.clone());
+                    if let Some(t) = f.transaction.as_deref().and_then(|t| t.parse().ok()) {
+                        marks.gtid.push(t);
+                    }
+                }
+            }
+        }
+        marks
     }
 
     /// What the reconciliation found so far, in all partitions.
@@ -356,22 +460,22 @@ mod tests {
         let tail = parse("0-1-9/2", "binlog.000002:500@0-1-9").unwrap();
         let at = |p: &str| p.parse::<Position>().unwrap();
         assert!(
-            tail.covers(&at("binlog.000001:900"), (7, 0)),
+            tail.covers(&at("binlog.000001:900"), (7, 0), ""),
             "an earlier file"
         );
         assert!(
-            tail.covers(&at("binlog.000002:400"), (9, 0)),
+            tail.covers(&at("binlog.000002:400"), (9, 0), ""),
             "an earlier event"
         );
         assert!(
-            tail.covers(&at("binlog.000002:500"), (2, 0)),
+            tail.covers(&at("binlog.000002:500"), (2, 0), ""),
             "the tail itself"
         );
         assert!(
-            !tail.covers(&at("binlog.000002:500"), (3, 0)),
+            !tail.covers(&at("binlog.000002:500"), (3, 0), ""),
             "a later row of the same event"
         );
-        assert!(!tail.covers(&at("binlog.000002:501"), (1, 0)));
+        assert!(!tail.covers(&at("binlog.000002:501"), (1, 0), ""));
         assert!(parse("no-index", "binlog.000002:500").is_err());
         assert!(parse("no-index#1", "binlog.000002:500").is_err());
         assert!(parse("x/1", "not a position").is_err());
@@ -382,15 +486,15 @@ mod tests {
         // A delete (part 0) landed, its tombstone (part 1) did not.
         let at = |p: &str| p.parse::<Position>().unwrap();
         let tail = parse("0-1-9/2", "binlog.000002:500").unwrap();
-        assert!(tail.covers(&at("binlog.000002:500"), (2, 0)));
+        assert!(tail.covers(&at("binlog.000002:500"), (2, 0), ""));
         assert!(
-            !tail.covers(&at("binlog.000002:500"), (2, 1)),
+            !tail.covers(&at("binlog.000002:500"), (2, 1), ""),
             "the tombstone is sent"
         );
         let tail = parse("0-1-9/2#1", "binlog.000002:500").unwrap();
-        assert!(tail.covers(&at("binlog.000002:500"), (2, 1)));
-        assert!(!tail.covers(&at("binlog.000002:500"), (2, 2)));
-        assert!(!tail.covers(&at("binlog.000002:500"), (3, 0)));
+        assert!(tail.covers(&at("binlog.000002:500"), (2, 1), ""));
+        assert!(!tail.covers(&at("binlog.000002:500"), (2, 2), ""));
+        assert!(!tail.covers(&at("binlog.000002:500"), (3, 0), ""));
     }
 
     #[test]
@@ -398,16 +502,16 @@ mod tests {
         let tail = parse("hb/binlog.000002:500@0-1-9", "binlog.000002:500@0-1-9").unwrap();
         let at = |p: &str| p.parse::<Position>().unwrap();
         assert!(
-            tail.covers(&at("binlog.000002:500"), (0, 0)),
+            tail.covers(&at("binlog.000002:500"), (0, 0), ""),
             "a heartbeat again"
         );
         assert!(
-            tail.covers(&at("binlog.000002:500"), (7, 0)),
+            tail.covers(&at("binlog.000002:500"), (7, 0), ""),
             "the commit before it"
         );
-        assert!(tail.covers(&at("binlog.000001:900"), (3, 0)));
+        assert!(tail.covers(&at("binlog.000001:900"), (3, 0), ""));
         assert!(
-            !tail.covers(&at("binlog.000002:501"), (0, 0)),
+            !tail.covers(&at("binlog.000002:501"), (0, 0), ""),
             "the next event"
         );
     }
@@ -422,6 +526,109 @@ mod tests {
         // Records written before Ferry named their source are trusted.
         let old = headers("0-1-9/2", "binlog.000002:500", None);
         assert!(Tail::parse(&old, "server_id:2").is_ok());
+    }
+
+    #[test]
+    fn a_tail_of_the_server_before_a_failover_is_compared_by_gtid() {
+        // Written from server 1's binlog: row 2 of transaction 0-1-10, after 0-1-9.
+        let h = headers("0-1-10/2", "binlog.000007:9000@0-1-9", Some("server_id:1"));
+        let tail = Tail::parse(&h, "server_id:2").unwrap();
+        // The same transactions in server 2's binlog, at other files and offsets.
+        let at = |p: &str| p.parse::<Position>().unwrap();
+        assert!(tail.covers(&at("binlog.000002:300@0-1-8"), (4, 0), "0-1-9/4"));
+        assert!(tail.covers(&at("binlog.000002:700@0-1-9"), (1, 0), "0-1-10/1"));
+        assert!(tail.covers(&at("binlog.000002:700@0-1-9"), (2, 0), "0-1-10/2"));
+        assert!(
+            !tail.covers(&at("binlog.000002:700@0-1-9"), (2, 1), "0-1-10/2#1"),
+            "a part after the tail"
+        );
+        assert!(!tail.covers(&at("binlog.000002:700@0-1-9"), (3, 0), "0-1-10/3"));
+        assert!(!tail.covers(&at("binlog.000001:4@0-1-10"), (0, 0), "0-1-11/0"));
+        // The new primary's own transaction with the sequence the lost one had: not before.
+        assert!(!tail.covers(&at("binlog.000002:900@0-1-10"), (0, 0), "0-2-11/0"));
+        // Heartbeats: before the tail's transaction, or after it.
+        assert!(tail.covers(
+            &at("binlog.000002:650@0-1-9"),
+            (u32::MAX, u8::MAX),
+            "hb/binlog.000002:650@0-1-9"
+        ));
+        assert!(!tail.covers(
+            &at("binlog.000002:990@0-1-10"),
+            (u32::MAX, u8::MAX),
+            "hb/binlog.000002:990@0-1-10"
+        ));
+
+        // A heartbeat tail covers every transaction its state holds.
+        let hb = headers(
+            "hb/binlog.000007:9100@0-1-10",
+            "binlog.000007:9100@0-1-10",
+            Some("server_id:1"),
+        );
+        let tail = Tail::parse(&hb, "server_id:2").unwrap();
+        assert!(tail.covers(&at("binlog.000002:700@0-1-9"), (3, 0), "0-1-10/3"));
+        assert!(!tail.covers(&at("binlog.000002:990@0-1-10"), (0, 0), "0-1-11/0"));
+
+        // MySQL: a transaction is before the tail when the tail's set holds it.
+        let uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+        let h = headers(
+            &format!("{uuid}:8/0"),
+            &format!("binlog.000003:400@{uuid}:1-7"),
+            Some(uuid),
+        );
+        let tail = Tail::parse(&h, "4e11fa47-71ca-11e1-9e33-c80aa9429562").unwrap();
+        assert!(tail.covers(
+            &at(&format!("binlog.000009:4@{uuid}:1-6")),
+            (0, 0),
+            &format!("{uuid}:7/0")
+        ));
+        assert!(!tail.covers(
+            &at(&format!("binlog.000009:4@{uuid}:1-8")),
+            (0, 0),
+            &format!("{uuid}:9/0")
+        ));
+
+        // Without a GTID state there is nothing to compare: refused.
+        let bare = headers("0-1-10/2", "binlog.000007:9000", Some("server_id:1"));
+        assert_eq!(
+            Tail::parse(&bare, "server_id:2").unwrap_err().code(),
+            "topic_tail_source"
+        );
+        let by_position = headers(
+            "binlog.000007:8000/2",
+            "binlog.000007:9000@0-1-9",
+            Some("server_id:1"),
+        );
+        assert_eq!(
+            Tail::parse(&by_position, "server_id:2").unwrap_err().code(),
+            "topic_tail_source"
+        );
+    }
+
+    #[test]
+    fn a_switch_waits_for_the_loop_to_pass_every_tail() {
+        let at = |p: &str| p.parse::<Position>().unwrap();
+        let same = Tail::parse(
+            &headers("0-2-3/0", "binlog.000002:500@0-2-2", Some("s2")),
+            "s2",
+        )
+        .unwrap();
+        let foreign = Tail::parse(
+            &headers("0-1-10/2", "binlog.000007:9000@0-1-9", Some("s1")),
+            "s2",
+        )
+        .unwrap();
+        let tails = Tails::new(vec![Some(same), Some(foreign)]);
+        let marks = tails.marks();
+        assert!(
+            !marks.passed(&at("binlog.000002:400@0-1-10")),
+            "before this server's tail"
+        );
+        assert!(
+            !marks.passed(&at("binlog.000002:600@0-1-9")),
+            "before the other server's transaction ends"
+        );
+        assert!(marks.passed(&at("binlog.000002:600@0-1-10")));
+        assert!(Tails::default().marks().passed(&at("binlog.000001:4")));
     }
 
     #[test]
