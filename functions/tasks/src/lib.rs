@@ -1,6 +1,7 @@
 //! Tasks: `PUT/GET /v1/instances/{id}/task`, `POST …/task/precheck`, `POST …/task/start`,
 //! `POST …/task/stop`, `PUT …/task/objects`, `GET …/task/metrics`, `POST/GET …/task/verify`,
-//! `POST …/task/source-objects` (what the source holds, for choosing objects).
+//! `POST …/task/source-objects` (what the source holds, for choosing objects),
+//! `POST/GET/DELETE …/task/backfill` (a tracking task's tables' rows into its topic).
 //!
 //! # Reselecting objects
 //!
@@ -16,6 +17,7 @@
 //! configuration (a concurrent change), its fresh secrets are deleted instead. A password left
 //! out of a reconfiguration keeps the one stored for that endpoint.
 
+mod backfill;
 mod source_objects;
 mod verify;
 
@@ -23,7 +25,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use ferry_api::lifecycle::{load_instance, load_task, transition};
 use ferry_api::views::{PrecheckView, TaskView};
 use ferry_api::{ApiError, ApiResult, AppState, Body, InstancePath, OptionalBody, Route};
@@ -75,6 +77,21 @@ pub fn routes() -> Vec<Route> {
             "/v1/instances/{id}/task/verify",
             get(verify::report),
         ),
+        Route::new(
+            Method::POST,
+            "/v1/instances/{id}/task/backfill",
+            post(backfill::request),
+        ),
+        Route::new(
+            Method::GET,
+            "/v1/instances/{id}/task/backfill",
+            get(backfill::report),
+        ),
+        Route::new(
+            Method::DELETE,
+            "/v1/instances/{id}/task/backfill",
+            delete(backfill::cancel),
+        ),
     ]
 }
 
@@ -116,7 +133,10 @@ struct Configure {
     sync: SyncOptions,
 }
 
-async fn active_instance(state: &AppState, id: &InstanceId) -> ApiResult<Versioned<Instance>> {
+pub(crate) async fn active_instance(
+    state: &AppState,
+    id: &InstanceId,
+) -> ApiResult<Versioned<Instance>> {
     let instance = load_instance(state, id).await?;
     if instance.value.status() != InstanceStatus::Active {
         return Err(ApiError::new(
@@ -382,6 +402,8 @@ async fn describe(
             .collect();
         progress.sort_by(|a, b| a.table.cmp(&b.table));
         view.full_sync = Some(progress);
+    } else {
+        view.backfill = backfill::with_progress(&state, &id).await?.map(|(b, _)| b);
     }
     Ok(Json(view))
 }
@@ -407,7 +429,7 @@ async fn metrics(
     Ok(Json(body))
 }
 
-fn configured(task: &Versioned<TaskRecord>) -> ApiResult<&TaskConfig> {
+pub(crate) fn configured(task: &Versioned<TaskRecord>) -> ApiResult<&TaskConfig> {
     task.value.config.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -576,11 +598,33 @@ async fn stop(
 async fn reselect(
     State(state): State<AppState>,
     InstancePath(id): InstancePath,
-    Body(objects): Body<ObjectSelection>,
+    Body(mut body): Body<serde_json::Value>,
 ) -> ApiResult<Json<TaskView>> {
+    // `"backfill": true` beside the selection backfills the tables it adds (tracking tasks).
+    let backfill = match body.as_object_mut().and_then(|o| o.remove("backfill")) {
+        None => false,
+        Some(serde_json::Value::Bool(b)) => b,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("backfill: `{other}` is not true or false"),
+            )
+            .hint("give \"backfill\": true to backfill the tables the new selection adds"));
+        }
+    };
+    let objects: ObjectSelection = serde_json::from_value(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            e.to_string(),
+        )
+        .hint("fix the field named in the message; docs/openapi.yaml has every body's shape")
+    })?;
     active_instance(&state, &id).await?;
     let mut task = load_task(&state, &id).await?;
     let mut config = configured(&task)?.clone();
+    let previous = config.objects.clone();
     if matches!(
         task.value.task.state(),
         TaskState::Prechecking | TaskState::Expired { .. }
@@ -597,6 +641,12 @@ async fn reselect(
         .details(json!({"state": task.value.task.state().kind().as_str()})));
     }
     objects.validate().map_err(|e| e.at("objects"))?;
+    let added = if backfill {
+        backfill::check_can_add(&state, &id, &task).await?;
+        backfill::added_tables(&state, &id, &previous, &objects).await?
+    } else {
+        Vec::new()
+    };
     config.objects = objects;
     let mut next = task.value.clone();
     next.config = Some(config);
@@ -620,5 +670,10 @@ async fn reselect(
         }
         Err(e) => return Err(e.into()),
     }
-    Ok(Json(TaskView::new(&state, &task)))
+    let mut view = TaskView::new(&state, &task);
+    if !added.is_empty() {
+        // Pending until the worker has switched to the new selection.
+        view.backfill = Some(backfill::store_new(&state, &id, added).await?);
+    }
+    Ok(Json(view))
 }

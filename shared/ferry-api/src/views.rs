@@ -128,6 +128,9 @@ pub struct TaskView {
     /// A sync task's latest verification (`GET …/task` only), if one was asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verification: Option<ferry_domain::verify::Verification>,
+    /// A tracking task's latest backfill with each table's progress (`GET …/task` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<ferry_domain::backfill::Backfill>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
 }
@@ -156,6 +159,7 @@ impl TaskView {
             objects_applied: None,
             full_sync: None,
             verification: None,
+            backfill: None,
             updated_at: r.updated_at,
             version: t.version,
         }

@@ -104,6 +104,16 @@ pub(crate) enum TaskCmd {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Copy tables' existing rows into a change-tracking task's topic while its changes keep
+    /// flowing (each --table `database.table`); without --table, show the latest backfill;
+    /// --cancel cancels it.
+    Backfill {
+        id: String,
+        #[arg(long = "table", conflicts_with = "cancel")]
+        tables: Vec<String>,
+        #[arg(long)]
+        cancel: bool,
+    },
     /// Start (runs the prechecks first). A change-tracking task's first start (or its first
     /// after a reset) may begin at a chosen point instead of now: one of --from-position,
     /// --from-gtid, --from-time.
@@ -386,6 +396,33 @@ fn precheck_human(p: &Value) {
     );
 }
 
+fn backfill_human(b: &Value) {
+    println!("backfill  {} {}", cell(&b["id"]), cell(&b["state"]));
+    if let Some(e) = b.get("error") {
+        println!("error     {}", cell(e));
+    }
+    let rows: Vec<Vec<String>> = b["progress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            vec![
+                format!(
+                    "{}.{}",
+                    cell(&p["table"]["database"]),
+                    cell(&p["table"]["table"])
+                ),
+                cell(&p["state"]),
+                format!("{}/{}", cell(&p["chunks_done"]), cell(&p["chunks_total"])),
+                cell(&p["rows_done"]),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        table(&["table", "state", "chunks", "rows"], &rows);
+    }
+}
+
 fn group_rows(list: &[Value]) {
     // Only the list reads progress from the broker.
     if !list
@@ -661,6 +698,29 @@ pub(crate) async fn task(api: &Api, json_out: bool, cmd: TaskCmd) -> Result<()> 
         } => crate::status::status(api, json_out, &id, watch, interval).await?,
         TaskCmd::Verify { id, no_wait } => {
             crate::status::verify(api, json_out, &id, !no_wait).await?;
+        }
+        TaskCmd::Backfill { id, tables, cancel } => {
+            let path = format!("/v1/instances/{id}/task/backfill");
+            let v = if cancel {
+                api.call(Method::DELETE, &path, None).await?
+            } else if tables.is_empty() {
+                api.call(Method::GET, &path, None).await?
+            } else {
+                let mut named = Vec::with_capacity(tables.len());
+                for t in &tables {
+                    let Some((database, table)) = t.split_once('.') else {
+                        anyhow::bail!("--table {t}: give database.table");
+                    };
+                    named.push(serde_json::json!({"database": database, "table": table}));
+                }
+                api.call(
+                    Method::POST,
+                    &path,
+                    Some(serde_json::json!({ "tables": named })),
+                )
+                .await?
+            };
+            print(json_out, &v, backfill_human);
         }
         TaskCmd::Precheck { id } => {
             let v = api

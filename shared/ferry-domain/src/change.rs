@@ -106,6 +106,9 @@ pub enum Operation {
     Insert,
     Update,
     Delete,
+    /// A row as a snapshot read it (a backfill into the topic): its current image, not a
+    /// change; formats mark it as their tools mark snapshot reads (Debezium's `op: "r"`).
+    Read,
 }
 
 /// A row change: the table, the operation and the images it needs.
@@ -132,6 +135,11 @@ impl RowChange {
 
     pub fn delete(table: Arc<TableSchema>, before: Vec<Value>) -> Result<Self, InvalidInput> {
         Self::build(table, Operation::Delete, Some(before), None)
+    }
+
+    /// A row a snapshot read (see [`Operation::Read`]).
+    pub fn read(table: Arc<TableSchema>, after: Vec<Value>) -> Result<Self, InvalidInput> {
+        Self::build(table, Operation::Read, None, Some(after))
     }
 
     fn build(
@@ -297,6 +305,19 @@ impl ChangeEvent {
         let mut key = String::new();
         self.write_idempotency_key(&mut key);
         key
+    }
+
+    /// Whether the event is a row a snapshot read (a backfill), not a change.
+    pub fn is_snapshot_read(&self) -> bool {
+        matches!(&self.kind, ChangeKind::Row(r) if r.operation() == Operation::Read)
+    }
+
+    /// The transaction the event belongs to, as formats show it: none for a snapshot read,
+    /// whose transaction reference only makes its idempotency key.
+    pub fn source_transaction(&self) -> Option<&TransactionRef> {
+        self.transaction
+            .as_ref()
+            .filter(|_| !self.is_snapshot_read())
     }
 
     /// Appends [`ChangeEvent::idempotency_key`] to `out` (a reused buffer).

@@ -385,6 +385,16 @@ pub enum GtidSet {
     Mysql(MysqlGtidSet),
 }
 
+impl GtidSet {
+    /// Whether the set holds no transaction.
+    pub fn is_empty(&self) -> bool {
+        match self {
+            Self::MariaDb(s) => s.is_empty(),
+            Self::Mysql(s) => s.is_empty(),
+        }
+    }
+}
+
 impl fmt::Display for GtidSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

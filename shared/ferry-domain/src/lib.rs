@@ -29,6 +29,7 @@
 //! what is wrong and how to fix it.
 
 pub mod address;
+pub mod backfill;
 pub mod change;
 pub mod consumer_group;
 pub mod convert;

@@ -131,7 +131,10 @@ pub struct Position {
 }
 
 impl Position {
+    /// A position; an empty GTID state (a server's first binlog before its first GTID) is
+    /// none, so every position prints in a form that parses back.
     pub fn new(file: BinlogFile, offset: u64, gtid: Option<GtidSet>) -> Self {
+        let gtid = gtid.filter(|g| !g.is_empty());
         Self { file, offset, gtid }
     }
 
@@ -184,6 +187,8 @@ impl FromStr for Position {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let shape = || PositionParseError::Shape(s.chars().take(120).collect());
         let (file_offset, gtid) = match s.split_once('@') {
+            // `file:offset@` is how an empty GTID state printed before Ferry left it out.
+            Some((fo, "")) => (fo, None),
             Some((fo, g)) => (fo, Some(g.parse::<GtidSet>()?)),
             None => (s, None),
         };
@@ -223,6 +228,16 @@ mod tests {
         let m = pos("mysql-bin.000003:4@3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5");
         assert!(matches!(m.gtid(), Some(GtidSet::Mysql(_))));
         assert_eq!(pos("a.b.7:4").file().base(), "a.b");
+        // A server's first binlog before its first GTID: an empty state is none, printed
+        // without `@` (and `@` with nothing after it, as it once printed, reads as none).
+        let empty = Position::new(
+            "binlog.000001".parse().unwrap(),
+            671,
+            Some(GtidSet::MariaDb(Default::default())),
+        );
+        assert_eq!(empty.gtid(), None);
+        assert_eq!(empty.to_string(), "binlog.000001:671");
+        assert_eq!(pos("binlog.000001:671@"), empty);
         for bad in [
             "",
             "binlog.000001",
@@ -232,7 +247,6 @@ mod tests {
             "binlog:4",
             ".000001:4",
             "bin log.000001:4",
-            "binlog.000001:4@",
             "binlog.000001:4@zz",
             "binlog.000001:99999999999999999999999",
         ] {

@@ -277,7 +277,7 @@ fn maxwell(p: &Json) -> Result<Parts, String> {
     let data = object(p.get("data"));
     let old = p.get("old").unwrap_or(&Json::Null);
     match p["type"].as_str() {
-        Some("insert") => row_parts("insert", data, old, p),
+        Some("insert" | "bootstrap-insert") => row_parts("insert", data, old, p),
         Some("update") => row_parts("update", data, old, p),
         Some("delete") => row_parts("delete", data, old, p),
         other => Err(format!("unknown type {other:?}")),

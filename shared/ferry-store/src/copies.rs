@@ -43,6 +43,10 @@ pub struct CopyPlan {
     pub bounds: Vec<Vec<Value>>,
     /// The source's row estimate when planned.
     pub rows_total: u64,
+    /// The backfill the plan is for (a tracking task's, see `ferry_domain::backfill`); `None`
+    /// for a sync task's full sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<String>,
 }
 
 impl CopyPlan {
@@ -205,6 +209,7 @@ mod tests {
             target: "d.t".into(),
             bounds: vec![vec![Value::Int(10)], vec![Value::Int(20)]],
             rows_total: 25,
+            backfill: None,
         };
         assert_eq!(plan.chunks(), 3);
         assert_eq!(plan.chunk_bounds(0), (None, Some(&[Value::Int(10)][..])));

@@ -163,6 +163,36 @@ impl Store {
         }
     }
 
+    /// Writes `value` as a new item (`expected` `None`: none may exist) or over version
+    /// `expected` of an existing one; the new version.
+    pub(crate) async fn put_versioned<T: Serialize>(
+        &self,
+        pk: String,
+        sk: &str,
+        value: &T,
+        expected: Option<u64>,
+        what: &'static str,
+    ) -> Result<u64, StoreError> {
+        if let Some(v) = expected {
+            return self.update_versioned(pk, sk, value, v, what).await;
+        }
+        let item = new_item(pk, sk, value)?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|e| match e.into_service_error() {
+                aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(_) => {
+                    StoreError::Conflict { what }
+                }
+                other => StoreError::backend("PutItem", other),
+            })?;
+        Ok(1)
+    }
+
     /// Sends write requests in order, in batches of 25 (BatchWriteItem's limit), resending
     /// what DynamoDB leaves unprocessed before going on to the next batch.
     pub(crate) async fn write_batches(

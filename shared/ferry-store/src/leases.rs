@@ -245,6 +245,7 @@ impl Store {
     /// for reset.
     pub async fn delete_progress(&self, instance: &InstanceId) -> Result<(), StoreError> {
         self.delete_histories(instance).await?;
+        self.delete_backfill(instance).await?;
         self.client
             .delete_item()
             .table_name(&self.table)

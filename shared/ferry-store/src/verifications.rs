@@ -5,7 +5,6 @@
 use ferry_domain::id::InstanceId;
 use ferry_domain::verify::Verification;
 
-use crate::item::new_item;
 use crate::keys::instance_pk;
 use crate::{Store, StoreError};
 
@@ -27,34 +26,13 @@ impl Store {
         verification: &Verification,
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
-        match expected {
-            Some(v) => {
-                self.update_versioned(
-                    instance_pk(instance),
-                    VERIFY_SK,
-                    verification,
-                    v,
-                    "verification",
-                )
-                .await
-            }
-            None => {
-                let item = new_item(instance_pk(instance), VERIFY_SK, verification)?;
-                self.client
-                    .put_item()
-                    .table_name(&self.table)
-                    .set_item(Some(item))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .send()
-                    .await
-                    .map_err(|e| match e.into_service_error() {
-                        aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(_) => {
-                            StoreError::Conflict { what: "verification" }
-                        }
-                        other => StoreError::backend("PutItem", other),
-                    })?;
-                Ok(1)
-            }
-        }
+        self.put_versioned(
+            instance_pk(instance),
+            VERIFY_SK,
+            verification,
+            expected,
+            "verification",
+        )
+        .await
     }
 }

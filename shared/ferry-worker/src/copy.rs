@@ -320,16 +320,29 @@ impl Copies {
         chunk: &mut ReadChunk,
         target: &TargetTable,
     ) -> Vec<Vec<Value>> {
+        if target.key.is_empty() {
+            return std::mem::take(&mut chunk.rows.rows);
+        }
+        self.rows_unchanged(chunk, |row| target.key_bytes(row))
+    }
+
+    /// The rows of `chunk` whose key (`key` of a row, as [`Copies::touch`] was given it) the
+    /// binlog did not change after the chunk's low watermark.
+    pub(crate) fn rows_unchanged(
+        &self,
+        chunk: &mut ReadChunk,
+        key: impl Fn(&[Value]) -> Vec<u8>,
+    ) -> Vec<Vec<Value>> {
         let rows = std::mem::take(&mut chunk.rows.rows);
         let Some(copy) = self.tables.get(&chunk.table) else {
             return Vec::new();
         };
-        if copy.touched.is_empty() || target.key.is_empty() {
+        if copy.touched.is_empty() {
             return rows;
         }
         rows.into_iter()
             .filter(|row| {
-                copy.touched.get(&target.key_bytes(row)).is_none_or(|at| {
+                copy.touched.get(&key(row)).is_none_or(|at| {
                     at.cmp_file_offset(&chunk.rows.low) != std::cmp::Ordering::Greater
                 })
             })
@@ -366,6 +379,19 @@ pub(crate) async fn plan_copy(
     def: &TableDef,
     chunk_rows: u32,
 ) -> Result<CopyPlan, TaskError> {
+    let target = format!("{}.{}", target.schema, target.name);
+    plan_chunks(params, table, def, chunk_rows, (target, None)).await
+}
+
+/// Plans the reading of a table in chunks: its row estimate and chunk bounds from the source,
+/// for `target` (a sync task's target table, a backfill's topic) and the `backfill` it is for.
+pub(crate) async fn plan_chunks(
+    params: &ConnectParams,
+    table: &ObjectName,
+    def: &TableDef,
+    chunk_rows: u32,
+    (target, backfill): (String, Option<String>),
+) -> Result<CopyPlan, TaskError> {
     let mut conn = reader_connection(params).await?;
     let rows_total = snapshot::estimate_rows(&mut conn, table)
         .await
@@ -376,8 +402,9 @@ pub(crate) async fn plan_copy(
     let _ = conn.disconnect().await;
     Ok(CopyPlan {
         table: table.clone(),
-        target: format!("{}.{}", target.schema, target.name),
+        target,
         bounds,
         rows_total,
+        backfill,
     })
 }

@@ -26,4 +26,4 @@ pub use error::{DefiniteError, TaskError};
 pub use lease::{Claim, LeaseTimes};
 pub use session::CaptureSettings;
 pub use sync::sync_task;
-pub use worker::{MAX_ROW_BYTES, Worker, WorkerSettings};
+pub use worker::{BACKFILL_CHUNK_ROWS, MAX_ROW_BYTES, Worker, WorkerSettings};

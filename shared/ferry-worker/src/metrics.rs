@@ -66,6 +66,7 @@ pub struct WorkerMetrics {
     checkpoints: Family<TaskLabels, Counter>,
     heartbeat_errors: Family<TaskLabels, Counter>,
     statements_skipped: Family<TaskLabels, Counter>,
+    backfill_rows: Family<TaskLabels, Counter>,
     delay: Family<TaskLabels, Gauge<f64, AtomicU64>>,
     target_delay: Family<TaskLabels, Gauge<f64, AtomicU64>>,
     running: Gauge,
@@ -95,6 +96,7 @@ impl Default for WorkerMetrics {
         let checkpoints = Family::default();
         let heartbeat_errors = Family::default();
         let statements_skipped = Family::default();
+        let backfill_rows = Family::default();
         let delay = Family::default();
         let target_delay = Family::default();
         let running = Gauge::default();
@@ -126,6 +128,11 @@ impl Default for WorkerMetrics {
             "statements_skipped",
             "Statements of the binlog that are not DDL of a selected table or database (accounts, grants, routines, …): never delivered",
             statements_skipped.clone(),
+        );
+        registry.register(
+            "backfill_rows",
+            "Rows a backfill wrote into the topic as snapshot reads",
+            backfill_rows.clone(),
         );
         registry.register(
             "source_delay_seconds",
@@ -171,6 +178,7 @@ impl Default for WorkerMetrics {
             checkpoints,
             heartbeat_errors,
             statements_skipped,
+            backfill_rows,
             delay,
             target_delay,
             running,
@@ -197,6 +205,7 @@ impl WorkerMetrics {
             checkpoints: self.checkpoints.get_or_create(&labels).clone(),
             heartbeat_errors: self.heartbeat_errors.get_or_create(&labels).clone(),
             statements_skipped: self.statements_skipped.get_or_create(&labels).clone(),
+            backfill_rows: self.backfill_rows.get_or_create(&labels).clone(),
             delay: self.delay.get_or_create(&labels).clone(),
             handoff: self.handoff.get_or_create(&labels).clone(),
             acked: self.acked.get_or_create(&labels).clone(),
@@ -268,6 +277,7 @@ pub struct TaskMeter {
     checkpoints: Counter,
     heartbeat_errors: Counter,
     statements_skipped: Counter,
+    backfill_rows: Counter,
     delay: Gauge<f64, AtomicU64>,
     handoff: Histogram,
     acked: Histogram,
@@ -294,6 +304,7 @@ impl Drop for TaskMeter {
             &self.owner.checkpoints,
             &self.owner.heartbeat_errors,
             &self.owner.statements_skipped,
+            &self.owner.backfill_rows,
         ] {
             family.remove(&self.labels);
         }
@@ -396,6 +407,11 @@ impl TaskMeter {
     /// A statement that is not DDL of a selected object was left out.
     pub fn statement_skipped(&self) {
         self.statements_skipped.inc();
+    }
+
+    /// A backfill wrote `rows` rows into the topic.
+    pub fn backfilled(&self, rows: u64) {
+        self.backfill_rows.inc_by(rows);
     }
 
     /// The heartbeat writer failed once.

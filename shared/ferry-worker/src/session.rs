@@ -54,6 +54,8 @@ pub struct CaptureSettings {
     pub metrics_every: Duration,
     /// The largest row the loop encodes (see `WorkerSettings::max_row_bytes`).
     pub max_row_bytes: usize,
+    /// Rows per chunk of a backfill.
+    pub backfill_chunk_rows: u32,
     /// Benchmarks only: records are encoded and then discarded instead of delivered (the
     /// worker's own path measured without a broker). No configuration sets it.
     pub discard: bool,

@@ -53,10 +53,15 @@ pub struct WorkerSettings {
     /// The largest row a capture loop encodes (its images' values, in bytes); a larger one
     /// fails the task with `row_too_large` instead of being encoded (or dropped).
     pub max_row_bytes: usize,
+    /// Rows per chunk of a backfill (`FERRY_BACKFILL_CHUNK_ROWS`).
+    pub backfill_chunk_rows: u32,
 }
 
 /// The default bound on one row's size: 256 MiB.
 pub const MAX_ROW_BYTES: usize = 256 << 20;
+
+/// The default rows per chunk of a backfill (see `WorkerSettings::from_env`).
+pub const BACKFILL_CHUNK_ROWS: u32 = 4_096;
 
 impl WorkerSettings {
     pub fn new(id: WorkerId) -> Self {
@@ -68,6 +73,7 @@ impl WorkerSettings {
             metrics_every: Duration::from_secs(10),
             metrics: Arc::default(),
             max_row_bytes: MAX_ROW_BYTES,
+            backfill_chunk_rows: BACKFILL_CHUNK_ROWS,
         }
     }
 
@@ -80,6 +86,7 @@ impl WorkerSettings {
     /// | `FERRY_HEARTBEAT_MS` | how often an idle source sends a heartbeat | 1000 |
     /// | `FERRY_METRICS_REPORT_MS` | how often a task's counts go to the store (the API's metrics) | 10000 |
     /// | `FERRY_MAX_ROW_BYTES` | the largest row a capture loop encodes (its images' values); a larger one fails the task with `row_too_large` | 268435456 (256 MiB) |
+    /// | `FERRY_BACKFILL_CHUNK_ROWS` | rows per chunk of a backfill (a chunk's rows are held until the stream passes its high watermark) | 4096 |
     pub fn from_env(id: WorkerId) -> Result<Self, String> {
         let read = |name: &str, default: u64, min: u64, max: u64| -> Result<u64, String> {
             match std::env::var(name) {
@@ -116,6 +123,13 @@ impl WorkerSettings {
                 1 << 30,
             )?)
             .unwrap_or(MAX_ROW_BYTES),
+            backfill_chunk_rows: u32::try_from(read(
+                "FERRY_BACKFILL_CHUNK_ROWS",
+                u64::from(BACKFILL_CHUNK_ROWS),
+                64,
+                1_000_000,
+            )?)
+            .unwrap_or(BACKFILL_CHUNK_ROWS),
         })
     }
 }
@@ -329,6 +343,7 @@ impl Worker {
             metrics: Arc::clone(&self.settings.metrics),
             metrics_every: self.settings.metrics_every,
             max_row_bytes: self.settings.max_row_bytes,
+            backfill_chunk_rows: self.settings.backfill_chunk_rows,
             discard: false,
         };
         let worker = self.settings.id.clone();

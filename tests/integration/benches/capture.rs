@@ -417,6 +417,7 @@ async fn start_loop(
         metrics: Arc::clone(&metrics),
         metrics_every: Duration::from_secs(10),
         max_row_bytes: ferry_worker::MAX_ROW_BYTES,
+        backfill_chunk_rows: ferry_worker::BACKFILL_CHUNK_ROWS,
         discard,
     };
     let claim = Claim {

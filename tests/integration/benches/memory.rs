@@ -235,6 +235,7 @@ async fn run_capture(
         metrics: std::sync::Arc::default(),
         metrics_every: Duration::from_secs(10),
         max_row_bytes: ferry_worker::MAX_ROW_BYTES,
+        backfill_chunk_rows: ferry_worker::BACKFILL_CHUNK_ROWS,
         discard: false,
     };
     let claim = Claim {

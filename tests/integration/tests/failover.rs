@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may unwrap (house rule)
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,7 +19,7 @@ use axum::http::Method;
 use ferry_domain::id::InstanceId;
 use ferry_testkit::faults::FaultProxy;
 use ferry_testkit::{
-    CAPTURE_ARGS, Step, TestApi, TestContext, ThrowawayMariaDb, change_json, progressing,
+    CAPTURE_ARGS, Step, TestApi, TestContext, ThrowawayMariaDb, apply_rows, progressing,
 };
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
@@ -76,35 +76,11 @@ fn caught_up(primary: &ThrowawayMariaDb, replica: &ThrowawayMariaDb) {
     assert_eq!(waited[0], "0", "the replica did not reach {at}");
 }
 
-/// The task's topic applied in order, as a consumer would: each key's last image, deleted keys
-/// gone; and every idempotency key seen twice.
+/// The task's topic applied in order, as a consumer would: each order's total, and every
+/// idempotency key seen twice.
 fn applied(ctx: &TestContext, topic: &str) -> (BTreeMap<i64, i64>, Vec<String>, usize) {
-    let records = ctx.topic_records(topic).unwrap();
-    let mut table = BTreeMap::new();
-    let mut seen = HashSet::new();
-    let mut twice = Vec::new();
-    for r in records.iter().filter(|r| !r.is_heartbeat()) {
-        if !seen.insert(r.key.clone()) {
-            twice.push(format!("{} at {} ({})", r.key, r.offset, r.position));
-        }
-        if r.is_tombstone() || r.row_key.is_none() {
-            continue;
-        }
-        let change = change_json(Some(&r.payload)).unwrap();
-        match change["op"].as_str().unwrap() {
-            "d" => {
-                table.remove(&change["before"]["id"].as_i64().unwrap());
-            }
-            _ => {
-                let after = &change["after"];
-                table.insert(
-                    after["id"].as_i64().unwrap(),
-                    after["total"].as_i64().unwrap(),
-                );
-            }
-        }
-    }
-    (table, twice, records.len())
+    let a = apply_rows(&ctx.topic_records(topic).unwrap(), "total");
+    (a.table, a.twice, a.records)
 }
 
 /// Waits until the topic, applied in order, gives `expected`.

@@ -168,3 +168,51 @@ pub fn exactly_once(records: &[TopicRecord], rows: usize) -> Result<(), String> 
     }
     Ok(())
 }
+
+/// A topic of row changes applied in order, as a consumer would (see [`apply_rows`]).
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Per row `id`, the last image's value of the column asked for; deleted rows gone.
+    pub table: std::collections::BTreeMap<i64, i64>,
+    /// Idempotency keys (heartbeats aside) seen more than once, with their offsets.
+    pub twice: Vec<String>,
+    /// Records that are snapshot reads (`op: "r"`, a backfill's rows).
+    pub reads: usize,
+    /// Records read, heartbeats included.
+    pub records: usize,
+}
+
+/// Applies `records` (a whole topic in the default format, rows with an integer `id`) in order:
+/// creates, updates and snapshot reads upsert `column`, deletes remove the row.
+pub fn apply_rows(records: &[TopicRecord], column: &str) -> Applied {
+    let mut out = Applied {
+        records: records.len(),
+        ..Applied::default()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for r in records.iter().filter(|r| !r.is_heartbeat()) {
+        if !seen.insert(r.key.as_str()) {
+            out.twice
+                .push(format!("{} at {} ({})", r.key, r.offset, r.position));
+        }
+        if r.is_tombstone() || r.row_key.is_none() {
+            continue;
+        }
+        let Some(change) = crate::change_json(Some(&r.payload)) else {
+            continue;
+        };
+        let id = |image: &serde_json::Value| image["id"].as_i64().unwrap_or_default();
+        match change["op"].as_str() {
+            Some("d") => {
+                out.table.remove(&id(&change["before"]));
+            }
+            op => {
+                out.reads += usize::from(op == Some("r"));
+                let after = &change["after"];
+                out.table
+                    .insert(id(after), after[column].as_i64().unwrap_or_default());
+            }
+        }
+    }
+    out
+}

@@ -33,6 +33,7 @@ impl InProcessWorker {
             metrics_every: Duration::from_secs(1),
             metrics: Arc::clone(&metrics),
             max_row_bytes: ferry_worker::MAX_ROW_BYTES,
+            backfill_chunk_rows: ferry_worker::BACKFILL_CHUNK_ROWS,
         };
         let (stop, rx) = watch::channel(false);
         let worker = Worker::new(state.clone(), settings);

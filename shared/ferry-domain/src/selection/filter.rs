@@ -391,7 +391,7 @@ impl BoundFilter {
     /// exactly the filtered rows.
     pub fn admit(&self, change: RowChange) -> Option<RowChange> {
         match change.operation() {
-            Operation::Insert => change
+            Operation::Insert | Operation::Read => change
                 .after()
                 .is_some_and(|a| self.passes(a))
                 .then_some(change),

@@ -74,6 +74,8 @@ fn bit(op: Operation) -> u8 {
         Operation::Insert => 1,
         Operation::Update => 2,
         Operation::Delete => 4,
+        // Snapshot reads are asked for (a backfill), never selected by operation.
+        Operation::Read => 8,
     }
 }
 

@@ -73,12 +73,16 @@ pub(super) fn readable(e: &ChangeEvent, id: u64, columns: &ColumnMask) -> Option
                 .iter()
                 .map(|i| names[*i].name.as_str())
                 .collect();
-            let payload = json!({
+            let mut payload = json!({
                 "data": [data], "database": table.name().database, "table": table.name().table,
                 "es": es, "ts": ts, "id": id, "isDdl": false, "mysqlType": mysql_type, "sqlType": sql_type,
                 "old": old, "pkNames": pk, "sql": "", "type": kind,
                 "gtid": e.position.gtid().map(|g| g.to_string()), "position": e.position.to_string(),
             });
+            // Canal has no snapshot reads: a backfilled row is an INSERT marked as one.
+            if e.is_snapshot_read() {
+                payload["isSnapshot"] = json!(true);
+            }
             (Some(key_of(row).to_string().into_bytes()), payload)
         }
         ChangeKind::Ddl {
@@ -124,10 +128,12 @@ pub(super) fn compatible(e: &ChangeEvent, id: u64, columns: &ColumnMask) -> Opti
             write_str(&mut out, &table.name().database);
             let _ = write!(Bytes(&mut out), ",\"es\":{es},\"gtid\":");
             write_str(&mut out, &gtid);
-            let _ = write!(
-                Bytes(&mut out),
-                ",\"id\":{id},\"isDdl\":false,\"mysqlType\":{{"
-            );
+            let _ = write!(Bytes(&mut out), ",\"id\":{id},\"isDdl\":false,");
+            // Canal has no snapshot reads: a backfilled row is an INSERT marked as one.
+            if e.is_snapshot_read() {
+                out.extend_from_slice(b"\"isSnapshot\":true,");
+            }
+            out.extend_from_slice(b"\"mysqlType\":{");
             for (n, i) in carried(row, columns).enumerate() {
                 if n > 0 {
                     out.push(b',');

@@ -23,6 +23,17 @@ fn op(row: &RowChange) -> &'static str {
         Operation::Insert => "c",
         Operation::Update => "u",
         Operation::Delete => "d",
+        Operation::Read => "r",
+    }
+}
+
+/// `source.snapshot`: `incremental` for a row a backfill read (Debezium's incremental
+/// snapshots), `false` for changes.
+fn snapshot(e: &ChangeEvent) -> &'static str {
+    if e.is_snapshot_read() {
+        "incremental"
+    } else {
+        "false"
     }
 }
 
@@ -40,13 +51,13 @@ pub(super) fn record(
         "connector": "mysql",
         "name": topic,
         "ts_ms": ts_ms,
-        "snapshot": "false",
+        "snapshot": snapshot(e),
         "server_id": e.server_id,
         "file": e.position.file().name(),
         "pos": e.position.offset(),
         "gtid": e.position.gtid().map(|g| g.to_string()),
     });
-    let transaction = e.transaction.as_ref().map(
+    let transaction = e.source_transaction().map(
         |t| json!({"id": t.id, "total_order": total_order, "data_collection_order": t.event_index}),
     );
     let (key, payload) = match &e.kind {
@@ -54,7 +65,7 @@ pub(super) fn record(
             let name = row.table().name();
             source["db"] = json!(name.database);
             source["table"] = json!(name.table);
-            source["row"] = json!(e.transaction.as_ref().map_or(0, |t| t.event_index));
+            source["row"] = json!(e.source_transaction().map_or(0, |t| t.event_index));
             let payload = json!({
                 "before": row.before().map(|v| image(row, v, columns)),
                 "after": row.after().map(|v| image(row, v, columns)),
@@ -128,7 +139,7 @@ pub(super) fn row(
         None => out.extend_from_slice(b"null"),
     }
     let name = row.table().name();
-    let index = e.transaction.as_ref().map_or(0, |t| t.event_index);
+    let index = e.source_transaction().map_or(0, |t| t.event_index);
     out.extend_from_slice(
         concat!(
             ",\"source\":{\"version\":\"ferry-",
@@ -140,8 +151,9 @@ pub(super) fn row(
     write_str(out, topic);
     let _ = write!(
         out,
-        ",\"ts_ms\":{},\"snapshot\":\"false\",\"server_id\":{},\"file\":",
+        ",\"ts_ms\":{},\"snapshot\":\"{}\",\"server_id\":{},\"file\":",
         e.timestamp.timestamp_millis(),
+        snapshot(e),
         e.server_id
     );
     write_str(out, e.position.file().name());
@@ -163,7 +175,7 @@ pub(super) fn row(
         op(row),
         chrono::Utc::now().timestamp_millis()
     );
-    match &e.transaction {
+    match e.source_transaction() {
         Some(t) => {
             out.extend_from_slice(b"{\"id\":");
             write_str(out, &t.id);

@@ -635,7 +635,13 @@ pub(super) fn row_record(
     write_str(&mut out, topic);
     let _ = write!(
         Bytes(&mut out),
-        ",\"ts_ms\":{source_ms},\"snapshot\":\"false\",\"db\":"
+        ",\"ts_ms\":{source_ms},\"snapshot\":\"{}\",\"db\":",
+        // Debezium's incremental snapshots mark their reads so.
+        if e.is_snapshot_read() {
+            "incremental"
+        } else {
+            "false"
+        }
     );
     write_str(&mut out, &table.name().database);
     let _ = write!(
@@ -647,8 +653,7 @@ pub(super) fn row_record(
     write_str(&mut out, &table.name().table);
     let _ = write!(Bytes(&mut out), ",\"server_id\":{},\"gtid\":", e.server_id);
     match e
-        .transaction
-        .as_ref()
+        .source_transaction()
         .filter(|_| e.position.gtid().is_some())
     {
         Some(t) => write_str(&mut out, &t.id),
@@ -656,13 +661,13 @@ pub(super) fn row_record(
     }
     out.extend_from_slice(b",\"file\":");
     write_str(&mut out, e.position.file().name());
-    let row_in_event = e.transaction.as_ref().map_or(0, |t| t.event_row);
+    let row_in_event = e.source_transaction().map_or(0, |t| t.event_row);
     let _ = write!(
         Bytes(&mut out),
         ",\"pos\":{},\"row\":{row_in_event},\"thread\":null,\"query\":null}},\"transaction\":",
         e.event_offset
     );
-    match e.transaction.as_ref().filter(|_| transaction_metadata) {
+    match e.source_transaction().filter(|_| transaction_metadata) {
         Some(t) => {
             out.extend_from_slice(b"{\"id\":");
             write_str(&mut out, &t.id);
@@ -679,6 +684,7 @@ pub(super) fn row_record(
         Operation::Insert => "c",
         Operation::Update => "u",
         Operation::Delete => "d",
+        Operation::Read => "r",
     };
     let _ = write!(
         Bytes(&mut out),

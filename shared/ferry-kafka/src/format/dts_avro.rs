@@ -184,8 +184,7 @@ pub(super) fn record(e: &ChangeEvent, columns: &ColumnMask) -> Result<Option<Rec
     let key_text = e.idempotency_key();
     let position = e.position.to_string();
     let txid = e
-        .transaction
-        .as_ref()
+        .source_transaction()
         .map_or_else(|| position.clone(), |t| t.id.to_string());
     let mut tags = std::collections::HashMap::new();
     tags.insert("ferry.key".to_owned(), Avro::String(key_text.clone()));
@@ -206,10 +205,14 @@ pub(super) fn record(e: &ChangeEvent, columns: &ColumnMask) -> Result<Option<Rec
             let fields = fields_of(row, &selected, type_number);
             let image = |values| image_of(values, &selected, |_, v| value(v));
             let operation = match row.operation() {
-                Operation::Insert => 0,
+                // The format has no snapshot read: an INSERT, tagged `snapshot`.
+                Operation::Insert | Operation::Read => 0,
                 Operation::Update => 1,
                 Operation::Delete => 2,
             };
+            if e.is_snapshot_read() {
+                tags.insert("snapshot".to_owned(), Avro::String("true".into()));
+            }
             (
                 operation,
                 Some(table.name().to_string()),
@@ -343,7 +346,7 @@ pub(super) fn compatible(
         "server_id".to_owned(),
         Avro::String(e.server_id.to_string()),
     );
-    let transaction = e.transaction.as_ref();
+    let transaction = e.source_transaction();
     if e.position.gtid().is_some()
         && let Some(t) = transaction
     {
@@ -372,10 +375,14 @@ pub(super) fn compatible(
                 })
             };
             let operation = match row.operation() {
-                Operation::Insert => 0,
+                // The format has no snapshot read: an INSERT, tagged `snapshot`.
+                Operation::Insert | Operation::Read => 0,
                 Operation::Update => 1,
                 Operation::Delete => 2,
             };
+            if e.is_snapshot_read() {
+                tags.insert("snapshot".to_owned(), Avro::String("true".into()));
+            }
             let name = table.name();
             (
                 operation,

@@ -61,6 +61,8 @@ pub(super) fn compatible(
     };
     let table = row.table();
     let (kind, data) = match (row.before(), row.after()) {
+        // A row a backfill read, as Maxwell's bootstrap writes it.
+        (None, Some(a)) if e.is_snapshot_read() => ("bootstrap-insert", a),
         (None, Some(a)) => ("insert", a),
         (Some(_), Some(a)) => ("update", a),
         (Some(b), None) => ("delete", b),
@@ -76,7 +78,7 @@ pub(super) fn compatible(
         ",\"type\":\"{kind}\",\"ts\":{}",
         e.timestamp.timestamp()
     );
-    let transaction = e.transaction.as_ref();
+    let transaction = e.source_transaction();
     if options.output_commit_info
         && let Some(t) = transaction
     {
@@ -365,6 +367,9 @@ pub(super) fn readable(e: &ChangeEvent, columns: &ColumnMask) -> Option<Record> 
     };
     let table = row.table();
     let (kind, data, old) = match (row.before(), row.after()) {
+        (None, Some(a)) if e.is_snapshot_read() => {
+            ("bootstrap-insert", image(row, a, columns), None)
+        }
         (None, Some(a)) => ("insert", image(row, a, columns), None),
         (Some(_), Some(a)) => {
             let old: Map<String, Json> = changed(row, columns)
@@ -380,7 +385,7 @@ pub(super) fn readable(e: &ChangeEvent, columns: &ColumnMask) -> Option<Record> 
         "ts": e.timestamp.timestamp(), "server_id": e.server_id,
         "position": format!("{}:{}", e.position.file().name(), e.position.offset()),
         "gtid": e.position.gtid().map(|g| g.to_string()),
-        "xoffset": e.transaction.as_ref().map_or(0, |t| t.event_index),
+        "xoffset": e.source_transaction().map_or(0, |t| t.event_index),
         "data": data,
     });
     if let Some(old) = old {

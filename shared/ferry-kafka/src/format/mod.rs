@@ -452,6 +452,84 @@ mod tests {
         );
     }
 
+    /// A row a backfill read is marked as each tool marks a snapshot read, carries no
+    /// transaction, and reads back as an insert of its image.
+    #[test]
+    fn snapshot_reads_are_marked_in_every_format() {
+        let mut read = event(ChangeKind::Row(
+            RowChange::read(
+                table(),
+                vec![Value::Int(7), Value::Int(5), Value::String("a".into())],
+            )
+            .unwrap(),
+        ));
+        read.transaction = Some(TransactionRef {
+            id: "bf/1/shop.orders/7".into(),
+            event_index: 0,
+            carried_index: 0,
+            last: true,
+            event_row: 0,
+        });
+        for format in [
+            Format::DebeziumJson,
+            Format::CanalJson,
+            Format::MaxwellJson,
+            Format::DtsAvro,
+        ] {
+            for style in [Style::from(format), Style::compatible(format)] {
+                let mut record = Record::default();
+                assert_eq!(style.parts(&read), &[Part::Whole]);
+                assert!(
+                    encode_part_into(
+                        &style,
+                        "t",
+                        &read,
+                        1,
+                        &ColumnMask::All,
+                        (0, Part::Whole),
+                        &mut record
+                    )
+                    .unwrap()
+                );
+                assert_eq!(record.idempotency_key, "bf/1/shop.orders/7/0");
+                let raw = crate::view::RawRecord {
+                    partition: 0,
+                    offset: 0,
+                    timestamp_ms: None,
+                    key: record.key.as_deref(),
+                    payload: &record.payload,
+                    idempotency_key: &record.idempotency_key,
+                    position: &record.position,
+                };
+                let seen = crate::view::view_with(format, style.values, &raw).unwrap();
+                assert_eq!(seen.operation, "insert", "{format:?} {:?}", style.values);
+                let id = &seen.after.as_ref().unwrap()["id"];
+                assert!(id == 7 || id == "7", "{format:?}: {id}");
+                let text = String::from_utf8_lossy(&record.payload).into_owned();
+                match format {
+                    Format::DebeziumJson => {
+                        let json: Json = serde_json::from_slice(&record.payload).unwrap();
+                        let payload = json.get("payload").unwrap_or(&json);
+                        assert_eq!(payload["op"], "r", "{text}");
+                        assert_eq!(payload["source"]["snapshot"], "incremental", "{text}");
+                        assert_eq!(payload["transaction"], Json::Null, "{text}");
+                    }
+                    Format::CanalJson => {
+                        let json: Json = serde_json::from_slice(&record.payload).unwrap();
+                        assert_eq!(json["type"], "INSERT", "{text}");
+                        assert_eq!(json["isSnapshot"], true, "{text}");
+                    }
+                    Format::MaxwellJson => {
+                        let json: Json = serde_json::from_slice(&record.payload).unwrap();
+                        assert_eq!(json["type"], "bootstrap-insert", "{text}");
+                        assert!(json.get("xid").is_none(), "{text}");
+                    }
+                    Format::DtsAvro => assert!(text.contains("snapshot"), "the snapshot tag"),
+                }
+            }
+        }
+    }
+
     #[test]
     fn debezium_ddl_is_a_schema_change_event() {
         let ddl = event(ChangeKind::Ddl {

@@ -33,6 +33,7 @@
 //! with the code, message and hint. Everything else is transient: the worker releases the lease
 //! and retries with backoff.
 
+mod backfill;
 mod cadence;
 mod failover;
 mod framing;
@@ -183,6 +184,9 @@ async fn capture<D: Destination>(
     let mut framed: Vec<Framed> = Vec::new();
     let mut cadence = Cadence::new(CHECKPOINT_EVERY, Instant::now());
     let mut config_changed = false;
+    let mut backfill = backfill::Backfiller::new();
+    // The position of the last event handled: where a chunk read now cannot start before.
+    let mut stream_at = checkpoint.position.clone();
     loop {
         if session.should_stop(framing.in_transaction()) {
             break;
@@ -201,16 +205,34 @@ async fn capture<D: Destination>(
         if session.should_stop(framing.in_transaction()) {
             break;
         }
+        if !framing.in_transaction() {
+            backfill.poll(session, &stream_at).await?;
+            backfill.start_reads(&stream_at).await?;
+        }
         let wait = session.settings.heartbeat * 2;
         let event = tokio::select! {
             gone = session.stop_signal() => if gone { break } else { continue },
+            read = backfill.next_read(), if backfill.reading() => {
+                read?;
+                continue;
+            }
             event = events.next(wait) => event?,
         };
         let Some((event, read_at)) = event else {
             continue;
         };
+        // Backfilled chunks whose high watermark this event is past are written before it, at
+        // the boundary the stream stands at.
+        if !framing.in_transaction() {
+            let idle = matches!(event.event, SourceEvent::Heartbeat);
+            backfill
+                .write_due(session, (&event.position, &stream_at), idle, out)
+                .await?;
+        }
+        backfill.observe(&event);
         session.meter.observe(&event);
         let position = event.position.clone();
+        stream_at = position.clone();
         let idle = read(session, &mut framing, event, read_at, &mut framed, out).await?;
         if !framing.in_transaction() {
             switch(session, &mut objects, &position, &mut events).await?;

@@ -269,6 +269,12 @@ impl<D: Destination> Delivery<D> {
         {
             Already::No => {}
             Already::Dropped => return Ok(()),
+            Already::Elsewhere => {
+                // Through the window, without a place: the partition's offset is not moved.
+                let seq = self.window.send(read_at);
+                self.window.acknowledge(seq, None);
+                return Ok(());
+            }
             Already::There(offset) => {
                 // Through the window like a record sent, so the checkpoints after it name
                 // its offset.

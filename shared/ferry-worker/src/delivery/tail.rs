@@ -15,8 +15,9 @@
 //! tail when the tail's GTID state holds its transaction; a tail of another server without GTIDs
 //! is refused (positions of two servers are not comparable).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
+use ferry_domain::backfill::is_backfill_key;
 use ferry_domain::change::split_part;
 use ferry_domain::gtid::GtidSet;
 use ferry_domain::position::Position;
@@ -54,7 +55,7 @@ impl Foreign {
         (index, tail_index): ((u32, u8), (u32, u8)),
         key: &str,
     ) -> bool {
-        if key.starts_with("hb/") {
+        if key.starts_with("hb/") || is_backfill_key(key) {
             // Between transactions: before the tail when every transaction it follows is.
             return position.gtid().is_some_and(|g| *g <= self.before);
         }
@@ -88,14 +89,22 @@ impl Tail {
                     written: written.clone(),
                     source_server: source.to_owned(),
                 };
-                let before = position.gtid().cloned().ok_or_else(refused)?;
-                let transaction = if h.key.starts_with("hb/") {
-                    None
+                let (transaction, flavor) = if h.key.starts_with("hb/") || is_backfill_key(&h.key) {
+                    // Between transactions, like a heartbeat.
+                    (None, None)
                 } else {
                     let (event, _) = split_part(&h.key);
                     let (transaction, _) = event.rsplit_once('/').ok_or_else(bad)?;
-                    transaction.parse::<GtidSet>().map_err(|_| refused())?;
-                    Some(transaction.to_owned())
+                    let id = transaction.parse::<GtidSet>().map_err(|_| refused())?;
+                    (Some(transaction.to_owned()), Some(id))
+                };
+                // A position without a GTID state in a server with GTIDs is before its first
+                // transaction: the empty set.
+                let before = match (position.gtid(), flavor) {
+                    (Some(g), _) => g.clone(),
+                    (None, Some(GtidSet::MariaDb(_))) => GtidSet::MariaDb(Default::default()),
+                    (None, Some(GtidSet::Mysql(_))) => GtidSet::Mysql(Default::default()),
+                    (None, None) => return Err(refused()),
                 };
                 Some(Foreign {
                     before,
@@ -164,6 +173,8 @@ impl TailMarks {
 pub(crate) struct Found {
     records: VecDeque<HeldRecord>,
     tail: Tail,
+    /// The key hashes of the backfilled rows among them.
+    backfilled: HashSet<u64>,
 }
 
 /// One record a partition held.
@@ -172,6 +183,9 @@ pub(crate) struct HeldRecord {
     offset: i64,
     hash: u64,
     heartbeat: bool,
+    /// A backfilled row (see `ferry_domain::backfill`): matched by key alone, outside the
+    /// binlog's order.
+    backfill: bool,
 }
 
 impl Found {
@@ -184,9 +198,12 @@ impl Found {
         let Some(last) = last else {
             return Ok(None);
         };
+        let (backfilled, records): (Vec<HeldRecord>, Vec<HeldRecord>) =
+            records.into_iter().partition(|r| r.backfill);
         Ok(Some(Self {
             records: records.into(),
             tail: Tail::parse(&last, source)?,
+            backfilled: backfilled.into_iter().map(|r| r.hash).collect(),
         }))
     }
 
@@ -196,6 +213,7 @@ impl Found {
             offset,
             hash: key_hash(&h.key),
             heartbeat: h.key.starts_with("hb/"),
+            backfill: is_backfill_key(&h.key),
         }
     }
 }
@@ -235,6 +253,9 @@ pub(crate) enum Already {
     /// A heartbeat the previous loop did not write: not sent, its position is covered by the
     /// records around it.
     Dropped,
+    /// A backfilled row the topic holds somewhere after the checkpoint, out of the binlog's
+    /// order: not sent, and no offset is known from it.
+    Elsewhere,
 }
 
 /// What a restarted loop must know when the topic and the binlog disagree.
@@ -286,6 +307,10 @@ pub(crate) struct Tails {
     repairs: Vec<Repairs>,
     /// Partitions whose reconciliation ended with something found, to report.
     found: Vec<(usize, Repairs)>,
+    /// Per partition, the backfilled rows the topic holds after the checkpoint, by key hash:
+    /// kept after the loop passed the partition's tail, as a chunk read again writes its rows
+    /// later in the stream.
+    backfilled: Vec<HashSet<u64>>,
 }
 
 impl Tails {
@@ -302,12 +327,24 @@ impl Tails {
     /// Partitions known record by record (`Ok`) or by their last record (`Err`), with the
     /// offset their records after the checkpoint start at, and their watermarks.
     pub(crate) fn reconciling(partitions: Vec<PartitionFound>, marks: &[Watermarks]) -> Self {
+        let mut backfilled = Vec::with_capacity(partitions.len());
         let (held, start) = partitions
             .into_iter()
             .map(|(p, start)| {
                 let held = match p {
-                    Ok(found) => found.map(Held::Records),
-                    Err(tail) => tail.map(Held::Tail),
+                    Ok(mut found) => {
+                        backfilled.push(
+                            found
+                                .as_mut()
+                                .map(|f| std::mem::take(&mut f.backfilled))
+                                .unwrap_or_default(),
+                        );
+                        found.map(Held::Records)
+                    }
+                    Err(tail) => {
+                        backfilled.push(HashSet::new());
+                        tail.map(Held::Tail)
+                    }
                 };
                 (held, start)
             })
@@ -318,6 +355,7 @@ impl Tails {
             high: marks.iter().map(|w| w.high).collect(),
             repairs: vec![Repairs::default(); marks.len()],
             found: Vec::new(),
+            backfilled,
         }
     }
 
@@ -340,6 +378,19 @@ impl Tails {
         index: (u32, u8),
         key: &str,
     ) -> Already {
+        if is_backfill_key(key) {
+            // A backfilled row: in the topic or not, by its key alone (a chunk read again after
+            // a restart writes its rows at another place in the stream).
+            let there = self
+                .backfilled
+                .get_mut(partition)
+                .is_some_and(|keys| keys.remove(&key_hash(key)));
+            return if there {
+                Already::Elsewhere
+            } else {
+                Already::No
+            };
+        }
         let (Some(slot), Some(repairs)) = (
             self.held.get_mut(partition),
             self.repairs.get_mut(partition),
@@ -517,8 +568,13 @@ mod tests {
     }
 
     #[test]
-    fn a_tail_from_another_server_is_refused() {
-        let h = headers("0-1-9/2", "binlog.000002:500", Some("server_id:1"));
+    fn a_tail_from_another_server_without_gtids_is_refused() {
+        // A server without GTIDs: its transactions are named by position.
+        let h = headers(
+            "binlog.000002:400/2",
+            "binlog.000002:500",
+            Some("server_id:1"),
+        );
         let Err(e) = Tail::parse(&h, "server_id:2") else {
             panic!("a tail of server 1 read by a loop on server 2")
         };
@@ -587,12 +643,21 @@ mod tests {
             &format!("{uuid}:9/0")
         ));
 
-        // Without a GTID state there is nothing to compare: refused.
-        let bare = headers("0-1-10/2", "binlog.000007:9000", Some("server_id:1"));
+        // Without a GTID state, a heartbeat or a position-keyed record has nothing to compare:
+        // refused; a GTID-keyed record there is in its server's first transaction.
+        let bare = headers(
+            "hb/binlog.000007:9000",
+            "binlog.000007:9000",
+            Some("server_id:1"),
+        );
         assert_eq!(
             Tail::parse(&bare, "server_id:2").unwrap_err().code(),
             "topic_tail_source"
         );
+        let first = headers("0-1-1/2", "binlog.000001:900", Some("server_id:1"));
+        let tail = Tail::parse(&first, "server_id:2").unwrap();
+        assert!(tail.covers(&at("binlog.000002:300"), (1, 0), "0-1-1/1"));
+        assert!(!tail.covers(&at("binlog.000002:300@0-1-1"), (0, 0), "0-1-2/0"));
         let by_position = headers(
             "binlog.000007:8000/2",
             "binlog.000007:9000@0-1-9",
@@ -602,6 +667,82 @@ mod tests {
             Tail::parse(&by_position, "server_id:2").unwrap_err().code(),
             "topic_tail_source"
         );
+    }
+
+    /// `shared/fixtures/mysql-binlogs` of the workplace (`FERRY_FIXTURES`, or beside a parent
+    /// of this crate), as `ferry-mysql`'s fixture tests find it.
+    fn mysql_fixture(name: &str) -> std::path::PathBuf {
+        if let Ok(dir) = std::env::var("FERRY_FIXTURES") {
+            return std::path::PathBuf::from(dir)
+                .join("mysql-binlogs")
+                .join(name);
+        }
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|a| a.join("shared/fixtures/mysql-binlogs"))
+            .find(|p| p.is_dir())
+            .expect(
+                "the MySQL binlog fixtures are beside a parent of this crate; set FERRY_FIXTURES",
+            )
+            .join(name)
+    }
+
+    /// MySQL's own binlogs (every fixture with GTID transactions of rows: tags and no tags):
+    /// every row record, written from another server's binlog before a failover, is a tail
+    /// that covers exactly the rows before it and itself, compared by the GTID states the
+    /// reader gives.
+    #[test]
+    fn mysql_binlogs_order_by_gtid_as_by_position() {
+        use ferry_mysql::binlog::SourceEvent;
+        let dir = mysql_fixture("");
+        let (mut files, mut compared) = (Vec::new(), 0);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let Ok(events) = ferry_mysql::file::read_file(&path) else {
+                continue; // refused files: mysql_fixtures.rs checks why
+            };
+            let mut rows: Vec<(Position, String)> = Vec::new();
+            let (mut transaction, mut index) = (None::<String>, 0u32);
+            for e in &events {
+                match &e.event {
+                    SourceEvent::Begin { gtid } => (transaction, index) = (gtid.clone(), 0),
+                    SourceEvent::Rows(r) => {
+                        for _ in r.iter() {
+                            if let Some(t) = &transaction {
+                                rows.push((e.position.clone(), format!("{t}/{index}")));
+                            }
+                            index += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            rows.truncate(200);
+            if rows.is_empty() {
+                continue;
+            }
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            for (i, (position, key)) in rows.iter().enumerate() {
+                let h = headers(key, &position.to_string(), Some("old-server"));
+                let tail = Tail::parse(&h, "new-server").unwrap();
+                for (j, (p, k)) in rows.iter().enumerate() {
+                    let (event, part) = split_part(k);
+                    let idx: u32 = event.rsplit_once('/').unwrap().1.parse().unwrap();
+                    assert_eq!(
+                        tail.covers(p, (idx, part), k),
+                        j <= i,
+                        "{name}: tail {key} at {position}, record {k} at {p}"
+                    );
+                    compared += 1;
+                }
+            }
+            files.push(name);
+        }
+        assert!(
+            files.iter().any(|f| f.contains("GTID_TAG")) && files.len() >= 2,
+            "MySQL fixtures with GTID rows: {files:?}"
+        );
+        assert!(compared >= 4, "{compared} comparisons");
     }
 
     #[test]
@@ -715,6 +856,39 @@ mod tests {
             ]
         );
         assert_eq!(tails.repairs(), Repairs::default());
+    }
+
+    #[test]
+    fn backfilled_rows_are_matched_by_key_wherever_they_come_again() {
+        // A chunk's rows X and Y were written after B; the loop restarted before the chunk
+        // was marked done, reads it again and writes it later, after C, with a new row Z.
+        const X: (&str, &str) = ("bf/bf_1/shop.t/01/0", "binlog.000001:200");
+        const Y: (&str, &str) = ("bf/bf_1/shop.t/02/0", "binlog.000001:200");
+        const Z: (&str, &str) = ("bf/bf_1/shop.t/03/0", "binlog.000001:300");
+        let mut tails = holding(&[A, B, X, Y, C]);
+        assert_eq!(
+            replay(&mut tails, &[A, B, C, X, Y, Z, D]),
+            [
+                Already::There(Some(100)),
+                Already::There(Some(101)),
+                Already::There(Some(104)),
+                Already::Elsewhere,
+                Already::Elsewhere,
+                Already::No,
+                Already::No,
+            ]
+        );
+        assert_eq!(
+            tails.repairs(),
+            Repairs::default(),
+            "nothing stray or missing"
+        );
+        // A backfilled row as the tail of a partition.
+        let mut tails = holding(&[A, X]);
+        assert_eq!(
+            replay(&mut tails, &[A, B, X]),
+            [Already::There(Some(100)), Already::No, Already::Elsewhere]
+        );
     }
 
     #[test]
