@@ -33,7 +33,13 @@ export function watchPage(page, expected = []) {
     if (m.type() === "error" && !m.text().includes("the server responded with a status of")) problems.push(`console: ${m.text()}`);
   });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  page.on("requestfailed", (r) => problems.push(`request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
+  page.on("requestfailed", (r) => {
+    // A request the page gave up on itself (a navigation away while a poll was in flight) is
+    // cancelled, not failed: Chromium reports net::ERR_ABORTED. A server that closes or refuses
+    // the connection gives another error, which fails the scenario.
+    if (r.failure()?.errorText === "net::ERR_ABORTED") return;
+    problems.push(`request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`);
+  });
   page.on("response", (r) => {
     if (r.status() >= 400 && !expected.some((ok) => ok(r))) problems.push(`HTTP ${r.status()}: ${r.request().method()} ${r.url()}`);
   });
