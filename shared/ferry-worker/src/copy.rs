@@ -320,6 +320,11 @@ impl Copies {
         chunk: &mut ReadChunk,
         target: &TargetTable,
     ) -> Vec<Vec<Value>> {
+        if !self.tables.contains_key(&chunk.table) {
+            // The table's copy ended meanwhile (dropped, or planned again): nothing to load.
+            chunk.rows.rows.clear();
+            return Vec::new();
+        }
         if target.key.is_empty() {
             return std::mem::take(&mut chunk.rows.rows);
         }

@@ -83,6 +83,16 @@ fn applied(ctx: &TestContext, topic: &str) -> (BTreeMap<i64, i64>, Vec<String>, 
     (a.table, a.twice, a.records)
 }
 
+/// The idempotency key of the topic's last record but heartbeats.
+fn last_record(ctx: &TestContext, topic: &str) -> String {
+    ctx.topic_records(topic)
+        .unwrap()
+        .into_iter()
+        .rfind(|r| !r.is_heartbeat())
+        .map(|r| r.key)
+        .unwrap_or_default()
+}
+
 /// Waits until the topic, applied in order, gives `expected`.
 async fn topic_reaches(ctx: &TestContext, topic: &str, expected: &BTreeMap<i64, i64>) {
     progressing("the topic reaching the source's rows", STALL, || async {
@@ -168,16 +178,46 @@ async fn a_task_follows_its_source_to_a_promoted_replica_by_gtid() {
     })
     .await
     .unwrap();
-    to_dynamodb.cut();
-    // The loop stops producing once a checkpoint fails: the topic stops growing.
-    let mut seen = 0;
-    loop {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let now = ctx.topic_records(&topic).unwrap().len();
-        if now == seen {
+    // The loop produces until its next checkpoint fails. A cut that lands while a checkpoint
+    // is being written (applied, its answer held) leaves no record after it: the network is
+    // restored until the stream moves again, and cut again.
+    for attempt in 1.. {
+        to_dynamodb.cut();
+        let mut seen = 0;
+        loop {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let now = ctx.topic_records(&topic).unwrap().len();
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
+        let stored = api
+            .state
+            .store()
+            .get_checkpoint(&id)
+            .await
+            .unwrap()
+            .unwrap();
+        let last = last_record(&ctx, &topic);
+        if stored.last_key.as_deref() != Some(last.as_str()) {
             break;
         }
-        seen = now;
+        assert!(
+            attempt < 5,
+            "no record after the checkpoint in {attempt} cuts"
+        );
+        to_dynamodb.restore();
+        progressing("the stream moving again", STALL, || async {
+            let now = ctx.topic_records(&topic).unwrap().len();
+            Ok(if now > seen {
+                Step::Done(())
+            } else {
+                Step::At(now.to_string())
+            })
+        })
+        .await
+        .unwrap();
     }
     first.kill_hard().unwrap();
     // Its requests held in the cut network die with it.
@@ -189,15 +229,10 @@ async fn a_task_follows_its_source_to_a_promoted_replica_by_gtid() {
         .await
         .unwrap()
         .unwrap();
-    let last = ctx
-        .topic_records(&topic)
-        .unwrap()
-        .into_iter()
-        .rfind(|r| !r.is_heartbeat())
-        .unwrap();
+    let last = last_record(&ctx, &topic);
     assert_ne!(
         killed.last_key.as_deref(),
-        Some(last.key.as_str()),
+        Some(last.as_str()),
         "the killed worker left records after its checkpoint (what the failover must reconcile)"
     );
     assert_eq!(killed.source.as_deref(), Some("server_id:7"));
