@@ -155,12 +155,20 @@ async fn a_backfill_under_load_survives_a_killed_worker_and_gives_the_source_row
     assert_eq!(killed_at["state"], "running", "{killed_at}");
     first.kill_hard().unwrap();
     let second = ctx.worker_process_with(12, &chunks).unwrap();
+    // The new worker first catches up with the stream (a chunk is written once the loop passes
+    // its high watermark): its checkpoint moving is progress too.
     let done = progressing("the backfill to finish", STALL, || async {
         let b = call(&api, Method::GET, &path, None).await.body;
+        let task = call(&api, Method::GET, &format!("/v1/instances/{id}/task"), None).await;
         Ok(if b["state"] == "done" {
             Step::Done(b)
         } else {
-            Step::At(format!("{} {}", b["state"], chunks_done(&b)))
+            Step::At(format!(
+                "{} {} at {}",
+                b["state"],
+                chunks_done(&b),
+                task.body["checkpoint"]["position"]
+            ))
         })
     })
     .await
