@@ -198,12 +198,7 @@ async fn a_worker_killed_mid_stream_loses_and_duplicates_nothing() {
     .await
     .unwrap();
     // The worker's Prometheus endpoint counts what it delivered.
-    let scraped = reqwest::get(first.metrics_url())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scraped = first.metrics().await.unwrap();
     let delivered: u64 = scraped
         .lines()
         .find_map(|l| l.strip_prefix(&format!("ferry_rows_total{{instance=\"{id}\"}} ")))
@@ -218,13 +213,7 @@ async fn a_worker_killed_mid_stream_loses_and_duplicates_nothing() {
     );
     assert!(scraped.contains("ferry_tasks_running 1"), "{scraped}");
     first.kill_hard().unwrap();
-    let checkpoint = api
-        .state
-        .store()
-        .get_checkpoint(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let checkpoint = api.checkpoint(&id).await.unwrap();
     let second = ctx.worker_process(15).unwrap();
     let _db = writer.await.unwrap();
 
@@ -281,13 +270,7 @@ async fn a_worker_stopped_with_sigterm_hands_over_without_losing_or_duplicating(
 
     // It checkpointed behind the last record it produced, and released its lease.
     let produced = usize::try_from(high_watermark(&ctx, &topic)).unwrap();
-    let checkpoint = api
-        .state
-        .store()
-        .get_checkpoint(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let checkpoint = api.checkpoint(&id).await.unwrap();
     let so_far = ctx.read_records(&topic, produced).await.unwrap();
     assert_eq!(
         checkpoint.last_key.as_deref(),
@@ -487,12 +470,7 @@ async fn records_the_broker_lost_or_doubled_are_found_and_nothing_is_lost() {
         1100,
         "the stray is left where it landed"
     );
-    let scraped = reqwest::get(worker.metrics_url())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scraped = worker.metrics().await.unwrap();
     assert!(
         scraped
             .lines()

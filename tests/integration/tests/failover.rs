@@ -137,13 +137,7 @@ async fn a_task_follows_its_source_to_a_promoted_replica_by_gtid() {
     let (id, topic) = api.start_tracking_task("failover", config).await.unwrap();
     let id: InstanceId = id.parse().unwrap();
     // The first worker reaches DynamoDB through a proxy, so its checkpoints can be held back.
-    let aws: std::net::SocketAddr = ctx
-        .env()
-        .aws_endpoint
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
-    let to_dynamodb = FaultProxy::start(aws).await.unwrap();
+    let to_dynamodb = FaultProxy::start(ctx.env().aws_addr()).await.unwrap();
     let first = ctx
         .worker_process_with(
             12,
@@ -192,13 +186,7 @@ async fn a_task_follows_its_source_to_a_promoted_replica_by_gtid() {
             }
             seen = now;
         }
-        let stored = api
-            .state
-            .store()
-            .get_checkpoint(&id)
-            .await
-            .unwrap()
-            .unwrap();
+        let stored = api.checkpoint(&id).await.unwrap();
         let last = last_record(&ctx, &topic);
         if stored.last_key.as_deref() != Some(last.as_str()) {
             break;
@@ -222,13 +210,7 @@ async fn a_task_follows_its_source_to_a_promoted_replica_by_gtid() {
     first.kill_hard().unwrap();
     // Its requests held in the cut network die with it.
     to_dynamodb.down();
-    let killed = api
-        .state
-        .store()
-        .get_checkpoint(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let killed = api.checkpoint(&id).await.unwrap();
     let last = last_record(&ctx, &topic);
     assert_ne!(
         killed.last_key.as_deref(),
@@ -258,13 +240,7 @@ async fn a_task_follows_its_source_to_a_promoted_replica_by_gtid() {
     // The checkpoint is in the new server's binlog, with the whole GTID state.
     let view = task(&api, &id).await;
     assert_eq!(view["state"], "incremental", "{view}");
-    let checkpoint = api
-        .state
-        .store()
-        .get_checkpoint(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let checkpoint = api.checkpoint(&id).await.unwrap();
     assert_eq!(checkpoint.source.as_deref(), Some("server_id:2"));
     let state = replica.query("SELECT @@gtid_binlog_pos").unwrap()[0].clone();
     progressing(

@@ -287,13 +287,7 @@ async fn the_network_to_the_source_and_to_dynamodb_cut_and_restored() {
     let to_source = FaultProxy::start(format!("127.0.0.1:{}", source.port()).parse().unwrap())
         .await
         .unwrap();
-    let aws: std::net::SocketAddr = ctx
-        .env()
-        .aws_endpoint
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
-    let to_dynamodb = FaultProxy::start(aws).await.unwrap();
+    let to_dynamodb = FaultProxy::start(ctx.env().aws_addr()).await.unwrap();
     let (id, topic) = tracking(&api, source_at(to_source.port())).await;
     let worker = ctx
         .worker_process_with(

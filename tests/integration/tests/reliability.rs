@@ -340,13 +340,7 @@ async fn a_task_pointed_at_a_server_without_its_transactions_fails() {
     );
     let hint = failed["error"]["hint"].as_str().unwrap();
     assert!(hint.contains("replica") && hint.contains("reset"), "{hint}");
-    let checkpoint = api
-        .state
-        .store()
-        .get_checkpoint(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let checkpoint = api.checkpoint(&id).await.unwrap();
     assert_eq!(checkpoint.source.as_deref(), Some("server_id:21"));
     assert!(
         message.contains(&checkpoint.position.gtid().unwrap().to_string()),
@@ -437,12 +431,7 @@ async fn account_statements_and_their_passwords_reach_nothing() {
     assert!(!changes.text.contains("IDENTIFIED"), "{}", changes.text);
 
     // The worker counted what it left out and logged no password.
-    let metrics = reqwest::get(worker.metrics_url())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = worker.metrics().await.unwrap();
     let skipped: u64 = metrics
         .lines()
         .find_map(|l| {

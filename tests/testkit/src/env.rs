@@ -60,6 +60,14 @@ const VARS: [&str; 18] = [
 ];
 
 impl StackEnv {
+    /// The local AWS endpoint's address (for a fault proxy in front of it).
+    pub fn aws_addr(&self) -> std::net::SocketAddr {
+        self.aws_endpoint
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap_or_else(|e| panic!("the AWS endpoint {}: {e}", self.aws_endpoint))
+    }
+
     /// Reads the endpoints from the environment, or from the stack's env file when the
     /// environment has none of them.
     pub fn load() -> Result<Self> {

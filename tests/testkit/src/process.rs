@@ -27,6 +27,11 @@ impl WorkerProcess {
         format!("http://{}/metrics", self.metrics_addr)
     }
 
+    /// What the process's Prometheus endpoint shows now.
+    pub async fn metrics(&self) -> Result<String> {
+        Ok(reqwest::get(self.metrics_url()).await?.text().await?)
+    }
+
     /// What the process logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

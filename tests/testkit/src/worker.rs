@@ -258,6 +258,15 @@ impl TestApi {
         Ok(t.body)
     }
 
+    /// The task's checkpoint as stored (an error when it has none).
+    pub async fn checkpoint(&self, id: &InstanceId) -> Result<ferry_store::Checkpoint> {
+        self.state
+            .store()
+            .get_checkpoint(id)
+            .await?
+            .with_context(|| format!("{id} has no checkpoint"))
+    }
+
     /// The task's state, polled until it is `state` (or failed, which is an error). Fails when
     /// nothing about the task (state, checkpoint, full sync progress) changed for `stall`: a
     /// slow machine waits longer, a stuck task fails with what was last seen.
