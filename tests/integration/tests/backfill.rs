@@ -215,12 +215,7 @@ async fn a_backfill_under_load_survives_a_killed_worker_and_gives_the_source_row
         reads as u64 >= ROWS / 2 && reads as u64 <= ROWS + statements / 10 + 1,
         "{reads} snapshot reads, {statements} statements of load"
     );
-    let metrics = reqwest::get(second.metrics_url())
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = second.metrics().await.unwrap();
     assert!(
         metrics.contains(&format!("ferry_backfill_rows_total{{instance=\"{id}\"}}")),
         "{metrics}"
@@ -232,11 +227,29 @@ async fn a_backfill_under_load_survives_a_killed_worker_and_gives_the_source_row
     assert_eq!(late.body["error"]["code"], "backfill_finished");
     let next = call(&api, Method::POST, &path, Some(table("items"))).await;
     assert_eq!(next.status, StatusCode::ACCEPTED, "{}", next.text);
+    progressing("the second backfill to run", STALL, || async {
+        let b = call(&api, Method::GET, &path, None).await.body;
+        Ok(if b["state"] == "running" {
+            Step::Done(())
+        } else {
+            Step::At(b.to_string())
+        })
+    })
+    .await
+    .unwrap();
     let cancelled = call(&api, Method::DELETE, &path, None).await;
     assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.text);
     assert_eq!(cancelled.body["state"], "cancelled");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let at_cancel = chunks_done(&cancelled.body);
+    // The worker looks every 2 s: after a few looks it has stopped, at most finishing the chunks
+    // it was writing; it never writes over the cancellation (a slower machine does less).
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let after = call(&api, Method::GET, &path, None).await;
     assert_eq!(after.body["state"], "cancelled", "{}", after.text);
+    assert!(
+        chunks_done(&after.body) <= at_cancel + 2,
+        "{at_cancel} chunks at the cancellation: {}",
+        after.text
+    );
     drop(second);
 }

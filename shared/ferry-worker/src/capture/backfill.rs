@@ -12,8 +12,8 @@
 //! row's key; `delivery::tail` keeps the keys the topic holds after the checkpoint). A consumer
 //! applying the topic in order ends with the source's rows.
 //!
-//! The backfill's record (`Store::get_backfill`) is read every [`POLL_EVERY`]: a new one starts,
-//! a cancelled one stops after the chunk being written.
+//! The backfill's record (`Store::get_backfill`) is read every [`POLL_IDLE`] ([`POLL_ACTIVE`]
+//! while one runs): a new one starts, a cancelled one stops after the chunk being written.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,8 +36,10 @@ use crate::delivery::{Delivery, Destination};
 use crate::error::{TaskError, transient};
 use crate::session::Session;
 
-/// How often the loop reads its task's backfill.
-const POLL_EVERY: Duration = Duration::from_secs(2);
+/// How often the loop reads its task's backfill while one runs (to see a cancellation), and
+/// while none does (to see a new one): each read is a DynamoDB request of every running task.
+const POLL_ACTIVE: Duration = Duration::from_secs(2);
+const POLL_IDLE: Duration = Duration::from_secs(10);
 
 /// Chunks read at once (beside the loop's own reading of the binlog).
 const PARALLEL: usize = 2;
@@ -114,7 +116,12 @@ impl Backfiller {
         session: &Session<'_>,
         at: &Position,
     ) -> Result<(), TaskError> {
-        if self.polled_at.is_some_and(|t| t.elapsed() < POLL_EVERY) {
+        let every = if self.active.is_some() {
+            POLL_ACTIVE
+        } else {
+            POLL_IDLE
+        };
+        if self.polled_at.is_some_and(|t| t.elapsed() < every) {
             return Ok(());
         }
         self.polled_at = Some(Instant::now());
