@@ -39,7 +39,7 @@ use ferry_domain::selection::ObjectSelection;
 use ferry_domain::start::StartPoint;
 use ferry_domain::sync::SyncOptions;
 use ferry_domain::task::{TaskEvent, TaskState};
-use ferry_domain::task_config::{Delivery, HeartbeatWriter, TaskConfig};
+use ferry_domain::task_config::{BinlogArchive, Delivery, HeartbeatWriter, TaskConfig};
 use ferry_store::{ChosenStart, StoreError, TaskRecord, Versioned};
 use serde::Deserialize;
 use serde_json::json;
@@ -129,6 +129,8 @@ struct Configure {
     delivery: Delivery,
     #[serde(default)]
     heartbeat: Option<HeartbeatWriter>,
+    #[serde(default)]
+    archive: Option<BinlogArchive>,
     #[serde(default)]
     sync: SyncOptions,
 }
@@ -284,9 +286,18 @@ async fn configure(
             delivery
         },
         heartbeat: req.heartbeat,
+        archive: req.archive,
         sync: req.sync,
     };
     config.validate(mode)?;
+    if config.archive.is_some() && state.archive().bucket().is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "archive_unavailable",
+            "this deployment has no binlog archive bucket",
+        )
+        .hint("leave out `archive`, or deploy with the template's archive bucket (FERRY_ARCHIVE_BUCKET)"));
+    }
     for (field, e) in [
         ("source", Some(&config.source)),
         ("target", config.target.as_ref()),

@@ -25,7 +25,7 @@ pub use extract::{
     method_not_allowed,
 };
 pub use routes::{Route, router};
-pub use state::{AppState, Settings};
+pub use state::{AppState, Settings, archive_client};
 
 /// Logging of a function in Lambda: one JSON object per line (CloudWatch adds the time),
 /// filtered by `RUST_LOG` (default `info`). Every function's `main` calls it first.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use ferry_aws::{Events, Secrets, Streams};
+use ferry_aws::{Archive, Events, Secrets, Streams};
 use ferry_domain::address::{AddressPolicy, Refused};
 use ferry_domain::id::InstanceId;
 use ferry_store::Store;
@@ -38,6 +38,7 @@ struct Inner {
     secrets: Secrets,
     events: Events,
     streams: Streams,
+    archive: Archive,
     settings: Settings,
 }
 
@@ -55,6 +56,7 @@ impl AppState {
         secrets: Secrets,
         events: Events,
         streams: Streams,
+        archive: Archive,
         settings: Settings,
     ) -> Self {
         Self {
@@ -63,6 +65,7 @@ impl AppState {
                 secrets,
                 events,
                 streams,
+                archive,
                 settings,
             }),
         }
@@ -90,6 +93,7 @@ impl AppState {
     /// | `FERRY_CONSUMER_BOOTSTRAP` | the consumer gateway's address, as consumers reach it | none |
     /// | `FERRY_CONSUMER_SECURITY_PROTOCOL` | `SASL_PLAINTEXT` or `SASL_SSL` | `SASL_PLAINTEXT` |
     /// | `FERRY_ENDPOINT_ALLOW` | CIDR ranges endpoints may point at although refused by default (link-local, metadata services), comma-separated | none |
+    /// | `FERRY_ARCHIVE_BUCKET` | the S3 bucket of the binlog archive (tasks may ask for `archive` only with one) | none |
     ///
     /// The AWS SDK reads its own variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, …).
     pub async fn from_env() -> Result<Self, ConfigError> {
@@ -156,6 +160,12 @@ impl AppState {
                 optional("FERRY_EVENT_BUS", "default"),
             ),
             Streams::new(aws_sdk_kinesis::Client::new(&aws)),
+            Archive::new(
+                archive_client(&aws),
+                std::env::var("FERRY_ARCHIVE_BUCKET")
+                    .ok()
+                    .filter(|v| !v.trim().is_empty()),
+            ),
             Settings {
                 kafka_bootstrap,
                 consumer_bootstrap: std::env::var("FERRY_CONSUMER_BOOTSTRAP")
@@ -178,6 +188,11 @@ impl AppState {
 
     pub fn events(&self) -> &Events {
         &self.inner.events
+    }
+
+    /// The binlog archive's bucket (tasks with `archive`).
+    pub fn archive(&self) -> &Archive {
+        &self.inner.archive
     }
 
     /// Kinesis, for tasks that deliver to a data stream.
@@ -228,4 +243,13 @@ impl AppState {
     pub fn topic_of(&self, task: &ferry_store::TaskRecord) -> String {
         self.topic_for(task.task.instance_id(), task.topic_generation)
     }
+}
+
+/// The S3 client of the binlog archive: path-style addressing against a local endpoint (moto
+/// serves buckets by path, not by host name).
+pub fn archive_client(aws: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(aws)
+        .force_path_style(aws.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
 }

@@ -1,11 +1,13 @@
 //! AWS adapters besides DynamoDB: [`Secrets`] keeps endpoint passwords in Secrets Manager,
 //! [`Events`] publishes lifecycle events to EventBridge, and [`streams`] delivers change records
-//! to Kinesis data streams.
+//! to Kinesis data streams, and [`archive`] keeps the binlog archive in S3.
 
+pub mod archive;
 mod events;
 mod secrets;
 pub mod streams;
 
+pub use archive::Archive;
 pub use events::{Event, Events, SOURCE};
 pub use secrets::{Secret, Secrets};
 pub use streams::Streams;

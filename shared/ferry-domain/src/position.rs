@@ -61,6 +61,18 @@ impl BinlogFile {
     pub fn index(&self) -> u64 {
         self.index
     }
+
+    /// The file the server writes after this one: the next index, padded as this one is
+    /// (`binlog.000009` → `binlog.000010`).
+    pub fn next(&self) -> Self {
+        let width = self.name.len() - self.base_len - 1;
+        let index = self.index.saturating_add(1);
+        Self {
+            name: format!("{}.{index:0width$}", self.base()),
+            base_len: self.base_len,
+            index,
+        }
+    }
 }
 
 impl FromStr for BinlogFile {
@@ -210,6 +222,17 @@ impl FromStr for Position {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_next_file_keeps_the_padding() {
+        let f: BinlogFile = "mysql-bin.000009".parse().unwrap();
+        assert_eq!(f.next().name(), "mysql-bin.000010");
+        assert_eq!(f.next().index(), 10);
+        assert!(f.next() > f);
+        let wide: BinlogFile = "binlog.999999".parse().unwrap();
+        assert_eq!(wide.next().name(), "binlog.1000000");
+        assert_eq!(wide.next(), "binlog.1000000".parse().unwrap());
+    }
+
     use super::*;
     use crate::gtid::tests::gtid_set;
     use proptest::prelude::*;

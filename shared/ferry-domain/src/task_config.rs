@@ -378,6 +378,47 @@ impl HeartbeatWriter {
     }
 }
 
+/// Archiving the source's binlog into the deployment's archive bucket (docs/capture.md,
+/// "Binlog archive"): the worker copies the binlog as the server writes it, ahead of the task
+/// and while the task is stopped, so a file the server purges before the task read it is read
+/// from the archive instead of failing the task with `binlog_purged`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BinlogArchive {
+    /// Days an archived piece is kept once the task no longer needs it (the worker deletes
+    /// older pieces behind the task's checkpoint; the bucket's lifecycle rule is the backstop).
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+fn default_retention_days() -> u32 {
+    7
+}
+
+impl Default for BinlogArchive {
+    fn default() -> Self {
+        Self {
+            retention_days: default_retention_days(),
+        }
+    }
+}
+
+impl BinlogArchive {
+    /// The longest retention: the template's lifecycle rule deletes anything older.
+    pub const MAX_RETENTION_DAYS: u32 = 365;
+
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        if !(1..=Self::MAX_RETENTION_DAYS).contains(&self.retention_days) {
+            return Err(InvalidInput::new(
+                "retention_days",
+                format!("{} days is out of range", self.retention_days),
+                format!("give 1 to {} days (default 7)", Self::MAX_RETENTION_DAYS),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The configuration of a task, as stored (passwords are in Secrets Manager).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskConfig {
@@ -389,6 +430,9 @@ pub struct TaskConfig {
     pub delivery: Delivery,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat: Option<HeartbeatWriter>,
+    /// Archive the source's binlog (off without it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<BinlogArchive>,
     /// How a sync task copies and applies (ignored by tracking tasks).
     #[serde(default)]
     pub sync: SyncOptions,
@@ -402,6 +446,9 @@ impl TaskConfig {
         self.delivery.validate().map_err(|e| e.at("delivery"))?;
         if let Some(h) = &self.heartbeat {
             h.validate().map_err(|e| e.at("heartbeat"))?;
+        }
+        if let Some(a) = &self.archive {
+            a.validate().map_err(|e| e.at("archive"))?;
         }
         self.sync.validate().map_err(|e| e.at("sync"))?;
         match (mode, &self.target) {

@@ -316,6 +316,46 @@ impl std::fmt::Debug for BinlogReader {
     }
 }
 
+/// A replication connection ready to ask for a stream: the server's character sets, MariaDB's
+/// GTID events asked for, a heartbeat every `heartbeat` when the source is idle. Returns the
+/// connection, the character sets and whether the server is MariaDB.
+pub(crate) async fn prepare_dump(
+    params: &ConnectParams,
+    heartbeat: std::time::Duration,
+) -> Result<(mysql_async::Conn, Charsets, bool), ReaderError> {
+    let mut conn = connect_replica(params)
+        .await
+        .map_err(|e| ReaderError::Connect {
+            message: e.message,
+            hint: e.hint,
+        })?;
+    let charsets = server_charsets(&mut conn).await?;
+    let version: Option<Option<String>> = conn.query_first("SELECT VERSION()").await?;
+    let version = version.flatten().unwrap_or_default();
+    let is_mariadb = version.to_ascii_lowercase().contains("mariadb");
+    if is_mariadb {
+        conn.query_drop("SET @mariadb_slave_capability = 4").await?;
+    }
+    let nanos = heartbeat.as_nanos().max(1_000_000);
+    conn.query_drop(format!("SET @master_heartbeat_period = {nanos}"))
+        .await?;
+    Ok((conn, charsets, is_mariadb))
+}
+
+/// The server's character sets by collation id, for decoding text columns.
+pub async fn server_charsets(conn: &mut mysql_async::Conn) -> Result<Charsets, ReaderError> {
+    // MariaDB lists some collations without an id or charset: read them as optional (a
+    // failed row conversion in mysql_async panics).
+    let collations: Vec<(Option<u64>, Option<String>)> = conn
+        .query("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS")
+        .await?;
+    Ok(Charsets::from_collations(
+        collations
+            .into_iter()
+            .filter_map(|(id, name)| Some((u16::try_from(id?).ok()?, name?))),
+    ))
+}
+
 impl BinlogReader {
     /// Connects as a replica with `server_id` (unique among the source's replicas) and asks for
     /// the stream from `start`, with a heartbeat every `heartbeat` when the source is idle.
@@ -325,31 +365,7 @@ impl BinlogReader {
         start: Start,
         heartbeat: std::time::Duration,
     ) -> Result<Self, ReaderError> {
-        let mut conn = connect_replica(params)
-            .await
-            .map_err(|e| ReaderError::Connect {
-                message: e.message,
-                hint: e.hint,
-            })?;
-        // MariaDB lists some collations without an id or charset: read them as optional (a
-        // failed row conversion in mysql_async panics).
-        let collations: Vec<(Option<u64>, Option<String>)> = conn
-            .query("SELECT ID, CHARACTER_SET_NAME FROM information_schema.COLLATIONS")
-            .await?;
-        let charsets = Charsets::from_collations(
-            collations
-                .into_iter()
-                .filter_map(|(id, name)| Some((u16::try_from(id?).ok()?, name?))),
-        );
-        let version: Option<Option<String>> = conn.query_first("SELECT VERSION()").await?;
-        let version = version.flatten().unwrap_or_default();
-        let is_mariadb = version.to_ascii_lowercase().contains("mariadb");
-        if is_mariadb {
-            conn.query_drop("SET @mariadb_slave_capability = 4").await?;
-        }
-        let nanos = heartbeat.as_nanos().max(1_000_000);
-        conn.query_drop(format!("SET @master_heartbeat_period = {nanos}"))
-            .await?;
+        let (mut conn, charsets, is_mariadb) = prepare_dump(params, heartbeat).await?;
         let (file, offset, gtid) = match start {
             Start::File { file, offset } => (Some(file), offset, None),
             Start::MariaDbGtid(set) => {
@@ -478,6 +494,16 @@ impl BinlogReader {
     pub async fn close(self) -> Result<(), ReaderError> {
         self.stream.close().await.map_err(ReaderError::from)
     }
+
+    /// Goes on decoding with `decoder` (one that read the archive up to where this stream
+    /// starts): its schema history, GTID state and table maps carry over; the file is this
+    /// stream's.
+    #[must_use]
+    pub fn continuing(mut self, mut decoder: EventDecoder) -> Self {
+        decoder.file = self.decoder.file.take();
+        self.decoder = decoder;
+        self
+    }
 }
 
 impl EventDecoder {
@@ -543,6 +569,11 @@ impl EventDecoder {
         self.catalog = catalog;
         self.tracked = true;
         self
+    }
+
+    /// Goes on in `file` (a replay of archived pieces crossing into the next file).
+    pub(crate) fn set_file(&mut self, file: BinlogFile) {
+        self.file = Some(file);
     }
 
     /// The schema history as it stands after the events handled so far.

@@ -25,6 +25,9 @@ use crate::binlog::{
 };
 use crate::decode::Charsets;
 
+/// What every binlog file starts with.
+pub const MAGIC: &[u8] = b"\xfebin";
+
 /// Every event of interest in the binlog file at `path`, in order.
 pub fn read_file(path: &Path) -> Result<Vec<ReadEvent>, ReaderError> {
     let name = path
@@ -100,12 +103,11 @@ fn decode_bytes_selected(
     parser: RowParser,
     selection: Option<ObjectSelection>,
 ) -> Result<Vec<ReadEvent>, ReaderError> {
-    const MAGIC: &[u8] = b"\xfebin";
     let damaged = |e: std::io::Error| ReaderError::Definite {
         message: format!("the binlog file is damaged: {e}"),
         hint: "the file is truncated or corrupt; read from a complete copy".into(),
     };
-    let Some(mut rest) = bytes.strip_prefix(MAGIC) else {
+    let Some(rest) = bytes.strip_prefix(MAGIC) else {
         return Err(damaged(std::io::Error::other(
             "it does not start with the binlog magic number",
         )));
@@ -119,14 +121,39 @@ fn decode_bytes_selected(
         decoder = decoder.with_selection(selection);
     }
     let mut out = Vec::new();
-    let mut offset = MAGIC.len();
+    decode_events(rest, &mut reader, &mut decoder, 0, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes the events of `rest` (a binlog file's bytes after its magic number) with `reader`
+/// and `decoder`, appending those of interest to `out`. Events that start before `skip_before`
+/// in the file are read (format descriptions and table maps set the reader up) but not
+/// decoded: an archive piece's copy of its file's format description, and what comes before
+/// the position a replay starts at.
+pub(crate) fn decode_events(
+    mut rest: &[u8],
+    reader: &mut EventStreamReader,
+    decoder: &mut EventDecoder,
+    skip_before: u64,
+    out: &mut Vec<ReadEvent>,
+) -> Result<(), ReaderError> {
+    let damaged = |e: std::io::Error| ReaderError::Definite {
+        message: format!("the binlog file is damaged: {e}"),
+        hint: "the file is truncated or corrupt; read from a complete copy".into(),
+    };
+    let mut offset = 4;
     while !rest.is_empty() {
-        let event = next_event(&mut rest, &mut offset, checksum_len(&reader)).map_err(damaged)?;
+        let event = next_event(&mut rest, &mut offset, checksum_len(reader)).map_err(damaged)?;
         let event = reader
             .read(event)
             .map_err(damaged)?
             .ok_or_else(|| damaged(std::io::Error::other("an empty event")))?;
-        if event.header().event_type_raw() == EventType::TRANSACTION_PAYLOAD_EVENT as u8 {
+        let header = event.header();
+        let starts = u64::from(header.log_pos().saturating_sub(header.event_size()));
+        if header.log_pos() != 0 && starts < skip_before {
+            continue;
+        }
+        if header.event_type_raw() == EventType::TRANSACTION_PAYLOAD_EVENT as u8 {
             // A compressed transaction: its events are inside, framed the same way.
             let at = u32::try_from(offset).unwrap_or(u32::MAX);
             let payload = guarded(at, || event.read_event::<TransactionPayloadEvent<'_>>())?
@@ -161,7 +188,7 @@ fn decode_bytes_selected(
             out.push(r);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// How many checksum bytes end each event after the format description `reader` holds: the

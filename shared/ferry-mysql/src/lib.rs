@@ -4,6 +4,7 @@
 //! how to fix it (the ids are listed in `docs/prechecks.md`). The checks run against the real
 //! server with the task's own credentials, so they see exactly what capture will see.
 
+pub mod archive;
 pub mod binlog;
 pub mod catalog;
 mod connect;

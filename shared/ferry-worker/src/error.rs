@@ -116,7 +116,7 @@ impl DefiniteError {
     /// What to do about it.
     pub fn hint(&self) -> String {
         match self {
-            Self::BinlogPurged(_) => "reset the task to start from the current position (changes made meanwhile are not captured), and keep binlogs longer".into(),
+            Self::BinlogPurged(_) => "reset the task to start from the current position (changes made meanwhile are not captured), and keep binlogs longer, or archive them (the task's `archive` setting)".into(),
             Self::SourceAccessDenied { .. } => "grant REPLICATION SLAVE, REPLICATION CLIENT and SELECT to the capture user".into(),
             Self::SourceBinlogOff => "turn the binary log on and grant REPLICATION CLIENT".into(),
             Self::SourceChanged { .. } => "reset the task to start from the new server's current position (a tracking task then writes a new topic generation); changes between the two are not captured. A tracking task follows a failover by itself when its checkpoint names a GTID state (servers with GTIDs: MariaDB, or MySQL with gtid_mode=ON)".into(),

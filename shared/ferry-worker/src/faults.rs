@@ -1,16 +1,22 @@
-//! Crash points for the tests that prove what a crash at an exact place leaves behind: set
-//! `FERRY_FAULT_ABORT_AFTER_APPLY=n` and the worker process aborts (no destructor, no
-//! checkpoint, no lease release: as a crash would) right after its `n`-th target transaction
-//! of changes committed, before the checkpoint that would cover it.
+//! Crash points for the tests that prove what a crash at an exact place leaves behind. The
+//! worker process aborts (no destructor, no checkpoint, no lease release: as a crash would):
 //!
-//! A test hook in the product, not a feature: unset (always, outside tests) it costs one
-//! relaxed atomic load per applied batch. Compiled in, rather than behind a cargo feature,
+//! - `FERRY_FAULT_ABORT_AFTER_APPLY=n`: right after its `n`-th target transaction of changes
+//!   committed, before the checkpoint that would cover it (sync);
+//! - `FERRY_FAULT_ABORT_BEFORE_CHECKPOINT=<file>`: at the first capture checkpoint it is about
+//!   to write once `<file>` exists — every record that checkpoint would cover is acknowledged
+//!   in the topic, so the crash leaves records after the stored checkpoint, at a moment the
+//!   test chooses by creating the file.
+//!
+//! Test hooks in the product, not features: unset (always, outside tests) they cost one
+//! relaxed atomic load per applied batch and one `OnceLock` read per checkpoint. Compiled in, rather than behind a cargo feature,
 //! because the tests drive the very `ferry` binary that ships.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const ABORT_AFTER_APPLY: &str = "FERRY_FAULT_ABORT_AFTER_APPLY";
+const ABORT_BEFORE_CHECKPOINT: &str = "FERRY_FAULT_ABORT_BEFORE_CHECKPOINT";
 
 fn abort_after_apply() -> Option<u64> {
     static AT: OnceLock<Option<u64>> = OnceLock::new();
@@ -42,6 +48,23 @@ pub(crate) fn applied() {
         tracing::error!(
             "{ABORT_AFTER_APPLY}: aborting after applied batch {n}, before its checkpoint"
         );
+        std::process::abort();
+    }
+}
+
+/// A capture loop is about to write a checkpoint over acknowledged records.
+pub(crate) fn checkpointing() {
+    static TRIGGER: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    let trigger = TRIGGER.get_or_init(|| {
+        let path = std::env::var_os(ABORT_BEFORE_CHECKPOINT)?;
+        tracing::warn!(
+            file = %std::path::Path::new(&path).display(),
+            "{ABORT_BEFORE_CHECKPOINT} is set: this worker aborts before its next checkpoint once the file exists"
+        );
+        Some(path.into())
+    });
+    if trigger.as_ref().is_some_and(|file| file.exists()) {
+        tracing::error!("{ABORT_BEFORE_CHECKPOINT}: aborting before a checkpoint");
         std::process::abort();
     }
 }

@@ -6,6 +6,7 @@
 //! `delivery`; errors are typed in [`error`]; what the worker reports about itself is in
 //! `internal_events`.
 
+mod archive;
 pub mod capture;
 mod copy;
 mod delivery;
@@ -26,4 +27,4 @@ pub use error::{DefiniteError, TaskError};
 pub use lease::{Claim, LeaseTimes};
 pub use session::CaptureSettings;
 pub use sync::sync_task;
-pub use worker::{BACKFILL_CHUNK_ROWS, MAX_ROW_BYTES, Worker, WorkerSettings};
+pub use worker::{ARCHIVE_FLUSH, BACKFILL_CHUNK_ROWS, MAX_ROW_BYTES, Worker, WorkerSettings};

@@ -36,6 +36,7 @@ use ferry_mysql::ConnectParams;
 use ferry_store::{Checkpoint, CheckpointOutcome, TaskRecord, Versioned};
 use tokio::sync::watch;
 
+use crate::archive::{ArchiveAt, Archiver, ArchiverSetup};
 use crate::error::{TaskError, transient};
 use crate::internal_events::CheckpointWritten;
 use crate::lease::{Claim, Held, LeaseClock, hold};
@@ -56,6 +57,8 @@ pub struct CaptureSettings {
     pub max_row_bytes: usize,
     /// Rows per chunk of a backfill.
     pub backfill_chunk_rows: u32,
+    /// How often the binlog archive stores an unfinished piece.
+    pub archive_flush: Duration,
     /// Benchmarks only: records are encoded and then discarded instead of delivered (the
     /// worker's own path measured without a broker). No configuration sets it.
     pub discard: bool,
@@ -113,6 +116,7 @@ pub(crate) struct Session<'a> {
     /// the stop is `starting` again while the loop runs on, and is put back in it.
     entered: std::sync::Mutex<Option<Stage>>,
     reporter: Option<(watch::Sender<bool>, AbortOnDrop)>,
+    archiver: Option<Archiver>,
 }
 
 impl<'a> Session<'a> {
@@ -159,6 +163,7 @@ impl<'a> Session<'a> {
             check_at: tokio::time::Instant::now(),
             entered: std::sync::Mutex::new(None),
             reporter: None,
+            archiver: None,
         })
     }
 
@@ -302,8 +307,35 @@ impl<'a> Session<'a> {
             &self.config.objects,
             watched,
             self.settings.heartbeat,
+            self.archive_at().as_ref(),
         )
         .await
+    }
+
+    /// Where the task's binlog archive is, when it has one.
+    pub(crate) fn archive_at(&self) -> Option<ArchiveAt> {
+        self.config.archive.as_ref()?;
+        Some(ArchiveAt::new(
+            self.state,
+            self.instance,
+            &self.fence.source,
+        ))
+    }
+
+    /// Starts archiving the source's binlog, when the task asks for it (see `crate::archive`).
+    pub(crate) fn archive(&mut self) {
+        let (Some(config), Some(at)) = (self.config.archive.clone(), self.archive_at()) else {
+            return;
+        };
+        self.archiver = Some(Archiver::spawn(ArchiverSetup {
+            state: self.state.clone(),
+            instance: self.instance.clone(),
+            params: self.params.clone(),
+            at,
+            config,
+            flush: self.settings.archive_flush,
+            heartbeat: self.settings.heartbeat,
+        }));
     }
 
     /// Starts adding the loop's counts to the store every `metrics_every`.

@@ -13,11 +13,13 @@ use ferry_domain::schema::SchemaCatalog;
 use ferry_domain::selection::ObjectSelection;
 use ferry_domain::task_config::TaskConfig;
 use ferry_mysql::ConnectParams;
-use ferry_mysql::binlog::{BinlogReader, ReadEvent, ReaderError, Start};
+use ferry_mysql::archive::Replay;
+use ferry_mysql::binlog::{BinlogReader, EventDecoder, ReadEvent, ReaderError, Start};
 use ferry_store::Checkpoint;
 use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
 
+use crate::archive::ArchiveAt;
 use crate::error::{DefiniteError, TaskError, source_failed, transient};
 
 /// The task's replica server id (see `ferry_mysql::start::replica_server_id`).
@@ -176,6 +178,31 @@ pub(crate) async fn schema_at(
     }
 }
 
+/// Passes the reader's events on until the loop is gone or the stream ends.
+type Sent = (std::time::Instant, Result<Option<ReadEvent>, ReaderError>);
+
+async fn forward(mut reader: BinlogReader, tx: &mpsc::Sender<Sent>) {
+    loop {
+        let next = reader.next().await;
+        let last = !matches!(next, Ok(Some(_)));
+        if tx.send((std::time::Instant::now(), next)).await.is_err() || last {
+            break;
+        }
+    }
+    let _ = reader.close().await;
+}
+
+/// A worker-side failure of the archive replay, as the reader's error the loop handles.
+fn reader_error(e: TaskError) -> ReaderError {
+    match e {
+        TaskError::Definite(d) => ReaderError::Definite {
+            message: d.to_string(),
+            hint: d.hint(),
+        },
+        other => ReaderError::Io(other.to_string()),
+    }
+}
+
 /// How many read and decoded events may wait for the loop: enough to keep both sides busy,
 /// small enough not to matter for memory (a rows event holds at most a few thousand rows).
 const READ_AHEAD: usize = 64;
@@ -195,13 +222,15 @@ impl Drop for AbortOnDrop {
 /// stream's end or an error is passed on and ends the task.
 pub(crate) struct Events {
     /// Each event with when the reader had it (the start of its latency in the worker).
-    received: mpsc::Receiver<(std::time::Instant, Result<Option<ReadEvent>, ReaderError>)>,
+    received: mpsc::Receiver<Sent>,
     reading: AbortOnDrop,
 }
 
 impl Events {
     /// Opens the binlog at `at`, decoding with `catalog` the rows `objects` carries (and those
-    /// of `watched`, the heartbeat table).
+    /// of `watched`, the heartbeat table). With an `archive`, a position in a file the server
+    /// purged is read from the archive up to the server's oldest file, then from the server.
+    #[allow(clippy::too_many_arguments)] // the reader's whole setup, passed once
     pub(crate) async fn open(
         params: &ConnectParams,
         instance: &InstanceId,
@@ -210,7 +239,19 @@ impl Events {
         objects: &ObjectSelection,
         watched: Option<ObjectName>,
         heartbeat: Duration,
+        archive: Option<&ArchiveAt>,
     ) -> Result<Self, TaskError> {
+        if let Some(archive) = archive {
+            let oldest = crate::archive::oldest_file(params).await?;
+            if *at.file() < oldest {
+                let pieces = crate::archive::replay_plan(archive, at, &oldest).await?;
+                return Self::open_archived(
+                    params, instance, at, catalog, objects, watched, heartbeat, archive, pieces,
+                    oldest,
+                )
+                .await;
+            }
+        }
         let start = Start::File {
             file: at.file().clone(),
             offset: at.offset(),
@@ -226,14 +267,89 @@ impl Events {
         }
         let (tx, received) = mpsc::channel(READ_AHEAD);
         let task = tokio::spawn(async move {
-            loop {
-                let next = reader.next().await;
-                let last = !matches!(next, Ok(Some(_)));
-                if tx.send((std::time::Instant::now(), next)).await.is_err() || last {
-                    break;
+            forward(reader, &tx).await;
+        });
+        Ok(Self {
+            received,
+            reading: AbortOnDrop(task),
+        })
+    }
+
+    /// [`Events::open`] from archived `pieces`, then from the start of the server's `oldest`
+    /// file, with one decoder throughout.
+    #[allow(clippy::too_many_arguments)]
+    async fn open_archived(
+        params: &ConnectParams,
+        instance: &InstanceId,
+        at: &Position,
+        catalog: SchemaCatalog,
+        objects: &ObjectSelection,
+        watched: Option<ObjectName>,
+        heartbeat: Duration,
+        archive: &ArchiveAt,
+        pieces: Vec<ferry_aws::archive::Piece>,
+        oldest: BinlogFile,
+    ) -> Result<Self, TaskError> {
+        tracing::info!(instance = %instance, from = %at, to = %oldest, pieces = pieces.len(), "the source purged the checkpoint's binlog: reading the archive");
+        let mut conn = connect(params).await?;
+        let charsets = ferry_mysql::binlog::server_charsets(&mut conn).await?;
+        let _ = conn.disconnect().await;
+        let mariadb = match at.gtid() {
+            Some(ferry_domain::gtid::GtidSet::MariaDb(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let mut decoder = EventDecoder::new(charsets, Some(at.file().clone()), mariadb)
+            .with_catalog(catalog)
+            .with_selection(objects.clone());
+        if let Some(ferry_domain::gtid::GtidSet::Mysql(s)) = at.gtid() {
+            decoder = decoder.with_mysql_gtid(s.clone());
+        }
+        if let Some(table) = watched {
+            decoder = decoder.watching(table);
+        }
+        let (tx, received) = mpsc::channel(READ_AHEAD);
+        let (params, archive, instance) = (params.clone(), archive.clone(), instance.clone());
+        let (file, offset) = (at.file().clone(), at.offset());
+        let task = tokio::spawn(async move {
+            let mut replay = Replay::new(decoder, file, offset);
+            for piece in &pieces {
+                let bytes = match crate::archive::fetch(&archive, piece).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx
+                            .send((std::time::Instant::now(), Err(reader_error(e))))
+                            .await;
+                        return;
+                    }
+                };
+                let mut events = Vec::new();
+                if let Err(e) = replay.piece(&piece.file, piece.start, &bytes, &mut events) {
+                    let _ = tx.send((std::time::Instant::now(), Err(e))).await;
+                    return;
+                }
+                drop(bytes);
+                for event in events {
+                    if tx
+                        .send((std::time::Instant::now(), Ok(Some(event))))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
             }
-            let _ = reader.close().await;
+            tracing::info!(instance = %instance, file = %oldest, "the archive is read: going on from the source");
+            let start = Start::File {
+                file: oldest,
+                offset: 4,
+            };
+            match BinlogReader::start(&params, replica_server_id(&instance), start, heartbeat).await
+            {
+                Ok(reader) => forward(reader.continuing(replay.into_decoder()), &tx).await,
+                Err(e) => {
+                    let _ = tx.send((std::time::Instant::now(), Err(e))).await;
+                }
+            }
         });
         Ok(Self {
             received,

@@ -55,6 +55,8 @@ pub struct WorkerSettings {
     pub max_row_bytes: usize,
     /// Rows per chunk of a backfill (`FERRY_BACKFILL_CHUNK_ROWS`).
     pub backfill_chunk_rows: u32,
+    /// How often the binlog archive stores an unfinished piece (`FERRY_ARCHIVE_FLUSH_MS`).
+    pub archive_flush: Duration,
 }
 
 /// The default bound on one row's size: 256 MiB.
@@ -62,6 +64,10 @@ pub const MAX_ROW_BYTES: usize = 256 << 20;
 
 /// The default rows per chunk of a backfill (see `WorkerSettings::from_env`).
 pub const BACKFILL_CHUNK_ROWS: u32 = 4_096;
+
+/// How often, by default, the binlog archive stores what it copied of a file so far: what a
+/// worker that dies loses of the archive (the server still has it, unless it purges it first).
+pub const ARCHIVE_FLUSH: Duration = Duration::from_secs(10);
 
 impl WorkerSettings {
     pub fn new(id: WorkerId) -> Self {
@@ -74,6 +80,7 @@ impl WorkerSettings {
             metrics: Arc::default(),
             max_row_bytes: MAX_ROW_BYTES,
             backfill_chunk_rows: BACKFILL_CHUNK_ROWS,
+            archive_flush: ARCHIVE_FLUSH,
         }
     }
 
@@ -87,6 +94,7 @@ impl WorkerSettings {
     /// | `FERRY_METRICS_REPORT_MS` | how often a task's counts go to the store (the API's metrics) | 10000 |
     /// | `FERRY_MAX_ROW_BYTES` | the largest row a capture loop encodes (its images' values); a larger one fails the task with `row_too_large` | 268435456 (256 MiB) |
     /// | `FERRY_BACKFILL_CHUNK_ROWS` | rows per chunk of a backfill (a chunk's rows are held until the stream passes its high watermark) | 4096 |
+    /// | `FERRY_ARCHIVE_FLUSH_MS` | how often the binlog archive stores the unfinished piece of a file | 10000 |
     pub fn from_env(id: WorkerId) -> Result<Self, String> {
         let read = |name: &str, default: u64, min: u64, max: u64| -> Result<u64, String> {
             match std::env::var(name) {
@@ -130,6 +138,12 @@ impl WorkerSettings {
                 1_000_000,
             )?)
             .unwrap_or(BACKFILL_CHUNK_ROWS),
+            archive_flush: Duration::from_millis(read(
+                "FERRY_ARCHIVE_FLUSH_MS",
+                10_000,
+                200,
+                600_000,
+            )?),
         })
     }
 }
@@ -137,6 +151,15 @@ impl WorkerSettings {
 /// How often a worker looks for cleanup requests (one query of the table): they wait for the
 /// deleted instance's lease time anyway.
 const CLEANUP_EVERY: Duration = Duration::from_secs(10);
+
+/// What a worker runs for a task it holds.
+#[derive(Debug, Clone, Copy)]
+enum Run {
+    /// The task's loop (with its archive, if it has one).
+    Task(Mode),
+    /// Only the archive: the task does not run.
+    Archive,
+}
 
 struct Running {
     stop: watch::Sender<bool>,
@@ -260,6 +283,26 @@ impl Worker {
                     done = false;
                 }
             }
+            // A deleted instance's binlog archive.
+            if self.state.archive().bucket().is_some()
+                && self
+                    .state
+                    .store()
+                    .get_instance(&req.instance_id)
+                    .await?
+                    .is_none()
+            {
+                match self.state.archive().delete_instance(&req.instance_id).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(instance = %req.instance_id, objects = n, "deleted the binlog archive of a deleted instance");
+                    }
+                    Err(e) => {
+                        tracing::warn!(instance = %req.instance_id, error = %e, "deleting the binlog archive failed; retrying later");
+                        done = false;
+                    }
+                }
+            }
             if done {
                 self.state.store().complete_cleanup(&req).await?;
                 tracing::info!(instance = %req.instance_id, topics = ?req.topics, groups = ?req.groups, "cleaned up after a deleted instance or a reset");
@@ -305,9 +348,21 @@ impl Worker {
                 let Some(task) = self.state.store().get_task(&id).await? else {
                     continue;
                 };
-                if !task.value.task.state().wants_worker() || task.value.config.is_none() {
+                let Some(config) = &task.value.config else {
                     continue;
-                }
+                };
+                let task_state = task.value.task.state();
+                let run = if task_state.wants_worker() {
+                    Run::Task(task.value.task.mode())
+                } else if config.archive.is_some()
+                    && crate::archive::archived_while(task_state)
+                    && self.state.archive().bucket().is_some()
+                    && self.state.store().get_checkpoint(&id).await?.is_some()
+                {
+                    Run::Archive
+                } else {
+                    continue;
+                };
                 let ttl = chrono::Duration::from_std(self.settings.lease_ttl).unwrap_or_default();
                 let started = tokio::time::Instant::now();
                 let Some(lease) = self
@@ -318,12 +373,11 @@ impl Worker {
                 else {
                     continue;
                 };
-                let mode = task.value.task.mode();
                 let claim = Claim {
                     token: lease.token,
                     started,
                 };
-                running.insert(id.clone(), self.spawn(id, claim, mode));
+                running.insert(id.clone(), self.spawn(id, claim, run));
             }
             match page.next {
                 Some(t) => token = Some(t),
@@ -332,7 +386,7 @@ impl Worker {
         }
     }
 
-    fn spawn(&self, instance: InstanceId, claim: Claim, mode: Mode) -> Running {
+    fn spawn(&self, instance: InstanceId, claim: Claim, run: Run) -> Running {
         let token = claim.token;
         let (stop, stop_rx) = watch::channel(false);
         let state = self.state.clone();
@@ -344,15 +398,21 @@ impl Worker {
             metrics_every: self.settings.metrics_every,
             max_row_bytes: self.settings.max_row_bytes,
             backfill_chunk_rows: self.settings.backfill_chunk_rows,
+            archive_flush: self.settings.archive_flush,
             discard: false,
         };
         let worker = self.settings.id.clone();
         // The loop's task answers whether it ended in a transient failure (for the backoff).
         let handle = tokio::spawn(async move {
-            let result = match mode {
-                Mode::Tracking => capture_task(&state, &settings, &instance, claim, stop_rx).await,
-                Mode::Sync => {
+            let result = match run {
+                Run::Task(Mode::Tracking) => {
+                    capture_task(&state, &settings, &instance, claim, stop_rx).await
+                }
+                Run::Task(Mode::Sync) => {
                     crate::sync::sync_task(&state, &settings, &instance, claim, stop_rx).await
+                }
+                Run::Archive => {
+                    crate::archive::archive_only(&state, &settings, &instance, claim, stop_rx).await
                 }
             };
             let transient = result.as_ref().is_err_and(TaskError::is_transient);

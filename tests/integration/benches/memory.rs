@@ -236,6 +236,7 @@ async fn run_capture(
         metrics_every: Duration::from_secs(10),
         max_row_bytes: ferry_worker::MAX_ROW_BYTES,
         backfill_chunk_rows: ferry_worker::BACKFILL_CHUNK_ROWS,
+        archive_flush: ferry_worker::ARCHIVE_FLUSH,
         discard: false,
     };
     let claim = Claim {

@@ -136,19 +136,25 @@ async fn a_task_follows_its_source_to_a_promoted_replica_by_gtid() {
     let config = json!({"source": source, "objects": {"databases": [{"name": "shop"}]}});
     let (id, topic) = api.start_tracking_task("failover", config).await.unwrap();
     let id: InstanceId = id.parse().unwrap();
-    // The first worker reaches DynamoDB through a proxy, so its checkpoints can be held back.
-    let to_dynamodb = FaultProxy::start(ctx.env().aws_addr()).await.unwrap();
-    let first = ctx
+    // The first worker aborts at the first checkpoint it is about to write once the trigger
+    // file exists: every record that checkpoint would have covered is in the topic after the
+    // stored one, naming the primary's positions.
+    let trigger = ctx
+        .env()
+        .state_dir
+        .join(format!("{}-abort-before-checkpoint", ctx.id()));
+    let mut first = ctx
         .worker_process_with(
             12,
-            &[("AWS_ENDPOINT_URL", format!("http://{}", to_dynamodb.addr()))],
+            &[(
+                "FERRY_FAULT_ABORT_BEFORE_CHECKPOINT",
+                trigger.display().to_string(),
+            )],
         )
         .unwrap();
     api.wait_state(&id, "incremental", STALL).await.unwrap();
 
-    // A stream on the primary; the worker is killed in the middle of it, with records in the
-    // topic after its last checkpoint: DynamoDB is cut while the stream runs, and the loop
-    // produces until its next checkpoint fails.
+    // A stream on the primary; the worker dies in the middle of it.
     let stop = Arc::new(AtomicBool::new(false));
     let mut db = writer(&primary).await;
     let stream = tokio::spawn({
@@ -172,44 +178,11 @@ async fn a_task_follows_its_source_to_a_promoted_replica_by_gtid() {
     })
     .await
     .unwrap();
-    // The loop produces until its next checkpoint fails. A cut that lands while a checkpoint
-    // is being written (applied, its answer held) leaves no record after it: the network is
-    // restored until the stream moves again, and cut again.
-    for attempt in 1.. {
-        to_dynamodb.cut();
-        let mut seen = 0;
-        loop {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            let now = ctx.topic_records(&topic).unwrap().len();
-            if now == seen {
-                break;
-            }
-            seen = now;
-        }
-        let stored = api.checkpoint(&id).await.unwrap();
-        let last = last_record(&ctx, &topic);
-        if stored.last_key.as_deref() != Some(last.as_str()) {
-            break;
-        }
-        assert!(
-            attempt < 5,
-            "no record after the checkpoint in {attempt} cuts"
-        );
-        to_dynamodb.restore();
-        progressing("the stream moving again", STALL, || async {
-            let now = ctx.topic_records(&topic).unwrap().len();
-            Ok(if now > seen {
-                Step::Done(())
-            } else {
-                Step::At(now.to_string())
-            })
-        })
-        .await
-        .unwrap();
-    }
-    first.kill_hard().unwrap();
-    // Its requests held in the cut network die with it.
-    to_dynamodb.down();
+    std::fs::write(&trigger, b"abort").unwrap();
+    let status = first.exited_within(STALL).unwrap();
+    assert!(!status.success(), "the worker aborted: {status}");
+    drop(first);
+    let _ = std::fs::remove_file(&trigger);
     let killed = api.checkpoint(&id).await.unwrap();
     let last = last_record(&ctx, &topic);
     assert_ne!(

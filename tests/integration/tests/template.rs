@@ -288,3 +288,91 @@ fn the_capture_image_runs_the_worker_as_a_non_root_user() {
         "the runtime stage runs `ferry worker`"
     );
 }
+
+#[test]
+fn the_binlog_archive_bucket_is_private_encrypted_expiring_and_reached_only_by_the_workers() {
+    let t = template();
+    let r = &t["Resources"];
+    let bucket = &r["BinlogArchiveBucket"]["Properties"];
+    let sse = &bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+        ["SSEAlgorithm"];
+    assert!(
+        matches!(str_of(sse), Some("AES256" | "aws:kms")),
+        "encrypted at rest: {sse:?}"
+    );
+    let block = &bucket["PublicAccessBlockConfiguration"];
+    for switch in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(block[switch].as_bool(), Some(true), "{switch}");
+    }
+    let rule = &bucket["LifecycleConfiguration"]["Rules"][0];
+    assert_eq!(str_of(&rule["Status"]), Some("Enabled"));
+    assert_eq!(str_of(&rule["Prefix"]), Some("archive/"));
+    assert!(rule.get("ExpirationInDays").is_some(), "pieces expire");
+    // TLS only.
+    let policy = &r["BinlogArchiveBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(str_of(&policy["Effect"]), Some("Deny"));
+    assert_eq!(
+        str_of(&policy["Condition"]["Bool"]["aws:SecureTransport"]),
+        Some("false")
+    );
+
+    // The workers reach the archive's pieces and nothing else of S3; no function does.
+    let statements =
+        r["CaptureTaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_sequence()
+            .unwrap()
+            .clone();
+    let s3: Vec<&Value> = statements
+        .iter()
+        .filter(|s| {
+            s["Action"]
+                .as_sequence()
+                .into_iter()
+                .flatten()
+                .any(|a| a.as_str().is_some_and(|a| a.starts_with("s3:")))
+        })
+        .collect();
+    assert_eq!(s3.len(), 2, "{s3:?}");
+    for statement in &s3 {
+        let actions: BTreeSet<&str> = statement["Action"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            !actions.iter().any(|a| a.contains('*')),
+            "no wildcard actions: {actions:?}"
+        );
+        if actions.contains("s3:ListBucket") {
+            assert_eq!(
+                statement["Condition"]["StringLike"]["s3:prefix"][0].as_str(),
+                Some("archive/*")
+            );
+        } else {
+            let resource = format!("{:?}", statement["Resource"]);
+            assert!(resource.contains("/archive/*"), "{resource}");
+        }
+    }
+    let worker = &r["CaptureTaskDefinition"]["Properties"]["ContainerDefinitions"][0];
+    let env: BTreeSet<&str> = worker["Environment"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|e| str_of(&e["Name"]))
+        .collect();
+    assert!(env.contains("FERRY_ARCHIVE_BUCKET"), "{env:?}");
+    let globals = keys(Some(&t["Globals"]["Function"]["Environment"]["Variables"]));
+    assert!(globals.contains("FERRY_ARCHIVE_BUCKET"), "{globals:?}");
+    let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    assert_eq!(
+        text.matches("s3:PutObject").count(),
+        1,
+        "only the workers' role writes to S3"
+    );
+}

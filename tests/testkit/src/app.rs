@@ -143,6 +143,7 @@ impl TestContext {
             ),
             Events::new(eb, bus),
             ferry_aws::Streams::new(aws_sdk_kinesis::Client::new(&aws)),
+            self.archive().await?,
             Settings {
                 kafka_bootstrap: self.env.kafka_bootstrap.clone(),
                 consumer_bootstrap: Some("127.0.0.1:9192".into()),

@@ -52,6 +52,9 @@ pub struct TestContext {
     keep: bool,
 }
 
+/// The binlog archive bucket of the local stack (`FERRY_ARCHIVE_BUCKET` of test workers).
+pub const ARCHIVE_BUCKET: &str = "ferry-archive";
+
 impl TestContext {
     /// Creates this test's databases and table.
     pub async fn spawn() -> Result<Self> {
@@ -173,6 +176,23 @@ impl TestContext {
             .create_table()
             .await
             .context("creating the test's DynamoDB table on the local AWS endpoint")
+    }
+
+    /// The stack's binlog archive bucket, created on first use (one for every test: the keys
+    /// are per instance).
+    pub async fn archive(&self) -> Result<ferry_aws::Archive> {
+        let aws = self.env.aws_config().await;
+        let client = ferry_api::archive_client(&aws);
+        if let Err(e) = client.create_bucket().bucket(ARCHIVE_BUCKET).send().await {
+            let owned = e.as_service_error().is_some_and(|s| {
+                s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()
+            });
+            if !owned {
+                return Err(anyhow::Error::new(e)
+                    .context("creating the archive bucket on the local AWS endpoint"));
+            }
+        }
+        Ok(ferry_aws::Archive::new(client, Some(ARCHIVE_BUCKET.into())))
     }
 
     /// Ferry's store on this test's DynamoDB table.

@@ -146,6 +146,7 @@ impl TestContext {
             .env("FERRY_TOPIC_PREFIX", format!("{}.", self.id()))
             .env("FERRY_SECRET_PREFIX", format!("ferry-test/{}", self.id()))
             .env("FERRY_EVENT_BUS", self.id())
+            .env("FERRY_ARCHIVE_BUCKET", crate::ARCHIVE_BUCKET)
             .env("FERRY_LEASE_TTL_SECS", lease_ttl_secs.to_string())
             .env("FERRY_WORKER_POLL_MS", "200")
             .env("FERRY_HEARTBEAT_MS", "300")

@@ -34,6 +34,7 @@ impl InProcessWorker {
             metrics: Arc::clone(&metrics),
             max_row_bytes: ferry_worker::MAX_ROW_BYTES,
             backfill_chunk_rows: ferry_worker::BACKFILL_CHUNK_ROWS,
+            archive_flush: ferry_worker::ARCHIVE_FLUSH,
         };
         let (stop, rx) = watch::channel(false);
         let worker = Worker::new(state.clone(), settings);

@@ -73,6 +73,7 @@ pub async fn capture_task(
     stop: watch::Receiver<bool>,
 ) -> Result<(), TaskError> {
     let mut session = Session::open(state, settings, instance, claim, stop, |m| m).await?;
+    session.archive();
     // A checkpoint in another server's binlog is moved to this one by GTID (or refused) before
     // anything reads the topic.
     let existing = match session.stored_checkpoint().await? {
@@ -245,6 +246,7 @@ async fn capture<D: Destination>(
             cadence.settled(settled);
         }
         if let Some((position, time, offsets)) = cadence.due(Instant::now(), idle) {
+            crate::faults::checkpointing();
             let mark = (&position, time, offsets.as_deref());
             checkpoint_adopting(session, &mut objects, mark, out.last_key()).await?;
             cadence.written(Instant::now());

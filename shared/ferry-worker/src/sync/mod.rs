@@ -65,6 +65,7 @@ pub async fn sync_task(
 ) -> Result<(), TaskError> {
     let mut session =
         Session::open(state, settings, instance, claim, stop, TaskMeter::for_sync).await?;
+    session.archive();
     // 1. The target, guarded by the lease: nothing is committed once it is ending.
     let (mut target, tparams) = connect_target(&session).await?;
     let engine = tparams.engine;
