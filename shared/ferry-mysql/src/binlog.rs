@@ -704,7 +704,7 @@ impl EventDecoder {
                         .ok()
                         .and_then(|n| n.parse::<BinlogFile>().ok())
                 };
-                let raw = if log_pos == 0 && raw.len() > 4 && parses(raw).is_none() {
+                let raw = if header.log_pos() == 0 && raw.len() > 4 && parses(raw).is_none() {
                     &raw[..raw.len() - 4]
                 } else {
                     raw

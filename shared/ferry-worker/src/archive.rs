@@ -121,6 +121,9 @@ async fn resume_at(setup: &ArchiverSetup) -> Result<Option<(BinlogFile, u64)>, T
         }));
     }
     let checkpoint = setup.state.store().get_checkpoint(&setup.instance).await?;
+    if let Some(c) = &checkpoint {
+        tracing::info!(instance = %setup.instance, checkpoint = %c.position, "binlog archive: a new archive, from the task's checkpoint");
+    }
     Ok(checkpoint.map(|c| (c.position.file().clone(), c.position.offset())))
 }
 
