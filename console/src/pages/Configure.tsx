@@ -134,6 +134,9 @@ function ConfigureForm({ instance, task, reload }: { instance: Instance; task: T
   const [partitions, setPartitions] = useState(partitioning.type === "key_hash" ? String(partitioning.partitions ?? 8) : "1");
   const syncOptions = (config?.["sync"] ?? {}) as Record<string, unknown>;
   const [conflicting, setConflicting] = useState(String(syncOptions["conflicting_tables"] ?? "error"));
+  const archived = config?.["archive"] as { retention_days?: number } | undefined;
+  const [archive, setArchive] = useState(archived !== undefined);
+  const [retention, setRetention] = useState(String(archived?.retention_days ?? 7));
   const [catalog, setCatalog] = useState<SourceObjects | undefined>(undefined);
   const [loading, setLoading] = useState(false);
   const [error, setError] = useState<unknown>(undefined);
@@ -150,8 +153,9 @@ function ConfigureForm({ instance, task, reload }: { instance: Instance; task: T
     }
     if (config?.["heartbeat"] !== undefined) c["heartbeat"] = config["heartbeat"];
     if (sync) c["sync"] = { ...syncOptions, conflicting_tables: conflicting };
+    if (archive) c["archive"] = { retention_days: Number(retention) };
     return c;
-  }, [source, target, choice, patterns, operations, format, partitions, sync, conflicting]);
+  }, [source, target, choice, patterns, operations, format, partitions, sync, conflicting, archive, retention]);
 
   const loadCatalog = async () => {
     setLoading(true);
@@ -213,6 +217,17 @@ function ConfigureForm({ instance, task, reload }: { instance: Instance; task: T
           </fieldset>
           {err("objects") && <p class="error-text">{err("objects")}</p>}
           {err("operations") && <p class="error-text">{err("operations")}</p>}
+        </div>
+        <div class="card">
+          <h2>Binlog archive</h2>
+          <p class="muted">Copies the source's binlog into the deployment's archive bucket, ahead of the task and while it is stopped, so the task resumes even after the server purged the files it needs.</p>
+          <label class="check">
+            <input type="checkbox" name="archive" checked={archive} onChange={(e) => setArchive((e.target as HTMLInputElement).checked)} />
+            Archive the binlog
+          </label>
+          {archive && (
+            <Field label="Keep archived files the task has passed for (days)" name="retention_days" type="number" min={1} max={365} value={retention} onInput={setRetention} error={err("retention_days")} />
+          )}
         </div>
         {sync ? (
           <>

