@@ -95,7 +95,9 @@ try {
     await page.getByRole("button", { name: "Verify now" }).click();
     await progressing("the verification", async () => {
       const at = await textOf(page, '[data-testid="verify-state"]');
-      return { done: at.includes("no differences"), at };
+      // A failure names the differing keys (the per-table report below the state).
+      const table = at.includes("differences") && !at.includes("no differences") ? await textOf(page, 'table[aria-label="Verification per table"] tbody') : "";
+      return { done: at.includes("no differences"), at: table ? `${at}: ${table}` : at };
     });
     await shot("verify");
   });

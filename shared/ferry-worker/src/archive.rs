@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use crate::error::{DefiniteError, TaskError, source_failed, transient};
 use crate::lease::{Claim, hold};
+use crate::metrics::ArchiveMeter;
 use crate::session::{CHECK_EVERY, CaptureSettings};
 use crate::source::{AbortOnDrop, source_identity, source_params};
 
@@ -74,6 +75,7 @@ pub(crate) struct ArchiverSetup {
     /// How often an unfinished piece is stored (`FERRY_ARCHIVE_FLUSH_MS`).
     pub(crate) flush: Duration,
     pub(crate) heartbeat: Duration,
+    pub(crate) meter: ArchiveMeter,
 }
 
 /// A running archiver; it stops when dropped.
@@ -86,11 +88,9 @@ impl Archiver {
         let task = tokio::spawn(async move {
             let mut pruned_at: Option<Instant> = None;
             loop {
-                match archive(&setup, &mut pruned_at).await {
-                    Ok(()) => {}
-                    Err(e) => {
-                        tracing::warn!(instance = %setup.instance, error = %e, "binlog archive: stopped, trying again");
-                    }
+                if let Err(e) = archive(&setup, &mut pruned_at).await {
+                    setup.meter.errors.inc();
+                    tracing::warn!(instance = %setup.instance, error = %e, "binlog archive: stopped, trying again");
                 }
                 tokio::time::sleep(RETRY_AFTER).await;
             }
@@ -181,14 +181,14 @@ async fn archive(setup: &ArchiverSetup, pruned_at: &mut Option<Instant>) -> Resu
         if Instant::now() >= flush_at {
             flush_at = Instant::now() + setup.flush;
             if let Some(piece) = done.take()
-                && let Err(e) = store(&setup.at, piece).await
+                && let Err(e) = store(setup, piece).await
             {
                 break Err(e);
             }
             done = writer.flush();
         }
         if let Some(piece) = done
-            && let Err(e) = store(&setup.at, piece).await
+            && let Err(e) = store(setup, piece).await
         {
             break Err(e);
         }
@@ -198,7 +198,8 @@ async fn archive(setup: &ArchiverSetup, pruned_at: &mut Option<Instant>) -> Resu
 }
 
 /// Compresses and stores a piece.
-async fn store(at: &ArchiveAt, piece: PieceBytes) -> Result<(), TaskError> {
+async fn store(setup: &ArchiverSetup, piece: PieceBytes) -> Result<(), TaskError> {
+    let at = &setup.at;
     let meta = Piece {
         file: piece.file,
         start: piece.start,
@@ -206,6 +207,7 @@ async fn store(at: &ArchiveAt, piece: PieceBytes) -> Result<(), TaskError> {
         rotated: piece.rotated,
     };
     let bytes = piece.bytes;
+    let size = bytes.len() as u64;
     let body = tokio::task::spawn_blocking(move || zstd::bulk::compress(&bytes, 3))
         .await
         .map_err(transient)?
@@ -214,6 +216,8 @@ async fn store(at: &ArchiveAt, piece: PieceBytes) -> Result<(), TaskError> {
         .put(&at.prefix, &meta, body)
         .await
         .map_err(transient)?;
+    setup.meter.pieces.inc();
+    setup.meter.bytes.inc_by(size);
     tracing::debug!(piece = %meta, "binlog archive: stored");
     Ok(())
 }
@@ -347,6 +351,7 @@ pub(crate) async fn archive_only(
         config: archive,
         flush: settings.archive_flush,
         heartbeat: settings.heartbeat,
+        meter: settings.metrics.archive(instance),
     });
     tracing::info!(instance = %instance, "archiving the binlog of a task that does not run");
     loop {

@@ -10,6 +10,9 @@
 //! | `ferry_source_delay_seconds{instance}` | gauge | how far reading is behind the source (see `ferry_domain::metrics`) |
 //! | `ferry_checkpoints_total{instance}` | counter | checkpoints written |
 //! | `ferry_heartbeat_errors_total{instance}` | counter | failures of the heartbeat writer (it retries) |
+//! | `ferry_archive_bytes_total{instance}` | counter | binlog bytes the [archive](crate::archive) stored (uncompressed) |
+//! | `ferry_archive_pieces_total{instance}` | counter | pieces the binlog archive stored |
+//! | `ferry_archive_errors_total{instance}` | counter | failures of the binlog archive (it retries; the log says what failed) |
 //! | `ferry_tasks_running` | gauge | capture loops this worker runs |
 //! | `ferry_connection_errors_total{side}` | counter | failures of a task's `source` or `target` connection (the task is retried) |
 //! | `ferry_record_handoff_seconds{instance}` | histogram | Ferry's own share of a record's latency: its event read from the binlog → the record handed to the producer |
@@ -67,6 +70,13 @@ pub struct WorkerMetrics {
     heartbeat_errors: Family<TaskLabels, Counter>,
     statements_skipped: Family<TaskLabels, Counter>,
     backfill_rows: Family<TaskLabels, Counter>,
+    archive_bytes: Family<TaskLabels, Counter>,
+    archive_pieces: Family<TaskLabels, Counter>,
+    archive_errors: Family<TaskLabels, Counter>,
+    /// Archive meters alive per instance: a task's archive moves between a worker's runs of it
+    /// (the loop's, the stopped task's), and the old meter may be dropped after the new one is
+    /// made; the series go with the last.
+    archive_meters: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     delay: Family<TaskLabels, Gauge<f64, AtomicU64>>,
     target_delay: Family<TaskLabels, Gauge<f64, AtomicU64>>,
     running: Gauge,
@@ -97,6 +107,9 @@ impl Default for WorkerMetrics {
         let heartbeat_errors = Family::default();
         let statements_skipped = Family::default();
         let backfill_rows = Family::default();
+        let archive_bytes = Family::default();
+        let archive_pieces = Family::default();
+        let archive_errors = Family::default();
         let delay = Family::default();
         let target_delay = Family::default();
         let running = Gauge::default();
@@ -133,6 +146,21 @@ impl Default for WorkerMetrics {
             "backfill_rows",
             "Rows a backfill wrote into the topic as snapshot reads",
             backfill_rows.clone(),
+        );
+        registry.register(
+            "archive_bytes",
+            "Binlog bytes the archive stored (uncompressed)",
+            archive_bytes.clone(),
+        );
+        registry.register(
+            "archive_pieces",
+            "Pieces the binlog archive stored",
+            archive_pieces.clone(),
+        );
+        registry.register(
+            "archive_errors",
+            "Failures of the binlog archive (it retries; the worker's log says what failed)",
+            archive_errors.clone(),
         );
         registry.register(
             "source_delay_seconds",
@@ -179,6 +207,10 @@ impl Default for WorkerMetrics {
             heartbeat_errors,
             statements_skipped,
             backfill_rows,
+            archive_bytes,
+            archive_pieces,
+            archive_errors,
+            archive_meters: std::sync::Mutex::default(),
             delay,
             target_delay,
             running,
@@ -191,6 +223,26 @@ impl Default for WorkerMetrics {
 }
 
 impl WorkerMetrics {
+    /// The meter of one task's binlog archive; its series disappear when it is dropped.
+    pub(crate) fn archive(self: &Arc<Self>, instance: &InstanceId) -> ArchiveMeter {
+        let labels = TaskLabels {
+            instance: instance.to_string(),
+        };
+        *self
+            .archive_meters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(labels.instance.clone())
+            .or_default() += 1;
+        ArchiveMeter {
+            bytes: self.archive_bytes.get_or_create(&labels).clone(),
+            pieces: self.archive_pieces.get_or_create(&labels).clone(),
+            errors: self.archive_errors.get_or_create(&labels).clone(),
+            owner: Arc::clone(self),
+            labels,
+        }
+    }
+
     /// The meter of one task's loop; its series disappear when the meter is dropped.
     pub fn task(self: &Arc<Self>, instance: &InstanceId) -> TaskMeter {
         let labels = TaskLabels {
@@ -291,6 +343,48 @@ pub struct TaskMeter {
     caught_up: Arc<AtomicBool>,
     owner: Arc<WorkerMetrics>,
     labels: TaskLabels,
+}
+
+/// The counts of one task's binlog archive (see `crate::archive`).
+pub(crate) struct ArchiveMeter {
+    owner: Arc<WorkerMetrics>,
+    labels: TaskLabels,
+    pub(crate) bytes: Counter,
+    pub(crate) pieces: Counter,
+    pub(crate) errors: Counter,
+}
+
+impl std::fmt::Debug for ArchiveMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArchiveMeter")
+            .field("instance", &self.labels.instance)
+            .finish()
+    }
+}
+
+impl Drop for ArchiveMeter {
+    fn drop(&mut self) {
+        {
+            let mut alive = self
+                .owner
+                .archive_meters
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let n = alive.entry(self.labels.instance.clone()).or_default();
+            *n = n.saturating_sub(1);
+            if *n > 0 {
+                return;
+            }
+            alive.remove(&self.labels.instance);
+        }
+        for family in [
+            &self.owner.archive_bytes,
+            &self.owner.archive_pieces,
+            &self.owner.archive_errors,
+        ] {
+            family.remove(&self.labels);
+        }
+    }
 }
 
 impl Drop for TaskMeter {
@@ -529,6 +623,28 @@ mod tests {
         let text = metrics.encode();
         assert!(!text.contains(id.as_str()), "{text}");
         assert!(text.contains("ferry_tasks_running 0"));
+    }
+
+    #[test]
+    fn archive_series_stay_while_any_meter_of_the_task_is_alive() {
+        let metrics = Arc::new(WorkerMetrics::default());
+        let id = InstanceId::generate();
+        let pieces = format!("ferry_archive_pieces_total{{instance=\"{id}\"}}");
+        let old = metrics.archive(&id);
+        old.pieces.inc();
+        // The next run's meter is made before the old one is dropped (an aborted task's).
+        let new = metrics.archive(&id);
+        drop(old);
+        new.pieces.inc();
+        new.bytes.inc_by(1000);
+        let text = metrics.encode();
+        assert!(text.contains(&format!("{pieces} 2")), "{text}");
+        assert!(
+            !text.contains("ferry_tasks_running 1"),
+            "an archive is no running loop"
+        );
+        drop(new);
+        assert!(!metrics.encode().contains(id.as_str()));
     }
 
     #[test]

@@ -335,6 +335,7 @@ impl<'a> Session<'a> {
             config,
             flush: self.settings.archive_flush,
             heartbeat: self.settings.heartbeat,
+            meter: self.settings.metrics.archive(self.instance),
         }));
     }
 

@@ -5,7 +5,9 @@
 //! chunk (the copy plan's chunks, each in a consistent snapshot) and every row looked up. The
 //! two sides are read at slightly different moments: on a task applying changes, a row changed
 //! in between shows as a difference. A table with differences is therefore compared a second
-//! time a few seconds later, and that second pass is the report.
+//! time once the task has applied everything the source had written when the first pass ended
+//! (its checkpoint past the source's position then; at most [`CATCH_UP`] is waited for), and
+//! that second pass is the report.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,8 +41,31 @@ pub(crate) struct VerifyTable {
     pub(crate) filter: Option<String>,
 }
 
-/// How long a table with differences waits before its second pass.
+/// How long a table with differences waits at least before its second pass.
 const RECHECK_AFTER: Duration = Duration::from_secs(3);
+
+/// How long a second pass waits at most for the task to apply what the source had written:
+/// a task further behind is compared anyway (its lag shows as differences).
+const CATCH_UP: Duration = Duration::from_secs(120);
+
+/// Waits until `instance`'s checkpoint is at or past the source's current position (at most
+/// [`CATCH_UP`], and at least [`RECHECK_AFTER`]).
+async fn applied_up_to_now(state: &AppState, instance: &InstanceId, source: &ConnectParams) {
+    let started = tokio::time::Instant::now();
+    tokio::time::sleep(RECHECK_AFTER).await;
+    let Ok(now) = crate::source::current_position(source).await else {
+        return;
+    };
+    while started.elapsed() < CATCH_UP {
+        match state.store().get_checkpoint(instance).await {
+            Ok(Some(c)) if c.position.cmp_file_offset(&now).is_ge() => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tracing::info!(instance = %instance, position = %now, "verification: the task did not apply up to the source's position in time; comparing again anyway");
+}
 
 async fn compare(
     conn: &mut mysql_async::Conn,
@@ -158,7 +183,7 @@ pub(crate) async fn run(
         for t in &tables {
             let mut table = compare(&mut conn, &mut target, t, postgres).await?;
             if table.differences() > 0 {
-                tokio::time::sleep(RECHECK_AFTER).await;
+                applied_up_to_now(&state, &instance, &source).await;
                 table = compare(&mut conn, &mut target, t, postgres).await?;
                 table.rechecked = true;
             }

@@ -455,11 +455,20 @@ impl Worker {
                 }
                 _ => {}
             }
-            LoopEnded {
-                instance: &instance,
-                result: &result,
+            match (run, &result) {
+                // Not a task loop: only the archive of a task that does not run.
+                (Run::Archive, Ok(())) => {
+                    tracing::info!(instance = %instance, "archiving ended: the task runs again, or no longer archives");
+                }
+                (Run::Archive, Err(e)) => {
+                    tracing::warn!(instance = %instance, error = %e, "archiving a task that does not run failed; retried");
+                }
+                (Run::Task(_), _) => LoopEnded {
+                    instance: &instance,
+                    result: &result,
+                }
+                .emit(&settings.metrics),
             }
-            .emit(&settings.metrics);
             if matches!(result, Err(TaskError::LeaseLost)) {
                 return false;
             }

@@ -253,6 +253,18 @@ async fn a_stopped_task_resumes_from_the_archive_after_the_server_purged_its_bin
         worker.log().contains("reading the archive"),
         "the worker read the archive"
     );
+    // The archive's counters show it storing pieces.
+    let pieces = format!("ferry_archive_pieces_total{{instance=\"{id}\"}} ");
+    ferry_testkit::eventually("the archive's pieces counted", STALL, || async {
+        let scraped = worker.metrics().await?;
+        Ok(scraped
+            .lines()
+            .find_map(|l| l.strip_prefix(&pieces))
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| *n > 0))
+    })
+    .await
+    .unwrap();
     // The archived change after the schema change carries the new column.
     let inserted = ctx
         .topic_records(&topic)
