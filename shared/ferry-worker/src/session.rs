@@ -312,9 +312,14 @@ impl<'a> Session<'a> {
         .await
     }
 
-    /// Where the task's binlog archive is, when it has one.
+    /// Where the task's binlog archive is, when it has one (a task configured with `archive`
+    /// on a deployment that has since lost its bucket has none: it reads the server only).
     pub(crate) fn archive_at(&self) -> Option<ArchiveAt> {
         self.config.archive.as_ref()?;
+        if self.state.archive().bucket().is_none() {
+            tracing::warn!(instance = %self.instance, "the task asks for a binlog archive, but this deployment has no archive bucket (FERRY_ARCHIVE_BUCKET): not archived");
+            return None;
+        }
         Some(ArchiveAt::new(
             self.state,
             self.instance,
