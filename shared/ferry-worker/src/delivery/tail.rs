@@ -175,6 +175,8 @@ pub(crate) struct Found {
     tail: Tail,
     /// The key hashes of the backfilled rows among them.
     backfilled: HashSet<u64>,
+    /// Backfilled rows among them held more than once.
+    backfill_repeats: usize,
 }
 
 /// One record a partition held.
@@ -200,10 +202,14 @@ impl Found {
         };
         let (backfilled, records): (Vec<HeldRecord>, Vec<HeldRecord>) =
             records.into_iter().partition(|r| r.backfill);
+        let count = backfilled.len();
+        let backfilled: HashSet<u64> = backfilled.into_iter().map(|r| r.hash).collect();
         Ok(Some(Self {
             records: records.into(),
             tail: Tail::parse(&last, source)?,
-            backfilled: backfilled.into_iter().map(|r| r.hash).collect(),
+            // A backfilled row the topic holds twice (the broker doubled a request): a stray.
+            backfill_repeats: count - backfilled.len(),
+            backfilled,
         }))
     }
 
@@ -328,7 +334,7 @@ impl Tails {
     /// offset their records after the checkpoint start at, and their watermarks.
     pub(crate) fn reconciling(partitions: Vec<PartitionFound>, marks: &[Watermarks]) -> Self {
         let mut backfilled = Vec::with_capacity(partitions.len());
-        let (held, start) = partitions
+        let (held, start): (Vec<Option<Held>>, Vec<Option<i64>>) = partitions
             .into_iter()
             .map(|(p, start)| {
                 let held = match p {
@@ -349,11 +355,17 @@ impl Tails {
                 (held, start)
             })
             .unzip();
+        let mut repairs = vec![Repairs::default(); marks.len()];
+        for (partition, (slot, r)) in held.iter().zip(repairs.iter_mut()).enumerate() {
+            if let Some(Held::Records(found)) = slot {
+                r.stray(partition, found.backfill_repeats);
+            }
+        }
         Self {
             held,
             start,
             high: marks.iter().map(|w| w.high).collect(),
-            repairs: vec![Repairs::default(); marks.len()],
+            repairs,
             found: Vec::new(),
             backfilled,
         }
@@ -883,6 +895,17 @@ mod tests {
             Repairs::default(),
             "nothing stray or missing"
         );
+        // A backfilled row the broker doubled: one stray, the row itself there.
+        let mut tails = holding(&[A, X, X, C]);
+        assert_eq!(
+            replay(&mut tails, &[A, C, X]),
+            [
+                Already::There(Some(100)),
+                Already::There(Some(103)),
+                Already::Elsewhere
+            ]
+        );
+        assert_eq!(tails.repairs().strays, 1, "{:?}", tails.repairs());
         // A backfilled row as the tail of a partition.
         let mut tails = holding(&[A, X]);
         assert_eq!(
