@@ -629,9 +629,50 @@ fn column_flags(tme: &TableMapEvent<'_>, count: usize) -> std::io::Result<Vec<(b
 fn jsonb_to_json(j: mysql_common::binlog::jsonb::Value<'_>) -> Result<serde_json::Value, String> {
     match serde_json::Value::try_from(j.clone()) {
         Ok(json) => Ok(json),
-        Err(_) => Ok(serde_json::Value::from(
-            j.parse().map_err(|e| format!("binary JSON: {e}"))?,
-        )),
+        Err(_) => {
+            opaque_decimals_fit(&j, 0)?;
+            Ok(serde_json::Value::from(
+                j.parse().map_err(|e| format!("binary JSON: {e}"))?,
+            ))
+        }
+    }
+}
+
+/// Refuses a DECIMAL inside binary JSON whose scale exceeds its precision (or over MySQL's 65
+/// digits) before `mysql_common` parses it: its size computation underflows there and the
+/// allocation it asks for aborts the process (found by the fuzzer). Walks arrays and objects
+/// down to MySQL's nesting limit.
+fn opaque_decimals_fit(
+    j: &mysql_common::binlog::jsonb::Value<'_>,
+    depth: u32,
+) -> Result<(), String> {
+    use mysql_common::binlog::jsonb::Value as J;
+    const NEWDECIMAL: u8 = 246;
+    if depth > 100 {
+        return Err("binary JSON nested deeper than MySQL allows".into());
+    }
+    let bad = |e: std::io::Error| format!("binary JSON: {e}");
+    match j {
+        J::Opaque(o) if o.value_type() as u8 == NEWDECIMAL => match o.data_raw() {
+            [precision, scale, ..] if scale <= precision && *precision <= 65 => Ok(()),
+            [precision, scale, ..] => Err(format!(
+                "binary JSON holds a DECIMAL of precision {precision} and scale {scale}, which no server writes"
+            )),
+            _ => Err("binary JSON holds a truncated DECIMAL".into()),
+        },
+        J::SmallArray(a) => a
+            .iter()
+            .try_for_each(|v| opaque_decimals_fit(&v.map_err(bad)?, depth + 1)),
+        J::LargeArray(a) => a
+            .iter()
+            .try_for_each(|v| opaque_decimals_fit(&v.map_err(bad)?, depth + 1)),
+        J::SmallObject(o) => o
+            .iter()
+            .try_for_each(|v| opaque_decimals_fit(&v.map_err(bad)?.1, depth + 1)),
+        J::LargeObject(o) => o
+            .iter()
+            .try_for_each(|v| opaque_decimals_fit(&v.map_err(bad)?.1, depth + 1)),
+        _ => Ok(()),
     }
 }
 
