@@ -60,6 +60,13 @@ impl ArchiveAt {
     }
 }
 
+impl ArchiveAt {
+    /// Every piece of the archive, with when it was stored.
+    async fn pieces(&self) -> Result<Vec<(Piece, Option<chrono::DateTime<Utc>>)>, TaskError> {
+        self.archive.list(&self.prefix).await.map_err(transient)
+    }
+}
+
 /// The archive's replica server id: another than the task's own, since both stream at once.
 fn archive_server_id(instance: &InstanceId) -> u32 {
     ferry_mysql::start::replica_server_id(&format!("{instance}/archive"))
@@ -104,12 +111,7 @@ impl Archiver {
 /// Where the archive goes on: after its last piece, or at the task's checkpoint for a new one
 /// (`None`: the task has none yet).
 async fn resume_at(setup: &ArchiverSetup) -> Result<Option<(BinlogFile, u64)>, TaskError> {
-    let pieces = setup
-        .at
-        .archive
-        .list(&setup.at.prefix)
-        .await
-        .map_err(transient)?;
+    let pieces = setup.at.pieces().await?;
     if let Some((last, _)) = pieces
         .into_iter()
         .max_by(|(a, _), (b, _)| a.file.cmp(&b.file).then(a.end.cmp(&b.end)))
@@ -229,12 +231,7 @@ async fn prune(setup: &ArchiverSetup) -> Result<(), TaskError> {
     };
     let keep_after = Utc::now() - chrono::Duration::days(i64::from(setup.config.retention_days));
     let cp = &checkpoint.position;
-    let pieces = setup
-        .at
-        .archive
-        .list(&setup.at.prefix)
-        .await
-        .map_err(transient)?;
+    let pieces = setup.at.pieces().await?;
     for (piece, stored) in pieces {
         let passed =
             piece.file < *cp.file() || (piece.file == *cp.file() && piece.end <= cp.offset());
@@ -274,14 +271,7 @@ pub(crate) async fn replay_plan(
     if position.file() >= oldest {
         return Ok(Vec::new());
     }
-    let pieces: Vec<Piece> = at
-        .archive
-        .list(&at.prefix)
-        .await
-        .map_err(transient)?
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let pieces: Vec<Piece> = at.pieces().await?.into_iter().map(|(p, _)| p).collect();
     plan(&pieces, position.file(), position.offset(), oldest).map_err(|gap: Gap| {
         DefiniteError::BinlogPurged(format!(
             "the source purged {} (its oldest file is {oldest}) and {gap}",

@@ -21,20 +21,6 @@ use serde_json::{Value, json};
 /// How long a wait may see no progress.
 const STALL: Duration = Duration::from_secs(90);
 
-/// A user the test writes with over TCP (root has only the socket).
-const WRITER: &str =
-    "CREATE USER writer@'%' IDENTIFIED BY 'writer-Secret1'; GRANT ALL ON shop.* TO writer@'%'";
-
-async fn writer(server: &ThrowawayMariaDb) -> mysql_async::Conn {
-    let url = format!(
-        "mysql://writer:writer-Secret1@127.0.0.1:{}/shop",
-        server.port()
-    );
-    mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
-        .await
-        .unwrap()
-}
-
 /// Transactions `from..to`, each its own: a new order, an older one's total raised, every
 /// fifth an older one deleted.
 async fn write(db: &mut mysql_async::Conn, from: i64, to: i64) {
@@ -50,12 +36,6 @@ async fn write(db: &mut mysql_async::Conn, from: i64, to: i64) {
         sql.push_str(" COMMIT");
         db.query_drop(sql).await.unwrap();
     }
-}
-
-async fn rows(server: &ThrowawayMariaDb) -> BTreeMap<i64, i64> {
-    let mut db = writer(server).await;
-    let rows: Vec<(i64, i64)> = db.query("SELECT id, total FROM orders").await.unwrap();
-    rows.into_iter().collect()
 }
 
 async fn topic_reaches(ctx: &TestContext, topic: &str, expected: &BTreeMap<i64, i64>) {
@@ -172,11 +152,7 @@ async fn a_stopped_task_resumes_from_the_archive_after_the_server_purged_its_bin
     let ctx = TestContext::spawn().await.unwrap();
     let api = ctx.api(ferry_cli::all_routes()).await.unwrap();
     let server = ThrowawayMariaDb::capture_source(ctx.env(), &[]).unwrap();
-    server
-        .sql(&format!(
-            "CREATE DATABASE shop; CREATE TABLE shop.orders (id BIGINT PRIMARY KEY, total BIGINT); {WRITER}"
-        ))
-        .unwrap();
+    server.create_shop().unwrap();
 
     let (id, topic) = api
         .start_tracking_task(
@@ -191,9 +167,9 @@ async fn a_stopped_task_resumes_from_the_archive_after_the_server_purged_its_bin
     let flush = [("FERRY_ARCHIVE_FLUSH_MS", "300".to_owned())];
     let worker = ctx.worker_process_with(12, &flush).unwrap();
     api.wait_state(&id, "incremental", STALL).await.unwrap();
-    let mut db = writer(&server).await;
+    let mut db = server.shop_writer().await.unwrap();
     write(&mut db, 1, 200).await;
-    topic_reaches(&ctx, &topic, &rows(&server).await).await;
+    topic_reaches(&ctx, &topic, &server.shop_orders().await.unwrap()).await;
 
     // Stopped, the task's source goes on: files rotate, the table changes shape, and every
     // file the task needs is purged.
@@ -240,7 +216,7 @@ async fn a_stopped_task_resumes_from_the_archive_after_the_server_purged_its_bin
     post(&api, &id, "start").await;
     api.wait_state(&id, "incremental", STALL).await.unwrap();
     write(&mut db, 700, 800).await;
-    topic_reaches(&ctx, &topic, &rows(&server).await).await;
+    topic_reaches(&ctx, &topic, &server.shop_orders().await.unwrap()).await;
     // No key twice, but where a worker reported repairing what the broker doubled.
     let a = apply_rows(&ctx.topic_records(&topic).unwrap(), "total");
     let reported = repairs_reported(&ctx.events().await.unwrap(), id.as_str());

@@ -28,20 +28,6 @@ use serde_json::{Value, json};
 /// How long a wait may see no progress.
 const STALL: Duration = Duration::from_secs(90);
 
-/// A user the test writes with over TCP (root has only the socket), on both servers.
-const WRITER: &str =
-    "CREATE USER writer@'%' IDENTIFIED BY 'writer-Secret1'; GRANT ALL ON shop.* TO writer@'%'";
-
-async fn writer(server: &ThrowawayMariaDb) -> mysql_async::Conn {
-    let url = format!(
-        "mysql://writer:writer-Secret1@127.0.0.1:{}/shop",
-        server.port()
-    );
-    mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap())
-        .await
-        .unwrap()
-}
-
 /// Transactions `from..to` of the workload, each its own: two new orders, an older one's total
 /// raised, every seventh an older one deleted.
 async fn write(db: &mut mysql_async::Conn, from: u64, to: u64) {
@@ -59,13 +45,6 @@ async fn write(db: &mut mysql_async::Conn, from: u64, to: u64) {
         sql.push_str(" COMMIT");
         db.query_drop(sql).await.unwrap();
     }
-}
-
-/// The server's orders, by id.
-async fn rows(server: &ThrowawayMariaDb) -> BTreeMap<i64, i64> {
-    let mut db = writer(server).await;
-    let rows: Vec<(i64, i64)> = db.query("SELECT id, total FROM orders").await.unwrap();
-    rows.into_iter().collect()
 }
 
 /// Waits until `replica` has applied everything `primary` logged.
@@ -123,11 +102,7 @@ async fn a_task_follows_its_source_to_a_promoted_replica_by_gtid() {
     let mut replica_args: Vec<&str> = CAPTURE_ARGS.to_vec();
     replica_args.push("--log-slave-updates");
     let replica = ThrowawayMariaDb::replica_of(ctx.env(), &primary, 2, &replica_args).unwrap();
-    primary
-        .sql(&format!(
-            "CREATE DATABASE shop; CREATE TABLE shop.orders (id BIGINT PRIMARY KEY, total BIGINT); {WRITER}"
-        ))
-        .unwrap();
+    primary.create_shop().unwrap();
     // The name the endpoint gives, pointing at the primary.
     let name = FaultProxy::start(format!("127.0.0.1:{}", primary.port()).parse().unwrap())
         .await
@@ -157,7 +132,7 @@ async fn a_task_follows_its_source_to_a_promoted_replica_by_gtid() {
 
     // A stream on the primary; the worker dies in the middle of it.
     let stop = Arc::new(AtomicBool::new(false));
-    let mut db = writer(&primary).await;
+    let mut db = primary.shop_writer().await.unwrap();
     let stream = tokio::spawn({
         let stop = Arc::clone(&stop);
         async move {
@@ -204,10 +179,10 @@ async fn a_task_follows_its_source_to_a_promoted_replica_by_gtid() {
     name.repoint(format!("127.0.0.1:{}", replica.port()).parse().unwrap())
         .unwrap();
     let second = ctx.worker_process(12).unwrap();
-    let mut db = writer(&replica).await;
+    let mut db = replica.shop_writer().await.unwrap();
     write(&mut db, written, written + 500).await;
 
-    topic_reaches(&ctx, &topic, &rows(&replica).await).await;
+    topic_reaches(&ctx, &topic, &replica.shop_orders().await.unwrap()).await;
     // No key twice, but where a worker reported repairing what the broker doubled.
     let events = ctx.events().await.unwrap();
     let (_, twice, _) = applied(&ctx, &topic);

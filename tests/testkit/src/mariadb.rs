@@ -243,6 +243,31 @@ impl ThrowawayMariaDb {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Makes the database `shop` with `orders (id BIGINT PRIMARY KEY, total BIGINT)` and the
+    /// user [`ThrowawayMariaDb::shop_writer`] connects as (root has only the socket).
+    pub fn create_shop(&self) -> Result<()> {
+        self.sql(
+            "CREATE DATABASE shop; CREATE TABLE shop.orders (id BIGINT PRIMARY KEY, total BIGINT); \
+             CREATE USER writer@'%' IDENTIFIED BY 'writer-Secret1'; GRANT ALL ON shop.* TO writer@'%'",
+        )
+    }
+
+    /// A connection to `shop` over TCP as its writer (see [`ThrowawayMariaDb::create_shop`]; a
+    /// replica has the user too).
+    pub async fn shop_writer(&self) -> Result<mysql_async::Conn> {
+        let url = format!("mysql://writer:writer-Secret1@127.0.0.1:{}/shop", self.port);
+        Ok(mysql_async::Conn::new(mysql_async::Opts::from_url(&url)?).await?)
+    }
+
+    /// `shop.orders` as it is: each id's total.
+    pub async fn shop_orders(&self) -> Result<std::collections::BTreeMap<i64, i64>> {
+        use mysql_async::prelude::Queryable;
+        let mut db = self.shop_writer().await?;
+        let rows: Vec<(i64, i64)> = db.query("SELECT id, total FROM orders").await?;
+        let _ = db.disconnect().await;
+        Ok(rows.into_iter().collect())
+    }
+
     /// The server as a change-tracking task's source, as the capture user.
     pub fn source(&self) -> serde_json::Value {
         serde_json::json!({"engine": "mariadb", "host": "127.0.0.1", "port": self.port,
