@@ -133,8 +133,25 @@ export interface Task extends TaskState {
   objects_applied?: { config_version: number; position: string; [k: string]: unknown };
   full_sync?: TableProgress[];
   verification?: Verification;
+  /** A tracking task's binlog archive, as its archiver last reported it (docs/capture.md). */
+  archive?: ArchiveStatus;
   updated_at: string;
   version: number;
+}
+
+export interface ArchiveStatus {
+  state: "not_started" | "archiving" | "failing";
+  server?: string;
+  oldest?: string;
+  through?: string;
+  through_time?: string;
+  stored_at?: string;
+  pieces?: number;
+  caught_up?: boolean;
+  delay_seconds?: number | null;
+  error?: string;
+  error_at?: string;
+  updated_at?: string;
 }
 
 export interface EndpointInput {

@@ -2,7 +2,7 @@
 // connections, and charts of the last hour refreshed live; start and stop.
 import { useState } from "preact/hooks";
 
-import { api, type Instance, type Task, type TaskMetrics } from "../api";
+import { api, type ArchiveStatus, type Instance, type Task, type TaskMetrics } from "../api";
 import { Chart } from "../components/Chart";
 import { Busy, ErrorNote, formatNumber, formatTime, usePoll } from "../components/ui";
 import { href } from "../router";
@@ -51,6 +51,7 @@ export function Overview({ instance }: { instance: Instance }) {
               <dd class="code">{t.delivery.topic}</dd>
             </>
           )}
+          {t.archive && <Archive archive={t.archive} />}
           {t.objects_applied && (
             <>
               <dt>Objects applied</dt>
@@ -116,6 +117,32 @@ function Checkpoint({ task }: { task: Task }) {
           </dd>
         </>
       )}
+    </>
+  );
+}
+
+function Archive({ archive: a }: { archive: ArchiveStatus }) {
+  return (
+    <>
+      <dt>Binlog archive</dt>
+      <dd data-testid="archive">
+        {a.state === "not_started" ? (
+          <span class="muted">nothing stored yet</span>
+        ) : (
+          <>
+            <span class="code">{a.oldest ?? "?"}</span> to <span class="code">{a.through ?? "?"}</span>
+            <span class="muted">
+              {" "}
+              · {a.caught_up ? "caught up" : a.delay_seconds != null ? `${formatNumber(a.delay_seconds)} s behind` : "behind"} · {a.server}
+            </span>
+          </>
+        )}
+        {a.error && (
+          <div class="note error" role="alert">
+            Archiving failed ({formatTime(a.error_at)}), retrying: {a.error}
+          </div>
+        )}
+      </dd>
     </>
   );
 }

@@ -131,6 +131,12 @@ pub struct TaskView {
     /// A tracking task's latest backfill with each table's progress (`GET …/task` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backfill: Option<ferry_domain::backfill::Backfill>,
+    /// A tracking task's binlog archive, as its archiver last reported it (`GET …/task` only,
+    /// when the configuration has `archive`): the server, the oldest and newest position
+    /// stored, `delay_seconds` (the age of the newest event stored, 0 when caught up), the
+    /// last failure. `{"state": "not_started"}` before the archiver first reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive: Option<serde_json::Value>,
     pub updated_at: DateTime<Utc>,
     pub version: u64,
 }
@@ -160,10 +166,36 @@ impl TaskView {
             full_sync: None,
             verification: None,
             backfill: None,
+            archive: None,
             updated_at: r.updated_at,
             version: t.version,
         }
     }
+}
+
+/// `GET …/task`'s `archive`: the archiver's last report (`None`: none yet) with its state
+/// (`not_started`, `archiving`, `failing`) and its delay at `now`.
+pub fn archive_view(
+    status: Option<ferry_domain::archive::ArchiveStatus>,
+    now: DateTime<Utc>,
+) -> serde_json::Value {
+    let Some(status) = status else {
+        return serde_json::json!({"state": "not_started"});
+    };
+    let delay = status
+        .delay(now)
+        .map(|d| d.num_milliseconds() as f64 / 1000.0);
+    let state = if status.error.is_some() {
+        "failing"
+    } else {
+        "archiving"
+    };
+    let mut view = serde_json::to_value(&status).unwrap_or_default();
+    if let Some(map) = view.as_object_mut() {
+        map.insert("state".into(), serde_json::json!(state));
+        map.insert("delay_seconds".into(), serde_json::json!(delay));
+    }
+    view
 }
 
 #[derive(Debug, Serialize)]
@@ -209,4 +241,35 @@ impl GroupView {
 #[derive(Debug, Serialize)]
 pub struct GroupList {
     pub consumer_groups: Vec<GroupView>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_domain::archive::ArchiveStatus;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_archive_view_says_its_state_and_delay() {
+        assert_eq!(archive_view(None, at(0))["state"], "not_started");
+        let mut s = ArchiveStatus::new("server_id:7", at(0));
+        s.stored(
+            "binlog.000002:4".into(),
+            "binlog.000002:900".into(),
+            Some(at(10)),
+            at(11),
+        );
+        let v = archive_view(Some(s.clone()), at(40));
+        assert_eq!(v["state"], "archiving");
+        assert_eq!(v["delay_seconds"], 30.0);
+        assert_eq!(v["oldest"], "binlog.000002:4");
+        assert_eq!(v["through"], "binlog.000002:900");
+        s.failed("S3 refused PutObject: AccessDenied".into(), at(41));
+        let v = archive_view(Some(s), at(42));
+        assert_eq!(v["state"], "failing");
+        assert_eq!(v["error"], "S3 refused PutObject: AccessDenied");
+    }
 }

@@ -6,6 +6,7 @@
 //! - [`task`]: the task of an instance and its state machine. Every allowed transition is
 //!   written out; every other one is a [`task::TransitionError`].
 //! - [`task_config`]: a task's source, target, objects and delivery options.
+//! - [`archive`]: what a task's binlog archive holds, as its archiver reports it.
 //! - [`consumer_group`]: consumer groups and the rules for their names and credentials.
 //! - [`convert`]: type conversion for schema sync (MySQL/MariaDB to PostgreSQL and MySQL/MariaDB).
 //! - [`endpoint`]: source and target database endpoints.
@@ -29,6 +30,7 @@
 //! what is wrong and how to fix it.
 
 pub mod address;
+pub mod archive;
 pub mod backfill;
 pub mod change;
 pub mod consumer_group;

@@ -187,6 +187,9 @@ pub struct PieceBytes {
     pub end: u64,
     pub rotated: bool,
     pub bytes: Vec<u8>,
+    /// The timestamp (seconds since the epoch, from the event header) of the newest event
+    /// with one: `None` when every event is one the server made up for the stream (time 0).
+    pub newest_time: Option<u32>,
 }
 
 /// Cuts the events of a [`RawDump`] into pieces: one ends at a file's rotation, when it
@@ -200,6 +203,8 @@ pub struct PieceWriter {
     start: u64,
     end: u64,
     events: Vec<u8>,
+    /// The header timestamp of the newest event of the piece being cut that has one.
+    newest_time: Option<u32>,
 }
 
 impl PieceWriter {
@@ -212,12 +217,18 @@ impl PieceWriter {
             start: offset,
             end: offset,
             events: Vec::new(),
+            newest_time: None,
         }
     }
 
     /// Where the events written so far end: where a new stream would go on from.
     pub fn position(&self) -> (&BinlogFile, u64) {
         (&self.file, self.end)
+    }
+
+    /// Whether every event pushed is in a piece returned.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
     }
 
     /// The current file's format description, sent for a stream that starts mid-file.
@@ -234,6 +245,7 @@ impl PieceWriter {
             self.end = 4;
             self.events.clear();
             self.format = None;
+            self.newest_time = None;
         }
         if event.format {
             // Every file begins with its format description; a repeated one is the same.
@@ -247,6 +259,12 @@ impl PieceWriter {
         }
         self.events.extend_from_slice(&event.bytes);
         self.end = event.end;
+        // Every event header starts with its timestamp (little-endian seconds).
+        if let Some(t) = event.bytes.first_chunk::<4>().map(|b| u32::from_le_bytes(*b))
+            && t != 0
+        {
+            self.newest_time = Some(t);
+        }
         if event.rotates {
             // (The next file starts with its own format description: its first event.)
             return Ok(self.cut(true));
@@ -281,6 +299,7 @@ impl PieceWriter {
             end: self.end,
             rotated,
             bytes,
+            newest_time: self.newest_time.take(),
         };
         self.start = self.end;
         Some(piece)
@@ -423,5 +442,27 @@ mod tests {
             (4, 40, false)
         );
         assert_eq!(w.position().1, 40);
+    }
+
+    #[test]
+    fn a_piece_knows_the_time_of_its_newest_event_with_one() {
+        let timed = |end: u64, time: u32, format: bool| {
+            let mut e = event("binlog.000001", end, 30, format, false);
+            e.bytes[..4].copy_from_slice(&time.to_le_bytes());
+            e
+        };
+        let mut w = PieceWriter::new("binlog.000001".parse().unwrap(), 4, 1000);
+        // The server's made-up format description at a stream's start has no time.
+        w.push(timed(34, 0, true)).unwrap();
+        assert!(!w.is_empty());
+        assert_eq!(w.flush().unwrap().newest_time, None);
+        assert!(w.is_empty());
+        w.push(timed(64, 1_800_000_000, false)).unwrap();
+        w.push(timed(94, 1_800_000_007, false)).unwrap();
+        w.push(timed(124, 0, false)).unwrap();
+        assert_eq!(w.flush().unwrap().newest_time, Some(1_800_000_007));
+        // Each piece its own: nothing carried over from the last.
+        w.push(timed(154, 0, false)).unwrap();
+        assert_eq!(w.flush().unwrap().newest_time, None);
     }
 }

@@ -12,6 +12,7 @@
 //! [`StoreError::QuotaExceeded`]); everything else from DynamoDB is [`StoreError::Backend`], with
 //! the SDK's full error kept for the logs.
 
+mod archives;
 mod backfills;
 mod cleanup;
 mod copies;

@@ -18,6 +18,7 @@ use chrono::Utc;
 use ferry_api::AppState;
 use ferry_aws::Archive;
 use ferry_aws::archive::{Gap, Piece, plan, prefix};
+use ferry_domain::archive::ArchiveStatus;
 use ferry_domain::id::InstanceId;
 use ferry_domain::position::{BinlogFile, Position};
 use ferry_domain::task::TaskState;
@@ -49,6 +50,8 @@ pub(crate) struct ArchiveAt {
     pub(crate) archive: Archive,
     /// The key prefix: the task's instance and its source server.
     pub(crate) prefix: String,
+    /// The source server (`server_id:7`).
+    pub(crate) server: String,
 }
 
 impl ArchiveAt {
@@ -56,6 +59,7 @@ impl ArchiveAt {
         Self {
             archive: state.archive().clone(),
             prefix: prefix(instance, source),
+            server: source.to_owned(),
         }
     }
 }
@@ -94,12 +98,19 @@ impl Archiver {
     pub(crate) fn spawn(setup: ArchiverSetup) -> Self {
         let task = tokio::spawn(async move {
             let mut pruned_at: Option<Instant> = None;
+            let mut status = ArchiveStatus::new(setup.at.server.clone(), Utc::now());
             loop {
-                if let Err(e) = archive(&setup, &mut pruned_at).await {
+                if let Err(e) = archive(&setup, &mut status, &mut pruned_at).await {
                     setup.meter.errors.inc();
                     tracing::warn!(instance = %setup.instance, error = %e, "binlog archive: stopped, trying again");
+                    status.failed(e.to_string(), Utc::now());
+                    report(&setup, &status).await;
                 }
                 tokio::time::sleep(RETRY_AFTER).await;
+                // While it is down, the stored pieces fall further behind.
+                if let Some(delay) = status.delay(Utc::now()) {
+                    setup.meter.delay.set(seconds(delay));
+                }
             }
         });
         Self {
@@ -108,14 +119,47 @@ impl Archiver {
     }
 }
 
+/// Records the archive's status for `GET …/task`; a failure is only logged (a report).
+async fn report(setup: &ArchiverSetup, status: &ArchiveStatus) {
+    if let Err(e) = setup
+        .state
+        .store()
+        .put_archive_status(&setup.instance, status)
+        .await
+    {
+        tracing::warn!(instance = %setup.instance, error = %e, "binlog archive: its status was not recorded");
+    }
+}
+
+fn seconds(d: chrono::Duration) -> f64 {
+    d.num_milliseconds() as f64 / 1000.0
+}
+
+fn at(file: &BinlogFile, offset: u64) -> String {
+    format!("{file}:{offset}")
+}
+
+/// The oldest position among `pieces`.
+fn oldest_piece<'a>(pieces: impl IntoIterator<Item = &'a Piece>) -> Option<String> {
+    pieces
+        .into_iter()
+        .min_by(|a, b| a.file.cmp(&b.file).then(a.start.cmp(&b.start)))
+        .map(|p| at(&p.file, p.start))
+}
+
 /// Where the archive goes on: after its last piece, or at the task's checkpoint for a new one
-/// (`None`: the task has none yet).
-async fn resume_at(setup: &ArchiverSetup) -> Result<Option<(BinlogFile, u64)>, TaskError> {
+/// (`None`: the task has none yet). Notes the archive's extent in `status`.
+async fn resume_at(
+    setup: &ArchiverSetup,
+    status: &mut ArchiveStatus,
+) -> Result<Option<(BinlogFile, u64)>, TaskError> {
     let pieces = setup.at.pieces().await?;
+    status.oldest = oldest_piece(pieces.iter().map(|(p, _)| p));
     if let Some((last, _)) = pieces
         .into_iter()
         .max_by(|(a, _), (b, _)| a.file.cmp(&b.file).then(a.end.cmp(&b.end)))
     {
+        status.through = Some(at(&last.file, last.end));
         return Ok(Some(if last.rotated {
             (last.file.next(), 4)
         } else {
@@ -130,8 +174,12 @@ async fn resume_at(setup: &ArchiverSetup) -> Result<Option<(BinlogFile, u64)>, T
 }
 
 /// One run of the archiver, until the stream fails.
-async fn archive(setup: &ArchiverSetup, pruned_at: &mut Option<Instant>) -> Result<(), TaskError> {
-    let Some((mut file, mut offset)) = resume_at(setup).await? else {
+async fn archive(
+    setup: &ArchiverSetup,
+    status: &mut ArchiveStatus,
+    pruned_at: &mut Option<Instant>,
+) -> Result<(), TaskError> {
+    let Some((mut file, mut offset)) = resume_at(setup, status).await? else {
         // Nothing to archive from before the task's first checkpoint.
         return Ok(());
     };
@@ -152,9 +200,12 @@ async fn archive(setup: &ArchiverSetup, pruned_at: &mut Option<Instant>) -> Resu
     let mut writer = PieceWriter::new(file, offset, PIECE_BYTES);
     let mut flush_at = Instant::now() + setup.flush;
     let result = loop {
+        if let Some(delay) = status.delay(Utc::now()) {
+            setup.meter.delay.set(seconds(delay));
+        }
         if pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
             *pruned_at = Some(Instant::now());
-            if let Err(e) = prune(setup).await {
+            if let Err(e) = prune(setup, status).await {
                 tracing::warn!(instance = %setup.instance, error = %e, "binlog archive: deleting old pieces failed");
             }
         }
@@ -169,28 +220,38 @@ async fn archive(setup: &ArchiverSetup, pruned_at: &mut Option<Instant>) -> Resu
             Ok(Ok(Some(raw))) => Some(raw),
         };
         let mut done = match next {
-            Some(Raw::Event(event)) => match writer.push(event) {
-                Ok(done) => done,
-                Err(e) => break Err(e.into()),
-            },
+            Some(Raw::Event(event)) => {
+                status.set_caught_up(false, Utc::now());
+                match writer.push(event) {
+                    Ok(done) => done,
+                    Err(e) => break Err(e.into()),
+                }
+            }
             Some(Raw::Format(bytes)) => {
                 writer.format(bytes);
                 None
             }
-            Some(Raw::Idle) | None => None,
+            Some(Raw::Idle) => {
+                // The server's heartbeat: it has nothing newer than what it sent.
+                if status.set_caught_up(writer.is_empty(), Utc::now()) {
+                    report(setup, status).await;
+                }
+                None
+            }
+            None => None,
         };
         // An unfinished piece is stored every `flush`, busy or idle.
         if Instant::now() >= flush_at {
             flush_at = Instant::now() + setup.flush;
             if let Some(piece) = done.take()
-                && let Err(e) = store(setup, piece).await
+                && let Err(e) = store(setup, status, piece).await
             {
                 break Err(e);
             }
             done = writer.flush();
         }
         if let Some(piece) = done
-            && let Err(e) = store(setup, piece).await
+            && let Err(e) = store(setup, status, piece).await
         {
             break Err(e);
         }
@@ -199,8 +260,15 @@ async fn archive(setup: &ArchiverSetup, pruned_at: &mut Option<Instant>) -> Resu
     result
 }
 
-/// Compresses and stores a piece.
-async fn store(setup: &ArchiverSetup, piece: PieceBytes) -> Result<(), TaskError> {
+/// Compresses and stores a piece, and reports it.
+async fn store(
+    setup: &ArchiverSetup,
+    status: &mut ArchiveStatus,
+    piece: PieceBytes,
+) -> Result<(), TaskError> {
+    let newest_time = piece
+        .newest_time
+        .and_then(|t| chrono::DateTime::from_timestamp(i64::from(t), 0));
     let at = &setup.at;
     let meta = Piece {
         file: piece.file,
@@ -221,17 +289,25 @@ async fn store(setup: &ArchiverSetup, piece: PieceBytes) -> Result<(), TaskError
     setup.meter.pieces.inc();
     setup.meter.bytes.inc_by(size);
     tracing::debug!(piece = %meta, "binlog archive: stored");
+    status.stored(
+        self::at(&meta.file, meta.start),
+        self::at(&meta.file, meta.end),
+        newest_time,
+        Utc::now(),
+    );
+    report(setup, status).await;
     Ok(())
 }
 
 /// Deletes the pieces the task's checkpoint has passed that are older than the retention.
-async fn prune(setup: &ArchiverSetup) -> Result<(), TaskError> {
+async fn prune(setup: &ArchiverSetup, status: &mut ArchiveStatus) -> Result<(), TaskError> {
     let Some(checkpoint) = setup.state.store().get_checkpoint(&setup.instance).await? else {
         return Ok(());
     };
     let keep_after = Utc::now() - chrono::Duration::days(i64::from(setup.config.retention_days));
     let cp = &checkpoint.position;
     let pieces = setup.at.pieces().await?;
+    let mut kept = Vec::with_capacity(pieces.len());
     for (piece, stored) in pieces {
         let passed =
             piece.file < *cp.file() || (piece.file == *cp.file() && piece.end <= cp.offset());
@@ -242,8 +318,11 @@ async fn prune(setup: &ArchiverSetup) -> Result<(), TaskError> {
                 .delete(&setup.at.prefix, &piece)
                 .await
                 .map_err(transient)?;
+        } else {
+            kept.push(piece);
         }
     }
+    status.oldest = oldest_piece(&kept);
     Ok(())
 }
 

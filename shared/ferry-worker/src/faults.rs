@@ -4,9 +4,9 @@
 //! - `FERRY_FAULT_ABORT_AFTER_APPLY=n`: right after its `n`-th target transaction of changes
 //!   committed, before the checkpoint that would cover it (sync);
 //! - `FERRY_FAULT_ABORT_BEFORE_CHECKPOINT=<file>`: at the first capture checkpoint it is about
-//!   to write once `<file>` exists — every record that checkpoint would cover is acknowledged
-//!   in the topic, so the crash leaves records after the stored checkpoint, at a moment the
-//!   test chooses by creating the file.
+//!   to write, once `<file>` exists, over records sent since the stored one — after every
+//!   record sent is acknowledged, so the crash leaves records in the topic after the stored
+//!   checkpoint, at a moment the test chooses by creating the file.
 //!
 //! Test hooks in the product, not features: unset (always, outside tests) they cost one
 //! relaxed atomic load per applied batch and one `OnceLock` read per checkpoint. Compiled in, rather than behind a cargo feature,
@@ -52,8 +52,9 @@ pub(crate) fn applied() {
     }
 }
 
-/// A capture loop is about to write a checkpoint over acknowledged records.
-pub(crate) fn checkpointing() {
+/// Whether a capture loop about to write a checkpoint over records sent since the stored one
+/// is to abort there (the trigger file exists); the loop then drains and calls [`abort`].
+pub(crate) fn abort_before_checkpoint() -> bool {
     static TRIGGER: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
     let trigger = TRIGGER.get_or_init(|| {
         let path = std::env::var_os(ABORT_BEFORE_CHECKPOINT)?;
@@ -63,8 +64,11 @@ pub(crate) fn checkpointing() {
         );
         Some(path.into())
     });
-    if trigger.as_ref().is_some_and(|file| file.exists()) {
-        tracing::error!("{ABORT_BEFORE_CHECKPOINT}: aborting before a checkpoint");
-        std::process::abort();
-    }
+    trigger.as_ref().is_some_and(|file| file.exists())
+}
+
+/// The crash [`abort_before_checkpoint`] asked for.
+pub(crate) fn abort() -> ! {
+    tracing::error!("{ABORT_BEFORE_CHECKPOINT}: aborting before a checkpoint");
+    std::process::abort();
 }

@@ -13,6 +13,7 @@
 //! | `ferry_archive_bytes_total{instance}` | counter | binlog bytes the [archive](crate::archive) stored (uncompressed) |
 //! | `ferry_archive_pieces_total{instance}` | counter | pieces the binlog archive stored |
 //! | `ferry_archive_errors_total{instance}` | counter | failures of the binlog archive (it retries; the log says what failed) |
+//! | `ferry_archive_delay_seconds{instance}` | gauge | how far the binlog archive's stored pieces are behind the source: the age of the newest event stored, 0 when the source has nothing newer than what is stored |
 //! | `ferry_tasks_running` | gauge | capture loops this worker runs |
 //! | `ferry_connection_errors_total{side}` | counter | failures of a task's `source` or `target` connection (the task is retried) |
 //! | `ferry_record_handoff_seconds{instance}` | histogram | Ferry's own share of a record's latency: its event read from the binlog → the record handed to the producer |
@@ -73,6 +74,7 @@ pub struct WorkerMetrics {
     archive_bytes: Family<TaskLabels, Counter>,
     archive_pieces: Family<TaskLabels, Counter>,
     archive_errors: Family<TaskLabels, Counter>,
+    archive_delay: Family<TaskLabels, Gauge<f64, AtomicU64>>,
     /// Archive meters alive per instance: a task's archive moves between a worker's runs of it
     /// (the loop's, the stopped task's), and the old meter may be dropped after the new one is
     /// made; the series go with the last.
@@ -110,6 +112,7 @@ impl Default for WorkerMetrics {
         let archive_bytes = Family::default();
         let archive_pieces = Family::default();
         let archive_errors = Family::default();
+        let archive_delay = Family::default();
         let delay = Family::default();
         let target_delay = Family::default();
         let running = Gauge::default();
@@ -163,6 +166,11 @@ impl Default for WorkerMetrics {
             archive_errors.clone(),
         );
         registry.register(
+            "archive_delay_seconds",
+            "How far the binlog archive's stored pieces are behind the source: the age of the newest event stored (0 when the source has nothing newer than what is stored)",
+            archive_delay.clone(),
+        );
+        registry.register(
             "source_delay_seconds",
             "How far reading is behind the source (0 when the source has nothing newer)",
             delay.clone(),
@@ -210,6 +218,7 @@ impl Default for WorkerMetrics {
             archive_bytes,
             archive_pieces,
             archive_errors,
+            archive_delay,
             archive_meters: std::sync::Mutex::default(),
             delay,
             target_delay,
@@ -238,6 +247,7 @@ impl WorkerMetrics {
             bytes: self.archive_bytes.get_or_create(&labels).clone(),
             pieces: self.archive_pieces.get_or_create(&labels).clone(),
             errors: self.archive_errors.get_or_create(&labels).clone(),
+            delay: self.archive_delay.get_or_create(&labels).clone(),
             owner: Arc::clone(self),
             labels,
         }
@@ -352,6 +362,8 @@ pub(crate) struct ArchiveMeter {
     pub(crate) bytes: Counter,
     pub(crate) pieces: Counter,
     pub(crate) errors: Counter,
+    /// Seconds the stored pieces are behind the source.
+    pub(crate) delay: Gauge<f64, AtomicU64>,
 }
 
 impl std::fmt::Debug for ArchiveMeter {
@@ -384,6 +396,7 @@ impl Drop for ArchiveMeter {
         ] {
             family.remove(&self.labels);
         }
+        self.owner.archive_delay.remove(&self.labels);
     }
 }
 
@@ -642,6 +655,14 @@ mod tests {
         assert!(
             !text.contains("ferry_tasks_running 1"),
             "an archive is no running loop"
+        );
+        new.delay.set(2.5);
+        assert!(
+            metrics
+                .encode()
+                .contains(&format!("ferry_archive_delay_seconds{{instance=\"{id}\"}} 2.5")),
+            "{}",
+            metrics.encode()
         );
         drop(new);
         assert!(!metrics.encode().contains(id.as_str()));

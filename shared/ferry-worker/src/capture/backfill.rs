@@ -14,6 +14,10 @@
 //!
 //! The backfill's record (`Store::get_backfill`) is read every [`POLL_IDLE`] ([`POLL_ACTIVE`]
 //! while one runs): a new one starts, a cancelled one stops after the chunk being written.
+//!
+//! A new backfill's chunks are planned on a task of their own ([`Planning`]): planning walks
+//! each table's primary key once (a chunk's bounds every `backfill_chunk_rows` keys), minutes
+//! for a table of hundreds of millions of rows, while the loop goes on delivering changes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,7 +51,29 @@ const PARALLEL: usize = 2;
 /// The loop's backfill, if one is under way.
 pub(super) struct Backfiller {
     active: Option<Active>,
+    /// A backfill whose chunks are being planned (then it becomes `active`).
+    planning: Option<Planning>,
     polled_at: Option<Instant>,
+}
+
+/// A backfill whose tables' chunks are being planned, beside the loop.
+struct Planning {
+    backfill: Backfill,
+    version: u64,
+    defs: HashMap<ObjectName, Arc<TableDef>>,
+    tables: HashMap<ObjectName, (Arc<TableSchema>, ColumnMask)>,
+    /// Each table's copy record, stored (read back, or planned and written).
+    records: PlanTask,
+}
+
+/// The planning task; aborted when dropped (the backfill cancelled or ended elsewhere, or the
+/// loop stopped: the next run plans again, or reads back what this one stored).
+struct PlanTask(tokio::task::JoinHandle<Result<Vec<CopyRecord>, TaskError>>);
+
+impl Drop for PlanTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A backfill the loop is running.
@@ -105,18 +131,28 @@ impl Backfiller {
     pub(super) fn new() -> Self {
         Self {
             active: None,
+            planning: None,
             polled_at: None,
         }
     }
 
-    /// Reads the task's backfill when due: starts a new one (planning its tables' chunks), drops
-    /// one cancelled or ended elsewhere. `at` is where the stream stands.
+    /// Reads the task's backfill when due: starts a new one (planning its tables' chunks
+    /// beside the loop), drops one cancelled or ended elsewhere; starts reading a backfill
+    /// whose planning finished. `at` is where the stream stands.
     pub(super) async fn poll(
         &mut self,
         session: &Session<'_>,
         at: &Position,
     ) -> Result<(), TaskError> {
-        let every = if self.active.is_some() {
+        if self
+            .planning
+            .as_ref()
+            .is_some_and(|p| p.records.0.is_finished())
+            && let Some(planning) = self.planning.take()
+        {
+            self.active = planned(session, planning).await?;
+        }
+        let every = if self.active.is_some() || self.planning.is_some() {
             POLL_ACTIVE
         } else {
             POLL_IDLE
@@ -127,22 +163,39 @@ impl Backfiller {
         self.polled_at = Some(Instant::now());
         let store = session.state.store();
         let current = store.get_backfill(session.instance).await?;
-        let held = self.active.as_ref().map(|a| a.backfill.id.clone());
+        let held = self
+            .active
+            .as_ref()
+            .map(|a| (a.backfill.id.clone(), a.version))
+            .or_else(|| {
+                self.planning
+                    .as_ref()
+                    .map(|p| (p.backfill.id.clone(), p.version))
+            });
         match current {
-            Some((b, version)) if held.as_deref() == Some(b.id.as_str()) => {
-                match &mut self.active {
-                    Some(active) if b.state.is_active() => active.version = version,
-                    _ => {
-                        tracing::info!(instance = %session.instance, backfill = %b.id, state = ?b.state, "backfill ended elsewhere: stopped");
-                        self.active = None;
+            Some((b, version)) if held.as_ref().is_some_and(|(id, _)| *id == b.id) => {
+                if b.state.is_active() {
+                    if let Some(active) = &mut self.active {
+                        active.version = version;
                     }
+                    if let Some(planning) = &mut self.planning {
+                        planning.version = version;
+                    }
+                } else {
+                    tracing::info!(instance = %session.instance, backfill = %b.id, state = ?b.state, "backfill ended elsewhere: stopped");
+                    self.active = None;
+                    self.planning = None;
                 }
             }
             Some((b, version)) if b.state.is_active() => {
                 self.active = None;
-                self.active = start(session, b, version, at).await?;
+                self.planning = None;
+                self.planning = start(session, b, version, at).await?;
             }
-            _ => self.active = None,
+            _ => {
+                self.active = None;
+                self.planning = None;
+            }
         }
         Ok(())
     }
@@ -274,16 +327,16 @@ async fn finish(session: &Session<'_>, b: &Backfill, version: u64) -> Result<(),
 }
 
 /// Starts `backfill` at stream position `at`: each table's definition from the schema history
-/// there, its chunks planned (or the plan stored by an earlier run of the same backfill, with
-/// its chunks done), the record marked running. `None` while a table is not yet among the
+/// there, and its chunks' planning on a task of its own (or the plan stored by an earlier run
+/// of the same backfill, with its chunks done). `None` while a table is not yet among the
 /// loop's objects (a reselection not yet switched), or when the backfill cannot run (it is
 /// marked failed, with the reason).
 async fn start(
     session: &Session<'_>,
     mut backfill: Backfill,
-    mut version: u64,
+    version: u64,
     at: &Position,
-) -> Result<Option<Active>, TaskError> {
+) -> Result<Option<Planning>, TaskError> {
     let store = session.state.store();
     let objects = &session.config.objects;
     if backfill
@@ -323,9 +376,37 @@ async fn start(
         tables.insert(name.clone(), (schema, columns));
         defs.insert(name.clone(), Arc::new(def));
     }
-    let topic = session.state.topic_of(&session.task.value);
+    tracing::info!(instance = %session.instance, backfill = %backfill.id, tables = backfill.tables.len(), "backfill planning its chunks");
+    let records = PlanTask(tokio::spawn(plan_all(
+        session.state.clone(),
+        session.instance.clone(),
+        session.params.clone(),
+        session.settings.backfill_chunk_rows,
+        session.state.topic_of(&session.task.value),
+        (backfill.clone(), defs.clone()),
+    )));
+    Ok(Some(Planning {
+        backfill,
+        version,
+        defs,
+        tables,
+        records,
+    }))
+}
+
+/// Each table's copy record for `backfill`: the one stored by an earlier run of it, else its
+/// chunks planned and the plan stored.
+async fn plan_all(
+    state: ferry_api::AppState,
+    instance: ferry_domain::id::InstanceId,
+    params: ferry_mysql::ConnectParams,
+    chunk_rows: u32,
+    topic: String,
+    (backfill, defs): (Backfill, HashMap<ObjectName, Arc<TableDef>>),
+) -> Result<Vec<CopyRecord>, TaskError> {
+    let store = state.store();
+    let stored = store.copy_records(&instance).await?;
     let mut records: Vec<CopyRecord> = Vec::new();
-    let stored = store.copy_records(session.instance).await?;
     for name in &backfill.tables {
         let record = match stored
             .iter()
@@ -333,16 +414,15 @@ async fn start(
         {
             Some(r) => r.clone(),
             None => {
-                let def = &defs[name];
                 let plan = plan_chunks(
-                    &session.params,
+                    &params,
                     name,
-                    def,
-                    session.settings.backfill_chunk_rows,
+                    &defs[name],
+                    chunk_rows,
                     (topic.clone(), Some(backfill.id.clone())),
                 )
                 .await?;
-                store.put_copy_plan(session.instance, &plan).await?;
+                store.put_copy_plan(&instance, &plan).await?;
                 CopyRecord {
                     plan,
                     done: Default::default(),
@@ -352,6 +432,25 @@ async fn start(
         };
         records.push(record);
     }
+    Ok(records)
+}
+
+/// A backfill whose planning ended: marked running, its reads ready to start; `None` when it
+/// was cancelled meanwhile (the next poll sees it). A planning failure ends the loop as the
+/// failure says (a source error is retried with the task).
+async fn planned(session: &Session<'_>, p: Planning) -> Result<Option<Active>, TaskError> {
+    let Planning {
+        mut backfill,
+        mut version,
+        defs,
+        tables,
+        mut records,
+    } = p;
+    let records = (&mut records.0)
+        .await
+        .map_err(|e| transient(format!("the backfill's planning stopped: {e}")))??;
+    let store = session.state.store();
+    let objects = &session.config.objects;
     if backfill.state == BackfillState::Pending {
         backfill.state = BackfillState::Running;
         match store

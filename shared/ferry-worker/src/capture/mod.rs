@@ -188,6 +188,8 @@ async fn capture<D: Destination>(
     let mut backfill = backfill::Backfiller::new();
     // The position of the last event handled: where a chunk read now cannot start before.
     let mut stream_at = checkpoint.position.clone();
+    // The last record the stored checkpoint names (a crash point for the tests needs it).
+    let mut written_key = checkpoint.last_key.clone();
     loop {
         if session.should_stop(framing.in_transaction()) {
             break;
@@ -246,9 +248,14 @@ async fn capture<D: Destination>(
             cadence.settled(settled);
         }
         if let Some((position, time, offsets)) = cadence.due(Instant::now(), idle) {
-            crate::faults::checkpointing();
+            if crate::faults::abort_before_checkpoint() && out.last_key() != written_key.as_deref()
+            {
+                out.drain().await?;
+                crate::faults::abort();
+            }
             let mark = (&position, time, offsets.as_deref());
             checkpoint_adopting(session, &mut objects, mark, out.last_key()).await?;
+            written_key = out.last_key().map(str::to_owned);
             cadence.written(Instant::now());
         }
     }
