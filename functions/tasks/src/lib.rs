@@ -415,7 +415,11 @@ async fn describe(
         view.full_sync = Some(progress);
     } else {
         view.backfill = backfill::with_progress(&state, &id).await?.map(|(b, _)| b);
-        let archived = task.value.config.as_ref().is_some_and(|c| c.archive.is_some());
+        let archived = task
+            .value
+            .config
+            .as_ref()
+            .is_some_and(|c| c.archive.is_some());
         if archived {
             let status = state.store().get_archive_status(&id).await?;
             view.archive = Some(ferry_api::views::archive_view(status, state.now()));

@@ -123,13 +123,23 @@ mod tests {
         let mut s = ArchiveStatus::new("server_id:7", at(0));
         s.failed("S3 refused the request".into(), at(1));
         assert_eq!(s.error.as_deref(), Some("S3 refused the request"));
-        s.stored("binlog.000003:4".into(), "binlog.000003:9000".into(), Some(at(2)), at(3));
+        s.stored(
+            "binlog.000003:4".into(),
+            "binlog.000003:9000".into(),
+            Some(at(2)),
+            at(3),
+        );
         assert_eq!(s.oldest.as_deref(), Some("binlog.000003:4"));
         assert_eq!(s.through.as_deref(), Some("binlog.000003:9000"));
         assert_eq!((s.through_time, s.stored_at), (Some(at(2)), Some(at(3))));
         assert_eq!((&s.error, s.error_at, s.pieces), (&None, None, 1));
         // A piece of artificial events only (no time of their own) keeps the last time.
-        s.stored("binlog.000004:4".into(), "binlog.000004:120".into(), None, at(5));
+        s.stored(
+            "binlog.000004:4".into(),
+            "binlog.000004:120".into(),
+            None,
+            at(5),
+        );
         assert_eq!(s.through_time, Some(at(2)));
         assert_eq!(s.oldest.as_deref(), Some("binlog.000003:4"), "kept");
     }
@@ -138,10 +148,21 @@ mod tests {
     fn the_delay_is_the_age_of_the_newest_event_stored_or_zero_when_caught_up() {
         let mut s = ArchiveStatus::new("server_id:7", at(0));
         assert_eq!(s.delay(at(10)), None, "nothing stored");
-        s.stored("binlog.000001:4".into(), "binlog.000001:500".into(), Some(at(4)), at(5));
+        s.stored(
+            "binlog.000001:4".into(),
+            "binlog.000001:500".into(),
+            Some(at(4)),
+            at(5),
+        );
         assert_eq!(s.delay(at(10)), Some(chrono::Duration::seconds(6)));
-        assert!(s.set_caught_up(true, at(10)), "became caught up: worth a report");
-        assert!(!s.set_caught_up(true, at(11)), "still caught up: nothing to report");
+        assert!(
+            s.set_caught_up(true, at(10)),
+            "became caught up: worth a report"
+        );
+        assert!(
+            !s.set_caught_up(true, at(11)),
+            "still caught up: nothing to report"
+        );
         assert_eq!(s.delay(at(20)), Some(chrono::Duration::zero()));
         assert!(!s.set_caught_up(false, at(21)));
         // A source clock ahead of ours is no negative delay.
@@ -154,7 +175,12 @@ mod tests {
     #[test]
     fn it_reads_back_what_it_writes() {
         let mut s = ArchiveStatus::new("server_id:7", at(0));
-        s.stored("binlog.000001:4".into(), "binlog.000001:500".into(), Some(at(4)), at(5));
+        s.stored(
+            "binlog.000001:4".into(),
+            "binlog.000001:500".into(),
+            Some(at(4)),
+            at(5),
+        );
         let json = serde_json::to_value(&s).unwrap_or_default();
         assert_eq!(json["through"], "binlog.000001:500");
         assert!(json.get("error").is_none());

@@ -260,7 +260,10 @@ impl PieceWriter {
         self.events.extend_from_slice(&event.bytes);
         self.end = event.end;
         // Every event header starts with its timestamp (little-endian seconds).
-        if let Some(t) = event.bytes.first_chunk::<4>().map(|b| u32::from_le_bytes(*b))
+        if let Some(t) = event
+            .bytes
+            .first_chunk::<4>()
+            .map(|b| u32::from_le_bytes(*b))
             && t != 0
         {
             self.newest_time = Some(t);

@@ -658,9 +658,9 @@ mod tests {
         );
         new.delay.set(2.5);
         assert!(
-            metrics
-                .encode()
-                .contains(&format!("ferry_archive_delay_seconds{{instance=\"{id}\"}} 2.5")),
+            metrics.encode().contains(&format!(
+                "ferry_archive_delay_seconds{{instance=\"{id}\"}} 2.5"
+            )),
             "{}",
             metrics.encode()
         );

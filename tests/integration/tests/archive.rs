@@ -206,19 +206,35 @@ async fn a_stopped_task_resumes_from_the_archive_after_the_server_purged_its_bin
     archived(&ctx, &api, &id, &current).await;
     // `GET …/task` shows the archive of the stopped task: its server, from the checkpoint's
     // file on, into the current file, caught up with the server.
-    let view = ferry_testkit::eventually("the archive's status reaching the current file", STALL, || async {
-        let t = api.task(&id).await?;
-        let archive = t["archive"].clone();
-        let through = archive["through"].as_str().unwrap_or_default().to_owned();
-        Ok(through.starts_with(&format!("{current}:")).then_some(archive))
-    })
+    let view = ferry_testkit::eventually(
+        "the archive's status reaching the current file",
+        STALL,
+        || async {
+            let t = api.task(&id).await?;
+            let archive = t["archive"].clone();
+            let through = archive["through"].as_str().unwrap_or_default().to_owned();
+            Ok(through
+                .starts_with(&format!("{current}:"))
+                .then_some(archive))
+        },
+    )
     .await
     .unwrap();
     assert_eq!(view["state"], "archiving", "{view}");
     assert_eq!(view["server"], json!(stopped_at.source), "{view}");
-    let oldest: BinlogFile = view["oldest"].as_str().unwrap().split(':').next().unwrap().parse().unwrap();
+    let oldest: BinlogFile = view["oldest"]
+        .as_str()
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(oldest <= *stopped_at.position.file(), "{view}");
-    assert!(view["delay_seconds"].as_f64().is_some_and(|d| d >= 0.0), "{view}");
+    assert!(
+        view["delay_seconds"].as_f64().is_some_and(|d| d >= 0.0),
+        "{view}"
+    );
     assert!(view["pieces"].as_u64().is_some_and(|n| n > 0), "{view}");
     purge_before(&server, &current);
     let oldest: BinlogFile = server.binlog_files().unwrap()[0].parse().unwrap();
