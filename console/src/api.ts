@@ -133,10 +133,23 @@ export interface Task extends TaskState {
   objects_applied?: { config_version: number; position: string; [k: string]: unknown };
   full_sync?: TableProgress[];
   verification?: Verification;
+  /** A tracking task's latest backfill, with each table's progress. */
+  backfill?: Backfill;
   /** A tracking task's binlog archive, as its archiver last reported it (docs/capture.md). */
   archive?: ArchiveStatus;
   updated_at: string;
   version: number;
+}
+
+/** Tables' existing rows copied into a tracking task's topic (docs/capture.md, Backfill). */
+export interface Backfill {
+  id: string;
+  tables: { database: string; table: string }[];
+  state: "pending" | "running" | "done" | "cancelled" | "failed";
+  requested_at: string;
+  finished_at?: string;
+  error?: string;
+  progress?: TableProgress[];
 }
 
 export interface ArchiveStatus {
@@ -345,6 +358,9 @@ export const api = {
     );
   },
   verify: (id: string) => call<Verification>("POST", `${instancePath(id)}/task/verify`),
+  backfill: (id: string, tables: { database: string; table: string }[]) =>
+    call<Backfill>("POST", `${instancePath(id)}/task/backfill`, { tables }),
+  cancelBackfill: (id: string) => call<Backfill>("DELETE", `${instancePath(id)}/task/backfill`),
   groups: (id: string) => call<{ consumer_groups: ConsumerGroup[] }>("GET", `${instancePath(id)}/consumer-groups`),
   createGroup: (id: string, body: { name: string; username: string; password: string }) =>
     call<ConsumerGroup>("POST", `${instancePath(id)}/consumer-groups`, body),

@@ -25,6 +25,8 @@ const problems = watchPage(page, [
   (r) => r.status() === 422 && r.url().endsWith("/task") && r.request().method() === "PUT",
   // A start point the source does not hold, given on purpose.
   (r) => r.status() === 422 && r.url().endsWith("/task/start") && r.request().method() === "POST",
+  // A backfill of a table the task does not carry, asked for on purpose.
+  (r) => r.status() === 422 && r.url().endsWith("/task/backfill") && r.request().method() === "POST",
 ]);
 /** The instance the page shows (`#/instances/<id>/<tab>`). */
 const instanceId = () => decodeURIComponent(new URL(page.url()).hash.split("/")[2] ?? "");
@@ -128,6 +130,29 @@ try {
       return { done: rows >= 20 && !checkpoint.includes("none yet"), at: `${rows} rows, checkpoint ${checkpoint}` };
     });
     await shot("overview");
+  });
+
+  await step("a backfill copies the table's rows into the topic, with its progress", async () => {
+    const card = page.getByTestId("backfill");
+    const tables = card.getByLabel("Tables to backfill");
+    // Prefilled with the tables the selection names (not its pattern).
+    const named = await tables.inputValue();
+    if (named !== `${source.database}.orders`) throw new Error(`the tables to backfill are prefilled with ${named}`);
+    // A table the task does not carry: refused, the reason next to the field.
+    await tables.fill(`${source.database}.customers`);
+    await card.getByRole("button", { name: "Backfill" }).click();
+    await card.locator(".field.invalid").filter({ hasText: "not among the task's objects" }).waitFor();
+    await tables.fill(named);
+    await card.getByRole("button", { name: "Backfill" }).click();
+    await progressing("the backfill to finish", async () => {
+      const state = await textOf(page, '[data-testid="backfill-state"]');
+      const bar = await card.locator("progress").first().getAttribute("value").catch(() => null);
+      return { done: state === "done", at: `${state}, ${bar ?? "no"}%` };
+    });
+    const bar = await card.getByRole("progressbar", { name: `${source.database}.orders: 100%` }).count();
+    if (bar !== 1) throw new Error("the finished backfill's table is not shown at 100%");
+    await card.getByLabel("Tables to backfill").waitFor();
+    await shot("backfill");
   });
 
   await step("two consumer groups are created, a password changed, a group deleted", async () => {

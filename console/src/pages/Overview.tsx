@@ -2,9 +2,9 @@
 // connections, and charts of the last hour refreshed live; start and stop.
 import { useState } from "preact/hooks";
 
-import { api, type ArchiveStatus, type Instance, type Task, type TaskMetrics } from "../api";
+import { api, ApiError, type ArchiveStatus, type Instance, type TableProgress, type Task, type TaskMetrics } from "../api";
 import { Chart } from "../components/Chart";
-import { Busy, ErrorNote, formatNumber, formatTime, usePoll } from "../components/ui";
+import { Busy, ErrorNote, Field, fieldError, formatNumber, formatTime, usePoll } from "../components/ui";
 import { href } from "../router";
 
 const RUNNING = ["starting", "prechecking", "schema_sync", "full_sync", "incremental"];
@@ -84,6 +84,7 @@ export function Overview({ instance }: { instance: Instance }) {
         <ErrorNote error={error} />
       </div>
       {t.full_sync && t.full_sync.length > 0 && <FullSync task={t} />}
+      {instance.mode === "tracking" && t.config && <BackfillCard instance={instance} task={t} reload={task.reload} />}
       <Metrics metrics={metrics.data} error={metrics.error} sync={instance.mode === "sync"} />
     </div>
   );
@@ -151,26 +152,141 @@ function FullSync({ task }: { task: Task }) {
   return (
     <div class="card">
       <h2>Full sync</h2>
-      {(task.full_sync ?? []).map((p) => {
-        const done = p.state === "done";
-        const percent = done ? 100 : p.rows_total > 0 ? Math.min(99, Math.floor((p.rows_done / p.rows_total) * 100)) : 0;
-        const name = `${p.table.database}.${p.table.table}`;
-        return (
-          <div class="progress-row" key={name}>
-            <label>
-              {name} → {p.target}{" "}
-              <span class="muted">
-                {formatNumber(p.rows_done, 0)} rows · {p.chunks_done}/{p.chunks_total} chunks · {p.state}
-              </span>
-            </label>
-            <progress max={100} value={percent} aria-label={`${name}: ${percent}%`}>
-              {percent}%
-            </progress>
-          </div>
-        );
-      })}
+      {(task.full_sync ?? []).map((p) => (
+        <TableBar key={`${p.table.database}.${p.table.table}`} progress={p} target />
+      ))}
     </div>
   );
+}
+
+/** A table's copy (a full sync's, or a backfill's) as a progress bar. */
+function TableBar({ progress: p, target }: { progress: TableProgress; target?: boolean }) {
+  const done = p.state === "done";
+  const percent = done ? 100 : p.rows_total > 0 ? Math.min(99, Math.floor((p.rows_done / p.rows_total) * 100)) : 0;
+  const name = `${p.table.database}.${p.table.table}`;
+  return (
+    <div class="progress-row">
+      <label>
+        {name}
+        {target && ` → ${p.target}`}{" "}
+        <span class="muted">
+          {formatNumber(p.rows_done, 0)} rows · {p.chunks_done}/{p.chunks_total} chunks · {p.state}
+        </span>
+      </label>
+      <progress max={100} value={percent} aria-label={`${name}: ${percent}%`}>
+        {percent}%
+      </progress>
+    </div>
+  );
+}
+
+/** The tables a selection names one by one (patterns and whole databases are typed instead). */
+function namedTables(task: Task): string[] {
+  return (task.config?.objects.databases ?? []).flatMap((d) =>
+    (d.tables ?? []).filter((t) => !/[*?]/.test(d.name + t.name)).map((t) => `${d.name}.${t.name}`),
+  );
+}
+
+/** A tracking task's backfill: ask for one (the tables' existing rows into the topic while
+ * changes keep flowing), watch each table's progress, cancel it. */
+function BackfillCard({ instance, task, reload }: { instance: Instance; task: Task; reload: () => Promise<void> }) {
+  const [tables, setTables] = useState(() => namedTables(task).join(", "));
+  const [error, setError] = useState<unknown>(undefined);
+  const [busy, setBusy] = useState(false);
+  const b = task.backfill;
+  const active = b?.state === "pending" || b?.state === "running";
+  const act = async (action: () => Promise<unknown>) => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await action();
+      await reload();
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const request = () =>
+    act(() =>
+      api.backfill(
+        instance.id,
+        tables
+          .split(",")
+          .map((t) => t.trim())
+          .filter(Boolean)
+          .map((t) => {
+            const dot = t.indexOf(".");
+            return dot < 0 ? { database: "", table: t } : { database: t.slice(0, dot), table: t.slice(dot + 1) };
+          }),
+      ),
+    );
+  return (
+    <div class="card" data-testid="backfill">
+      <h2>Backfill</h2>
+      <p class="muted">
+        Copies the tables' existing rows into the topic as snapshot reads while changes keep flowing, without locks; a consumer
+        applying the topic in order ends with the source's rows.
+      </p>
+      {b && (
+        <>
+          <p>
+            <span class={`badge backfill-${b.state}`} data-testid="backfill-state">
+              {b.state}
+            </span>{" "}
+            <span class="muted">
+              asked {formatTime(b.requested_at)}
+              {b.finished_at && ` · ended ${formatTime(b.finished_at)}`}
+            </span>
+          </p>
+          {b.error && (
+            <div class="note error" role="alert">
+              {b.error}
+            </div>
+          )}
+          {(b.progress ?? []).map((p) => (
+            <TableBar key={`${p.table.database}.${p.table.table}`} progress={p} />
+          ))}
+        </>
+      )}
+      {active ? (
+        <div class="buttons">
+          <button type="button" disabled={busy} onClick={() => void act(() => api.cancelBackfill(instance.id))}>
+            Cancel backfill
+          </button>
+        </div>
+      ) : (
+        <form
+          onSubmit={(e) => {
+            e.preventDefault();
+            void request();
+          }}
+        >
+          <Field
+            label="Tables to backfill"
+            name="backfill-tables"
+            value={tables}
+            onInput={setTables}
+            hint="database.table, comma-separated; each among the task's objects"
+            error={fieldError(error, "tables") ?? firstTableError(error)}
+          />
+          <div class="buttons">
+            <button type="submit" disabled={busy || !tables.trim()}>
+              Backfill
+            </button>
+          </div>
+        </form>
+      )}
+      {busy && <Busy>Asking…</Busy>}
+      {!fieldError(error, "tables") && !firstTableError(error) && <ErrorNote error={error} />}
+    </div>
+  );
+}
+
+/** An API error about one of the tables (`tables[2]`, `tables[0].database`). */
+function firstTableError(error: unknown): string | undefined {
+  if (!(error instanceof ApiError) || !error.field?.startsWith("tables[")) return undefined;
+  return error.hint ? `${error.message} — ${error.hint}` : error.message;
 }
 
 function Metrics({ metrics, error, sync }: { metrics?: TaskMetrics; error: unknown; sync: boolean }) {

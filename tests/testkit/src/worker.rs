@@ -14,6 +14,9 @@ use tokio::sync::watch;
 
 use crate::{TestApi, TestContext};
 
+/// How long a stopping worker has: the worker service's `StopTimeout` in template.yaml.
+const STOP_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A worker running on the test's runtime, with quick polls, heartbeats and metrics reports.
 #[derive(Debug)]
 pub struct InProcessWorker {
@@ -46,11 +49,19 @@ impl InProcessWorker {
     }
 
     /// Stops the worker as a shutdown does (last checkpoints, leases released).
+    /// Waits as long as ECS waits for the worker's container to stop (`StopTimeout` in
+    /// template.yaml). (It was 30 s: the Kinesis test's worker, stopping under the whole
+    /// suite's load, once took longer.)
     pub async fn stop(self) -> Result<()> {
         self.stop.send(true).ok();
-        tokio::time::timeout(Duration::from_secs(30), self.handle)
+        tokio::time::timeout(STOP_TIMEOUT, self.handle)
             .await
-            .context("the worker did not stop within 30 s")??;
+            .with_context(|| {
+                format!(
+                    "the worker did not stop within {} s (its ECS stop timeout)",
+                    STOP_TIMEOUT.as_secs()
+                )
+            })??;
         Ok(())
     }
 }
