@@ -195,8 +195,7 @@ try {
     await page.getByLabel("Primary key").fill("5");
     // The topic takes the updates as the worker reads them: ask again while the count grows.
     // The task's checkpoint moving counts as progress too.
-    // Its insert, its row as the backfill read it (shown as an insert, docs/formats.md), and
-    // the two updates.
+    // Its insert, its row as the backfill read it, and the two updates.
     await progressing("the four changes of key 5", async () => {
       await page.getByRole("button", { name: "Show changes" }).click();
       await page.getByRole("status").filter({ hasText: "changes" }).waitFor();
@@ -206,6 +205,7 @@ try {
     });
     const count = await page.getByTestId("change").count();
     if (count !== 4) throw new Error(`${count} changes of key 5, 4 expected`);
+    if ((await page.locator(".badge.op-read").count()) !== 1) throw new Error("the backfilled row is not shown as read");
     if ((await page.locator("tr.changed").count()) !== 2) throw new Error("each update's changed column is highlighted");
     await shot("changes");
   });

@@ -68,6 +68,7 @@ export function Changes({ instance }: { instance: Instance }) {
               ["insert", "insert"],
               ["update", "update"],
               ["delete", "delete"],
+              ["read", "read by a backfill"],
               ["ddl", "DDL"],
             ]}
           />

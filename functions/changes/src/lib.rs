@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `from`, `to` | the time range (RFC 3339, source time, both included); default: the last hour |
 //! | `database`, `table` | exact names |
-//! | `operation` | `insert`, `update`, `delete` or `ddl` (comma-separated for several) |
+//! | `operation` | `insert`, `update`, `delete`, `read` (rows a backfill copied) or `ddl` (comma-separated for several) |
 //! | `key` | the primary key: a JSON object (`{"id":7}`), or one value for a one-column key (`7`) |
 //! | `limit` | changes per page, 1 to 1000 (100) |
 //! | `page_token` | from the previous page; give the same filters again |
@@ -94,7 +94,7 @@ struct Filter {
 
 impl Filter {
     fn parse(q: &ChangesQuery) -> ApiResult<Self> {
-        const OPERATIONS: [&str; 4] = ["insert", "update", "delete", "ddl"];
+        const OPERATIONS: [&str; 5] = ["insert", "update", "delete", "read", "ddl"];
         let operations = q
             .operation
             .as_deref()
@@ -108,7 +108,7 @@ impl Filter {
                             Err(invalid(
                                 "operation",
                                 format!("`{op}` is not an operation"),
-                                "give insert, update, delete or ddl (comma-separated for several)",
+                                "give insert, update, delete, read or ddl (comma-separated for several)",
                             ))
                         }
                     })

@@ -171,7 +171,7 @@ pub(crate) struct ChangesArgs {
     database: Option<String>,
     #[arg(long)]
     table: Option<String>,
-    /// insert, update, delete or ddl (comma-separated for several).
+    /// insert, update, delete, read (rows a backfill copied) or ddl (comma-separated for several).
     #[arg(long)]
     operation: Option<String>,
     /// The primary key: a JSON object (`{"id":7}`) or one value for a one-column key.

@@ -29,7 +29,8 @@ pub struct ChangeView {
     pub position: String,
     /// `<transaction id>/<event index>`: unique per change.
     pub idempotency_key: String,
-    /// `insert`, `update`, `delete`, `ddl`, `begin`, `commit` or `heartbeat`.
+    /// `insert`, `update`, `delete`, `read` (a row a backfill copied: each format's snapshot
+    /// marker, docs/formats.md), `ddl`, `begin`, `commit` or `heartbeat`.
     pub operation: String,
     pub database: Option<String>,
     pub table: Option<String>,
@@ -110,7 +111,7 @@ pub fn view_with(
             Format::MaxwellJson => maxwell_key(&k, parts.after.as_ref().or(parts.before.as_ref())),
             _ => Some(k),
         })
-        .filter(|_| matches!(parts.operation, "insert" | "update" | "delete"));
+        .filter(|_| matches!(parts.operation, "insert" | "update" | "delete" | "read"));
     Ok(ChangeView {
         partition: raw.partition,
         offset: raw.offset,
@@ -189,7 +190,8 @@ fn debezium(record: &Json) -> Result<Parts, String> {
         statement,
     };
     Ok(match p["op"].as_str() {
-        Some("c" | "r") => row("insert"),
+        Some("c") => row("insert"),
+        Some("r") => row("read"),
         Some("u") => row("update"),
         Some("d") => row("delete"),
         Some(op) => return Err(format!("unknown op `{op}`")),
@@ -219,7 +221,7 @@ fn row_parts(
     p: &Json,
 ) -> Result<Parts, String> {
     let (before, after) = match operation {
-        "insert" => (None, data),
+        "insert" | "read" => (None, data),
         "update" => (data.as_ref().and_then(|d| rebuilt_before(d, old)), data),
         _ => (data, None),
     };
@@ -237,6 +239,8 @@ fn canal(p: &Json) -> Result<Parts, String> {
     let data = p["data"].get(0).cloned();
     let old = p["old"].get(0).unwrap_or(&Json::Null);
     match p["type"].as_str() {
+        // Canal has no snapshot read: Ferry marks a backfilled row's INSERT.
+        Some("INSERT") if p["isSnapshot"] == true => row_parts("read", data, old, p),
         Some("INSERT") => row_parts("insert", data, old, p),
         Some("UPDATE") => row_parts("update", data, old, p),
         Some("DELETE") => row_parts("delete", data, old, p),
@@ -277,7 +281,8 @@ fn maxwell(p: &Json) -> Result<Parts, String> {
     let data = object(p.get("data"));
     let old = p.get("old").unwrap_or(&Json::Null);
     match p["type"].as_str() {
-        Some("insert" | "bootstrap-insert") => row_parts("insert", data, old, p),
+        Some("insert") => row_parts("insert", data, old, p),
+        Some("bootstrap-insert") => row_parts("read", data, old, p),
         Some("update") => row_parts("update", data, old, p),
         Some("delete") => row_parts("delete", data, old, p),
         other => Err(format!("unknown type {other:?}")),
@@ -399,7 +404,13 @@ fn dts_avro(payload: &[u8], values: Values) -> Result<Parts, String> {
     crate::format::dts_avro::check_datum(payload, values)?;
     let datum = apache_avro::from_avro_datum(schema, &mut Cursor::new(payload), None)
         .map_err(|e| e.to_string())?;
+    // The format has no snapshot read: Ferry tags a backfilled row's INSERT.
+    let snapshot = match field(&datum, "tags").map(unwrap_union) {
+        Some(Avro::Map(tags)) => avro_string(tags.get("snapshot")).as_deref() == Some("true"),
+        _ => false,
+    };
     let operation = match avro_string(field(&datum, "operation")).as_deref() {
+        Some("INSERT") if snapshot => "read",
         Some("INSERT") => "insert",
         Some("UPDATE") => "update",
         Some("DELETE") => "delete",

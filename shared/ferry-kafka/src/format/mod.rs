@@ -502,7 +502,7 @@ mod tests {
                     position: &record.position,
                 };
                 let seen = crate::view::view_with(format, style.values, &raw).unwrap();
-                assert_eq!(seen.operation, "insert", "{format:?} {:?}", style.values);
+                assert_eq!(seen.operation, "read", "{format:?} {:?}", style.values);
                 let id = &seen.after.as_ref().unwrap()["id"];
                 assert!(id == 7 || id == "7", "{format:?}: {id}");
                 let text = String::from_utf8_lossy(&record.payload).into_owned();
