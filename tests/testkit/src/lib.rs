@@ -52,22 +52,44 @@ pub struct TestContext {
     keep: bool,
 }
 
+/// Where what runs in the test's own process (in-process workers, the API) logs, once per
+/// process (each nextest test is one): `FERRY_TEST_LOG=<filter>` (`ferry_worker=debug`) to the
+/// test's output; otherwise Ferry's info lines to `<state dir>/test-logs/<id>-in-process.log`,
+/// beside the worker processes' logs, so a failure in CI can be read afterwards.
+fn log_in_process(env: &StackEnv, id: &str) {
+    if let Ok(filter) = std::env::var("FERRY_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+        return;
+    }
+    if tracing::dispatcher::has_been_set() {
+        // A second context in the process, or a test that set its own.
+        return;
+    }
+    let dir = env.state_dir.join("test-logs");
+    let file = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::File::create(dir.join(format!("{id}-in-process.log"))));
+    if let Ok(file) = file {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("warn,ferry_worker=info,ferry_api=info,ferry_kafka=info")
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .try_init();
+    }
+}
+
 /// The binlog archive bucket of the local stack (`FERRY_ARCHIVE_BUCKET` of test workers).
 pub const ARCHIVE_BUCKET: &str = "ferry-archive";
 
 impl TestContext {
     /// Creates this test's databases and table.
     pub async fn spawn() -> Result<Self> {
-        // `FERRY_TEST_LOG=ferry_worker=debug` shows what in-process workers do.
-        if let Ok(filter) = std::env::var("FERRY_TEST_LOG") {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_test_writer()
-                .try_init();
-        }
         let env = StackEnv::load()?;
         let short = uuid::Uuid::new_v4().simple().to_string();
         let id = format!("t_{}", &short[..12]);
+        log_in_process(&env, &id);
         let ctx = Self {
             dynamo_table: format!("ferry-{}", id.replace('_', "-")),
             id,
