@@ -14,7 +14,9 @@ const fail = (e) => {
   if (e.originalError && e.originalError.type) name = e.originalError.type;
   if (e.errors && e.errors[0] && e.errors[0].type) name = e.errors[0].type;
   if (e.name === 'KafkaJSGroupCoordinatorNotFound' && lastBrokerError) name = lastBrokerError;
-  out({ error: name, detail: String(e.message).slice(0, 200) });
+  const cause = e.originalError || e.cause;
+  const detail = String(e.message) + (cause ? ` (cause: ${cause.name}: ${cause.message})` : '');
+  out({ error: name, detail: detail.slice(0, 300) });
   process.exit(1);
 };
 
@@ -36,21 +38,43 @@ const kafka = new Kafka({
     // joining): more retries than the client's default here, which is kept low so that refused
     // sign-ins fail fast.
     const retry = spec.action === 'member' ? { retries: 8 } : undefined;
-    const c = kafka.consumer({ groupId: spec.group, sessionTimeout: 6000, heartbeatInterval: 1000, retry });
     let n = 0;
-    c.on(c.events.CRASH, (ev) => fail(ev.payload.error));
-    await c.connect();
-    await c.subscribe({ topic: spec.topic, fromBeginning: true });
-    await c.run({
-      autoCommit: false,
-      eachMessage: async ({ topic, partition, message }) => {
-        // A batch may hold more than asked for: the rest is left uncommitted for the next reader.
-        if (spec.action === 'consume' && n >= spec.count) return;
-        await c.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
-        n += 1;
-        out({ record: Number(message.offset) });
-      },
-    });
+    let c;
+    // A member whose consumer crashed for good — kafkajs gives up on some rebalance errors
+    // (an ILLEGAL_GENERATION at a commit: kafkajs issue #1466) — starts a new one in the same
+    // group, as an application would, up to three times; it goes on after the group's last
+    // commit (a record is printed only once its commit succeeded). Each crash is printed.
+    let rejoins = 0;
+    const start = async () => {
+      c = kafka.consumer({ groupId: spec.group, sessionTimeout: 6000, heartbeatInterval: 1000, retry });
+      c.on(c.events.CRASH, (ev) => {
+        const e = ev.payload.error;
+        if (ev.payload.restart) {
+          out({ crashed: e.name, detail: String(e.message).slice(0, 200), restart: true });
+        } else if (spec.action === 'member' && rejoins < 3) {
+          rejoins += 1;
+          out({ crashed: e.name, detail: String(e.message).slice(0, 200), rejoin: rejoins });
+          const old = c;
+          setTimeout(() => old.disconnect().catch(() => {}).then(start).catch(fail), 1000);
+        } else {
+          fail(e);
+        }
+      });
+      await c.connect();
+      await c.subscribe({ topic: spec.topic, fromBeginning: true });
+      const consumer = c;
+      await c.run({
+        autoCommit: false,
+        eachMessage: async ({ topic, partition, message }) => {
+          // A batch may hold more than asked for: the rest is left uncommitted for the next reader.
+          if (spec.action === 'consume' && n >= spec.count) return;
+          await consumer.commitOffsets([{ topic, partition, offset: (BigInt(message.offset) + 1n).toString() }]);
+          n += 1;
+          out({ record: Number(message.offset) });
+        },
+      });
+    };
+    await start();
     while (spec.action === 'member' || n < spec.count) {
       if (spec.action === 'consume' && Date.now() > deadline) {
         out({ error: 'TIMEOUT', read: n });

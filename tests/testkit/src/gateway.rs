@@ -92,6 +92,10 @@ pub enum Client {
 pub struct ClientRun {
     pub records: Vec<i64>,
     pub error: Option<String>,
+    /// The client's own words about the error.
+    pub detail: Option<String>,
+    /// Crashes a member went on from.
+    pub crashes: Vec<String>,
     pub done: bool,
 }
 
@@ -176,6 +180,13 @@ fn absorb(run: &mut ClientRun, line: &str) {
     }
     if let Some(e) = v["error"].as_str() {
         run.error = Some(e.to_owned());
+        run.detail = v["detail"].as_str().map(str::to_owned);
+    }
+    // A member's consumer that crashed and went on (the client restarted it, or the member
+    // rejoined): kept to say what happened should the member fail later.
+    if let Some(c) = v["crashed"].as_str() {
+        run.crashes
+            .push(format!("{c}: {}", v["detail"].as_str().unwrap_or_default()));
     }
     if v.get("done").is_some() {
         run.done = true;
@@ -196,7 +207,11 @@ impl Member {
         let deadline = tokio::time::Instant::now() + timeout;
         while self.run.records.len() < n {
             if let Some(e) = &self.run.error {
-                bail!("the member failed: {e}");
+                bail!(
+                    "the member failed: {e} ({}); before: {:?}",
+                    self.run.detail.as_deref().unwrap_or("no detail"),
+                    self.run.crashes
+                );
             }
             match tokio::time::timeout_at(deadline, self.lines.recv()).await {
                 Ok(Some(line)) => absorb(&mut self.run, &line),

@@ -166,14 +166,10 @@ impl Backfiller {
         let held = self
             .active
             .as_ref()
-            .map(|a| (a.backfill.id.clone(), a.version))
-            .or_else(|| {
-                self.planning
-                    .as_ref()
-                    .map(|p| (p.backfill.id.clone(), p.version))
-            });
+            .map(|a| a.backfill.id.clone())
+            .or_else(|| self.planning.as_ref().map(|p| p.backfill.id.clone()));
         match current {
-            Some((b, version)) if held.as_ref().is_some_and(|(id, _)| *id == b.id) => {
+            Some((b, version)) if held.as_deref() == Some(b.id.as_str()) => {
                 if b.state.is_active() {
                     if let Some(active) = &mut self.active {
                         active.version = version;
