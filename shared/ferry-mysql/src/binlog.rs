@@ -319,6 +319,11 @@ impl std::fmt::Debug for BinlogReader {
 /// A replication connection ready to ask for a stream: the server's character sets, MariaDB's
 /// GTID events asked for, a heartbeat every `heartbeat` when the source is idle. Returns the
 /// connection, the character sets and whether the server is MariaDB.
+/// How long the source waits for a replication reader to take a write (`net_write_timeout` of
+/// the dump's session): an hour, far beyond any stall the loop survives (a lease, a producer
+/// timeout), so only a reader that is gone is cut off by the server.
+const DUMP_WRITE_TIMEOUT_SECS: u32 = 3600;
+
 pub(crate) async fn prepare_dump(
     params: &ConnectParams,
     heartbeat: std::time::Duration,
@@ -339,6 +344,17 @@ pub(crate) async fn prepare_dump(
     let nanos = heartbeat.as_nanos().max(1_000_000);
     conn.query_drop(format!("SET @master_heartbeat_period = {nanos}"))
         .await?;
+    // The dump thread gives up on a write the reader has not taken within the session's
+    // `net_write_timeout` (60 s by default) and closes the connection. A reader that stops
+    // reading because its destination is slow (its read-ahead full) would then be cut off
+    // every minute and start again from its checkpoint — with a destination slow enough that no
+    // checkpoint passes in between, for ever (seen under CI load: "Connection reset by peer"
+    // every ~2 min at the same position). A replica's I/O thread never stalls like this; a
+    // reader may, so its session waits as long as a loop may stall.
+    conn.query_drop(format!(
+        "SET SESSION net_write_timeout = {DUMP_WRITE_TIMEOUT_SECS}"
+    ))
+    .await?;
     Ok((conn, charsets, is_mariadb))
 }
 

@@ -379,3 +379,65 @@ fn unique_server_id() -> u32 {
         .subsec_nanos();
     100_000 + (std::process::id() % 1000) * 1000 + nanos % 1000
 }
+
+/// A reader that stops reading for longer than the server's `net_write_timeout` (its
+/// destination slow, its read-ahead full) is not cut off by the server: the dump's session
+/// waits an hour (`ferry_mysql::binlog`). Without it the server closes the connection once a
+/// write has waited its timeout — every minute by default, which under load kept a task
+/// restarting from the same checkpoint.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_stops_reading_a_while_is_not_cut_off() {
+    let ctx = TestContext::spawn().await.unwrap();
+    // A server that gives up on a write after 2 s (by default).
+    let server =
+        ferry_testkit::ThrowawayMariaDb::capture_source(ctx.env(), &["--net-write-timeout=2"])
+            .unwrap();
+    server.create_shop().unwrap();
+    server
+        .sql("CREATE TABLE shop.blobs (id INT PRIMARY KEY, body LONGBLOB)")
+        .unwrap();
+    let file: BinlogFile = server
+        .binlog_files()
+        .unwrap()
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 24 MB of binlog: more than the socket buffers on both sides hold, so the server's
+    // writes block while the reader does not read.
+    let mut db = server.shop_writer().await.unwrap();
+    for i in 0..400 {
+        db.query_drop(format!(
+            "INSERT INTO blobs VALUES ({i}, REPEAT('x', 60000))"
+        ))
+        .await
+        .unwrap();
+    }
+    let params = ConnectParams {
+        host: "127.0.0.1".into(),
+        port: server.port(),
+        user: "ferry_capture".into(),
+        password: "capture-Secret1".into(),
+        database: None,
+    };
+    let start = Start::File { file, offset: 4 };
+    let mut reader =
+        BinlogReader::start(&params, unique_server_id(), start, Duration::from_secs(1))
+            .await
+            .unwrap();
+    reader.next().await.unwrap().expect("a first event");
+    // Stalled three times the server's timeout.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut rows = 0;
+    while rows < 400 {
+        let event = tokio::time::timeout(Duration::from_secs(60), reader.next())
+            .await
+            .expect("the stream goes on")
+            .expect("the server did not cut the stalled reader off")
+            .expect("the stream ended");
+        if let SourceEvent::Rows(r) = event.event {
+            rows += r.len();
+        }
+    }
+    reader.close().await.ok();
+}

@@ -542,10 +542,16 @@ async fn a_worker_paused_past_its_lease_writes_nothing_when_it_wakes() {
     if let Err(e) = exactly_once(&records, usize::try_from(written).unwrap()) {
         panic!("paused at {paused_at:?}: {e}");
     }
+    // It noticed its lease was gone — unless its loop had already ended on a transient
+    // failure (the local DynamoDB refusing a request under the suite's load) and was waiting to
+    // be retried when it was paused: then it had nothing to notice, and the topic above shows
+    // it wrote nothing either.
+    let log = first.log();
     assert!(
-        first.log().contains("stopped sending") || first.log().contains("lease"),
-        "the first worker noticed its lease was gone:\n{}",
-        first.log()
+        log.contains("stopped sending")
+            || log.contains("lease")
+            || log.contains("capture interrupted"),
+        "the first worker noticed its lease was gone:\n{log}"
     );
     drop((first, second));
 }
