@@ -205,17 +205,19 @@ async fn a_stopped_task_resumes_from_the_archive_after_the_server_purged_its_bin
     let current = current_file(&server);
     archived(&ctx, &api, &id, &current).await;
     // `GET …/task` shows the archive of the stopped task: its server, from the checkpoint's
-    // file on, into the current file, caught up with the server.
-    let view = ferry_testkit::eventually(
+    // file on, into the current file.
+    let view = progressing(
         "the archive's status reaching the current file",
         STALL,
         || async {
             let t = api.task(&id).await?;
             let archive = t["archive"].clone();
             let through = archive["through"].as_str().unwrap_or_default().to_owned();
-            Ok(through
-                .starts_with(&format!("{current}:"))
-                .then_some(archive))
+            Ok(if through.starts_with(&format!("{current}:")) {
+                Step::Done(archive)
+            } else {
+                Step::At(through)
+            })
         },
     )
     .await
